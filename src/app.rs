@@ -1,0 +1,131 @@
+//! The application: built from a [`Config`] (binds the socket, opens and
+//! migrates the database, assembles the gRPC server), then run until the
+//! caller's shutdown future completes. The caller owns the stop signal, which
+//! keeps tests simple.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{net::TcpListener, sync::Notify};
+use tonic::transport::{Server, server::TcpIncoming};
+use tonic_health::ServingStatus;
+
+use crate::{
+    clock::{SharedClock, SystemClock},
+    config::Config,
+    grpc::{groups::GroupApi, relationships::RelationshipApi, sources::SourceApi},
+    health,
+    pb::{
+        self, group_service_server::GroupServiceServer,
+        relationship_service_server::RelationshipServiceServer,
+        source_service_server::SourceServiceServer,
+    },
+    store::{Store, database},
+};
+
+/// Why the service could not start or stopped with an error.
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A built, not yet running, service.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    store: Store,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    /// Builds the service on the system clock.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Builds the service on `clock` (tests pass a manual clock).
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> Result<Self, StartError> {
+        let db = database::connect(&config.database_url).await?;
+        if config.migrate {
+            database::migrate(&db).await?;
+        }
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            local_addr,
+            store: Store::new(db, clock, config.seed_locale),
+            shutdown_grace: config.shutdown_grace,
+        })
+    }
+
+    /// The address the server listens on (the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then stops taking calls and waits
+    /// for the calls in flight, at most the shutdown grace period.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let Self {
+            listener,
+            local_addr,
+            store,
+            shutdown_grace,
+        } = self;
+
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let reachable = health::probe(&store, &reporter, None).await;
+        let watcher = tokio::spawn(health::watch_database(
+            store.clone(),
+            reporter.clone(),
+            reachable,
+        ));
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        let draining = Arc::new(Notify::new());
+        let signal = {
+            let draining = draining.clone();
+            async move {
+                shutdown.await;
+                tracing::info!(grace = ?shutdown_grace, "shutting down: no new calls, waiting for calls in flight");
+                watcher.abort();
+                health::set_all(&reporter, ServingStatus::NotServing).await;
+                draining.notify_one();
+            }
+        };
+
+        let server = Server::builder()
+            .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(GroupServiceServer::new(GroupApi::new(store.clone())))
+            .add_service(SourceServiceServer::new(SourceApi::new(store.clone())))
+            .add_service(RelationshipServiceServer::new(RelationshipApi::new(
+                store.clone(),
+            )))
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                signal,
+            );
+
+        tracing::info!(address = %local_addr, "listening");
+        tokio::select! {
+            result = server => result?,
+            () = async {
+                draining.notified().await;
+                tokio::time::sleep(shutdown_grace).await;
+            } => tracing::warn!("shutdown grace period over; abandoning the calls still in flight"),
+        }
+        store.db().clone().close().await.ok();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! Command line and environment: every option is a `--flag` and a `CRM_*`
+//! variable, with the defaults of the API contract.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+/// `crm-classify`: classifies customers by group, source and relationship.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "crm-classify", version, about)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// The binary's commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+/// Language of the relationship names seeded for a new tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum SeedLocale {
+    /// New, Approached, Hot, …
+    #[default]
+    En,
+    /// Mới, Tiếp cận, Nóng, …
+    Vi,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Server configuration.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port (the log names it).
+    #[arg(
+        long,
+        env = "CRM_LISTEN",
+        default_value = "127.0.0.1:50051",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Database URL: `sqlite://PATH` (created on first start) or `postgres://…`.
+    #[arg(
+        long,
+        env = "CRM_DATABASE_URL",
+        default_value = "sqlite://crm-classify.db",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// Apply pending migrations at start.
+    #[arg(long, env = "CRM_MIGRATE", default_value_t = true, action = ArgAction::Set, global = true)]
+    pub migrate: bool,
+
+    /// Language of the relationship names seeded for new tenants.
+    #[arg(
+        long,
+        env = "CRM_SEED_LOCALE",
+        value_enum,
+        default_value_t,
+        global = true
+    )]
+    pub seed_locale: SeedLocale,
+
+    /// How often the inactivity rule runs.
+    #[arg(long, env = "CRM_SWEEP_INTERVAL", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub sweep_interval: Duration,
+
+    /// Idle time before a watcher of the change stream gets a heartbeat.
+    #[arg(long, env = "CRM_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = parse_duration, global = true)]
+    pub heartbeat_interval: Duration,
+
+    /// How long relationship changes stay replayable.
+    #[arg(long, env = "CRM_CHANGE_RETENTION", default_value = "30d", value_parser = parse_duration, global = true)]
+    pub change_retention: Duration,
+
+    /// How long shutdown waits for in-flight calls.
+    #[arg(long, env = "CRM_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub shutdown_grace: Duration,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "CRM_LOG_FORMAT",
+        value_enum,
+        default_value_t,
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The defaults, as if no flag and no variable were given.
+    pub fn from_defaults() -> Self {
+        Cli::parse_from(["crm-classify"]).config
+    }
+}
+
+/// Parses durations written like `500ms`, `15s`, `30d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 500ms, 15s, 30d"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_the_contract_spellings() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn flags_override_defaults_and_migrate_takes_a_value() {
+        let cli = Cli::parse_from([
+            "crm-classify",
+            "migrate",
+            "--migrate=false",
+            "--seed-locale",
+            "vi",
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        assert_eq!(cli.command, Some(Command::Migrate));
+        assert!(!cli.config.migrate);
+        assert_eq!(cli.config.seed_locale, SeedLocale::Vi);
+        assert_eq!(cli.config.listen.port(), 0);
+        assert_eq!(
+            cli.config.change_retention,
+            Duration::from_secs(30 * 86_400)
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! Validated inputs and business rules, free of transport (tonic) and
+//! persistence (SeaORM) types: text and code rules, ids, tenants, paging,
+//! and the validated inputs of each catalog.
+
+pub mod catalog;
+pub mod ids;
+pub mod paging;
+pub mod relationship;
+pub mod tenant;
+pub mod text;

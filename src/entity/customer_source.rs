@@ -1,0 +1,38 @@
+//! A customer source (the channel a customer came from).
+
+use sea_orm::entity::prelude::*;
+
+/// A row of `customer_sources`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "customer_sources")]
+pub struct Model {
+    /// UUIDv7.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Unique code in the tenant.
+    pub code: String,
+    /// Name as given (trimmed).
+    pub name: String,
+    /// Case-folded name, unique among active sources.
+    pub name_key: String,
+    /// Transliterated, lower-cased name then `name_key`: the list order.
+    pub sort_key: String,
+    /// Free text.
+    pub description: String,
+    /// Bumped on every change; the etag.
+    pub revision: i64,
+    /// Creation time.
+    pub create_time: i64,
+    /// Last change.
+    pub update_time: i64,
+    /// Soft-delete time.
+    pub delete_time: Option<i64>,
+}
+
+/// No navigable relations.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

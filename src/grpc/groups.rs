@@ -1,0 +1,136 @@
+//! GroupService handlers.
+
+use tonic::{Request, Response, Status};
+
+use super::{context, convert, idempotency_key, page_request};
+use crate::{
+    domain::{catalog::Target, ids, paging::DeletedFilter},
+    pb::{self, group_service_server::GroupService},
+    store::Store,
+};
+
+/// The GroupService implementation.
+#[derive(Clone)]
+pub struct GroupApi {
+    store: Store,
+}
+
+impl GroupApi {
+    /// A service over `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+#[tonic::async_trait]
+impl GroupService for GroupApi {
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> Result<Response<pb::CreateGroupResponse>, Status> {
+        let ctx = context(&self.store, &request).await?;
+        let req = request.into_inner();
+        let key = idempotency_key(&req, &req.request_id, |r| r.request_id.clear())?;
+        let input = convert::new_group(req.group)?;
+        let group = self
+            .store
+            .create_group(&ctx.tenant, &input, key.as_ref())
+            .await?;
+        Ok(Response::new(pb::CreateGroupResponse {
+            group: Some(group.into()),
+        }))
+    }
+
+    async fn get_group(
+        &self,
+        request: Request<pb::GetGroupRequest>,
+    ) -> Result<Response<pb::GetGroupResponse>, Status> {
+        let ctx = context(&self.store, &request).await?;
+        let id = ids::parse("id", &request.get_ref().id)?;
+        let group = self.store.get_group(&ctx.tenant, &id).await?;
+        Ok(Response::new(pb::GetGroupResponse {
+            group: Some(group.into()),
+        }))
+    }
+
+    async fn list_groups(
+        &self,
+        request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let ctx = context(&self.store, &request).await?;
+        let req = request.into_inner();
+        let page = page_request(
+            &pb::ListGroupsRequest {
+                page_size: 0,
+                page_token: String::new(),
+                ..req.clone()
+            },
+            req.page_size,
+            &req.page_token,
+        )?;
+        let parent = ids::parse_optional("parent_id", &req.parent_id)?;
+        let deleted = DeletedFilter::from_flags(req.show_deleted, req.deleted_only);
+        let result = self
+            .store
+            .list_groups(&ctx.tenant, parent.as_deref(), deleted, &page)
+            .await?;
+        Ok(Response::new(pb::ListGroupsResponse {
+            next_page_token: page.next_token(&result),
+            total_size: result.total as i64,
+            groups: result.items.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn update_group(
+        &self,
+        request: Request<pb::UpdateGroupRequest>,
+    ) -> Result<Response<pb::UpdateGroupResponse>, Status> {
+        let ctx = context(&self.store, &request).await?;
+        let req = request.into_inner();
+        let (target, patch) = convert::group_patch(req.group, req.update_mask)?;
+        let group = self
+            .store
+            .update_group(&ctx.tenant, &target, &patch)
+            .await?;
+        Ok(Response::new(pb::UpdateGroupResponse {
+            group: Some(group.into()),
+        }))
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<pb::DeleteGroupRequest>,
+    ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        let ctx = context(&self.store, &request).await?;
+        let req = request.into_inner();
+        let target = Target {
+            id: ids::parse("id", &req.id)?,
+            etag: req.etag,
+        };
+        let (group, cascaded) = self
+            .store
+            .delete_group(&ctx.tenant, &target, req.cascade)
+            .await?;
+        Ok(Response::new(pb::DeleteGroupResponse {
+            group: Some(group.into()),
+            cascaded_group_ids: cascaded,
+        }))
+    }
+
+    async fn restore_group(
+        &self,
+        request: Request<pb::RestoreGroupRequest>,
+    ) -> Result<Response<pb::RestoreGroupResponse>, Status> {
+        let ctx = context(&self.store, &request).await?;
+        let req = request.into_inner();
+        let target = Target {
+            id: ids::parse("id", &req.id)?,
+            etag: req.etag,
+        };
+        let (group, restored) = self.store.restore_group(&ctx.tenant, &target).await?;
+        Ok(Response::new(pb::RestoreGroupResponse {
+            group: Some(group.into()),
+            restored_group_ids: restored,
+        }))
+    }
+}

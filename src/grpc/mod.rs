@@ -1,0 +1,89 @@
+//! Transport only: one handler file per service, conversions in `convert`,
+//! and what every handler shares (the request context, idempotency keys and
+//! page requests). Handlers validate into domain inputs, call one store
+//! function and convert the result back.
+
+pub mod convert;
+pub mod groups;
+pub mod mask;
+pub mod relationships;
+pub mod sources;
+
+use prost::Message;
+use tonic::{Request, Status, metadata::MetadataMap};
+
+use crate::{
+    domain::{
+        catalog::IdempotencyKey,
+        paging::{self, PageRequest},
+        tenant::{Actor, RequestContext, TenantId},
+    },
+    error::{AppError, AppResult},
+    store::Store,
+};
+
+/// Metadata key naming the tenant.
+pub const TENANT_HEADER: &str = "x-tenant-id";
+/// Metadata key naming the actor.
+pub const ACTOR_HEADER: &str = "x-actor-id";
+/// Longest accepted `request_id`.
+const REQUEST_ID_MAX_LEN: usize = 128;
+
+fn header<'a>(metadata: &'a MetadataMap, key: &str) -> AppResult<Option<&'a str>> {
+    metadata
+        .get(key)
+        .map(|value| {
+            value
+                .to_str()
+                .map_err(|_| AppError::invalid(key, "must be printable ASCII"))
+        })
+        .transpose()
+}
+
+/// Reads the tenant and actor of a request and provisions the tenant on its
+/// first request.
+pub async fn context<T>(store: &Store, request: &Request<T>) -> Result<RequestContext, Status> {
+    let metadata = request.metadata();
+    let tenant = TenantId::parse(header(metadata, TENANT_HEADER)?)?;
+    let actor = Actor::parse(header(metadata, ACTOR_HEADER)?)?;
+    store.provision(&tenant).await?;
+    Ok(RequestContext { tenant, actor })
+}
+
+/// The idempotency key of a Create: its `request_id` and a fingerprint of
+/// the request without it. `None` when no request id was given.
+pub fn idempotency_key<M: Message + Clone>(
+    request: &M,
+    request_id: &str,
+    without_request_id: impl FnOnce(&mut M),
+) -> AppResult<Option<IdempotencyKey>> {
+    if request_id.is_empty() {
+        return Ok(None);
+    }
+    if request_id.len() > REQUEST_ID_MAX_LEN || request_id.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            "request_id",
+            format!("must be at most {REQUEST_ID_MAX_LEN} bytes of printable text"),
+        ));
+    }
+    let mut stripped = request.clone();
+    without_request_id(&mut stripped);
+    Ok(Some(IdempotencyKey {
+        request_id: request_id.to_owned(),
+        fingerprint: paging::fingerprint(&stripped.encode_to_vec()),
+    }))
+}
+
+/// The page request of a List: `filters` is the request with its paging
+/// fields cleared, so a token only works with the filters it came from.
+pub fn page_request<M: Message>(
+    filters: &M,
+    page_size: i32,
+    page_token: &str,
+) -> AppResult<PageRequest> {
+    PageRequest::parse(
+        page_size,
+        page_token,
+        paging::fingerprint(&filters.encode_to_vec()),
+    )
+}

@@ -1,0 +1,138 @@
+//! RelationshipService handlers.
+
+use tonic::{Request, Response, Status};
+
+use super::{context, convert, idempotency_key, page_request};
+use crate::{
+    domain::{catalog::Target, ids, paging::DeletedFilter},
+    pb::{self, relationship_service_server::RelationshipService},
+    store::Store,
+};
+
+/// The RelationshipService implementation.
+#[derive(Clone)]
+pub struct RelationshipApi {
+    store: Store,
+}
+
+impl RelationshipApi {
+    /// A service over `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+#[tonic::async_trait]
+impl RelationshipService for RelationshipApi {
+    async fn create_relationship(
+        &self,
+        request: Request<pb::CreateRelationshipRequest>,
+    ) -> Result<Response<pb::CreateRelationshipResponse>, Status> {
+        let ctx = context(&self.store, &request).await?;
+        let req = request.into_inner();
+        let key = idempotency_key(&req, &req.request_id, |r| r.request_id.clear())?;
+        let input = convert::new_relationship(req.relationship)?;
+        let relationship = self
+            .store
+            .create_relationship(&ctx.tenant, &input, key.as_ref())
+            .await?;
+        Ok(Response::new(pb::CreateRelationshipResponse {
+            relationship: Some(relationship.into()),
+        }))
+    }
+
+    async fn get_relationship(
+        &self,
+        request: Request<pb::GetRelationshipRequest>,
+    ) -> Result<Response<pb::GetRelationshipResponse>, Status> {
+        let ctx = context(&self.store, &request).await?;
+        let id = ids::parse("id", &request.get_ref().id)?;
+        let relationship = self.store.get_relationship(&ctx.tenant, &id).await?;
+        Ok(Response::new(pb::GetRelationshipResponse {
+            relationship: Some(relationship.into()),
+        }))
+    }
+
+    async fn list_relationships(
+        &self,
+        request: Request<pb::ListRelationshipsRequest>,
+    ) -> Result<Response<pb::ListRelationshipsResponse>, Status> {
+        let ctx = context(&self.store, &request).await?;
+        let req = request.into_inner();
+        let page = page_request(
+            &pb::ListRelationshipsRequest {
+                page_size: 0,
+                page_token: String::new(),
+                ..req.clone()
+            },
+            req.page_size,
+            &req.page_token,
+        )?;
+        let deleted = DeletedFilter::from_flags(req.show_deleted, req.deleted_only);
+        let result = self
+            .store
+            .list_relationships(&ctx.tenant, deleted, &page)
+            .await?;
+        Ok(Response::new(pb::ListRelationshipsResponse {
+            next_page_token: page.next_token(&result),
+            total_size: result.total as i64,
+            relationships: result.items.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn update_relationship(
+        &self,
+        request: Request<pb::UpdateRelationshipRequest>,
+    ) -> Result<Response<pb::UpdateRelationshipResponse>, Status> {
+        let ctx = context(&self.store, &request).await?;
+        let req = request.into_inner();
+        let (target, patch) = convert::relationship_patch(req.relationship, req.update_mask)?;
+        let relationship = self
+            .store
+            .update_relationship(&ctx.tenant, &target, &patch)
+            .await?;
+        Ok(Response::new(pb::UpdateRelationshipResponse {
+            relationship: Some(relationship.into()),
+        }))
+    }
+
+    async fn delete_relationship(
+        &self,
+        request: Request<pb::DeleteRelationshipRequest>,
+    ) -> Result<Response<pb::DeleteRelationshipResponse>, Status> {
+        let ctx = context(&self.store, &request).await?;
+        let req = request.into_inner();
+        let target = Target {
+            id: ids::parse("id", &req.id)?,
+            etag: req.etag,
+        };
+        let reassign_to = ids::parse_optional("reassign_to_id", &req.reassign_to_id)?;
+        let (relationship, reassigned) = self
+            .store
+            .delete_relationship(&ctx.tenant, &target, reassign_to.as_deref())
+            .await?;
+        Ok(Response::new(pb::DeleteRelationshipResponse {
+            relationship: Some(relationship.into()),
+            reassigned_customer_count: reassigned as i64,
+        }))
+    }
+
+    async fn restore_relationship(
+        &self,
+        request: Request<pb::RestoreRelationshipRequest>,
+    ) -> Result<Response<pb::RestoreRelationshipResponse>, Status> {
+        let ctx = context(&self.store, &request).await?;
+        let req = request.into_inner();
+        let target = Target {
+            id: ids::parse("id", &req.id)?,
+            etag: req.etag,
+        };
+        let relationship = self
+            .store
+            .restore_relationship(&ctx.tenant, &target)
+            .await?;
+        Ok(Response::new(pb::RestoreRelationshipResponse {
+            relationship: Some(relationship.into()),
+        }))
+    }
+}

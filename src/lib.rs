@@ -1,0 +1,33 @@
+//! crm-classify: a gRPC service that classifies a company's customers by
+//! group, source and relationship status.
+//!
+//! # Layout
+//!
+//! - [`config`]: command line and `CRM_*` environment options.
+//! - [`telemetry`]: tracing subscriber (pretty or JSON).
+//! - [`app`]: builds the server (socket, database, services) and runs it
+//!   until the caller's shutdown signal.
+//! - [`health`]: grpc.health.v1 statuses that follow the database.
+//! - [`clock`]: the one source of "now", controllable in tests.
+//! - [`error`]: `AppError`, database error classification, gRPC statuses.
+//! - [`domain`]: validated inputs and rules (codes, names, ids, paging,
+//!   relationship kinds); no tonic, no SeaORM.
+//! - [`store`]: persistence per resource and the write-transaction rules.
+//! - [`entity`]: SeaORM entities.
+//! - [`grpc`]: transport: one handler file per service plus conversions.
+//! - [`pb`]: generated protobuf code and the reflection descriptor set.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod entity;
+pub mod error;
+pub mod grpc;
+pub mod health;
+pub mod pb;
+pub mod store;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Config;

@@ -1,0 +1,69 @@
+//! The `crm-classify` binary: parse options, set up logging, then serve
+//! (default) or migrate.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use crm_classify::{
+    Application,
+    config::{Cli, Command},
+    store::database,
+    telemetry,
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let Cli { command, config } = Cli::parse();
+    telemetry::init(config.log_format);
+    let result = match command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => migrate(&config.database_url).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "crm-classify failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: crm_classify::Config) -> Result<(), crm_classify::app::StartError> {
+    let app = Application::build(config).await?;
+    app.run_until_stopped(stop_signal()).await
+}
+
+async fn migrate(url: &str) -> Result<(), crm_classify::app::StartError> {
+    let db = database::connect(url).await?;
+    database::migrate(&db).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn stop_signal() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("received SIGINT"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}

@@ -1,0 +1,327 @@
+//! What the three catalogs (groups, sources, relationships) share, written
+//! once: lookup inside the tenant, etag and soft-delete checks, codes, name
+//! clashes and keyset paging.
+
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Select, Value,
+};
+
+use crate::{
+    domain::{
+        paging::{Cursor, CursorValue, DeletedFilter, Page, PageRequest},
+        text,
+    },
+    entity::{customer_group, customer_source, relationship},
+    error::{AppError, AppResult},
+};
+
+/// The columns every catalog row has.
+pub trait CatalogRow {
+    /// Id.
+    fn id(&self) -> &str;
+    /// Etag source.
+    fn revision(&self) -> i64;
+    /// Soft-delete time.
+    fn delete_time(&self) -> Option<i64>;
+}
+
+/// A catalog table.
+pub trait CatalogEntity: EntityTrait<Model: CatalogRow> {
+    /// Resource name in errors, e.g. `group`.
+    const RESOURCE: &'static str;
+    /// Code used when a name transliterates to nothing.
+    const CODE_FALLBACK: &'static str;
+    /// `id`.
+    fn id_col() -> Self::Column;
+    /// `tenant_id`.
+    fn tenant_col() -> Self::Column;
+    /// `code`.
+    fn code_col() -> Self::Column;
+    /// `name_key`.
+    fn name_key_col() -> Self::Column;
+    /// `delete_time`.
+    fn delete_time_col() -> Self::Column;
+}
+
+macro_rules! catalog_entity {
+    ($module:ident, $resource:literal, $fallback:literal) => {
+        impl CatalogRow for $module::Model {
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn revision(&self) -> i64 {
+                self.revision
+            }
+            fn delete_time(&self) -> Option<i64> {
+                self.delete_time
+            }
+        }
+
+        impl CatalogEntity for $module::Entity {
+            const RESOURCE: &'static str = $resource;
+            const CODE_FALLBACK: &'static str = $fallback;
+            fn id_col() -> Self::Column {
+                $module::Column::Id
+            }
+            fn tenant_col() -> Self::Column {
+                $module::Column::TenantId
+            }
+            fn code_col() -> Self::Column {
+                $module::Column::Code
+            }
+            fn name_key_col() -> Self::Column {
+                $module::Column::NameKey
+            }
+            fn delete_time_col() -> Self::Column {
+                $module::Column::DeleteTime
+            }
+        }
+    };
+}
+
+catalog_entity!(customer_group, "group", "GROUP");
+catalog_entity!(customer_source, "source", "SOURCE");
+catalog_entity!(relationship, "relationship", "RELATIONSHIP");
+
+/// Every row of the tenant.
+pub fn in_tenant<E: CatalogEntity>(tenant: &str) -> Select<E> {
+    E::find().filter(E::tenant_col().eq(tenant))
+}
+
+/// The row `id` of the tenant, deleted or not; NOT_FOUND otherwise.
+pub async fn find<E: CatalogEntity>(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+) -> AppResult<E::Model> {
+    in_tenant::<E>(tenant)
+        .filter(E::id_col().eq(id))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found(E::RESOURCE, id))
+}
+
+/// Like [`find`], and locks the row until the transaction ends (PostgreSQL;
+/// SQLite's write transaction already excludes other writers).
+pub async fn find_for_update<E: CatalogEntity>(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+) -> AppResult<E::Model> {
+    in_tenant::<E>(tenant)
+        .filter(E::id_col().eq(id))
+        .lock_exclusive()
+        .one(tx)
+        .await?
+        .ok_or_else(|| AppError::not_found(E::RESOURCE, id))
+}
+
+/// The etag the API shows for a revision.
+pub fn etag(revision: i64) -> String {
+    format!("r{revision}")
+}
+
+/// ABORTED when `expected` is non-empty and no longer the row's etag.
+pub fn check_etag<E: CatalogEntity>(row: &E::Model, expected: &str) -> AppResult<()> {
+    let current = etag(row.revision());
+    if expected.is_empty() || expected == current {
+        Ok(())
+    } else {
+        Err(AppError::Aborted(format!(
+            "{} `{}` changed since it was read (etag `{expected}`, now `{current}`); read it again",
+            E::RESOURCE,
+            row.id()
+        )))
+    }
+}
+
+/// FAILED_PRECONDITION when the row is deleted.
+pub fn ensure_active<E: CatalogEntity>(row: &E::Model, action: &str) -> AppResult<()> {
+    match row.delete_time() {
+        None => Ok(()),
+        Some(_) => Err(AppError::precondition(
+            "DELETED",
+            row.id(),
+            format!(
+                "{} `{}` is deleted; restore it before {action}",
+                E::RESOURCE,
+                row.id()
+            ),
+        )),
+    }
+}
+
+/// FAILED_PRECONDITION when the row to delete is deleted already.
+pub fn ensure_not_yet_deleted<E: CatalogEntity>(row: &E::Model) -> AppResult<()> {
+    match row.delete_time() {
+        None => Ok(()),
+        Some(_) => Err(AppError::precondition(
+            "ALREADY_DELETED",
+            row.id(),
+            format!("{} `{}` is already deleted", E::RESOURCE, row.id()),
+        )),
+    }
+}
+
+/// FAILED_PRECONDITION unless the row is deleted.
+pub fn ensure_deleted<E: CatalogEntity>(row: &E::Model) -> AppResult<()> {
+    match row.delete_time() {
+        Some(_) => Ok(()),
+        None => Err(AppError::precondition(
+            "NOT_DELETED",
+            row.id(),
+            format!("{} `{}` is not deleted", E::RESOURCE, row.id()),
+        )),
+    }
+}
+
+/// ALREADY_EXISTS when another row of the tenant (deleted ones included)
+/// has `code`.
+pub async fn ensure_code_free<E: CatalogEntity>(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    code: &str,
+    except_id: Option<&str>,
+) -> AppResult<()> {
+    let mut query = in_tenant::<E>(tenant).filter(E::code_col().eq(code));
+    if let Some(id) = except_id {
+        query = query.filter(E::id_col().ne(id));
+    }
+    match query.one(db).await? {
+        None => Ok(()),
+        Some(existing) => Err(AppError::AlreadyExists {
+            resource: E::RESOURCE,
+            existing_id: existing.id().to_owned(),
+            message: format!(
+                "{} code `{code}` is taken by `{}`",
+                E::RESOURCE,
+                existing.id()
+            ),
+        }),
+    }
+}
+
+/// The code of a new row: the given one if free, else one derived from the
+/// name with `_2`, `_3`, … appended on a clash.
+pub async fn pick_code<E: CatalogEntity>(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    given: Option<&str>,
+    name: &str,
+) -> AppResult<String> {
+    if let Some(code) = given {
+        ensure_code_free::<E>(db, tenant, code, None).await?;
+        return Ok(code.to_owned());
+    }
+    let base = text::code_from_name(name, E::CODE_FALLBACK);
+    // A suffixed code may shorten a long base, so match on a shorter prefix.
+    let prefix: String = base.chars().take(text::CODE_MAX_LEN - 11).collect();
+    let taken: std::collections::HashSet<String> = in_tenant::<E>(tenant)
+        .filter(E::code_col().starts_with(&prefix))
+        .select_only()
+        .column(E::code_col())
+        .into_tuple::<String>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    if !taken.contains(&base) {
+        return Ok(base);
+    }
+    let free = (2..)
+        .map(|n| text::code_with_suffix(&base, n))
+        .find(|code| !taken.contains(code))
+        .unwrap_or(base);
+    Ok(free)
+}
+
+/// ALREADY_EXISTS when an active row of the tenant within `scope` has the
+/// same case-folded name. `scope_words` completes the message ("under this
+/// parent").
+pub async fn ensure_name_free<E: CatalogEntity>(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    name: &str,
+    scope: Condition,
+    scope_words: &str,
+    except_id: Option<&str>,
+) -> AppResult<()> {
+    let mut query = in_tenant::<E>(tenant)
+        .filter(E::name_key_col().eq(text::name_key(name)))
+        .filter(E::delete_time_col().is_null())
+        .filter(scope);
+    if let Some(id) = except_id {
+        query = query.filter(E::id_col().ne(id));
+    }
+    match query.one(db).await? {
+        None => Ok(()),
+        Some(existing) => Err(AppError::AlreadyExists {
+            resource: E::RESOURCE,
+            existing_id: existing.id().to_owned(),
+            message: format!(
+                "an active {} named \"{name}\" already exists{scope_words}: `{}`",
+                E::RESOURCE,
+                existing.id()
+            ),
+        }),
+    }
+}
+
+/// Restricts a query to active rows, deleted rows or both.
+pub fn with_deleted_filter<E: CatalogEntity>(query: Select<E>, filter: DeletedFilter) -> Select<E> {
+    match filter {
+        DeletedFilter::Active => query.filter(E::delete_time_col().is_null()),
+        DeletedFilter::Only => query.filter(E::delete_time_col().is_not_null()),
+        DeletedFilter::All => query,
+    }
+}
+
+/// One page of `query`, ordered by the two columns of `order` (the second
+/// unique), starting after the request's cursor; `key` gives a row's sort key.
+pub async fn list_page<E: CatalogEntity>(
+    db: &impl ConnectionTrait,
+    query: Select<E>,
+    order: [E::Column; 2],
+    page: &PageRequest,
+    key: impl Fn(&E::Model) -> Cursor,
+) -> AppResult<Page<E::Model>>
+where
+    E::Model: Sync,
+{
+    let total = query.clone().count(db).await?;
+    let [first, second] = order;
+    let mut rows_query = query
+        .order_by(first, Order::Asc)
+        .order_by(second, Order::Asc);
+    if let Some(cursor) = &page.after {
+        let [a, b] = cursor_pair(cursor)?;
+        rows_query = rows_query.filter(
+            Condition::any()
+                .add(first.gt(a.clone()))
+                .add(Condition::all().add(first.eq(a)).add(second.gt(b))),
+        );
+    }
+    let mut items = rows_query.limit(page.size + 1).all(db).await?;
+    let next = if items.len() as u64 > page.size {
+        items.truncate(page.size as usize);
+        items.last().map(&key)
+    } else {
+        None
+    };
+    Ok(Page { items, next, total })
+}
+
+fn cursor_pair(cursor: &Cursor) -> AppResult<[Value; 2]> {
+    let to_value = |v: &CursorValue| match v {
+        CursorValue::Int(i) => Value::from(*i),
+        CursorValue::Text(s) => Value::from(s.clone()),
+    };
+    match cursor.0.as_slice() {
+        [a, b] => Ok([to_value(a), to_value(b)]),
+        _ => Err(AppError::invalid(
+            "page_token",
+            "is not a token for this list",
+        )),
+    }
+}

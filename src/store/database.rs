@@ -1,0 +1,63 @@
+//! Opening the database (SQLite or PostgreSQL, chosen by the URL) with the
+//! settings the service relies on, and applying migrations.
+
+use std::time::Duration;
+
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement,
+    TransactionTrait,
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+};
+
+use crate::error::{AppError, AppResult};
+
+/// How long a SQLite connection waits for another process's write lock.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request waits for a pooled connection before UNAVAILABLE.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to `url`: `sqlite://PATH` (the file is created when missing) or
+/// `postgres://…`.
+pub async fn connect(url: &str) -> AppResult<DatabaseConnection> {
+    let is_sqlite = url.starts_with("sqlite:");
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(if is_sqlite { 8 } else { 20 })
+        .min_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_timeout(ACQUIRE_TIMEOUT)
+        .sqlx_logging(false);
+    if is_sqlite {
+        options.map_sqlx_sqlite_opts(|opts| {
+            opts.create_if_missing(true)
+                // Readers never block the writer and the writer never blocks readers.
+                .journal_mode(SqliteJournalMode::Wal)
+                // Durable at every checkpoint; the usual pairing with WAL.
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true)
+        });
+    }
+    Database::connect(options)
+        .await
+        .map_err(|e| AppError::Unavailable(format!("cannot open the database: {e}")))
+}
+
+/// Applies pending migrations. On PostgreSQL an advisory lock makes replicas
+/// that start together migrate one after the other.
+pub async fn migrate(db: &DatabaseConnection) -> AppResult<()> {
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        let tx = db.begin().await?;
+        tx.execute_raw(Statement::from_string(
+            DatabaseBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtextextended('crm-classify:migrations', 0))",
+        ))
+        .await?;
+        Migrator::up(&tx, None).await?;
+        tx.commit().await?;
+    } else {
+        Migrator::up(db, None).await?;
+    }
+    Ok(())
+}

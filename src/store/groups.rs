@@ -1,0 +1,390 @@
+//! Customer groups: the tenant's group tree, with moves that can never make a
+//! cycle, cascading soft delete, and restore of what a cascade took along.
+//!
+//! Every tree write of a tenant holds the tenant's tree lock for its whole
+//! transaction, so two concurrent moves (A under B, B under A) are checked one
+//! after the other and the second sees the first: no cycle can be committed.
+
+use std::collections::{HashMap, VecDeque};
+
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+
+use super::{
+    Store,
+    catalog::{self, in_tenant},
+    idempotency::{self, Claim},
+    lock_scope,
+};
+use crate::{
+    domain::{
+        catalog::{GroupPatch, IdempotencyKey, NewGroup, Target},
+        paging::{Cursor, CursorValue, DeletedFilter, Page, PageRequest},
+        tenant::TenantId,
+        text,
+    },
+    entity::customer_group::{ActiveModel, Column, Entity, Model},
+    error::{AppError, AppResult},
+};
+
+const TREE_SCOPE: &str = "group-tree";
+/// Deeper than any real tree; stops a walk over corrupt data.
+const MAX_DEPTH: usize = 10_000;
+
+/// Rows sharing `parent` as their parent.
+fn siblings_of(parent: Option<&str>) -> Condition {
+    match parent {
+        Some(p) => Condition::all().add(Column::ParentId.eq(p)),
+        None => Condition::all().add(Column::ParentId.is_null()),
+    }
+}
+
+/// The parent a group is placed under must exist and be active.
+async fn ensure_usable_parent(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    parent_id: &str,
+) -> AppResult<()> {
+    let parent = catalog::find::<Entity>(tx, tenant, parent_id).await?;
+    catalog::ensure_active::<Entity>(&parent, "placing groups under it")
+}
+
+/// INVALID_ARGUMENT when `group_id` is `new_parent` or one of its ancestors.
+async fn ensure_no_cycle(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    group_id: &str,
+    new_parent: &str,
+) -> AppResult<()> {
+    let mut current = Some(new_parent.to_owned());
+    for _ in 0..MAX_DEPTH {
+        let Some(id) = current else {
+            return Ok(());
+        };
+        if id == group_id {
+            return Err(AppError::invalid(
+                "group.parent_id",
+                format!(
+                    "moving group `{group_id}` under `{new_parent}` would make a cycle: `{new_parent}` is the group itself or one of its descendants"
+                ),
+            ));
+        }
+        current = in_tenant::<Entity>(tenant)
+            .filter(Column::Id.eq(&id))
+            .select_only()
+            .column(Column::ParentId)
+            .into_tuple::<Option<String>>()
+            .one(tx)
+            .await?
+            .flatten();
+    }
+    Err(AppError::Internal(format!(
+        "group tree of tenant {tenant} is deeper than {MAX_DEPTH}"
+    )))
+}
+
+/// Active descendants of `root`, nearest first.
+async fn active_descendants(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    root: &str,
+) -> AppResult<Vec<String>> {
+    let edges: Vec<(String, Option<String>)> = in_tenant::<Entity>(tenant)
+        .filter(Column::DeleteTime.is_null())
+        .select_only()
+        .column(Column::Id)
+        .column(Column::ParentId)
+        .into_tuple()
+        .all(tx)
+        .await?;
+    let mut children: HashMap<String, Vec<String>> = HashMap::new();
+    for (id, parent) in edges {
+        if let Some(parent) = parent {
+            children.entry(parent).or_default().push(id);
+        }
+    }
+    let mut found = Vec::new();
+    let mut queue = VecDeque::from([root.to_owned()]);
+    while let Some(id) = queue.pop_front() {
+        for child in children.remove(&id).unwrap_or_default() {
+            found.push(child.clone());
+            queue.push_back(child);
+        }
+    }
+    Ok(found)
+}
+
+/// Sets delete state and bumps the revision of `ids`.
+async fn mark(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    ids: &[String],
+    delete_time: Option<i64>,
+    deleted_with: Option<&str>,
+    now: i64,
+) -> AppResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    Entity::update_many()
+        .col_expr(Column::DeleteTime, Expr::value(delete_time))
+        .col_expr(
+            Column::DeletedWith,
+            Expr::value(deleted_with.map(str::to_owned)),
+        )
+        .col_expr(Column::Revision, Expr::col(Column::Revision).add(1))
+        .col_expr(Column::UpdateTime, Expr::value(now))
+        .filter(Column::TenantId.eq(tenant))
+        .filter(Column::Id.is_in(ids.iter().cloned()))
+        .exec(tx)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates a group.
+    pub async fn create_group(
+        &self,
+        tenant: &TenantId,
+        input: &NewGroup,
+        key: Option<&IdempotencyKey>,
+    ) -> AppResult<Model> {
+        let now = self.now();
+        let tenant = tenant.as_str();
+        self.write(|tx| {
+            let input = input.clone();
+            let key = key.cloned();
+            let tenant = tenant.to_owned();
+            Box::pin(async move {
+                lock_scope(tx, &tenant, TREE_SCOPE).await?;
+                if let Claim::Replay(id) =
+                    idempotency::claim(tx, &tenant, "CreateGroup", key.as_ref(), now).await?
+                {
+                    return catalog::find::<Entity>(tx, &tenant, &id).await;
+                }
+                let parent = input.parent_id.as_deref();
+                if let Some(parent) = parent {
+                    ensure_usable_parent(tx, &tenant, parent).await?;
+                }
+                let entry = &input.entry;
+                catalog::ensure_name_free::<Entity>(
+                    tx,
+                    &tenant,
+                    &entry.name,
+                    siblings_of(parent),
+                    " under the same parent",
+                    None,
+                )
+                .await?;
+                let code =
+                    catalog::pick_code::<Entity>(tx, &tenant, entry.code.as_deref(), &entry.name)
+                        .await?;
+                let model = ActiveModel {
+                    id: Set(crate::domain::ids::new_id()),
+                    tenant_id: Set(tenant.clone()),
+                    code: Set(code),
+                    name: Set(entry.name.clone()),
+                    name_key: Set(text::name_key(&entry.name)),
+                    sort_key: Set(text::sort_key(&entry.name)),
+                    description: Set(entry.description.clone()),
+                    parent_id: Set(input.parent_id.clone()),
+                    deleted_with: Set(None),
+                    revision: Set(1),
+                    create_time: Set(now),
+                    update_time: Set(now),
+                    delete_time: Set(None),
+                }
+                .insert(tx)
+                .await?;
+                idempotency::remember(tx, &tenant, "CreateGroup", key.as_ref(), &model.id, now)
+                    .await?;
+                Ok(model)
+            })
+        })
+        .await
+    }
+
+    /// One group, deleted or not.
+    pub async fn get_group(&self, tenant: &TenantId, id: &str) -> AppResult<Model> {
+        catalog::find::<Entity>(self.db(), tenant.as_str(), id).await
+    }
+
+    /// Groups ordered by name, then id; only `parent`'s children when given.
+    pub async fn list_groups(
+        &self,
+        tenant: &TenantId,
+        parent: Option<&str>,
+        deleted: DeletedFilter,
+        page: &PageRequest,
+    ) -> AppResult<Page<Model>> {
+        let tenant = tenant.as_str();
+        let mut query = catalog::with_deleted_filter(in_tenant::<Entity>(tenant), deleted);
+        if let Some(parent) = parent {
+            catalog::find::<Entity>(self.db(), tenant, parent).await?;
+            query = query.filter(Column::ParentId.eq(parent));
+        }
+        catalog::list_page(self.db(), query, [Column::SortKey, Column::Id], page, |m| {
+            Cursor(vec![
+                CursorValue::Text(m.sort_key.clone()),
+                CursorValue::Text(m.id.clone()),
+            ])
+        })
+        .await
+    }
+
+    /// Applies `patch` to a group.
+    pub async fn update_group(
+        &self,
+        tenant: &TenantId,
+        target: &Target,
+        patch: &GroupPatch,
+    ) -> AppResult<Model> {
+        let now = self.now();
+        let tenant = tenant.as_str();
+        self.write(|tx| {
+            let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
+            Box::pin(async move {
+                lock_scope(tx, &tenant, TREE_SCOPE).await?;
+                let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
+                catalog::check_etag::<Entity>(&row, &target.etag)?;
+                catalog::ensure_active::<Entity>(&row, "changing it")?;
+
+                let parent = patch
+                    .parent_id
+                    .clone()
+                    .unwrap_or_else(|| row.parent_id.clone());
+                let moved = parent != row.parent_id;
+                if moved && let Some(new_parent) = &parent {
+                    ensure_no_cycle(tx, &tenant, &row.id, new_parent).await?;
+                    ensure_usable_parent(tx, &tenant, new_parent).await?;
+                }
+                let name = patch.entry.name.clone().unwrap_or_else(|| row.name.clone());
+                if moved || text::name_key(&name) != row.name_key {
+                    catalog::ensure_name_free::<Entity>(
+                        tx,
+                        &tenant,
+                        &name,
+                        siblings_of(parent.as_deref()),
+                        " under the same parent",
+                        Some(&row.id),
+                    )
+                    .await?;
+                }
+                if let Some(code) = &patch.entry.code {
+                    catalog::ensure_code_free::<Entity>(tx, &tenant, code, Some(&row.id)).await?;
+                }
+
+                let revision = row.revision + 1;
+                let mut active: ActiveModel = row.into();
+                if let Some(code) = patch.entry.code {
+                    active.code = Set(code);
+                }
+                if let Some(description) = patch.entry.description {
+                    active.description = Set(description);
+                }
+                active.name_key = Set(text::name_key(&name));
+                active.sort_key = Set(text::sort_key(&name));
+                active.name = Set(name);
+                active.parent_id = Set(parent);
+                active.revision = Set(revision);
+                active.update_time = Set(now);
+                Ok(active.update(tx).await?)
+            })
+        })
+        .await
+    }
+
+    /// Soft-deletes a group; with `cascade` its active subtree too. Returns
+    /// the group and the ids of the descendants deleted with it.
+    pub async fn delete_group(
+        &self,
+        tenant: &TenantId,
+        target: &Target,
+        cascade: bool,
+    ) -> AppResult<(Model, Vec<String>)> {
+        let now = self.now();
+        let tenant = tenant.as_str();
+        self.write(|tx| {
+            let (target, tenant) = (target.clone(), tenant.to_owned());
+            Box::pin(async move {
+                lock_scope(tx, &tenant, TREE_SCOPE).await?;
+                let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
+                catalog::check_etag::<Entity>(&row, &target.etag)?;
+                catalog::ensure_not_yet_deleted::<Entity>(&row)?;
+                let descendants = active_descendants(tx, &tenant, &row.id).await?;
+                if !descendants.is_empty() && !cascade {
+                    return Err(AppError::precondition(
+                        "HAS_ACTIVE_CHILDREN",
+                        &row.id,
+                        format!(
+                            "group `{}` has {} active subgroup(s); delete them first or set cascade",
+                            row.id,
+                            descendants.len()
+                        ),
+                    ));
+                }
+                mark(tx, &tenant, &descendants, Some(now), Some(&row.id), now).await?;
+                mark(tx, &tenant, std::slice::from_ref(&row.id), Some(now), None, now).await?;
+                let group = catalog::find::<Entity>(tx, &tenant, &row.id).await?;
+                Ok((group, descendants))
+            })
+        })
+        .await
+    }
+
+    /// Restores a deleted group and the descendants its cascading delete took
+    /// along. Returns the group and the ids of the restored descendants.
+    pub async fn restore_group(
+        &self,
+        tenant: &TenantId,
+        target: &Target,
+    ) -> AppResult<(Model, Vec<String>)> {
+        let now = self.now();
+        let tenant = tenant.as_str();
+        self.write(|tx| {
+            let (target, tenant) = (target.clone(), tenant.to_owned());
+            Box::pin(async move {
+                lock_scope(tx, &tenant, TREE_SCOPE).await?;
+                let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
+                catalog::check_etag::<Entity>(&row, &target.etag)?;
+                catalog::ensure_deleted::<Entity>(&row)?;
+                if let Some(parent_id) = &row.parent_id {
+                    let parent = catalog::find::<Entity>(tx, &tenant, parent_id).await?;
+                    if parent.delete_time.is_some() {
+                        return Err(AppError::precondition(
+                            "PARENT_DELETED",
+                            parent_id,
+                            format!("the parent group `{parent_id}` is deleted; restore it first"),
+                        ));
+                    }
+                }
+                let taken_along = in_tenant::<Entity>(&tenant)
+                    .filter(Column::DeletedWith.eq(&row.id))
+                    .filter(Column::DeleteTime.is_not_null())
+                    .all(tx)
+                    .await?;
+                for group in std::iter::once(&row).chain(&taken_along) {
+                    catalog::ensure_name_free::<Entity>(
+                        tx,
+                        &tenant,
+                        &group.name,
+                        siblings_of(group.parent_id.as_deref()),
+                        " under the same parent",
+                        None,
+                    )
+                    .await?;
+                }
+                let restored: Vec<String> = taken_along.into_iter().map(|g| g.id).collect();
+                mark(tx, &tenant, &restored, None, None, now).await?;
+                mark(tx, &tenant, std::slice::from_ref(&row.id), None, None, now).await?;
+                let group = catalog::find::<Entity>(tx, &tenant, &row.id).await?;
+                Ok((group, restored))
+            })
+        })
+        .await
+    }
+}

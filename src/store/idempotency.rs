@@ -1,0 +1,87 @@
+//! `request_id` idempotency of Create calls. The key is claimed inside the
+//! Create's own transaction, so a key is remembered exactly when the row it
+//! created was committed; two concurrent calls with one key race on the
+//! primary key and the loser's retry finds the winner's row.
+
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+
+use crate::{
+    domain::catalog::IdempotencyKey,
+    entity::idempotency_key,
+    error::{AppError, AppResult},
+};
+
+/// How long a request id is remembered, in microseconds (24 hours).
+pub const RETENTION_MICROS: i64 = 24 * 3600 * 1_000_000;
+
+/// What a Create should do with its idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// First use (or no key): create, then [`remember`].
+    Fresh,
+    /// The key was used for the same request: answer with this resource.
+    Replay(String),
+}
+
+/// Looks the key up. A key reused for a different request is
+/// INVALID_ARGUMENT; an expired one is forgotten.
+pub async fn claim(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    operation: &str,
+    key: Option<&IdempotencyKey>,
+    now: i64,
+) -> AppResult<Claim> {
+    let Some(key) = key else {
+        return Ok(Claim::Fresh);
+    };
+    let existing = idempotency_key::Entity::find_by_id((
+        tenant.to_owned(),
+        operation.to_owned(),
+        key.request_id.clone(),
+    ))
+    .one(tx)
+    .await?;
+    match existing {
+        None => Ok(Claim::Fresh),
+        Some(row) if row.create_time <= now - RETENTION_MICROS => {
+            idempotency_key::Entity::delete_many()
+                .filter(idempotency_key::Column::TenantId.eq(tenant))
+                .filter(idempotency_key::Column::Operation.eq(operation))
+                .filter(idempotency_key::Column::RequestId.eq(&key.request_id))
+                .exec(tx)
+                .await?;
+            Ok(Claim::Fresh)
+        }
+        Some(row) if row.fingerprint == key.fingerprint => Ok(Claim::Replay(row.resource_id)),
+        Some(_) => Err(AppError::invalid(
+            "request_id",
+            "was already used for a different request in the last 24 hours; use a new request_id",
+        )),
+    }
+}
+
+/// Remembers that `key` created `resource_id`.
+pub async fn remember(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    operation: &str,
+    key: Option<&IdempotencyKey>,
+    resource_id: &str,
+    now: i64,
+) -> AppResult<()> {
+    let Some(key) = key else {
+        return Ok(());
+    };
+    idempotency_key::Entity::insert(idempotency_key::ActiveModel {
+        tenant_id: Set(tenant.to_owned()),
+        operation: Set(operation.to_owned()),
+        request_id: Set(key.request_id.clone()),
+        fingerprint: Set(key.fingerprint.clone()),
+        resource_id: Set(resource_id.to_owned()),
+        create_time: Set(now),
+    })
+    .exec_without_returning(tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! Persistence: SeaORM queries and transactions per resource, no tonic.
+//!
+//! Every write runs in [`Store::write`], which owns the transaction rules:
+//! on SQLite the transaction takes the write lock up front (`BEGIN
+//! IMMEDIATE`) behind an in-process queue, so concurrent writers wait their
+//! turn instead of failing; on PostgreSQL a write that loses a race (unique
+//! violation, serialization failure, deadlock) is retried from the start, so
+//! its checks run again against the committed state and produce the precise
+//! error (or succeed).
+
+pub mod catalog;
+pub mod database;
+pub mod groups;
+pub mod idempotency;
+pub mod relationships;
+pub mod sources;
+pub mod tenants;
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use futures::future::BoxFuture;
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+};
+use tokio::sync::Mutex;
+
+use crate::{clock::SharedClock, config::SeedLocale, error::AppResult};
+
+/// How often a write that lost a race is tried in all.
+const MAX_WRITE_ATTEMPTS: u32 = 8;
+
+/// The database handle with the service's transaction rules.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    clock: SharedClock,
+    seed_locale: SeedLocale,
+    /// SQLite has one writer at a time; queueing in-process is fairer and
+    /// cheaper than spinning on the busy timeout.
+    write_queue: Option<Arc<Mutex<()>>>,
+    provisioned: Arc<RwLock<HashSet<String>>>,
+}
+
+impl Store {
+    /// Wraps a connected database.
+    pub fn new(db: DatabaseConnection, clock: SharedClock, seed_locale: SeedLocale) -> Self {
+        let write_queue = (db.get_database_backend() == DatabaseBackend::Sqlite)
+            .then(|| Arc::new(Mutex::new(())));
+        Self {
+            db,
+            clock,
+            seed_locale,
+            write_queue,
+            provisioned: Arc::default(),
+        }
+    }
+
+    /// The connection pool, for reads.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The current time in stored form (microseconds since the epoch).
+    pub fn now(&self) -> i64 {
+        self.clock.now().timestamp_micros()
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        self.db.ping().await.is_ok()
+    }
+
+    /// Runs `op` in a write transaction, committing on `Ok` and rolling back on
+    /// `Err`; retries the whole of it when it lost a race to another writer.
+    pub async fn write<T, F>(&self, op: F) -> AppResult<T>
+    where
+        T: Send,
+        F: for<'c> Fn(&'c DatabaseTransaction) -> BoxFuture<'c, AppResult<T>> + Send + Sync,
+    {
+        let mut attempt = 1;
+        loop {
+            let result = self.write_once(&op).await;
+            match result {
+                Err(err) if err.is_retryable() && attempt < MAX_WRITE_ATTEMPTS => {
+                    tracing::debug!(attempt, error = %err, "retrying a write that lost a race");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn write_once<T, F>(&self, op: &F) -> AppResult<T>
+    where
+        T: Send,
+        F: for<'c> Fn(&'c DatabaseTransaction) -> BoxFuture<'c, AppResult<T>> + Send + Sync,
+    {
+        let _turn = match &self.write_queue {
+            Some(queue) => Some(queue.lock().await),
+            None => None,
+        };
+        let tx = self
+            .db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?;
+        match op(&tx).await {
+            Ok(value) => {
+                tx.commit().await?;
+                Ok(value)
+            }
+            Err(err) => {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback failed");
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+/// A short, slightly jittered pause before retrying.
+fn backoff(attempt: u32) -> Duration {
+    let jitter = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_micros()
+            % 1000,
+    );
+    Duration::from_micros(500 * u64::from(attempt) * u64::from(attempt) + jitter)
+}
+
+/// Serialises writers of one tenant's `scope` (e.g. the group tree) until the
+/// transaction ends. PostgreSQL uses a transaction-scoped advisory lock; on
+/// SQLite the write transaction already excludes every other writer.
+pub async fn lock_scope(tx: &impl ConnectionTrait, tenant: &str, scope: &str) -> AppResult<()> {
+    if tx.get_database_backend() == DatabaseBackend::Postgres {
+        tx.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            [format!("{scope}:{tenant}").into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}

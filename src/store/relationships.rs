@@ -1,0 +1,452 @@
+//! Relationship statuses: the seeded set, the single default, the position
+//! order (kept 1..n over active relationships) and the inactivity settings of
+//! automatic ones. Writes hold the tenant's relationship lock, so the default
+//! and the order are changed by one writer at a time.
+
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::{Expr, ExprTrait},
+};
+
+use super::{
+    Store,
+    catalog::{self, in_tenant},
+    idempotency::{self, Claim},
+    lock_scope,
+};
+use crate::{
+    config::SeedLocale,
+    domain::{
+        catalog::{IdempotencyKey, Target},
+        ids,
+        paging::{Cursor, CursorValue, DeletedFilter, Page, PageRequest},
+        relationship::{InactivityRule, Kind, NewRelationship, RelationshipPatch, seeds},
+        tenant::TenantId,
+        text,
+    },
+    entity::relationship::{ActiveModel, Column, Entity, Model},
+    error::{AppError, AppResult},
+};
+
+const SCOPE: &str = "relationships";
+
+/// The stored kind of a row.
+pub fn kind_of(row: &Model) -> AppResult<Kind> {
+    Kind::from_stored(&row.kind)
+        .ok_or_else(|| AppError::Internal(format!("relationship {} has kind {}", row.id, row.kind)))
+}
+
+/// Inserts the seeded relationships of a new tenant.
+pub async fn seed(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    locale: SeedLocale,
+    now: i64,
+) -> AppResult<()> {
+    let rows = seeds(locale)
+        .into_iter()
+        .zip(1..)
+        .map(|(seed, position)| ActiveModel {
+            id: Set(ids::new_id()),
+            tenant_id: Set(tenant.to_owned()),
+            code: Set(seed.code.to_owned()),
+            name: Set(seed.name.to_owned()),
+            name_key: Set(text::name_key(seed.name)),
+            description: Set(String::new()),
+            color: Set(seed.color.to_owned()),
+            position: Set(position),
+            kind: Set(seed.kind.as_str().to_owned()),
+            inactivity_days: Set(seed.inactivity_days),
+            restore_on_contact: Set(false),
+            exempt_relationship_ids: Set("[]".to_owned()),
+            is_default: Set(seed.is_default),
+            revision: Set(1),
+            create_time: Set(now),
+            update_time: Set(now),
+            delete_time: Set(None),
+        });
+    Entity::insert_many(rows).exec_without_returning(tx).await?;
+    Ok(())
+}
+
+/// Active relationships in position order.
+async fn active_in_order(tx: &impl ConnectionTrait, tenant: &str) -> AppResult<Vec<Model>> {
+    Ok(in_tenant::<Entity>(tenant)
+        .filter(Column::DeleteTime.is_null())
+        .order_by_asc(Column::Position)
+        .order_by_asc(Column::Id)
+        .all(tx)
+        .await?)
+}
+
+/// Gives `order` the positions 1..n, touching only rows whose position moves.
+async fn renumber(tx: &impl ConnectionTrait, order: Vec<Model>, now: i64) -> AppResult<()> {
+    for (row, position) in order.into_iter().zip(1..) {
+        if row.position != position {
+            let revision = row.revision + 1;
+            let mut active: ActiveModel = row.into();
+            active.position = Set(position);
+            active.revision = Set(revision);
+            active.update_time = Set(now);
+            active.update(tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Moves `row` to 1-based `position` (clamped to the end) among the active
+/// relationships and renumbers the rest.
+async fn place(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    row_id: &str,
+    position: Option<u32>,
+    now: i64,
+) -> AppResult<()> {
+    let mut order = active_in_order(tx, tenant).await?;
+    if let Some(position) = position {
+        let from = order.iter().position(|r| r.id == row_id);
+        if let Some(from) = from {
+            let row = order.remove(from);
+            let to = (Ord::max(position, 1) as usize - 1).min(order.len());
+            order.insert(to, row);
+        }
+    }
+    renumber(tx, order, now).await
+}
+
+/// Clears the default flag of every relationship but `except`.
+async fn unset_default(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    except: &str,
+    now: i64,
+) -> AppResult<()> {
+    Entity::update_many()
+        .col_expr(Column::IsDefault, Expr::value(false))
+        .col_expr(Column::Revision, Expr::col(Column::Revision).add(1))
+        .col_expr(Column::UpdateTime, Expr::value(now))
+        .filter(Column::TenantId.eq(tenant))
+        .filter(Column::IsDefault.eq(true))
+        .filter(Column::Id.ne(except))
+        .exec(tx)
+        .await?;
+    Ok(())
+}
+
+/// A relationship that others point at (an exemption, a reassignment
+/// target) must exist, be active and be manual.
+async fn ensure_manual_target(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+    field: &str,
+) -> AppResult<()> {
+    let target = catalog::find::<Entity>(tx, tenant, id).await?;
+    catalog::ensure_active::<Entity>(&target, "using it")?;
+    if kind_of(&target)? != Kind::Manual {
+        return Err(AppError::invalid(
+            field,
+            format!("relationship `{id}` is automatic; name a manual one"),
+        ));
+    }
+    Ok(())
+}
+
+async fn ensure_exemptions(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    rule: &InactivityRule,
+    own_id: &str,
+) -> AppResult<()> {
+    for (i, id) in rule.exempt_ids.iter().enumerate() {
+        let field = format!("relationship.exempt_relationship_ids[{i}]");
+        if id == own_id {
+            return Err(AppError::invalid(
+                field,
+                "a relationship cannot exempt itself",
+            ));
+        }
+        ensure_manual_target(tx, tenant, id, &field).await?;
+    }
+    Ok(())
+}
+
+fn exempt_json(ids: &[String]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn default_must_be_manual(kind: Kind) -> AppResult<()> {
+    match kind {
+        Kind::Manual => Ok(()),
+        Kind::AutomaticInactivity => Err(AppError::invalid(
+            "relationship.is_default",
+            "an automatic relationship cannot be the default for new customers",
+        )),
+    }
+}
+
+impl Store {
+    /// Creates a relationship.
+    pub async fn create_relationship(
+        &self,
+        tenant: &TenantId,
+        input: &NewRelationship,
+        key: Option<&IdempotencyKey>,
+    ) -> AppResult<Model> {
+        let now = self.now();
+        let tenant = tenant.as_str();
+        self.write(|tx| {
+            let (input, key, tenant) = (input.clone(), key.cloned(), tenant.to_owned());
+            Box::pin(async move {
+                lock_scope(tx, &tenant, SCOPE).await?;
+                if let Claim::Replay(id) =
+                    idempotency::claim(tx, &tenant, "CreateRelationship", key.as_ref(), now).await?
+                {
+                    return catalog::find::<Entity>(tx, &tenant, &id).await;
+                }
+                let entry = &input.entry;
+                catalog::ensure_name_free::<Entity>(
+                    tx,
+                    &tenant,
+                    &entry.name,
+                    Condition::all(),
+                    "",
+                    None,
+                )
+                .await?;
+                let code =
+                    catalog::pick_code::<Entity>(tx, &tenant, entry.code.as_deref(), &entry.name)
+                        .await?;
+                let id = ids::new_id();
+                ensure_exemptions(tx, &tenant, &input.rule, &id).await?;
+                if input.is_default {
+                    default_must_be_manual(input.kind)?;
+                    unset_default(tx, &tenant, &id, now).await?;
+                }
+                ActiveModel {
+                    id: Set(id.clone()),
+                    tenant_id: Set(tenant.clone()),
+                    code: Set(code),
+                    name: Set(entry.name.clone()),
+                    name_key: Set(text::name_key(&entry.name)),
+                    description: Set(entry.description.clone()),
+                    color: Set(input.color.clone()),
+                    position: Set(i32::MAX),
+                    kind: Set(input.kind.as_str().to_owned()),
+                    inactivity_days: Set(input.rule.inactivity_days),
+                    restore_on_contact: Set(input.rule.restore_on_contact),
+                    exempt_relationship_ids: Set(exempt_json(&input.rule.exempt_ids)),
+                    is_default: Set(input.is_default),
+                    revision: Set(1),
+                    create_time: Set(now),
+                    update_time: Set(now),
+                    delete_time: Set(None),
+                }
+                .insert(tx)
+                .await?;
+                place(tx, &tenant, &id, input.position, now).await?;
+                idempotency::remember(tx, &tenant, "CreateRelationship", key.as_ref(), &id, now)
+                    .await?;
+                catalog::find::<Entity>(tx, &tenant, &id).await
+            })
+        })
+        .await
+    }
+
+    /// One relationship, deleted or not.
+    pub async fn get_relationship(&self, tenant: &TenantId, id: &str) -> AppResult<Model> {
+        catalog::find::<Entity>(self.db(), tenant.as_str(), id).await
+    }
+
+    /// Relationships in position order.
+    pub async fn list_relationships(
+        &self,
+        tenant: &TenantId,
+        deleted: DeletedFilter,
+        page: &PageRequest,
+    ) -> AppResult<Page<Model>> {
+        let query = catalog::with_deleted_filter(in_tenant::<Entity>(tenant.as_str()), deleted);
+        catalog::list_page(
+            self.db(),
+            query,
+            [Column::Position, Column::Id],
+            page,
+            |m| {
+                Cursor(vec![
+                    CursorValue::Int(i64::from(m.position)),
+                    CursorValue::Text(m.id.clone()),
+                ])
+            },
+        )
+        .await
+    }
+
+    /// Applies `patch` to a relationship.
+    pub async fn update_relationship(
+        &self,
+        tenant: &TenantId,
+        target: &Target,
+        patch: &RelationshipPatch,
+    ) -> AppResult<Model> {
+        let now = self.now();
+        let tenant = tenant.as_str();
+        self.write(|tx| {
+            let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
+            Box::pin(async move {
+                lock_scope(tx, &tenant, SCOPE).await?;
+                let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
+                catalog::check_etag::<Entity>(&row, &target.etag)?;
+                catalog::ensure_active::<Entity>(&row, "changing it")?;
+                let kind = kind_of(&row)?;
+                let rule = InactivityRule {
+                    inactivity_days: patch.inactivity_days.unwrap_or(row.inactivity_days),
+                    restore_on_contact: patch.restore_on_contact.unwrap_or(row.restore_on_contact),
+                    exempt_ids: patch.exempt_ids.clone().unwrap_or_else(|| row.exempt_ids()),
+                };
+                rule.check(kind, "relationship")?;
+                if patch.exempt_ids.is_some() {
+                    ensure_exemptions(tx, &tenant, &rule, &row.id).await?;
+                }
+                if let Some(name) = &patch.entry.name {
+                    catalog::ensure_name_free::<Entity>(tx, &tenant, name, Condition::all(), "", Some(&row.id)).await?;
+                }
+                if let Some(code) = &patch.entry.code {
+                    catalog::ensure_code_free::<Entity>(tx, &tenant, code, Some(&row.id)).await?;
+                }
+                match patch.is_default {
+                    Some(true) if !row.is_default => {
+                        default_must_be_manual(kind)?;
+                        unset_default(tx, &tenant, &row.id, now).await?;
+                    }
+                    Some(false) if row.is_default => {
+                        return Err(AppError::precondition(
+                            "IS_DEFAULT",
+                            &row.id,
+                            format!("relationship `{}` is the default; make another relationship the default instead", row.id),
+                        ));
+                    }
+                    _ => {}
+                }
+
+                let id = row.id.clone();
+                let revision = row.revision + 1;
+                let mut active: ActiveModel = row.into();
+                if let Some(code) = patch.entry.code {
+                    active.code = Set(code);
+                }
+                if let Some(name) = patch.entry.name {
+                    active.name_key = Set(text::name_key(&name));
+                    active.name = Set(name);
+                }
+                if let Some(description) = patch.entry.description {
+                    active.description = Set(description);
+                }
+                if let Some(color) = patch.color {
+                    active.color = Set(color);
+                }
+                if let Some(is_default) = patch.is_default {
+                    active.is_default = Set(is_default);
+                }
+                active.inactivity_days = Set(rule.inactivity_days);
+                active.restore_on_contact = Set(rule.restore_on_contact);
+                active.exempt_relationship_ids = Set(exempt_json(&rule.exempt_ids));
+                active.revision = Set(revision);
+                active.update_time = Set(now);
+                active.update(tx).await?;
+                if patch.position.is_some() {
+                    place(tx, &tenant, &id, patch.position, now).await?;
+                }
+                catalog::find::<Entity>(tx, &tenant, &id).await
+            })
+        })
+        .await
+    }
+
+    /// Soft-deletes a relationship. Customers holding it move to
+    /// `reassign_to`; returns the relationship and how many moved.
+    pub async fn delete_relationship(
+        &self,
+        tenant: &TenantId,
+        target: &Target,
+        reassign_to: Option<&str>,
+    ) -> AppResult<(Model, u64)> {
+        let now = self.now();
+        let tenant = tenant.as_str();
+        self.write(|tx| {
+            let (target, reassign_to, tenant) = (target.clone(), reassign_to.map(str::to_owned), tenant.to_owned());
+            Box::pin(async move {
+                lock_scope(tx, &tenant, SCOPE).await?;
+                let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
+                catalog::check_etag::<Entity>(&row, &target.etag)?;
+                catalog::ensure_not_yet_deleted::<Entity>(&row)?;
+                if row.is_default {
+                    return Err(AppError::precondition(
+                        "IS_DEFAULT",
+                        &row.id,
+                        format!("relationship `{}` is the default and cannot be deleted; make another one the default first", row.id),
+                    ));
+                }
+                if let Some(to) = &reassign_to {
+                    if to == &row.id {
+                        return Err(AppError::invalid("reassign_to_id", "cannot be the relationship being deleted"));
+                    }
+                    ensure_manual_target(tx, &tenant, to, "reassign_to_id").await?;
+                }
+                // No customer can hold a relationship before customers exist;
+                // the customer store adds the reassignment.
+                let reassigned = 0;
+
+                let id = row.id.clone();
+                let revision = row.revision + 1;
+                let mut active: ActiveModel = row.into();
+                active.delete_time = Set(Some(now));
+                active.revision = Set(revision);
+                active.update_time = Set(now);
+                active.update(tx).await?;
+                place(tx, &tenant, &id, None, now).await?;
+                Ok((catalog::find::<Entity>(tx, &tenant, &id).await?, reassigned))
+            })
+        })
+        .await
+    }
+
+    /// Restores a deleted relationship at the end of the order.
+    pub async fn restore_relationship(
+        &self,
+        tenant: &TenantId,
+        target: &Target,
+    ) -> AppResult<Model> {
+        let now = self.now();
+        let tenant = tenant.as_str();
+        self.write(|tx| {
+            let (target, tenant) = (target.clone(), tenant.to_owned());
+            Box::pin(async move {
+                lock_scope(tx, &tenant, SCOPE).await?;
+                let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
+                catalog::check_etag::<Entity>(&row, &target.etag)?;
+                catalog::ensure_deleted::<Entity>(&row)?;
+                catalog::ensure_name_free::<Entity>(
+                    tx,
+                    &tenant,
+                    &row.name,
+                    Condition::all(),
+                    "",
+                    None,
+                )
+                .await?;
+                let end = active_in_order(tx, &tenant).await?.len() as i32 + 1;
+                let revision = row.revision + 1;
+                let mut active: ActiveModel = row.into();
+                active.delete_time = Set(None);
+                active.position = Set(end);
+                active.revision = Set(revision);
+                active.update_time = Set(now);
+                Ok(active.update(tx).await?)
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,193 @@
+//! Customer sources: a flat catalog with tenant-wide unique names.
+
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, Condition};
+
+use super::{
+    Store,
+    catalog::{self, in_tenant},
+    idempotency::{self, Claim},
+};
+use crate::{
+    domain::{
+        catalog::{EntryPatch, IdempotencyKey, NewEntry, Target},
+        paging::{Cursor, CursorValue, DeletedFilter, Page, PageRequest},
+        tenant::TenantId,
+        text,
+    },
+    entity::customer_source::{ActiveModel, Column, Entity, Model},
+    error::AppResult,
+};
+
+impl Store {
+    /// Creates a source.
+    pub async fn create_source(
+        &self,
+        tenant: &TenantId,
+        entry: &NewEntry,
+        key: Option<&IdempotencyKey>,
+    ) -> AppResult<Model> {
+        let now = self.now();
+        let tenant = tenant.as_str();
+        self.write(|tx| {
+            let (entry, key, tenant) = (entry.clone(), key.cloned(), tenant.to_owned());
+            Box::pin(async move {
+                if let Claim::Replay(id) =
+                    idempotency::claim(tx, &tenant, "CreateSource", key.as_ref(), now).await?
+                {
+                    return catalog::find::<Entity>(tx, &tenant, &id).await;
+                }
+                catalog::ensure_name_free::<Entity>(
+                    tx,
+                    &tenant,
+                    &entry.name,
+                    Condition::all(),
+                    "",
+                    None,
+                )
+                .await?;
+                let code =
+                    catalog::pick_code::<Entity>(tx, &tenant, entry.code.as_deref(), &entry.name)
+                        .await?;
+                let model = ActiveModel {
+                    id: Set(crate::domain::ids::new_id()),
+                    tenant_id: Set(tenant.clone()),
+                    code: Set(code),
+                    name_key: Set(text::name_key(&entry.name)),
+                    sort_key: Set(text::sort_key(&entry.name)),
+                    name: Set(entry.name),
+                    description: Set(entry.description),
+                    revision: Set(1),
+                    create_time: Set(now),
+                    update_time: Set(now),
+                    delete_time: Set(None),
+                }
+                .insert(tx)
+                .await?;
+                idempotency::remember(tx, &tenant, "CreateSource", key.as_ref(), &model.id, now)
+                    .await?;
+                Ok(model)
+            })
+        })
+        .await
+    }
+
+    /// One source, deleted or not.
+    pub async fn get_source(&self, tenant: &TenantId, id: &str) -> AppResult<Model> {
+        catalog::find::<Entity>(self.db(), tenant.as_str(), id).await
+    }
+
+    /// Sources ordered by name, then id.
+    pub async fn list_sources(
+        &self,
+        tenant: &TenantId,
+        deleted: DeletedFilter,
+        page: &PageRequest,
+    ) -> AppResult<Page<Model>> {
+        let query = catalog::with_deleted_filter(in_tenant::<Entity>(tenant.as_str()), deleted);
+        catalog::list_page(self.db(), query, [Column::SortKey, Column::Id], page, |m| {
+            Cursor(vec![
+                CursorValue::Text(m.sort_key.clone()),
+                CursorValue::Text(m.id.clone()),
+            ])
+        })
+        .await
+    }
+
+    /// Applies `patch` to a source.
+    pub async fn update_source(
+        &self,
+        tenant: &TenantId,
+        target: &Target,
+        patch: &EntryPatch,
+    ) -> AppResult<Model> {
+        let now = self.now();
+        let tenant = tenant.as_str();
+        self.write(|tx| {
+            let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
+            Box::pin(async move {
+                let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
+                catalog::check_etag::<Entity>(&row, &target.etag)?;
+                catalog::ensure_active::<Entity>(&row, "changing it")?;
+                if let Some(name) = &patch.name {
+                    catalog::ensure_name_free::<Entity>(
+                        tx,
+                        &tenant,
+                        name,
+                        Condition::all(),
+                        "",
+                        Some(&row.id),
+                    )
+                    .await?;
+                }
+                if let Some(code) = &patch.code {
+                    catalog::ensure_code_free::<Entity>(tx, &tenant, code, Some(&row.id)).await?;
+                }
+                let revision = row.revision + 1;
+                let mut active: ActiveModel = row.into();
+                if let Some(code) = patch.code {
+                    active.code = Set(code);
+                }
+                if let Some(name) = patch.name {
+                    active.name_key = Set(text::name_key(&name));
+                    active.sort_key = Set(text::sort_key(&name));
+                    active.name = Set(name);
+                }
+                if let Some(description) = patch.description {
+                    active.description = Set(description);
+                }
+                active.revision = Set(revision);
+                active.update_time = Set(now);
+                Ok(active.update(tx).await?)
+            })
+        })
+        .await
+    }
+
+    /// Soft-deletes a source.
+    pub async fn delete_source(&self, tenant: &TenantId, target: &Target) -> AppResult<Model> {
+        self.set_source_deleted(tenant, target, true).await
+    }
+
+    /// Restores a deleted source.
+    pub async fn restore_source(&self, tenant: &TenantId, target: &Target) -> AppResult<Model> {
+        self.set_source_deleted(tenant, target, false).await
+    }
+
+    async fn set_source_deleted(
+        &self,
+        tenant: &TenantId,
+        target: &Target,
+        delete: bool,
+    ) -> AppResult<Model> {
+        let now = self.now();
+        let tenant = tenant.as_str();
+        self.write(|tx| {
+            let (target, tenant) = (target.clone(), tenant.to_owned());
+            Box::pin(async move {
+                let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
+                catalog::check_etag::<Entity>(&row, &target.etag)?;
+                if delete {
+                    catalog::ensure_not_yet_deleted::<Entity>(&row)?;
+                } else {
+                    catalog::ensure_deleted::<Entity>(&row)?;
+                    catalog::ensure_name_free::<Entity>(
+                        tx,
+                        &tenant,
+                        &row.name,
+                        Condition::all(),
+                        "",
+                        None,
+                    )
+                    .await?;
+                }
+                let revision = row.revision + 1;
+                let mut active: ActiveModel = row.into();
+                active.delete_time = Set(delete.then_some(now));
+                active.revision = Set(revision);
+                active.update_time = Set(now);
+                Ok(active.update(tx).await?)
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,339 @@
+//! The test harness: starts the real server on 127.0.0.1:0 in-process and
+//! hands out generated clients that send the test's tenant.
+//!
+//! SQLite tests get a database file of their own. PostgreSQL tests (when
+//! `CRM_TEST_POSTGRES_URL` is set) share one database created for this test
+//! run, each test in a tenant of its own; the tenancy rules the tests check
+//! are what keep them apart. An unreachable PostgreSQL fails the tests.
+
+use std::{
+    future::Future,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use chrono::{TimeZone, Utc};
+use crm_classify::{
+    Application, Config,
+    clock::ManualClock,
+    config::SeedLocale,
+    pb::{
+        group_service_client::GroupServiceClient,
+        relationship_service_client::RelationshipServiceClient,
+        source_service_client::SourceServiceClient,
+    },
+};
+use sea_orm::{ConnectionTrait, Database};
+use tokio::sync::oneshot;
+use tonic::{
+    Code, Request, Status,
+    metadata::MetadataValue,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
+use tonic_types::StatusExt;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Adds the tenant (and optionally the actor) to every call.
+#[derive(Clone)]
+pub struct Headers {
+    tenant: String,
+    actor: Option<String>,
+}
+
+impl Interceptor for Headers {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let tenant = MetadataValue::try_from(self.tenant.as_str())
+            .map_err(|_| Status::internal("bad tenant"))?;
+        request.metadata_mut().insert("x-tenant-id", tenant);
+        if let Some(actor) = &self.actor {
+            let actor = MetadataValue::try_from(actor.as_str())
+                .map_err(|_| Status::internal("bad actor"))?;
+            request.metadata_mut().insert("x-actor-id", actor);
+        }
+        Ok(request)
+    }
+}
+
+type Svc = InterceptedService<Channel, Headers>;
+
+/// A running server and what a test needs to talk to it.
+pub struct TestApp {
+    pub channel: Channel,
+    pub tenant: String,
+    pub clock: Arc<ManualClock>,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Options for starting a test server.
+#[derive(Clone, Copy)]
+pub struct Options {
+    pub seed_locale: SeedLocale,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            seed_locale: SeedLocale::En,
+        }
+    }
+}
+
+impl TestApp {
+    /// Starts a server on `backend`; `None` when PostgreSQL is not configured.
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, Options::default()).await
+    }
+
+    /// Starts a server with options.
+    pub async fn spawn_with(backend: Backend, options: Options) -> Option<Self> {
+        let (database_url, dir) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                (
+                    format!("sqlite://{}", dir.path().join("crm.db").display()),
+                    Some(dir),
+                )
+            }
+            Backend::Postgres => (postgres_database_url()?, None),
+        };
+        Some(Self::spawn_on(backend, database_url, dir, options).await)
+    }
+
+    /// Starts a server on a database of the caller's.
+    pub async fn spawn_on_url(backend: Backend, database_url: String) -> Self {
+        Self::spawn_on(backend, database_url, None, Options::default()).await
+    }
+
+    async fn spawn_on(
+        backend: Backend,
+        database_url: String,
+        dir: Option<tempfile::TempDir>,
+        options: Options,
+    ) -> Self {
+        let mut config = Config::from_defaults();
+        config.listen = "127.0.0.1:0".parse().expect("address");
+        config.database_url = database_url;
+        config.seed_locale = options.seed_locale;
+        config.shutdown_grace = Duration::from_secs(2);
+        let clock = Arc::new(ManualClock::new(
+            Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap(),
+        ));
+        let app = Application::build_with_clock(config, clock.clone())
+            .await
+            .unwrap_or_else(|e| panic!("server failed to start on {backend:?}: {e}"));
+        let addr = app.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            app.run_until_stopped(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server run");
+        });
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect to test server");
+        Self {
+            channel,
+            tenant: new_tenant(),
+            clock,
+            stop: Some(stop),
+            _dir: dir,
+        }
+    }
+
+    fn headers(&self, tenant: &str) -> Headers {
+        Headers {
+            tenant: tenant.to_owned(),
+            actor: None,
+        }
+    }
+
+    pub fn groups(&self) -> GroupServiceClient<Svc> {
+        self.groups_of(&self.tenant)
+    }
+
+    pub fn groups_of(&self, tenant: &str) -> GroupServiceClient<Svc> {
+        GroupServiceClient::with_interceptor(self.channel.clone(), self.headers(tenant))
+    }
+
+    pub fn sources(&self) -> SourceServiceClient<Svc> {
+        self.sources_of(&self.tenant)
+    }
+
+    pub fn sources_of(&self, tenant: &str) -> SourceServiceClient<Svc> {
+        SourceServiceClient::with_interceptor(self.channel.clone(), self.headers(tenant))
+    }
+
+    pub fn relationships(&self) -> RelationshipServiceClient<Svc> {
+        self.relationships_of(&self.tenant)
+    }
+
+    pub fn relationships_of(&self, tenant: &str) -> RelationshipServiceClient<Svc> {
+        RelationshipServiceClient::with_interceptor(self.channel.clone(), self.headers(tenant))
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A fresh tenant id, for tests that need a second tenant.
+pub fn new_tenant() -> String {
+    format!("t-{}", uuid::Uuid::now_v7().simple())
+}
+
+static POSTGRES_DB: OnceLock<Option<String>> = OnceLock::new();
+
+/// URL of this run's PostgreSQL database, created on first use; `None` when
+/// `CRM_TEST_POSTGRES_URL` is not set. Panics when it is set but unusable.
+pub fn postgres_database_url() -> Option<String> {
+    POSTGRES_DB
+        .get_or_init(|| {
+            let base = std::env::var("CRM_TEST_POSTGRES_URL")
+                .ok()
+                .filter(|u| !u.is_empty())?;
+            // Its own thread and runtime: test runtimes come and go.
+            let url = std::thread::spawn(move || {
+                tokio::runtime::Runtime::new()
+                    .expect("runtime")
+                    .block_on(create_run_database(&base))
+            })
+            .join()
+            .expect("creating the PostgreSQL test database");
+            Some(url)
+        })
+        .clone()
+}
+
+fn with_database(url: &str, database: &str) -> String {
+    let (without_query, query) = match url.split_once('?') {
+        Some((u, q)) => (u, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = without_query.find("://").map_or(0, |i| i + 3);
+    let base = match without_query[scheme_end..].find('/') {
+        Some(i) => &without_query[..scheme_end + i],
+        None => without_query,
+    };
+    match query {
+        Some(q) => format!("{base}/{database}?{q}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+async fn create_run_database(base_url: &str) -> String {
+    let admin = Database::connect(base_url).await.unwrap_or_else(|e| {
+        panic!("CRM_TEST_POSTGRES_URL is set but PostgreSQL at {base_url} is unreachable: {e}")
+    });
+    let now = Utc::now().timestamp();
+    // Drop what earlier runs left behind (older than an hour).
+    let stale = admin
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT datname FROM pg_database WHERE datname LIKE 'crm_test_%'",
+        ))
+        .await
+        .expect("list test databases");
+    for row in stale {
+        let name: String = row.try_get("", "datname").expect("datname");
+        let created = name
+            .split('_')
+            .nth(2)
+            .and_then(|t| t.parse::<i64>().ok())
+            .unwrap_or(0);
+        if now - created > 3600 {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+        }
+    }
+    let name = format!("crm_test_{now}_{}", std::process::id());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+    with_database(base_url, &name)
+}
+
+/// Runs a test body on SQLite and, when configured, on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($(async fn $name:ident($app:ident: TestApp) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                let $app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await.expect("sqlite");
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                let Some($app) = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await else {
+                    eprintln!("skipped: CRM_TEST_POSTGRES_URL is not set");
+                    return;
+                };
+                $body
+            }
+        }
+    )*};
+}
+
+/// The error of a call that must fail with `code`.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, Status>,
+    code: Code,
+) -> Status {
+    match result {
+        Ok(response) => panic!("expected {code:?}, got OK: {:?}", response.into_inner()),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            status
+        }
+    }
+}
+
+/// The `google.rpc.BadRequest` field names of an INVALID_ARGUMENT status.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    status
+        .get_details_bad_request()
+        .expect("INVALID_ARGUMENT carries BadRequest details")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
+}
+
+/// Runs `n` copies of a call at once and returns their results in order.
+pub async fn concurrently<T, F, Fut>(n: usize, call: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = (0..n).map(|i| tokio::spawn(call(i))).collect();
+    let mut results = Vec::with_capacity(n);
+    for handle in handles {
+        results.push(handle.await.expect("task"));
+    }
+    results
+}

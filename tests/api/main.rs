@@ -1,0 +1,11 @@
+//! Integration tests: the real server over gRPC with the generated clients,
+//! every test body on SQLite and, when `CRM_TEST_POSTGRES_URL` is set, on
+//! PostgreSQL.
+
+mod helpers;
+
+mod groups;
+mod relationships;
+mod server;
+mod sources;
+mod tenancy;

@@ -1,0 +1,285 @@
+//! RelationshipService: the seeded set, the default, the order, the
+//! automatic kind's settings and the delete rules.
+
+use crm_classify::{
+    config::SeedLocale,
+    pb::{
+        CreateRelationshipRequest, DeleteRelationshipRequest, GetRelationshipRequest,
+        ListRelationshipsRequest, Relationship, RelationshipKind, RestoreRelationshipRequest,
+        UpdateRelationshipRequest,
+    },
+};
+use prost_types::FieldMask;
+use tonic::Code;
+
+use crate::helpers::{
+    Backend, Options, TestApp, concurrently, expect_code, new_tenant, violated_fields,
+};
+use crate::on_both_databases;
+
+type Client = crm_classify::pb::relationship_service_client::RelationshipServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        crate::helpers::Headers,
+    >,
+>;
+
+async fn list(client: &mut Client) -> Vec<Relationship> {
+    client
+        .list_relationships(ListRelationshipsRequest::default())
+        .await
+        .expect("list relationships")
+        .into_inner()
+        .relationships
+}
+
+fn codes(list: &[Relationship]) -> Vec<&str> {
+    list.iter().map(|r| r.code.as_str()).collect()
+}
+
+fn by_code<'a>(list: &'a [Relationship], code: &str) -> &'a Relationship {
+    list.iter()
+        .find(|r| r.code == code)
+        .unwrap_or_else(|| panic!("no {code}"))
+}
+
+async fn create(
+    client: &mut Client,
+    relationship: Relationship,
+) -> Result<Relationship, tonic::Status> {
+    client
+        .create_relationship(CreateRelationshipRequest {
+            relationship: Some(relationship),
+            request_id: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().relationship.expect("relationship"))
+}
+
+async fn update(
+    client: &mut Client,
+    relationship: Relationship,
+    paths: &[&str],
+) -> Result<Relationship, tonic::Status> {
+    client
+        .update_relationship(UpdateRelationshipRequest {
+            relationship: Some(relationship),
+            update_mask: Some(FieldMask {
+                paths: paths.iter().map(|p| p.to_string()).collect(),
+            }),
+        })
+        .await
+        .map(|r| r.into_inner().relationship.expect("relationship"))
+}
+
+async fn delete(
+    client: &mut Client,
+    id: &str,
+    reassign_to_id: &str,
+) -> Result<Relationship, tonic::Status> {
+    client
+        .delete_relationship(DeleteRelationshipRequest {
+            id: id.to_owned(),
+            etag: String::new(),
+            reassign_to_id: reassign_to_id.to_owned(),
+        })
+        .await
+        .map(|r| r.into_inner().relationship.expect("relationship"))
+}
+
+const SEEDED: [&str; 7] = [
+    "NEW",
+    "APPROACHED",
+    "HOT",
+    "POTENTIAL",
+    "LOST",
+    "CLOSED",
+    "DONT_FORGET",
+];
+
+fn manual(name: &str) -> Relationship {
+    Relationship {
+        name: name.to_owned(),
+        ..Default::default()
+    }
+}
+
+on_both_databases! {
+    async fn a_new_tenant_starts_with_the_seeded_relationships_in_order(app: TestApp) {
+        let seeded = list(&mut app.relationships()).await;
+        assert_eq!(codes(&seeded), SEEDED);
+        assert_eq!(seeded.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["New", "Approached", "Hot", "Potential", "Lost", "Closed", "Don't Forget"]);
+        assert_eq!(seeded.iter().map(|r| r.position).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(seeded.iter().filter(|r| r.is_default).map(|r| r.code.as_str()).collect::<Vec<_>>(), ["NEW"]);
+        let dont_forget = by_code(&seeded, "DONT_FORGET");
+        assert_eq!(dont_forget.kind(), RelationshipKind::AutomaticInactivity);
+        assert_eq!(dont_forget.inactivity_days, 30);
+        assert!(seeded[..6].iter().all(|r| r.kind() == RelationshipKind::Manual && r.inactivity_days == 0));
+        assert!(seeded.iter().all(|r| r.color.starts_with('#')));
+    }
+
+    async fn concurrent_first_requests_seed_a_tenant_exactly_once(app: TestApp) {
+        let tenant = new_tenant();
+        let results = concurrently(20, |_| {
+            let mut client = app.relationships_of(&tenant);
+            async move { client.list_relationships(ListRelationshipsRequest::default()).await }
+        }).await;
+        for result in results {
+            let page = result.expect("every first request succeeds").into_inner();
+            assert_eq!(page.total_size, 7);
+        }
+        assert_eq!(codes(&list(&mut app.relationships_of(&tenant)).await), SEEDED);
+    }
+
+    async fn making_another_relationship_default_unsets_the_old_one(app: TestApp) {
+        let mut client = app.relationships();
+        let seeded = list(&mut client).await;
+        let hot = by_code(&seeded, "HOT");
+        let made = update(&mut client, Relationship { id: hot.id.clone(), is_default: true, ..Default::default() }, &["is_default"]).await.unwrap();
+        assert!(made.is_default);
+        let after = list(&mut client).await;
+        assert_eq!(after.iter().filter(|r| r.is_default).map(|r| r.code.as_str()).collect::<Vec<_>>(), ["HOT"]);
+        assert_ne!(by_code(&after, "NEW").etag, by_code(&seeded, "NEW").etag, "the old default changed, so did its etag");
+
+        let status = delete(&mut client, &hot.id, "").await.unwrap_err();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(status.message().contains("default"));
+        let status = update(&mut client, Relationship { id: hot.id.clone(), is_default: false, ..Default::default() }, &["is_default"]).await.unwrap_err();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let automatic = by_code(&seeded, "DONT_FORGET");
+        let status = update(&mut client, Relationship { id: automatic.id.clone(), is_default: true, ..Default::default() }, &["is_default"]).await.unwrap_err();
+        assert_eq!(violated_fields(&status), vec!["relationship.is_default"]);
+
+        let created = create(&mut client, Relationship { is_default: true, ..manual("Khách quen") }).await.unwrap();
+        assert!(created.is_default);
+        let after = list(&mut client).await;
+        assert_eq!(after.iter().filter(|r| r.is_default).count(), 1);
+        assert_eq!(created.code, "KHACH_QUEN");
+    }
+
+    async fn positions_stay_contiguous_through_create_move_delete_and_restore(app: TestApp) {
+        let mut client = app.relationships();
+        let appended = create(&mut client, manual("Trung thành")).await.unwrap();
+        assert_eq!(appended.position, 8);
+        let inserted = create(&mut client, Relationship { position: 2, ..manual("Đã gọi") }).await.unwrap();
+        assert_eq!(inserted.position, 2);
+        let order = list(&mut client).await;
+        assert_eq!(codes(&order), ["NEW", "DA_GOI", "APPROACHED", "HOT", "POTENTIAL", "LOST", "CLOSED", "DONT_FORGET", "TRUNG_THANH"]);
+        assert_eq!(order.iter().map(|r| r.position).collect::<Vec<_>>(), (1..=9).collect::<Vec<_>>());
+
+        let hot = by_code(&order, "HOT").clone();
+        update(&mut client, Relationship { id: hot.id.clone(), position: 1, ..Default::default() }, &["position"]).await.unwrap();
+        let order = list(&mut client).await;
+        assert_eq!(codes(&order)[..3], ["HOT", "NEW", "DA_GOI"]);
+        update(&mut client, Relationship { id: hot.id.clone(), position: 99, ..Default::default() }, &["position"]).await.unwrap();
+        assert_eq!(codes(&list(&mut client).await).last(), Some(&"HOT"));
+
+        delete(&mut client, &inserted.id, "").await.unwrap();
+        let order = list(&mut client).await;
+        assert_eq!(order.iter().map(|r| r.position).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
+        let restored = client.restore_relationship(RestoreRelationshipRequest { id: inserted.id.clone(), etag: String::new() }).await.unwrap().into_inner().relationship.unwrap();
+        assert_eq!(restored.position, 9, "a restored relationship goes to the end");
+        let status = update(&mut client, Relationship { id: hot.id, position: -1, ..Default::default() }, &["position"]).await.unwrap_err();
+        assert_eq!(violated_fields(&status), vec!["relationship.position"]);
+    }
+
+    async fn automatic_settings_must_agree_with_the_kind(app: TestApp) {
+        let mut client = app.relationships();
+        let seeded = list(&mut client).await;
+        let status = create(&mut client, Relationship { inactivity_days: 10, restore_on_contact: true, ..manual("Sai") }).await.unwrap_err();
+        assert_eq!(violated_fields(&status), vec!["relationship.inactivity_days", "relationship.restore_on_contact"]);
+        let status = create(&mut client, Relationship { kind: RelationshipKind::AutomaticInactivity.into(), ..manual("Ngủ đông") }).await.unwrap_err();
+        assert_eq!(violated_fields(&status), vec!["relationship.inactivity_days"]);
+        let status = create(&mut client, Relationship { kind: 9, ..manual("Lạ") }).await.unwrap_err();
+        assert_eq!(violated_fields(&status), vec!["relationship.kind"]);
+
+        let closed = by_code(&seeded, "CLOSED");
+        let dont_forget = by_code(&seeded, "DONT_FORGET");
+        let dormant = create(&mut client, Relationship {
+            kind: RelationshipKind::AutomaticInactivity.into(),
+            inactivity_days: 90,
+            restore_on_contact: true,
+            exempt_relationship_ids: vec![closed.id.clone(), closed.id.clone()],
+            ..manual("Ngủ đông")
+        }).await.unwrap();
+        assert_eq!(dormant.exempt_relationship_ids, vec![closed.id.clone()], "repeats are dropped");
+        assert!(dormant.restore_on_contact);
+
+        let status = update(&mut client, Relationship { id: dormant.id.clone(), exempt_relationship_ids: vec![dont_forget.id.clone()], ..Default::default() }, &["exempt_relationship_ids"]).await.unwrap_err();
+        assert_eq!(violated_fields(&status), vec!["relationship.exempt_relationship_ids[0]"]);
+        let unknown = uuid::Uuid::now_v7().to_string();
+        let status = update(&mut client, Relationship { id: dormant.id.clone(), exempt_relationship_ids: vec![unknown], ..Default::default() }, &["exempt_relationship_ids"]).await.unwrap_err();
+        assert_eq!(status.code(), Code::NotFound);
+        let status = update(&mut client, Relationship { id: dormant.id.clone(), kind: RelationshipKind::Manual.into(), ..Default::default() }, &["kind"]).await.unwrap_err();
+        assert_eq!(violated_fields(&status), vec!["update_mask"]);
+        let status = update(&mut client, Relationship { id: closed.id.clone(), inactivity_days: 5, ..Default::default() }, &["inactivity_days"]).await.unwrap_err();
+        assert_eq!(violated_fields(&status), vec!["relationship.inactivity_days"]);
+        let changed = update(&mut client, Relationship { id: dormant.id.clone(), inactivity_days: 60, exempt_relationship_ids: vec![], ..Default::default() }, &["inactivity_days", "exempt_relationship_ids"]).await.unwrap();
+        assert_eq!((changed.inactivity_days, changed.exempt_relationship_ids.len()), (60, 0));
+        let got = client.get_relationship(GetRelationshipRequest { id: dormant.id.clone() }).await.unwrap().into_inner().relationship.unwrap();
+        assert_eq!(got, changed);
+    }
+
+    async fn deleting_a_relationship_checks_its_reassignment_target(app: TestApp) {
+        let mut client = app.relationships();
+        let seeded = list(&mut client).await;
+        let lost = by_code(&seeded, "LOST");
+        let status = delete(&mut client, &lost.id, &by_code(&seeded, "DONT_FORGET").id).await.unwrap_err();
+        assert_eq!(violated_fields(&status), vec!["reassign_to_id"]);
+        let status = delete(&mut client, &lost.id, &lost.id).await.unwrap_err();
+        assert_eq!(violated_fields(&status), vec!["reassign_to_id"]);
+        let status = delete(&mut client, &lost.id, &uuid::Uuid::now_v7().to_string()).await.unwrap_err();
+        assert_eq!(status.code(), Code::NotFound);
+        let closed = by_code(&seeded, "CLOSED");
+        delete(&mut client, &closed.id, "").await.unwrap();
+        let status = delete(&mut client, &lost.id, &closed.id).await.unwrap_err();
+        assert_eq!(status.code(), Code::FailedPrecondition, "a deleted relationship cannot be assigned");
+        let deleted = client.delete_relationship(DeleteRelationshipRequest { id: lost.id.clone(), etag: lost.etag.clone(), reassign_to_id: by_code(&seeded, "NEW").id.clone() }).await.unwrap().into_inner();
+        assert_eq!(deleted.reassigned_customer_count, 0);
+        assert!(deleted.relationship.unwrap().delete_time.is_some());
+        expect_code(client.delete_relationship(DeleteRelationshipRequest { id: lost.id.clone(), etag: String::new(), reassign_to_id: String::new() }).await, Code::FailedPrecondition);
+        let disabled = client.list_relationships(ListRelationshipsRequest { deleted_only: true, ..Default::default() }).await.unwrap().into_inner();
+        let mut disabled_codes = codes(&disabled.relationships);
+        disabled_codes.sort();
+        assert_eq!(disabled_codes, ["CLOSED", "LOST"]);
+    }
+
+    async fn a_repeated_relationship_request_id_creates_once(app: TestApp) {
+        let mut client = app.relationships();
+        let request = CreateRelationshipRequest { relationship: Some(manual("VIP")), request_id: "abc".into() };
+        let first = client.create_relationship(request.clone()).await.unwrap().into_inner().relationship.unwrap();
+        let second = client.create_relationship(request).await.unwrap().into_inner().relationship.unwrap();
+        assert_eq!(first.id, second.id);
+        assert_eq!(list(&mut client).await.len(), 8);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vietnamese_seed_option_names_the_relationships_in_vietnamese() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        Options {
+            seed_locale: SeedLocale::Vi,
+        },
+    )
+    .await
+    .expect("sqlite");
+    let seeded = list(&mut app.relationships()).await;
+    assert_eq!(
+        seeded.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        [
+            "Mới",
+            "Tiếp cận",
+            "Nóng",
+            "Tiềm năng",
+            "Mất",
+            "Chốt",
+            "Đừng quên"
+        ]
+    );
+    assert_eq!(
+        codes(&seeded),
+        SEEDED,
+        "codes stay the same in every language"
+    );
+}
