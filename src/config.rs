@@ -24,6 +24,9 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Ask the server at `--listen` for its grpc.health.v1 status; exit 0
+    /// when SERVING (for container health checks).
+    HealthCheck,
 }
 
 /// Language of the relationship names seeded for a new tenant.

@@ -2,9 +2,16 @@
 //! NOT_SERVING while it does not, and NOT_SERVING from the moment shutdown
 //! starts so load balancers stop sending new calls.
 
-use std::time::Duration;
+use std::{
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
+};
 
-use tonic_health::{ServingStatus, server::HealthReporter};
+use tonic_health::{
+    ServingStatus,
+    pb::{HealthCheckRequest, health_check_response, health_client::HealthClient},
+    server::HealthReporter,
+};
 
 use crate::store::Store;
 
@@ -56,5 +63,34 @@ pub async fn watch_database(store: Store, reporter: HealthReporter, mut last: bo
     loop {
         tokio::time::sleep(PROBE_INTERVAL).await;
         last = probe(&store, &reporter, Some(last)).await;
+    }
+}
+
+/// Asks the server listening on `listen` for its overall status; `Ok` when
+/// SERVING. A wildcard listen address is reached over loopback.
+pub async fn check(listen: SocketAddr) -> Result<(), crate::app::StartError> {
+    let mut target = listen;
+    if target.ip().is_unspecified() {
+        target.set_ip(if target.is_ipv4() {
+            Ipv4Addr::LOCALHOST.into()
+        } else {
+            Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let call = async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))?.connect().await?;
+        let mut client = HealthClient::new(channel);
+        let reply = client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?;
+        Ok::<_, crate::app::StartError>(reply.into_inner().status())
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, call).await {
+        Ok(Ok(health_check_response::ServingStatus::Serving)) => Ok(()),
+        Ok(Ok(status)) => Err(format!("{target} reports {}", status.as_str_name()).into()),
+        Ok(Err(err)) => Err(format!("{target}: {err}").into()),
+        Err(_) => Err(format!("{target} did not answer within {PROBE_TIMEOUT:?}").into()),
     }
 }

@@ -1,5 +1,5 @@
 //! The `crm-classify` binary: parse options, set up logging, then serve
-//! (default) or migrate.
+//! (default), migrate, or check a running server's health.
 
 use std::process::ExitCode;
 
@@ -7,6 +7,7 @@ use clap::Parser;
 use crm_classify::{
     Application,
     config::{Cli, Command},
+    health,
     store::database,
     telemetry,
 };
@@ -18,6 +19,7 @@ async fn main() -> ExitCode {
     let result = match command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(&config.database_url).await,
+        Command::HealthCheck => health::check(config.listen).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -276,6 +276,10 @@ async fn sigterm_with_calls_in_flight_exits_cleanly_within_the_grace_period() {
 
     // Every acknowledged write is there after a restart.
     let (mut child, address) = start_binary(&url, "1s");
+    assert!(
+        health_check_command(&address),
+        "health-check passes against a running server"
+    );
     let mut client = crm_classify::pb::group_service_client::GroupServiceClient::connect(format!(
         "http://{address}"
     ))
@@ -290,6 +294,20 @@ async fn sigterm_with_calls_in_flight_exits_cleanly_within_the_grace_period() {
     // SAFETY: as above.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().expect("wait").success());
+    assert!(
+        !health_check_command(&address),
+        "health-check fails when nothing answers"
+    );
+}
+
+fn health_check_command(address: &str) -> bool {
+    Command::new(env!("CARGO_BIN_EXE_crm-classify"))
+        .args(["health-check", "--listen", address])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run health-check")
+        .success()
 }
 
 #[test]
