@@ -78,7 +78,9 @@ pub async fn check(listen: SocketAddr) -> Result<(), crate::app::StartError> {
         });
     }
     let call = async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))?.connect().await?;
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))?
+            .connect()
+            .await?;
         let mut client = HealthClient::new(channel);
         let reply = client
             .check(HealthCheckRequest {

@@ -66,6 +66,7 @@ const UP: &[&str] = &[
         code TEXT NOT NULL,
         name TEXT NOT NULL,
         name_key TEXT NOT NULL,
+        sort_key {SORT_TEXT} NOT NULL,
         description TEXT NOT NULL,
         color TEXT NOT NULL,
         position INTEGER NOT NULL,

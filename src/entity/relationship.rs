@@ -17,6 +17,8 @@ pub struct Model {
     pub name: String,
     /// Case-folded name, unique among active relationships.
     pub name_key: String,
+    /// Transliterated, lower-cased name then `name_key`.
+    pub sort_key: String,
     /// Free text.
     pub description: String,
     /// `#RRGGBB` or empty.

@@ -2,9 +2,9 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{context, convert, idempotency_key, page_request};
+use super::{context, convert, idempotency_key, page_request, target};
 use crate::{
-    domain::{catalog::Target, ids, paging::DeletedFilter},
+    domain::{ids, paging::DeletedFilter},
     pb::{self, group_service_server::GroupService},
     store::Store,
 };
@@ -59,15 +59,10 @@ impl GroupService for GroupApi {
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request(
-            &pb::ListGroupsRequest {
-                page_size: 0,
-                page_token: String::new(),
-                ..req.clone()
-            },
-            req.page_size,
-            &req.page_token,
-        )?;
+        let page = page_request(&req, req.page_size, &req.page_token, |r| {
+            r.page_size = 0;
+            r.page_token.clear();
+        })?;
         let parent = ids::parse_optional("parent_id", &req.parent_id)?;
         let deleted = DeletedFilter::from_flags(req.show_deleted, req.deleted_only);
         let result = self
@@ -103,10 +98,7 @@ impl GroupService for GroupApi {
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let target = Target {
-            id: ids::parse("id", &req.id)?,
-            etag: req.etag,
-        };
+        let target = target(&req.id, req.etag)?;
         let (group, cascaded) = self
             .store
             .delete_group(&ctx.tenant, &target, req.cascade)
@@ -123,10 +115,7 @@ impl GroupService for GroupApi {
     ) -> Result<Response<pb::RestoreGroupResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let target = Target {
-            id: ids::parse("id", &req.id)?,
-            etag: req.etag,
-        };
+        let target = target(&req.id, req.etag)?;
         let (group, restored) = self.store.restore_group(&ctx.tenant, &target).await?;
         Ok(Response::new(pb::RestoreGroupResponse {
             group: Some(group.into()),

@@ -14,7 +14,8 @@ use tonic::{Request, Status, metadata::MetadataMap};
 
 use crate::{
     domain::{
-        catalog::IdempotencyKey,
+        catalog::{IdempotencyKey, Target},
+        ids,
         paging::{self, PageRequest},
         tenant::{Actor, RequestContext, TenantId},
     },
@@ -74,16 +75,28 @@ pub fn idempotency_key<M: Message + Clone>(
     }))
 }
 
-/// The page request of a List: `filters` is the request with its paging
-/// fields cleared, so a token only works with the filters it came from.
-pub fn page_request<M: Message>(
-    filters: &M,
+/// The page request of a List. The token is bound to a fingerprint of the
+/// request with its paging fields cleared by `without_paging`, so it only
+/// works with the filters it came from.
+pub fn page_request<M: Message + Clone>(
+    request: &M,
     page_size: i32,
     page_token: &str,
+    without_paging: impl FnOnce(&mut M),
 ) -> AppResult<PageRequest> {
+    let mut filters = request.clone();
+    without_paging(&mut filters);
     PageRequest::parse(
         page_size,
         page_token,
         paging::fingerprint(&filters.encode_to_vec()),
     )
+}
+
+/// The resource an Update, Delete or Restore request is about.
+pub fn target(id: &str, etag: String) -> AppResult<Target> {
+    Ok(Target {
+        id: ids::parse("id", id)?,
+        etag,
+    })
 }

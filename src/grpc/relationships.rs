@@ -2,9 +2,9 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{context, convert, idempotency_key, page_request};
+use super::{context, convert, idempotency_key, page_request, target};
 use crate::{
-    domain::{catalog::Target, ids, paging::DeletedFilter},
+    domain::{ids, paging::DeletedFilter},
     pb::{self, relationship_service_server::RelationshipService},
     store::Store,
 };
@@ -59,15 +59,10 @@ impl RelationshipService for RelationshipApi {
     ) -> Result<Response<pb::ListRelationshipsResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request(
-            &pb::ListRelationshipsRequest {
-                page_size: 0,
-                page_token: String::new(),
-                ..req.clone()
-            },
-            req.page_size,
-            &req.page_token,
-        )?;
+        let page = page_request(&req, req.page_size, &req.page_token, |r| {
+            r.page_size = 0;
+            r.page_token.clear();
+        })?;
         let deleted = DeletedFilter::from_flags(req.show_deleted, req.deleted_only);
         let result = self
             .store
@@ -102,10 +97,7 @@ impl RelationshipService for RelationshipApi {
     ) -> Result<Response<pb::DeleteRelationshipResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let target = Target {
-            id: ids::parse("id", &req.id)?,
-            etag: req.etag,
-        };
+        let target = target(&req.id, req.etag)?;
         let reassign_to = ids::parse_optional("reassign_to_id", &req.reassign_to_id)?;
         let (relationship, reassigned) = self
             .store
@@ -123,10 +115,7 @@ impl RelationshipService for RelationshipApi {
     ) -> Result<Response<pb::RestoreRelationshipResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let target = Target {
-            id: ids::parse("id", &req.id)?,
-            etag: req.etag,
-        };
+        let target = target(&req.id, req.etag)?;
         let relationship = self
             .store
             .restore_relationship(&ctx.tenant, &target)

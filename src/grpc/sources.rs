@@ -2,9 +2,9 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{context, convert, idempotency_key, page_request};
+use super::{context, convert, idempotency_key, page_request, target};
 use crate::{
-    domain::{catalog::Target, ids, paging::DeletedFilter},
+    domain::{ids, paging::DeletedFilter},
     pb::{self, source_service_server::SourceService},
     store::Store,
 };
@@ -59,15 +59,10 @@ impl SourceService for SourceApi {
     ) -> Result<Response<pb::ListSourcesResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request(
-            &pb::ListSourcesRequest {
-                page_size: 0,
-                page_token: String::new(),
-                ..req.clone()
-            },
-            req.page_size,
-            &req.page_token,
-        )?;
+        let page = page_request(&req, req.page_size, &req.page_token, |r| {
+            r.page_size = 0;
+            r.page_token.clear();
+        })?;
         let deleted = DeletedFilter::from_flags(req.show_deleted, req.deleted_only);
         let result = self.store.list_sources(&ctx.tenant, deleted, &page).await?;
         Ok(Response::new(pb::ListSourcesResponse {
@@ -99,10 +94,7 @@ impl SourceService for SourceApi {
     ) -> Result<Response<pb::DeleteSourceResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let target = Target {
-            id: ids::parse("id", &req.id)?,
-            etag: req.etag,
-        };
+        let target = target(&req.id, req.etag)?;
         let source = self.store.delete_source(&ctx.tenant, &target).await?;
         Ok(Response::new(pb::DeleteSourceResponse {
             source: Some(source.into()),
@@ -115,10 +107,7 @@ impl SourceService for SourceApi {
     ) -> Result<Response<pb::RestoreSourceResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let target = Target {
-            id: ids::parse("id", &req.id)?,
-            etag: req.etag,
-        };
+        let target = target(&req.id, req.etag)?;
         let source = self.store.restore_source(&ctx.tenant, &target).await?;
         Ok(Response::new(pb::RestoreSourceResponse {
             source: Some(source.into()),

@@ -3,12 +3,13 @@
 //! clashes and keyset paging.
 
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Select, Value,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Select, Value,
 };
 
 use crate::{
     domain::{
+        catalog::EntryPatch,
         paging::{Cursor, CursorValue, DeletedFilter, Page, PageRequest},
         text,
     },
@@ -24,6 +25,14 @@ pub trait CatalogRow {
     fn revision(&self) -> i64;
     /// Soft-delete time.
     fn delete_time(&self) -> Option<i64>;
+}
+
+/// The writable side of a catalog row.
+pub trait CatalogActive {
+    /// Applies the common fields of `patch` (and the keys derived from the name).
+    fn apply_entry(&mut self, patch: EntryPatch);
+    /// Records a change: the next revision, made at `now`.
+    fn bump(&mut self, revision: i64, now: i64);
 }
 
 /// A catalog table.
@@ -55,6 +64,26 @@ macro_rules! catalog_entity {
             }
             fn delete_time(&self) -> Option<i64> {
                 self.delete_time
+            }
+        }
+
+        impl CatalogActive for $module::ActiveModel {
+            fn apply_entry(&mut self, patch: EntryPatch) {
+                if let Some(code) = patch.code {
+                    self.code = Set(code);
+                }
+                if let Some(name) = patch.name {
+                    self.name_key = Set(text::name_key(&name));
+                    self.sort_key = Set(text::sort_key(&name));
+                    self.name = Set(name);
+                }
+                if let Some(description) = patch.description {
+                    self.description = Set(description);
+                }
+            }
+            fn bump(&mut self, revision: i64, now: i64) {
+                self.revision = Set(revision);
+                self.update_time = Set(now);
             }
         }
 
@@ -190,15 +219,10 @@ pub async fn ensure_code_free<E: CatalogEntity>(
     }
     match query.one(db).await? {
         None => Ok(()),
-        Some(existing) => Err(AppError::AlreadyExists {
-            resource: E::RESOURCE,
-            existing_id: existing.id().to_owned(),
-            message: format!(
-                "{} code `{code}` is taken by `{}`",
-                E::RESOURCE,
-                existing.id()
-            ),
-        }),
+        Some(existing) => Err(already_exists::<E>(
+            &existing,
+            &format!("{} code `{code}` is taken", E::RESOURCE),
+        )),
     }
 }
 
@@ -256,15 +280,39 @@ pub async fn ensure_name_free<E: CatalogEntity>(
     }
     match query.one(db).await? {
         None => Ok(()),
-        Some(existing) => Err(AppError::AlreadyExists {
-            resource: E::RESOURCE,
-            existing_id: existing.id().to_owned(),
-            message: format!(
-                "an active {} named \"{name}\" already exists{scope_words}: `{}`",
-                E::RESOURCE,
-                existing.id()
+        Some(existing) => Err(already_exists::<E>(
+            &existing,
+            &format!(
+                "an active {} named \"{name}\" already exists{scope_words}",
+                E::RESOURCE
             ),
-        }),
+        )),
+    }
+}
+
+/// Checks a patch of a tenant-wide catalog (sources, relationships): its new
+/// name and code must be free.
+pub async fn ensure_patch_free<E: CatalogEntity>(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+    patch: &EntryPatch,
+) -> AppResult<()> {
+    if let Some(name) = &patch.name {
+        ensure_name_free::<E>(tx, tenant, name, Condition::all(), "", Some(id)).await?;
+    }
+    if let Some(code) = &patch.code {
+        ensure_code_free::<E>(tx, tenant, code, Some(id)).await?;
+    }
+    Ok(())
+}
+
+/// ALREADY_EXISTS naming the existing row.
+fn already_exists<E: CatalogEntity>(existing: &E::Model, what: &str) -> AppError {
+    AppError::AlreadyExists {
+        resource: E::RESOURCE,
+        existing_id: existing.id().to_owned(),
+        message: format!("{what}: `{}`", existing.id()),
     }
 }
 

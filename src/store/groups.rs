@@ -16,13 +16,13 @@ use sea_orm::{
 
 use super::{
     Store,
-    catalog::{self, in_tenant},
+    catalog::{self, CatalogActive, in_tenant},
     idempotency::{self, Claim},
     lock_scope,
 };
 use crate::{
     domain::{
-        catalog::{GroupPatch, IdempotencyKey, NewGroup, Target},
+        catalog::{EntryPatch, GroupPatch, IdempotencyKey, NewGroup, Target},
         paging::{Cursor, CursorValue, DeletedFilter, Page, PageRequest},
         tenant::TenantId,
         text,
@@ -280,18 +280,12 @@ impl Store {
 
                 let revision = row.revision + 1;
                 let mut active: ActiveModel = row.into();
-                if let Some(code) = patch.entry.code {
-                    active.code = Set(code);
-                }
-                if let Some(description) = patch.entry.description {
-                    active.description = Set(description);
-                }
-                active.name_key = Set(text::name_key(&name));
-                active.sort_key = Set(text::sort_key(&name));
-                active.name = Set(name);
+                active.apply_entry(EntryPatch {
+                    name: Some(name),
+                    ..patch.entry
+                });
                 active.parent_id = Set(parent);
-                active.revision = Set(revision);
-                active.update_time = Set(now);
+                active.bump(revision, now);
                 Ok(active.update(tx).await?)
             })
         })

@@ -12,7 +12,7 @@ use sea_orm::{
 
 use super::{
     Store,
-    catalog::{self, in_tenant},
+    catalog::{self, CatalogActive, in_tenant},
     idempotency::{self, Claim},
     lock_scope,
 };
@@ -54,6 +54,7 @@ pub async fn seed(
             code: Set(seed.code.to_owned()),
             name: Set(seed.name.to_owned()),
             name_key: Set(text::name_key(seed.name)),
+            sort_key: Set(text::sort_key(seed.name)),
             description: Set(String::new()),
             color: Set(seed.color.to_owned()),
             position: Set(position),
@@ -88,8 +89,7 @@ async fn renumber(tx: &impl ConnectionTrait, order: Vec<Model>, now: i64) -> App
             let revision = row.revision + 1;
             let mut active: ActiveModel = row.into();
             active.position = Set(position);
-            active.revision = Set(revision);
-            active.update_time = Set(now);
+            active.bump(revision, now);
             active.update(tx).await?;
         }
     }
@@ -232,6 +232,7 @@ impl Store {
                     code: Set(code),
                     name: Set(entry.name.clone()),
                     name_key: Set(text::name_key(&entry.name)),
+                    sort_key: Set(text::sort_key(&entry.name)),
                     description: Set(entry.description.clone()),
                     color: Set(input.color.clone()),
                     position: Set(i32::MAX),
@@ -310,12 +311,7 @@ impl Store {
                 if patch.exempt_ids.is_some() {
                     ensure_exemptions(tx, &tenant, &rule, &row.id).await?;
                 }
-                if let Some(name) = &patch.entry.name {
-                    catalog::ensure_name_free::<Entity>(tx, &tenant, name, Condition::all(), "", Some(&row.id)).await?;
-                }
-                if let Some(code) = &patch.entry.code {
-                    catalog::ensure_code_free::<Entity>(tx, &tenant, code, Some(&row.id)).await?;
-                }
+                catalog::ensure_patch_free::<Entity>(tx, &tenant, &row.id, &patch.entry).await?;
                 match patch.is_default {
                     Some(true) if !row.is_default => {
                         default_must_be_manual(kind)?;
@@ -334,16 +330,7 @@ impl Store {
                 let id = row.id.clone();
                 let revision = row.revision + 1;
                 let mut active: ActiveModel = row.into();
-                if let Some(code) = patch.entry.code {
-                    active.code = Set(code);
-                }
-                if let Some(name) = patch.entry.name {
-                    active.name_key = Set(text::name_key(&name));
-                    active.name = Set(name);
-                }
-                if let Some(description) = patch.entry.description {
-                    active.description = Set(description);
-                }
+                active.apply_entry(patch.entry);
                 if let Some(color) = patch.color {
                     active.color = Set(color);
                 }
@@ -353,8 +340,7 @@ impl Store {
                 active.inactivity_days = Set(rule.inactivity_days);
                 active.restore_on_contact = Set(rule.restore_on_contact);
                 active.exempt_relationship_ids = Set(exempt_json(&rule.exempt_ids));
-                active.revision = Set(revision);
-                active.update_time = Set(now);
+                active.bump(revision, now);
                 active.update(tx).await?;
                 if patch.position.is_some() {
                     place(tx, &tenant, &id, patch.position, now).await?;
@@ -403,8 +389,7 @@ impl Store {
                 let revision = row.revision + 1;
                 let mut active: ActiveModel = row.into();
                 active.delete_time = Set(Some(now));
-                active.revision = Set(revision);
-                active.update_time = Set(now);
+                active.bump(revision, now);
                 active.update(tx).await?;
                 place(tx, &tenant, &id, None, now).await?;
                 Ok((catalog::find::<Entity>(tx, &tenant, &id).await?, reassigned))
@@ -442,8 +427,7 @@ impl Store {
                 let mut active: ActiveModel = row.into();
                 active.delete_time = Set(None);
                 active.position = Set(end);
-                active.revision = Set(revision);
-                active.update_time = Set(now);
+                active.bump(revision, now);
                 Ok(active.update(tx).await?)
             })
         })

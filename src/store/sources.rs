@@ -4,7 +4,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, Condition};
 
 use super::{
     Store,
-    catalog::{self, in_tenant},
+    catalog::{self, CatalogActive, in_tenant},
     idempotency::{self, Claim},
 };
 use crate::{
@@ -108,35 +108,11 @@ impl Store {
                 let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
                 catalog::check_etag::<Entity>(&row, &target.etag)?;
                 catalog::ensure_active::<Entity>(&row, "changing it")?;
-                if let Some(name) = &patch.name {
-                    catalog::ensure_name_free::<Entity>(
-                        tx,
-                        &tenant,
-                        name,
-                        Condition::all(),
-                        "",
-                        Some(&row.id),
-                    )
-                    .await?;
-                }
-                if let Some(code) = &patch.code {
-                    catalog::ensure_code_free::<Entity>(tx, &tenant, code, Some(&row.id)).await?;
-                }
+                catalog::ensure_patch_free::<Entity>(tx, &tenant, &row.id, &patch).await?;
                 let revision = row.revision + 1;
                 let mut active: ActiveModel = row.into();
-                if let Some(code) = patch.code {
-                    active.code = Set(code);
-                }
-                if let Some(name) = patch.name {
-                    active.name_key = Set(text::name_key(&name));
-                    active.sort_key = Set(text::sort_key(&name));
-                    active.name = Set(name);
-                }
-                if let Some(description) = patch.description {
-                    active.description = Set(description);
-                }
-                active.revision = Set(revision);
-                active.update_time = Set(now);
+                active.apply_entry(patch);
+                active.bump(revision, now);
                 Ok(active.update(tx).await?)
             })
         })
@@ -183,8 +159,7 @@ impl Store {
                 let revision = row.revision + 1;
                 let mut active: ActiveModel = row.into();
                 active.delete_time = Set(delete.then_some(now));
-                active.revision = Set(revision);
-                active.update_time = Set(now);
+                active.bump(revision, now);
                 Ok(active.update(tx).await?)
             })
         })
