@@ -9,7 +9,7 @@ use sea_orm::{
 
 use crate::{
     domain::{
-        catalog::EntryPatch,
+        catalog::{EntryPatch, Target},
         paging::{Cursor, CursorValue, DeletedFilter, Page, PageRequest},
         text,
     },
@@ -25,6 +25,8 @@ pub trait CatalogRow {
     fn revision(&self) -> i64;
     /// Soft-delete time.
     fn delete_time(&self) -> Option<i64>;
+    /// List order key.
+    fn sort_key(&self) -> &str;
 }
 
 /// The writable side of a catalog row.
@@ -51,6 +53,8 @@ pub trait CatalogEntity: EntityTrait<Model: CatalogRow> {
     fn name_key_col() -> Self::Column;
     /// `delete_time`.
     fn delete_time_col() -> Self::Column;
+    /// `sort_key`.
+    fn sort_key_col() -> Self::Column;
 }
 
 macro_rules! catalog_entity {
@@ -64,6 +68,9 @@ macro_rules! catalog_entity {
             }
             fn delete_time(&self) -> Option<i64> {
                 self.delete_time
+            }
+            fn sort_key(&self) -> &str {
+                &self.sort_key
             }
         }
 
@@ -105,6 +112,9 @@ macro_rules! catalog_entity {
             fn delete_time_col() -> Self::Column {
                 $module::Column::DeleteTime
             }
+            fn sort_key_col() -> Self::Column {
+                $module::Column::SortKey
+            }
         }
     };
 }
@@ -144,6 +154,18 @@ pub async fn find_for_update<E: CatalogEntity>(
         .one(tx)
         .await?
         .ok_or_else(|| AppError::not_found(E::RESOURCE, id))
+}
+
+/// The row an Update, Delete or Restore targets, locked for the rest of the
+/// transaction, after checking the caller's etag.
+pub async fn lock_target<E: CatalogEntity>(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    target: &Target,
+) -> AppResult<E::Model> {
+    let row = find_for_update::<E>(tx, tenant, &target.id).await?;
+    check_etag::<E>(&row, &target.etag)?;
+    Ok(row)
 }
 
 /// The etag the API shows for a revision.
@@ -372,4 +394,22 @@ fn cursor_pair(cursor: &Cursor) -> AppResult<[Value; 2]> {
             "is not a token for this list",
         )),
     }
+}
+
+/// One page of `query` in name order (see [`text::sort_key`]).
+pub async fn list_by_name<E: CatalogEntity>(
+    db: &impl ConnectionTrait,
+    query: Select<E>,
+    page: &PageRequest,
+) -> AppResult<Page<E::Model>>
+where
+    E::Model: Sync,
+{
+    list_page(db, query, [E::sort_key_col(), E::id_col()], page, |m| {
+        Cursor(vec![
+            CursorValue::Text(m.sort_key().to_owned()),
+            CursorValue::Text(m.id().to_owned()),
+        ])
+    })
+    .await
 }

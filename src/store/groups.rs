@@ -23,7 +23,7 @@ use super::{
 use crate::{
     domain::{
         catalog::{EntryPatch, GroupPatch, IdempotencyKey, NewGroup, Target},
-        paging::{Cursor, CursorValue, DeletedFilter, Page, PageRequest},
+        paging::{DeletedFilter, Page, PageRequest},
         tenant::TenantId,
         text,
     },
@@ -227,13 +227,7 @@ impl Store {
             catalog::find::<Entity>(self.db(), tenant, parent).await?;
             query = query.filter(Column::ParentId.eq(parent));
         }
-        catalog::list_page(self.db(), query, [Column::SortKey, Column::Id], page, |m| {
-            Cursor(vec![
-                CursorValue::Text(m.sort_key.clone()),
-                CursorValue::Text(m.id.clone()),
-            ])
-        })
-        .await
+        catalog::list_by_name(self.db(), query, page).await
     }
 
     /// Applies `patch` to a group.
@@ -249,8 +243,7 @@ impl Store {
             let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
-                let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
-                catalog::check_etag::<Entity>(&row, &target.etag)?;
+                let row = catalog::lock_target::<Entity>(tx, &tenant, &target).await?;
                 catalog::ensure_active::<Entity>(&row, "changing it")?;
 
                 let parent = patch
@@ -306,8 +299,7 @@ impl Store {
             let (target, tenant) = (target.clone(), tenant.to_owned());
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
-                let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
-                catalog::check_etag::<Entity>(&row, &target.etag)?;
+                let row = catalog::lock_target::<Entity>(tx, &tenant, &target).await?;
                 catalog::ensure_not_yet_deleted::<Entity>(&row)?;
                 let descendants = active_descendants(tx, &tenant, &row.id).await?;
                 if !descendants.is_empty() && !cascade {
@@ -343,8 +335,7 @@ impl Store {
             let (target, tenant) = (target.clone(), tenant.to_owned());
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
-                let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
-                catalog::check_etag::<Entity>(&row, &target.etag)?;
+                let row = catalog::lock_target::<Entity>(tx, &tenant, &target).await?;
                 catalog::ensure_deleted::<Entity>(&row)?;
                 if let Some(parent_id) = &row.parent_id {
                     let parent = catalog::find::<Entity>(tx, &tenant, parent_id).await?;

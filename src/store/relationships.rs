@@ -298,8 +298,7 @@ impl Store {
             let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
-                let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
-                catalog::check_etag::<Entity>(&row, &target.etag)?;
+                let row = catalog::lock_target::<Entity>(tx, &tenant, &target).await?;
                 catalog::ensure_active::<Entity>(&row, "changing it")?;
                 let kind = kind_of(&row)?;
                 let rule = InactivityRule {
@@ -365,8 +364,7 @@ impl Store {
             let (target, reassign_to, tenant) = (target.clone(), reassign_to.map(str::to_owned), tenant.to_owned());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
-                let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
-                catalog::check_etag::<Entity>(&row, &target.etag)?;
+                let row = catalog::lock_target::<Entity>(tx, &tenant, &target).await?;
                 catalog::ensure_not_yet_deleted::<Entity>(&row)?;
                 if row.is_default {
                     return Err(AppError::precondition(
@@ -410,8 +408,7 @@ impl Store {
             let (target, tenant) = (target.clone(), tenant.to_owned());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
-                let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
-                catalog::check_etag::<Entity>(&row, &target.etag)?;
+                let row = catalog::lock_target::<Entity>(tx, &tenant, &target).await?;
                 catalog::ensure_deleted::<Entity>(&row)?;
                 catalog::ensure_name_free::<Entity>(
                     tx,

@@ -10,11 +10,11 @@ use super::{
 use crate::{
     domain::{
         catalog::{EntryPatch, IdempotencyKey, NewEntry, Target},
-        paging::{Cursor, CursorValue, DeletedFilter, Page, PageRequest},
+        paging::{DeletedFilter, Page, PageRequest},
         tenant::TenantId,
         text,
     },
-    entity::customer_source::{ActiveModel, Column, Entity, Model},
+    entity::customer_source::{ActiveModel, Entity, Model},
     error::AppResult,
 };
 
@@ -84,13 +84,7 @@ impl Store {
         page: &PageRequest,
     ) -> AppResult<Page<Model>> {
         let query = catalog::with_deleted_filter(in_tenant::<Entity>(tenant.as_str()), deleted);
-        catalog::list_page(self.db(), query, [Column::SortKey, Column::Id], page, |m| {
-            Cursor(vec![
-                CursorValue::Text(m.sort_key.clone()),
-                CursorValue::Text(m.id.clone()),
-            ])
-        })
-        .await
+        catalog::list_by_name(self.db(), query, page).await
     }
 
     /// Applies `patch` to a source.
@@ -105,8 +99,7 @@ impl Store {
         self.write(|tx| {
             let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
             Box::pin(async move {
-                let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
-                catalog::check_etag::<Entity>(&row, &target.etag)?;
+                let row = catalog::lock_target::<Entity>(tx, &tenant, &target).await?;
                 catalog::ensure_active::<Entity>(&row, "changing it")?;
                 catalog::ensure_patch_free::<Entity>(tx, &tenant, &row.id, &patch).await?;
                 let revision = row.revision + 1;
@@ -140,8 +133,7 @@ impl Store {
         self.write(|tx| {
             let (target, tenant) = (target.clone(), tenant.to_owned());
             Box::pin(async move {
-                let row = catalog::find_for_update::<Entity>(tx, &tenant, &target.id).await?;
-                catalog::check_etag::<Entity>(&row, &target.etag)?;
+                let row = catalog::lock_target::<Entity>(tx, &tenant, &target).await?;
                 if delete {
                     catalog::ensure_not_yet_deleted::<Entity>(&row)?;
                 } else {
