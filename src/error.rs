@@ -146,30 +146,29 @@ impl From<DbErr> for AppError {
 
 /// Classifies driver errors that `DbErr::sql_err` leaves out.
 fn classify_sqlx(err: &sea_orm::sqlx::Error) -> Option<AppError> {
-    use sea_orm::sqlx::Error;
+    use sea_orm::sqlx::{Error, sqlite::SqliteError};
     match err {
-        Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            match code.deref() {
-                // PostgreSQL: serialization_failure, deadlock_detected.
-                "40001" | "40P01" => Some(AppError::Conflict(ConflictKind::Serialization)),
-                // PostgreSQL: the server is shutting down or refusing connections.
-                "57P01" | "57P02" | "57P03" | "53300" => {
-                    Some(AppError::Unavailable(db.message().to_owned()))
-                }
-                // SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6), with extended codes.
-                c if is_sqlite_busy(c) => Some(AppError::Conflict(ConflictKind::Serialization)),
-                _ => None,
-            }
+        Error::Database(db) if db.try_downcast_ref::<SqliteError>().is_some() => {
+            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+            let code = db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .unwrap_or_default();
+            matches!(code & 0xff, 5 | 6).then_some(AppError::Conflict(ConflictKind::Serialization))
         }
+        Error::Database(db) => match db.code().unwrap_or_default().deref() {
+            // PostgreSQL: serialization_failure, deadlock_detected.
+            "40001" | "40P01" => Some(AppError::Conflict(ConflictKind::Serialization)),
+            // PostgreSQL: the server is shutting down or refusing connections.
+            "57P01" | "57P02" | "57P03" | "53300" => {
+                Some(AppError::Unavailable(db.message().to_owned()))
+            }
+            _ => None,
+        },
         Error::Io(e) => Some(AppError::Unavailable(e.to_string())),
         Error::PoolTimedOut | Error::PoolClosed => Some(AppError::Unavailable(err.to_string())),
         _ => None,
     }
-}
-
-fn is_sqlite_busy(code: &str) -> bool {
-    code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 impl From<AppError> for Status {

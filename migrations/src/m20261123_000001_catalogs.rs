@@ -92,6 +92,7 @@ const UP: &[&str] = &[
         request_id TEXT NOT NULL,
         fingerprint TEXT NOT NULL,
         resource_id TEXT NOT NULL,
+        response TEXT NOT NULL,
         create_time BIGINT NOT NULL,
         PRIMARY KEY (tenant_id, operation, request_id)
     )",

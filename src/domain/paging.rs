@@ -32,6 +32,25 @@ pub enum CursorValue {
     Text(String),
 }
 
+impl CursorValue {
+    /// Whether the value is of `kind`.
+    pub fn is(&self, kind: CursorKind) -> bool {
+        matches!(
+            (self, kind),
+            (Self::Int(_), CursorKind::Int) | (Self::Text(_), CursorKind::Text)
+        )
+    }
+}
+
+/// The type of one sort key column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CursorKind {
+    /// Integer column.
+    Int,
+    /// Text column.
+    Text,
+}
+
 /// The sort key of the last row of a page; the next page starts after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor(pub Vec<CursorValue>);

@@ -12,6 +12,8 @@ pub const NAME_MAX_CHARS: usize = 200;
 pub const DESCRIPTION_MAX_CHARS: usize = 2000;
 /// Longest code.
 pub const CODE_MAX_LEN: usize = 64;
+/// Longest transliterated part of a sort key.
+const SORT_PREFIX_MAX: usize = 256;
 
 /// Validates a required name: trimmed, 1–200 characters. The trimmed text is
 /// kept exactly as given (no case or Unicode changes).
@@ -45,6 +47,15 @@ pub fn description(field: &str, raw: &str) -> AppResult<String> {
             format!("is {chars} characters long; at most {DESCRIPTION_MAX_CHARS} are allowed"),
         ));
     }
+    if raw
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(AppError::invalid(
+            field,
+            "may not contain control characters other than tabs and line breaks",
+        ));
+    }
     Ok(raw.to_owned())
 }
 
@@ -75,7 +86,14 @@ pub fn name_key(name: &str) -> String {
 /// lower-cased ("Đà Nẵng" → "da nang"), then the exact name key to order
 /// names that transliterate alike.
 pub fn sort_key(name: &str) -> String {
-    format!("{}\u{1}{}", deunicode(name).to_lowercase(), name_key(name))
+    // Transliteration can turn one character into dozens; the cap keeps the
+    // key well inside PostgreSQL's index entry limit.
+    let ascii: String = deunicode(name)
+        .to_lowercase()
+        .chars()
+        .take(SORT_PREFIX_MAX)
+        .collect();
+    format!("{ascii}\u{1}{}", name_key(name))
 }
 
 /// Derives a code from a name: transliterated to ASCII, upper case, every run
@@ -156,6 +174,20 @@ mod tests {
         let precomposed = "KHÁCH VIP";
         let decomposed = "kha\u{0301}ch vip";
         assert_eq!(name_key(precomposed), name_key(decomposed));
+    }
+
+    #[test]
+    fn sort_keys_stay_short_whatever_the_name_expands_to() {
+        let name = "\u{fdfa}".repeat(NAME_MAX_CHARS);
+        assert!(deunicode(&name).len() > 2000);
+        assert!(sort_key(&name).len() < 2000);
+        assert!(sort_key("Đà Nẵng").starts_with("da nang"));
+    }
+
+    #[test]
+    fn descriptions_keep_line_breaks_but_not_other_control_characters() {
+        assert!(description("d", "line\nnext\ttab").is_ok());
+        assert!(description("d", "a\u{0}b").is_err());
     }
 
     #[test]

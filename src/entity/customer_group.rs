@@ -1,9 +1,10 @@
 //! A customer group, a node of the tenant's group tree.
 
 use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// A row of `customer_groups`.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "customer_groups")]
 pub struct Model {
     /// UUIDv7.

@@ -1,9 +1,10 @@
 //! A customer source (the channel a customer came from).
 
 use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// A row of `customer_sources`.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "customer_sources")]
 pub struct Model {
     /// UUIDv7.

@@ -19,6 +19,9 @@ pub struct Model {
     pub fingerprint: String,
     /// Id of the resource the first request created.
     pub resource_id: String,
+    /// The first request's result (the created row as JSON), returned to
+    /// every repeat.
+    pub response: String,
     /// When the first request ran.
     pub create_time: i64,
 }

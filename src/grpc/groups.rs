@@ -59,7 +59,7 @@ impl GroupService for GroupApi {
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request(&req, req.page_size, &req.page_token, |r| {
+        let page = page_request("ListGroups", &req, req.page_size, &req.page_token, |r| {
             r.page_size = 0;
             r.page_token.clear();
         })?;

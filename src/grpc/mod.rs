@@ -75,10 +75,12 @@ pub fn idempotency_key<M: Message + Clone>(
     }))
 }
 
-/// The page request of a List. The token is bound to a fingerprint of the
-/// request with its paging fields cleared by `without_paging`, so it only
-/// works with the filters it came from.
+/// The page request of the List method `method`. The token is bound to the
+/// method and to the request with its paging fields cleared by
+/// `without_paging`, so it only works in the List call and with the filters
+/// it came from.
 pub fn page_request<M: Message + Clone>(
+    method: &str,
     request: &M,
     page_size: i32,
     page_token: &str,
@@ -86,11 +88,10 @@ pub fn page_request<M: Message + Clone>(
 ) -> AppResult<PageRequest> {
     let mut filters = request.clone();
     without_paging(&mut filters);
-    PageRequest::parse(
-        page_size,
-        page_token,
-        paging::fingerprint(&filters.encode_to_vec()),
-    )
+    let mut bound = method.as_bytes().to_vec();
+    bound.push(0);
+    bound.extend(filters.encode_to_vec());
+    PageRequest::parse(page_size, page_token, paging::fingerprint(&bound))
 }
 
 /// The resource an Update, Delete or Restore request is about.

@@ -59,7 +59,7 @@ impl SourceService for SourceApi {
     ) -> Result<Response<pb::ListSourcesResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request(&req, req.page_size, &req.page_token, |r| {
+        let page = page_request("ListSources", &req, req.page_size, &req.page_token, |r| {
             r.page_size = 0;
             r.page_token.clear();
         })?;

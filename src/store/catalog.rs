@@ -3,14 +3,14 @@
 //! clashes and keyset paging.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Select, Value,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Value,
 };
 
 use crate::{
     domain::{
         catalog::{EntryPatch, Target},
-        paging::{Cursor, CursorValue, DeletedFilter, Page, PageRequest},
+        paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
         text,
     },
     entity::{customer_group, customer_source, relationship},
@@ -350,29 +350,31 @@ pub fn with_deleted_filter<E: CatalogEntity>(query: Select<E>, filter: DeletedFi
 /// One page of `query`, ordered by the two columns of `order` (the second
 /// unique), starting after the request's cursor; `key` gives a row's sort key.
 pub async fn list_page<E: CatalogEntity>(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     query: Select<E>,
-    order: [E::Column; 2],
+    order: [(E::Column, CursorKind); 2],
     page: &PageRequest,
     key: impl Fn(&E::Model) -> Cursor,
 ) -> AppResult<Page<E::Model>>
 where
     E::Model: Sync,
 {
-    let total = query.clone().count(db).await?;
-    let [first, second] = order;
+    let tx = super::snapshot(db).await?;
+    let total = query.clone().count(&tx).await?;
+    let [(first, first_kind), (second, second_kind)] = order;
     let mut rows_query = query
         .order_by(first, Order::Asc)
         .order_by(second, Order::Asc);
     if let Some(cursor) = &page.after {
-        let [a, b] = cursor_pair(cursor)?;
+        let [a, b] = cursor_pair(cursor, [first_kind, second_kind])?;
         rows_query = rows_query.filter(
             Condition::any()
                 .add(first.gt(a.clone()))
                 .add(Condition::all().add(first.eq(a)).add(second.gt(b))),
         );
     }
-    let mut items = rows_query.limit(page.size + 1).all(db).await?;
+    let mut items = rows_query.limit(page.size + 1).all(&tx).await?;
+    tx.commit().await?;
     let next = if items.len() as u64 > page.size {
         items.truncate(page.size as usize);
         items.last().map(&key)
@@ -382,13 +384,13 @@ where
     Ok(Page { items, next, total })
 }
 
-fn cursor_pair(cursor: &Cursor) -> AppResult<[Value; 2]> {
+fn cursor_pair(cursor: &Cursor, kinds: [CursorKind; 2]) -> AppResult<[Value; 2]> {
     let to_value = |v: &CursorValue| match v {
         CursorValue::Int(i) => Value::from(*i),
         CursorValue::Text(s) => Value::from(s.clone()),
     };
     match cursor.0.as_slice() {
-        [a, b] => Ok([to_value(a), to_value(b)]),
+        [a, b] if a.is(kinds[0]) && b.is(kinds[1]) => Ok([to_value(a), to_value(b)]),
         _ => Err(AppError::invalid(
             "page_token",
             "is not a token for this list",
@@ -398,14 +400,18 @@ fn cursor_pair(cursor: &Cursor) -> AppResult<[Value; 2]> {
 
 /// One page of `query` in name order (see [`text::sort_key`]).
 pub async fn list_by_name<E: CatalogEntity>(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     query: Select<E>,
     page: &PageRequest,
 ) -> AppResult<Page<E::Model>>
 where
     E::Model: Sync,
 {
-    list_page(db, query, [E::sort_key_col(), E::id_col()], page, |m| {
+    let order = [
+        (E::sort_key_col(), CursorKind::Text),
+        (E::id_col(), CursorKind::Text),
+    ];
+    list_page(db, query, order, page, |m| {
         Cursor(vec![
             CursorValue::Text(m.sort_key().to_owned()),
             CursorValue::Text(m.id().to_owned()),

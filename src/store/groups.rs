@@ -161,10 +161,10 @@ impl Store {
             let tenant = tenant.to_owned();
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
-                if let Claim::Replay(id) =
+                if let Claim::Replay(first) =
                     idempotency::claim(tx, &tenant, "CreateGroup", key.as_ref(), now).await?
                 {
-                    return catalog::find::<Entity>(tx, &tenant, &id).await;
+                    return idempotency::first_result(&first);
                 }
                 let parent = input.parent_id.as_deref();
                 if let Some(parent) = parent {
@@ -200,8 +200,16 @@ impl Store {
                 }
                 .insert(tx)
                 .await?;
-                idempotency::remember(tx, &tenant, "CreateGroup", key.as_ref(), &model.id, now)
-                    .await?;
+                idempotency::remember(
+                    tx,
+                    &tenant,
+                    "CreateGroup",
+                    key.as_ref(),
+                    &model.id,
+                    &model,
+                    now,
+                )
+                .await?;
                 Ok(model)
             })
         })

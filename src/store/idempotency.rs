@@ -1,9 +1,11 @@
 //! `request_id` idempotency of Create calls. The key is claimed inside the
 //! Create's own transaction, so a key is remembered exactly when the row it
 //! created was committed; two concurrent calls with one key race on the
-//! primary key and the loser's retry finds the winner's row.
+//! primary key and the loser's retry finds the winner's row. Repeats get the
+//! first call's result as it was, not the row as it is now.
 
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     domain::catalog::IdempotencyKey,
@@ -19,7 +21,8 @@ pub const RETENTION_MICROS: i64 = 24 * 3600 * 1_000_000;
 pub enum Claim {
     /// First use (or no key): create, then [`remember`].
     Fresh,
-    /// The key was used for the same request: answer with this resource.
+    /// The key was used for the same request: answer with its first result
+    /// (see [`first_result`]).
     Replay(String),
 }
 
@@ -53,7 +56,7 @@ pub async fn claim(
                 .await?;
             Ok(Claim::Fresh)
         }
-        Some(row) if row.fingerprint == key.fingerprint => Ok(Claim::Replay(row.resource_id)),
+        Some(row) if row.fingerprint == key.fingerprint => Ok(Claim::Replay(row.response)),
         Some(_) => Err(AppError::invalid(
             "request_id",
             "was already used for a different request in the last 24 hours; use a new request_id",
@@ -61,24 +64,34 @@ pub async fn claim(
     }
 }
 
-/// Remembers that `key` created `resource_id`.
+/// The first result of a replayed Create.
+pub fn first_result<T: DeserializeOwned>(response: &str) -> AppResult<T> {
+    serde_json::from_str(response)
+        .map_err(|e| AppError::Internal(format!("stored idempotent response: {e}")))
+}
+
+/// Remembers that `key` created `resource_id` with the result `response`.
 pub async fn remember(
     tx: &impl ConnectionTrait,
     tenant: &str,
     operation: &str,
     key: Option<&IdempotencyKey>,
     resource_id: &str,
+    response: &impl Serialize,
     now: i64,
 ) -> AppResult<()> {
     let Some(key) = key else {
         return Ok(());
     };
+    let response = serde_json::to_string(response)
+        .map_err(|e| AppError::Internal(format!("idempotent response: {e}")))?;
     idempotency_key::Entity::insert(idempotency_key::ActiveModel {
         tenant_id: Set(tenant.to_owned()),
         operation: Set(operation.to_owned()),
         request_id: Set(key.request_id.clone()),
         fingerprint: Set(key.fingerprint.clone()),
         resource_id: Set(resource_id.to_owned()),
+        response: Set(response),
         create_time: Set(now),
     })
     .exec_without_returning(tx)

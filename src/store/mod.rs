@@ -24,8 +24,8 @@ use std::{
 
 use futures::future::BoxFuture;
 use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
-    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    AccessMode, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    IsolationLevel, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 use tokio::sync::Mutex;
 
@@ -125,6 +125,21 @@ impl Store {
             }
         }
     }
+}
+
+/// A read-only transaction that sees one snapshot of the database, so that
+/// several reads (a page and its total) agree. PostgreSQL needs REPEATABLE
+/// READ for that; a SQLite read transaction always reads one snapshot.
+pub async fn snapshot(db: &DatabaseConnection) -> AppResult<DatabaseTransaction> {
+    let options = match db.get_database_backend() {
+        DatabaseBackend::Postgres => TransactionOptions {
+            isolation_level: Some(IsolationLevel::RepeatableRead),
+            access_mode: Some(AccessMode::ReadOnly),
+            ..Default::default()
+        },
+        _ => TransactionOptions::default(),
+    };
+    Ok(db.begin_with_options(options).await?)
 }
 
 /// A short, slightly jittered pause before retrying.

@@ -21,7 +21,7 @@ use crate::{
     domain::{
         catalog::{IdempotencyKey, Target},
         ids,
-        paging::{Cursor, CursorValue, DeletedFilter, Page, PageRequest},
+        paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
         relationship::{InactivityRule, Kind, NewRelationship, RelationshipPatch, seeds},
         tenant::TenantId,
         text,
@@ -202,10 +202,10 @@ impl Store {
             let (input, key, tenant) = (input.clone(), key.cloned(), tenant.to_owned());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
-                if let Claim::Replay(id) =
+                if let Claim::Replay(first) =
                     idempotency::claim(tx, &tenant, "CreateRelationship", key.as_ref(), now).await?
                 {
-                    return catalog::find::<Entity>(tx, &tenant, &id).await;
+                    return idempotency::first_result(&first);
                 }
                 let entry = &input.entry;
                 catalog::ensure_name_free::<Entity>(
@@ -249,9 +249,18 @@ impl Store {
                 .insert(tx)
                 .await?;
                 place(tx, &tenant, &id, input.position, now).await?;
-                idempotency::remember(tx, &tenant, "CreateRelationship", key.as_ref(), &id, now)
-                    .await?;
-                catalog::find::<Entity>(tx, &tenant, &id).await
+                let model = catalog::find::<Entity>(tx, &tenant, &id).await?;
+                idempotency::remember(
+                    tx,
+                    &tenant,
+                    "CreateRelationship",
+                    key.as_ref(),
+                    &id,
+                    &model,
+                    now,
+                )
+                .await?;
+                Ok(model)
             })
         })
         .await
@@ -273,7 +282,10 @@ impl Store {
         catalog::list_page(
             self.db(),
             query,
-            [Column::Position, Column::Id],
+            [
+                (Column::Position, CursorKind::Int),
+                (Column::Id, CursorKind::Text),
+            ],
             page,
             |m| {
                 Cursor(vec![

@@ -31,10 +31,10 @@ impl Store {
         self.write(|tx| {
             let (entry, key, tenant) = (entry.clone(), key.cloned(), tenant.to_owned());
             Box::pin(async move {
-                if let Claim::Replay(id) =
+                if let Claim::Replay(first) =
                     idempotency::claim(tx, &tenant, "CreateSource", key.as_ref(), now).await?
                 {
-                    return catalog::find::<Entity>(tx, &tenant, &id).await;
+                    return idempotency::first_result(&first);
                 }
                 catalog::ensure_name_free::<Entity>(
                     tx,
@@ -63,8 +63,16 @@ impl Store {
                 }
                 .insert(tx)
                 .await?;
-                idempotency::remember(tx, &tenant, "CreateSource", key.as_ref(), &model.id, now)
-                    .await?;
+                idempotency::remember(
+                    tx,
+                    &tenant,
+                    "CreateSource",
+                    key.as_ref(),
+                    &model.id,
+                    &model,
+                    now,
+                )
+                .await?;
                 Ok(model)
             })
         })

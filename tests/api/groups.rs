@@ -463,3 +463,67 @@ on_both_databases! {
         assert_eq!(all.total_size, 51);
     }
 }
+
+on_both_databases! {
+    async fn a_repeated_request_id_returns_the_first_result_not_the_current_row(app: TestApp) {
+        let mut groups = app.groups();
+        let request = CreateGroupRequest { group: Some(named("Original")), request_id: "k1".into() };
+        let first = groups.create_group(request.clone()).await.unwrap().into_inner().group.unwrap();
+        groups.update_group(UpdateGroupRequest {
+            group: Some(Group { id: first.id.clone(), name: "Changed".into(), ..Default::default() }),
+            update_mask: None,
+        }).await.unwrap();
+        let repeat = groups.create_group(request).await.unwrap().into_inner().group.unwrap();
+        assert_eq!(repeat, first);
+    }
+
+    async fn updating_a_deleted_group_is_refused(app: TestApp) {
+        let mut groups = app.groups();
+        let group = create(&mut groups, named("Gone")).await;
+        delete(&mut groups, &group.id, false).await.unwrap();
+        let status = expect_code(groups.update_group(UpdateGroupRequest {
+            group: Some(Group { id: group.id.clone(), name: "Back".into(), ..Default::default() }),
+            update_mask: None,
+        }).await, Code::FailedPrecondition);
+        assert!(status.message().contains("restore"), "{}", status.message());
+    }
+
+    async fn the_longest_names_in_any_script_are_stored(app: TestApp) {
+        let mut groups = app.groups();
+        // One character that transliterates to 27 ASCII characters.
+        let name = "\u{fdfa}".repeat(200);
+        let group = create(&mut groups, named(&name)).await;
+        assert_eq!(group.name, name);
+        assert!(group.code.len() <= 64);
+        let status = expect_code(
+            groups.create_group(CreateGroupRequest {
+                group: Some(Group { description: "a\u{0}b".into(), ..named("Nul") }),
+                request_id: String::new(),
+            }).await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(violated_fields(&status), vec!["group.description"]);
+    }
+
+    async fn names_that_share_a_code_get_distinct_codes_under_concurrency(app: TestApp) {
+        // 50 distinct names that all transliterate to WEB, created at once,
+        // together with 50 creates of one name.
+        let clashing = concurrently(50, |i| {
+            let mut client = app.groups();
+            async move { client.create_group(CreateGroupRequest { group: Some(named(&format!("Web{}", "!".repeat(i)))), request_id: String::new() }).await }
+        });
+        let same = concurrently(50, |_| {
+            let mut client = app.groups();
+            async move { client.create_group(CreateGroupRequest { group: Some(named("Một tên")), request_id: String::new() }).await }
+        });
+        let (clashing, same) = tokio::join!(clashing, same);
+        let mut codes = HashSet::new();
+        for result in clashing {
+            let code = result.expect("distinct names all succeed").into_inner().group.unwrap().code;
+            assert!(code == "WEB" || code.starts_with("WEB_"), "{code}");
+            assert!(codes.insert(code.clone()), "duplicate code {code}");
+        }
+        assert_eq!(same.iter().filter(|r| r.is_ok()).count(), 1);
+        assert!(same.iter().filter_map(|r| r.as_ref().err()).all(|s| s.code() == Code::AlreadyExists));
+    }
+}

@@ -283,3 +283,68 @@ async fn the_vietnamese_seed_option_names_the_relationships_in_vietnamese() {
         "codes stay the same in every language"
     );
 }
+
+on_both_databases! {
+    async fn relationship_names_codes_and_etags_follow_the_catalog_rules(app: TestApp) {
+        let mut client = app.relationships();
+        let seeded = list(&mut client).await;
+        let hot = by_code(&seeded, "HOT").clone();
+        let status = create(&mut client, manual("HOT")).await.unwrap_err();
+        assert_eq!(status.code(), Code::AlreadyExists, "names clash case-insensitively");
+        assert!(status.message().contains(&hot.id));
+        let status = create(&mut client, Relationship { code: "LOST".into(), ..manual("Thua") }).await.unwrap_err();
+        assert_eq!(status.code(), Code::AlreadyExists);
+        let suffixed = create(&mut client, manual("Hot!")).await.unwrap();
+        assert_eq!(suffixed.code, "HOT_2");
+        let status = update(&mut client, Relationship { id: suffixed.id.clone(), name: "hot".into(), ..Default::default() }, &["name"]).await.unwrap_err();
+        assert_eq!(status.code(), Code::AlreadyExists);
+
+        let renamed = update(&mut client, Relationship { id: hot.id.clone(), name: "Rất nóng".into(), etag: hot.etag.clone(), ..Default::default() }, &["name"]).await.unwrap();
+        let status = update(&mut client, Relationship { id: hot.id.clone(), color: "#000000".into(), etag: hot.etag.clone(), ..Default::default() }, &["color"]).await.unwrap_err();
+        assert_eq!(status.code(), Code::Aborted);
+        expect_code(client.delete_relationship(DeleteRelationshipRequest { id: hot.id.clone(), etag: hot.etag.clone(), reassign_to_id: String::new() }).await, Code::Aborted);
+        let deleted = client.delete_relationship(DeleteRelationshipRequest { id: hot.id.clone(), etag: renamed.etag.clone(), reassign_to_id: String::new() }).await.unwrap().into_inner().relationship.unwrap();
+        expect_code(client.restore_relationship(RestoreRelationshipRequest { id: hot.id.clone(), etag: renamed.etag.clone() }).await, Code::Aborted);
+        let status = update(&mut client, Relationship { id: hot.id.clone(), name: "X".into(), ..Default::default() }, &["name"]).await.unwrap_err();
+        assert_eq!(status.code(), Code::FailedPrecondition, "a deleted relationship cannot be changed");
+
+        // Its name is free while it is deleted; taking it blocks the restore.
+        let taker = create(&mut client, manual("rất nóng")).await.unwrap();
+        expect_code(client.restore_relationship(RestoreRelationshipRequest { id: hot.id.clone(), etag: deleted.etag.clone() }).await, Code::AlreadyExists);
+        delete(&mut client, &taker.id, "").await.unwrap();
+        client.restore_relationship(RestoreRelationshipRequest { id: hot.id.clone(), etag: deleted.etag.clone() }).await.unwrap();
+        expect_code(client.restore_relationship(RestoreRelationshipRequest { id: hot.id.clone(), etag: String::new() }).await, Code::FailedPrecondition);
+
+        let status = update(&mut client, Relationship { id: hot.id.clone(), ..Default::default() }, &["colour"]).await.unwrap_err();
+        assert_eq!(violated_fields(&status), vec!["update_mask"]);
+        let status = update(&mut client, Relationship { id: hot.id.clone(), color: "hot pink".into(), ..Default::default() }, &["color"]).await.unwrap_err();
+        assert_eq!(violated_fields(&status), vec!["relationship.color"]);
+    }
+
+    async fn deleted_relationships_cannot_be_exempted_and_show_deleted_lists_them(app: TestApp) {
+        let mut client = app.relationships();
+        let seeded = list(&mut client).await;
+        let potential = by_code(&seeded, "POTENTIAL");
+        delete(&mut client, &potential.id, "").await.unwrap();
+        let status = create(&mut client, Relationship {
+            kind: RelationshipKind::AutomaticInactivity.into(),
+            inactivity_days: 45,
+            exempt_relationship_ids: vec![potential.id.clone()],
+            ..manual("Nguội")
+        }).await.unwrap_err();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let all = client.list_relationships(ListRelationshipsRequest { show_deleted: true, ..Default::default() }).await.unwrap().into_inner();
+        assert_eq!(all.total_size, 7);
+        assert_eq!(all.relationships.iter().filter(|r| r.delete_time.is_some()).count(), 1);
+
+        let mut seen = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = client.list_relationships(ListRelationshipsRequest { page_size: 4, page_token: token, ..Default::default() }).await.unwrap().into_inner();
+            seen.extend(page.relationships.into_iter().map(|r| r.code));
+            if page.next_page_token.is_empty() { break; }
+            token = page.next_page_token;
+        }
+        assert_eq!(seen, ["NEW", "APPROACHED", "HOT", "LOST", "CLOSED", "DONT_FORGET"]);
+    }
+}

@@ -141,3 +141,53 @@ on_both_databases! {
         assert_eq!(names, sorted, "ordered by name");
     }
 }
+
+on_both_databases! {
+    async fn show_deleted_lists_both_and_tokens_stay_with_their_list(app: TestApp) {
+        let mut sources = app.sources();
+        let mut ids = Vec::new();
+        for name in ["A", "B", "C"] {
+            ids.push(create(&mut sources, named(name)).await.unwrap().id);
+        }
+        sources.delete_source(DeleteSourceRequest { id: ids[1].clone(), etag: String::new() }).await.unwrap();
+        let all = sources.list_sources(ListSourcesRequest { show_deleted: true, ..Default::default() }).await.unwrap().into_inner();
+        assert_eq!(all.total_size, 3);
+        assert_eq!(all.sources.iter().filter(|s| s.delete_time.is_some()).count(), 1);
+
+        let page = sources.list_sources(ListSourcesRequest { page_size: 1, ..Default::default() }).await.unwrap().into_inner();
+        let mut tampered = page.next_page_token.clone().into_bytes();
+        let last = tampered.len() - 1;
+        tampered[last / 2] = if tampered[last / 2] == b'x' { b'y' } else { b'x' };
+        let status = expect_code(sources.list_sources(ListSourcesRequest { page_size: 1, page_token: String::from_utf8(tampered).unwrap(), ..Default::default() }).await, Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), vec!["page_token"]);
+
+        // Tokens of other List calls with the same (empty) filters are refused.
+        let relationships = app.relationships().list_relationships(crm_classify::pb::ListRelationshipsRequest { page_size: 2, ..Default::default() }).await.unwrap().into_inner();
+        let status = expect_code(sources.list_sources(ListSourcesRequest { page_size: 2, page_token: relationships.next_page_token.clone(), ..Default::default() }).await, Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), vec!["page_token"]);
+        let status = expect_code(app.groups().list_groups(crm_classify::pb::ListGroupsRequest { page_size: 2, page_token: relationships.next_page_token, ..Default::default() }).await, Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), vec!["page_token"]);
+        let status = expect_code(app.relationships().list_relationships(crm_classify::pb::ListRelationshipsRequest { page_size: 1, page_token: page.next_page_token, ..Default::default() }).await, Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), vec!["page_token"]);
+    }
+
+    async fn concurrent_source_creates_keep_names_and_codes_unique(app: TestApp) {
+        let results = crate::helpers::concurrently(40, |i| {
+            let mut client = app.sources();
+            // Twenty distinct names sharing the code ZALO, each sent twice.
+            async move { create(&mut client, named(&format!("Zalo{}", "-".repeat(i % 20)))).await }
+        }).await;
+        let mut codes = HashSet::new();
+        let mut names = HashSet::new();
+        for result in results {
+            match result {
+                Ok(source) => {
+                    assert!(codes.insert(source.code.clone()), "duplicate code {}", source.code);
+                    assert!(names.insert(source.name.clone()), "duplicate name {}", source.name);
+                }
+                Err(status) => assert_eq!(status.code(), Code::AlreadyExists, "{status:?}"),
+            }
+        }
+        assert_eq!(names.len(), 20, "each distinct name created once");
+    }
+}

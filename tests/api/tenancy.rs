@@ -43,3 +43,35 @@ on_both_databases! {
         assert_eq!(violated_fields(&status), vec!["x-tenant-id"]);
     }
 }
+
+on_both_databases! {
+    async fn another_tenants_sources_and_relationships_cannot_be_touched_or_referenced(app: TestApp) {
+        use crm_classify::pb::{
+            CreateRelationshipRequest, DeleteRelationshipRequest, DeleteSourceRequest, Relationship, RelationshipKind,
+            RestoreRelationshipRequest, RestoreSourceRequest, UpdateRelationshipRequest, UpdateSourceRequest,
+        };
+        let (a, b) = (new_tenant(), new_tenant());
+        let source = app.sources_of(&a).create_source(CreateSourceRequest { source: Some(Source { name: "Web".into(), ..Default::default() }), request_id: String::new() }).await.unwrap().into_inner().source.unwrap();
+        let mut sources_b = app.sources_of(&b);
+        expect_code(sources_b.update_source(UpdateSourceRequest { source: Some(Source { id: source.id.clone(), name: "X".into(), ..Default::default() }), update_mask: None }).await, Code::NotFound);
+        expect_code(sources_b.delete_source(DeleteSourceRequest { id: source.id.clone(), etag: String::new() }).await, Code::NotFound);
+        expect_code(sources_b.restore_source(RestoreSourceRequest { id: source.id.clone(), etag: String::new() }).await, Code::NotFound);
+
+        let rels_a = app.relationships_of(&a).list_relationships(ListRelationshipsRequest::default()).await.unwrap().into_inner().relationships;
+        let lost_a = rels_a.iter().find(|r| r.code == "LOST").unwrap();
+        let mut rels_b = app.relationships_of(&b);
+        expect_code(rels_b.update_relationship(UpdateRelationshipRequest { relationship: Some(Relationship { id: lost_a.id.clone(), name: "X".into(), ..Default::default() }), update_mask: None }).await, Code::NotFound);
+        expect_code(rels_b.delete_relationship(DeleteRelationshipRequest { id: lost_a.id.clone(), etag: String::new(), reassign_to_id: String::new() }).await, Code::NotFound);
+        expect_code(rels_b.restore_relationship(RestoreRelationshipRequest { id: lost_a.id.clone(), etag: String::new() }).await, Code::NotFound);
+        // Tenant A's ids are unknown in tenant B as references too.
+        expect_code(rels_b.create_relationship(CreateRelationshipRequest {
+            relationship: Some(Relationship { name: "Nguội".into(), kind: RelationshipKind::AutomaticInactivity.into(), inactivity_days: 10, exempt_relationship_ids: vec![lost_a.id.clone()], ..Default::default() }),
+            request_id: String::new(),
+        }).await, Code::NotFound);
+        let rels_b_list = rels_b.list_relationships(ListRelationshipsRequest::default()).await.unwrap().into_inner().relationships;
+        let hot_b = rels_b_list.iter().find(|r| r.code == "HOT").unwrap();
+        expect_code(rels_b.delete_relationship(DeleteRelationshipRequest { id: hot_b.id.clone(), etag: String::new(), reassign_to_id: lost_a.id.clone() }).await, Code::NotFound);
+        let unchanged = app.relationships_of(&a).list_relationships(ListRelationshipsRequest::default()).await.unwrap().into_inner().relationships;
+        assert_eq!(&unchanged, &rels_a);
+    }
+}
