@@ -113,4 +113,11 @@ impl SourceService for SourceApi {
             source: Some(source.into()),
         }))
     }
+
+    async fn get_source_report(
+        &self,
+        _request: Request<pb::GetSourceReportRequest>,
+    ) -> Result<Response<pb::GetSourceReportResponse>, Status> {
+        Err(Status::unimplemented("GetSourceReport arrives with CustomerService"))
+    }
 }

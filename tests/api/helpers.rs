@@ -18,7 +18,7 @@ use crm_classify::{
     clock::ManualClock,
     config::SeedLocale,
     pb::{
-        group_service_client::GroupServiceClient,
+        customer_service_client::CustomerServiceClient, group_service_client::GroupServiceClient,
         relationship_service_client::RelationshipServiceClient,
         source_service_client::SourceServiceClient,
     },
@@ -61,7 +61,8 @@ impl Interceptor for Headers {
     }
 }
 
-type Svc = InterceptedService<Channel, Headers>;
+/// A channel that sends the test's headers.
+pub type Svc = InterceptedService<Channel, Headers>;
 
 /// A running server and what a test needs to talk to it.
 pub struct TestApp {
@@ -173,6 +174,23 @@ impl TestApp {
 
     pub fn sources_of(&self, tenant: &str) -> SourceServiceClient<Svc> {
         SourceServiceClient::with_interceptor(self.channel.clone(), self.headers(tenant))
+    }
+
+    pub fn customers(&self) -> CustomerServiceClient<Svc> {
+        self.customers_of(&self.tenant)
+    }
+
+    pub fn customers_of(&self, tenant: &str) -> CustomerServiceClient<Svc> {
+        CustomerServiceClient::with_interceptor(self.channel.clone(), self.headers(tenant))
+    }
+
+    /// A customer client that also sends `x-actor-id: actor`.
+    pub fn customers_as(&self, actor: &str) -> CustomerServiceClient<Svc> {
+        let headers = Headers {
+            tenant: self.tenant.clone(),
+            actor: Some(actor.to_owned()),
+        };
+        CustomerServiceClient::with_interceptor(self.channel.clone(), headers)
     }
 
     pub fn relationships(&self) -> RelationshipServiceClient<Svc> {

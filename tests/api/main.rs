@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod customers;
 mod groups;
 mod relationships;
 mod server;

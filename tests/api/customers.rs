@@ -1,0 +1,1 @@
+//! CustomerService: records, classification, lists and counts.
