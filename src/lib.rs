@@ -13,11 +13,14 @@
 //! - [`domain`]: validated inputs and rules (codes, names, ids, paging,
 //!   relationship kinds); no tonic, no SeaORM.
 //! - [`store`]: persistence per resource and the write-transaction rules.
+//! - [`changes`]: the relationship-change log; the one way a customer's
+//!   relationship changes.
 //! - [`entity`]: SeaORM entities.
 //! - [`grpc`]: transport: one handler file per service plus conversions.
 //! - [`pb`]: generated protobuf code and the reflection descriptor set.
 
 pub mod app;
+pub mod changes;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -6,6 +6,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_catalogs;
+mod m20261123_000002_customers;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -13,18 +14,32 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_catalogs::Migration)]
+        vec![
+            Box::new(m20261123_000001_catalogs::Migration),
+            Box::new(m20261123_000002_customers::Migration),
+        ]
     }
 }
 
 /// Runs each statement in order.
-pub(crate) async fn execute_all(
+pub(crate) async fn execute_all<S: AsRef<str>>(
     manager: &SchemaManager<'_>,
-    statements: &[&str],
+    statements: &[S],
 ) -> Result<(), DbErr> {
     let db = manager.get_connection();
     for sql in statements {
-        db.execute_unprepared(sql).await?;
+        db.execute_unprepared(sql.as_ref()).await?;
     }
     Ok(())
+}
+
+/// The statements with `{SORT_TEXT}` replaced for the backend: sort keys are
+/// compared bytewise on PostgreSQL (`COLLATE "C"`) exactly as on SQLite, so
+/// lists page in the same order whatever the server's locale.
+pub(crate) fn for_backend(manager: &SchemaManager<'_>, statements: &[&str]) -> Vec<String> {
+    let sort_text = match manager.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => "TEXT COLLATE \"C\"",
+        _ => "TEXT",
+    };
+    statements.iter().map(|sql| sql.replace("{SORT_TEXT}", sort_text)).collect()
 }

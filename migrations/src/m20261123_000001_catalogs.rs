@@ -110,16 +110,7 @@ const DOWN: &[&str] = &[
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let sort_text = match manager.get_database_backend() {
-            sea_orm::DatabaseBackend::Postgres => "TEXT COLLATE \"C\"",
-            _ => "TEXT",
-        };
-        let statements: Vec<String> = UP
-            .iter()
-            .map(|sql| sql.replace("{SORT_TEXT}", sort_text))
-            .collect();
-        let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
-        execute_all(manager, &statements).await
+        execute_all(manager, &crate::for_backend(manager, UP)).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -3,6 +3,8 @@
 //! and the validated inputs of each catalog.
 
 pub mod catalog;
+pub mod change;
+pub mod customer;
 pub mod ids;
 pub mod paging;
 pub mod relationship;

@@ -1,8 +1,14 @@
 //! SeaORM entities, one per table. Times are microseconds since the Unix
 //! epoch (UTC); see the migrations crate.
 
+pub mod change_counter;
+pub mod contact;
+pub mod customer;
 pub mod customer_group;
 pub mod customer_source;
+pub mod group_member;
 pub mod idempotency_key;
 pub mod relationship;
+pub mod relationship_change;
+pub mod relationship_count;
 pub mod tenant;

@@ -16,7 +16,7 @@ use crate::{
     entity::{customer_group, customer_source, relationship as relationship_row},
     error::{AppError, AppResult, FieldViolation},
     pb,
-    store::catalog::etag,
+    store::resource::etag,
 };
 
 /// A stored time as a protobuf timestamp.

@@ -16,7 +16,8 @@ use sea_orm::{
 
 use super::{
     Store,
-    catalog::{self, CatalogActive, in_tenant},
+    catalog::{self, CatalogActive},
+    resource::{self, Revisable, in_tenant},
     idempotency::{self, Claim},
     lock_scope,
 };
@@ -49,8 +50,8 @@ async fn ensure_usable_parent(
     tenant: &str,
     parent_id: &str,
 ) -> AppResult<()> {
-    let parent = catalog::find::<Entity>(tx, tenant, parent_id).await?;
-    catalog::ensure_active::<Entity>(&parent, "placing groups under it")
+    let parent = resource::find::<Entity>(tx, tenant, parent_id).await?;
+    resource::ensure_active::<Entity>(&parent, "placing groups under it")
 }
 
 /// INVALID_ARGUMENT when `group_id` is `new_parent` or one of its ancestors.
@@ -218,7 +219,7 @@ impl Store {
 
     /// One group, deleted or not.
     pub async fn get_group(&self, tenant: &TenantId, id: &str) -> AppResult<Model> {
-        catalog::find::<Entity>(self.db(), tenant.as_str(), id).await
+        resource::find::<Entity>(self.db(), tenant.as_str(), id).await
     }
 
     /// Groups ordered by name, then id; only `parent`'s children when given.
@@ -230,12 +231,12 @@ impl Store {
         page: &PageRequest,
     ) -> AppResult<Page<Model>> {
         let tenant = tenant.as_str();
-        let mut query = catalog::with_deleted_filter(in_tenant::<Entity>(tenant), deleted);
+        let mut query = resource::with_deleted_filter(in_tenant::<Entity>(tenant), deleted);
         if let Some(parent) = parent {
-            catalog::find::<Entity>(self.db(), tenant, parent).await?;
+            resource::find::<Entity>(self.db(), tenant, parent).await?;
             query = query.filter(Column::ParentId.eq(parent));
         }
-        catalog::list_by_name(self.db(), query, page).await
+        resource::list_by_name(self.db(), query, page).await
     }
 
     /// Applies `patch` to a group.
@@ -251,8 +252,8 @@ impl Store {
             let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
-                let row = catalog::lock_target::<Entity>(tx, &tenant, &target).await?;
-                catalog::ensure_active::<Entity>(&row, "changing it")?;
+                let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
+                resource::ensure_active::<Entity>(&row, "changing it")?;
 
                 let parent = patch
                     .parent_id
@@ -307,8 +308,8 @@ impl Store {
             let (target, tenant) = (target.clone(), tenant.to_owned());
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
-                let row = catalog::lock_target::<Entity>(tx, &tenant, &target).await?;
-                catalog::ensure_not_yet_deleted::<Entity>(&row)?;
+                let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
+                resource::ensure_not_yet_deleted::<Entity>(&row)?;
                 let descendants = active_descendants(tx, &tenant, &row.id).await?;
                 if !descendants.is_empty() && !cascade {
                     return Err(AppError::precondition(
@@ -323,7 +324,7 @@ impl Store {
                 }
                 mark(tx, &tenant, &descendants, Some(now), Some(&row.id), now).await?;
                 mark(tx, &tenant, std::slice::from_ref(&row.id), Some(now), None, now).await?;
-                let group = catalog::find::<Entity>(tx, &tenant, &row.id).await?;
+                let group = resource::find::<Entity>(tx, &tenant, &row.id).await?;
                 Ok((group, descendants))
             })
         })
@@ -343,10 +344,10 @@ impl Store {
             let (target, tenant) = (target.clone(), tenant.to_owned());
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
-                let row = catalog::lock_target::<Entity>(tx, &tenant, &target).await?;
-                catalog::ensure_deleted::<Entity>(&row)?;
+                let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
+                resource::ensure_deleted::<Entity>(&row)?;
                 if let Some(parent_id) = &row.parent_id {
-                    let parent = catalog::find::<Entity>(tx, &tenant, parent_id).await?;
+                    let parent = resource::find::<Entity>(tx, &tenant, parent_id).await?;
                     if parent.delete_time.is_some() {
                         return Err(AppError::precondition(
                             "PARENT_DELETED",
@@ -374,7 +375,7 @@ impl Store {
                 let restored: Vec<String> = taken_along.into_iter().map(|g| g.id).collect();
                 mark(tx, &tenant, &restored, None, None, now).await?;
                 mark(tx, &tenant, std::slice::from_ref(&row.id), None, None, now).await?;
-                let group = catalog::find::<Entity>(tx, &tenant, &row.id).await?;
+                let group = resource::find::<Entity>(tx, &tenant, &row.id).await?;
                 Ok((group, restored))
             })
         })

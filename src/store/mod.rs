@@ -13,6 +13,7 @@ pub mod database;
 pub mod groups;
 pub mod idempotency;
 pub mod relationships;
+pub mod resource;
 pub mod sources;
 pub mod tenants;
 

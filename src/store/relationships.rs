@@ -12,7 +12,8 @@ use sea_orm::{
 
 use super::{
     Store,
-    catalog::{self, CatalogActive, in_tenant},
+    catalog::{self, CatalogActive},
+    resource::{self, Revisable, in_tenant},
     idempotency::{self, Claim},
     lock_scope,
 };
@@ -144,8 +145,8 @@ async fn ensure_manual_target(
     id: &str,
     field: &str,
 ) -> AppResult<()> {
-    let target = catalog::find::<Entity>(tx, tenant, id).await?;
-    catalog::ensure_active::<Entity>(&target, "using it")?;
+    let target = resource::find::<Entity>(tx, tenant, id).await?;
+    resource::ensure_active::<Entity>(&target, "using it")?;
     if kind_of(&target)? != Kind::Manual {
         return Err(AppError::invalid(
             field,
@@ -249,7 +250,7 @@ impl Store {
                 .insert(tx)
                 .await?;
                 place(tx, &tenant, &id, input.position, now).await?;
-                let model = catalog::find::<Entity>(tx, &tenant, &id).await?;
+                let model = resource::find::<Entity>(tx, &tenant, &id).await?;
                 idempotency::remember(
                     tx,
                     &tenant,
@@ -268,7 +269,7 @@ impl Store {
 
     /// One relationship, deleted or not.
     pub async fn get_relationship(&self, tenant: &TenantId, id: &str) -> AppResult<Model> {
-        catalog::find::<Entity>(self.db(), tenant.as_str(), id).await
+        resource::find::<Entity>(self.db(), tenant.as_str(), id).await
     }
 
     /// Relationships in position order.
@@ -278,14 +279,15 @@ impl Store {
         deleted: DeletedFilter,
         page: &PageRequest,
     ) -> AppResult<Page<Model>> {
-        let query = catalog::with_deleted_filter(in_tenant::<Entity>(tenant.as_str()), deleted);
-        catalog::list_page(
+        let query = resource::with_deleted_filter(in_tenant::<Entity>(tenant.as_str()), deleted);
+        resource::list_page(
             self.db(),
             query,
             [
                 (Column::Position, CursorKind::Int),
                 (Column::Id, CursorKind::Text),
             ],
+            sea_orm::Order::Asc,
             page,
             |m| {
                 Cursor(vec![
@@ -310,8 +312,8 @@ impl Store {
             let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
-                let row = catalog::lock_target::<Entity>(tx, &tenant, &target).await?;
-                catalog::ensure_active::<Entity>(&row, "changing it")?;
+                let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
+                resource::ensure_active::<Entity>(&row, "changing it")?;
                 let kind = kind_of(&row)?;
                 let rule = InactivityRule {
                     inactivity_days: patch.inactivity_days.unwrap_or(row.inactivity_days),
@@ -356,7 +358,7 @@ impl Store {
                 if patch.position.is_some() {
                     place(tx, &tenant, &id, patch.position, now).await?;
                 }
-                catalog::find::<Entity>(tx, &tenant, &id).await
+                resource::find::<Entity>(tx, &tenant, &id).await
             })
         })
         .await
@@ -376,8 +378,8 @@ impl Store {
             let (target, reassign_to, tenant) = (target.clone(), reassign_to.map(str::to_owned), tenant.to_owned());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
-                let row = catalog::lock_target::<Entity>(tx, &tenant, &target).await?;
-                catalog::ensure_not_yet_deleted::<Entity>(&row)?;
+                let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
+                resource::ensure_not_yet_deleted::<Entity>(&row)?;
                 if row.is_default {
                     return Err(AppError::precondition(
                         "IS_DEFAULT",
@@ -402,7 +404,7 @@ impl Store {
                 active.bump(revision, now);
                 active.update(tx).await?;
                 place(tx, &tenant, &id, None, now).await?;
-                Ok((catalog::find::<Entity>(tx, &tenant, &id).await?, reassigned))
+                Ok((resource::find::<Entity>(tx, &tenant, &id).await?, reassigned))
             })
         })
         .await
@@ -420,8 +422,8 @@ impl Store {
             let (target, tenant) = (target.clone(), tenant.to_owned());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
-                let row = catalog::lock_target::<Entity>(tx, &tenant, &target).await?;
-                catalog::ensure_deleted::<Entity>(&row)?;
+                let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
+                resource::ensure_deleted::<Entity>(&row)?;
                 catalog::ensure_name_free::<Entity>(
                     tx,
                     &tenant,

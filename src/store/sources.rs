@@ -4,7 +4,8 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, Condition};
 
 use super::{
     Store,
-    catalog::{self, CatalogActive, in_tenant},
+    catalog::{self, CatalogActive},
+    resource::{self, Revisable, in_tenant},
     idempotency::{self, Claim},
 };
 use crate::{
@@ -81,7 +82,7 @@ impl Store {
 
     /// One source, deleted or not.
     pub async fn get_source(&self, tenant: &TenantId, id: &str) -> AppResult<Model> {
-        catalog::find::<Entity>(self.db(), tenant.as_str(), id).await
+        resource::find::<Entity>(self.db(), tenant.as_str(), id).await
     }
 
     /// Sources ordered by name, then id.
@@ -91,8 +92,8 @@ impl Store {
         deleted: DeletedFilter,
         page: &PageRequest,
     ) -> AppResult<Page<Model>> {
-        let query = catalog::with_deleted_filter(in_tenant::<Entity>(tenant.as_str()), deleted);
-        catalog::list_by_name(self.db(), query, page).await
+        let query = resource::with_deleted_filter(in_tenant::<Entity>(tenant.as_str()), deleted);
+        resource::list_by_name(self.db(), query, page).await
     }
 
     /// Applies `patch` to a source.
@@ -107,8 +108,8 @@ impl Store {
         self.write(|tx| {
             let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
             Box::pin(async move {
-                let row = catalog::lock_target::<Entity>(tx, &tenant, &target).await?;
-                catalog::ensure_active::<Entity>(&row, "changing it")?;
+                let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
+                resource::ensure_active::<Entity>(&row, "changing it")?;
                 catalog::ensure_patch_free::<Entity>(tx, &tenant, &row.id, &patch).await?;
                 let revision = row.revision + 1;
                 let mut active: ActiveModel = row.into();
@@ -141,11 +142,11 @@ impl Store {
         self.write(|tx| {
             let (target, tenant) = (target.clone(), tenant.to_owned());
             Box::pin(async move {
-                let row = catalog::lock_target::<Entity>(tx, &tenant, &target).await?;
+                let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
                 if delete {
-                    catalog::ensure_not_yet_deleted::<Entity>(&row)?;
+                    resource::ensure_not_yet_deleted::<Entity>(&row)?;
                 } else {
-                    catalog::ensure_deleted::<Entity>(&row)?;
+                    resource::ensure_deleted::<Entity>(&row)?;
                     catalog::ensure_name_free::<Entity>(
                         tx,
                         &tenant,

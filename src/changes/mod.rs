@@ -1,0 +1,183 @@
+//! The relationship-change log: the history of every customer and the
+//! source of the change stream.
+//!
+//! Every change of a customer's relationship — on create, by hand, in bulk,
+//! through an update, on reassignment, by the inactivity rule — goes through
+//! [`record`], inside the writer's own transaction: the customer row, its
+//! memberships' copies, the summary-bar counts and the log entry commit or
+//! roll back together, so an acknowledged change is never lost and a
+//! rolled-back one is never seen.
+//!
+//! # Sequence numbers
+//!
+//! Each tenant's log is numbered 1, 2, 3, … in commit order with no gaps.
+//! A database sequence (BIGSERIAL) cannot give that: on PostgreSQL two
+//! transactions may take 7 and 8 and commit 8 first (a reader that saw 8
+//! would later find 7 appear), and a rollback leaves a hole. Instead the
+//! tenant's row in `change_counters` is incremented inside the writing
+//! transaction. The row lock it takes is held until commit, so a second
+//! writer of the same tenant waits on it and can only take the next numbers
+//! after the first has committed (or rolled back, releasing its numbers
+//! unused). Numbers therefore become visible in order and none is skipped.
+//! On SQLite the write transaction already excludes every other writer.
+
+use std::collections::BTreeMap;
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait, OnConflict},
+};
+
+use crate::{
+    domain::change::Cause,
+    entity::{change_counter, customer, group_member, relationship_change, relationship_count},
+    error::{AppError, AppResult},
+};
+
+/// One customer's move to another relationship.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    /// The customer.
+    pub customer_id: String,
+    /// The relationship held before; `None` when the customer is being created
+    /// (its row already carries `to`).
+    pub from: Option<String>,
+    /// The relationship held after.
+    pub to: String,
+    /// Whether the customer is active (deleted customers are not counted).
+    pub active: bool,
+}
+
+/// Who made a set of moves, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The cause.
+    pub cause: Cause,
+    /// `x-actor-id`, or empty for the system.
+    pub actor: String,
+    /// Free text.
+    pub reason: String,
+}
+
+/// Applies `moves` and appends one log entry per move, in the caller's
+/// transaction. Moves whose `from` equals `to` must be filtered out by the
+/// caller. Returns the entries in sequence order.
+pub async fn record(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    moves: &[Move],
+    origin: &Origin,
+    now: i64,
+) -> AppResult<Vec<relationship_change::Model>> {
+    if moves.is_empty() {
+        return Ok(Vec::new());
+    }
+    move_customers(tx, tenant, moves, now).await?;
+    adjust_counts(tx, tenant, &count_deltas(moves)).await?;
+
+    let last = allocate(tx, tenant, moves.len() as i64).await?;
+    let first = last - moves.len() as i64 + 1;
+    let entries: Vec<relationship_change::Model> = moves
+        .iter()
+        .zip(first..)
+        .map(|(m, sequence)| relationship_change::Model {
+            tenant_id: tenant.to_owned(),
+            sequence,
+            customer_id: m.customer_id.clone(),
+            old_relationship_id: m.from.clone().unwrap_or_default(),
+            new_relationship_id: m.to.clone(),
+            cause: origin.cause.as_str().to_owned(),
+            actor_id: origin.actor.clone(),
+            reason: origin.reason.clone(),
+            change_time: now,
+        })
+        .collect();
+    relationship_change::Entity::insert_many(entries.iter().cloned().map(relationship_change::ActiveModel::from))
+        .exec_without_returning(tx)
+        .await?;
+    Ok(entries)
+}
+
+/// Points existing customers (and their memberships' copies) at their new
+/// relationship.
+async fn move_customers(tx: &impl ConnectionTrait, tenant: &str, moves: &[Move], now: i64) -> AppResult<()> {
+    let mut by_target: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for m in moves.iter().filter(|m| m.from.is_some()) {
+        by_target.entry(&m.to).or_default().push(m.customer_id.clone());
+    }
+    for (to, ids) in by_target {
+        for chunk in ids.chunks(500) {
+            customer::Entity::update_many()
+                .col_expr(customer::Column::RelationshipId, Expr::value(to))
+                .col_expr(customer::Column::Revision, Expr::col(customer::Column::Revision).add(1))
+                .col_expr(customer::Column::UpdateTime, Expr::value(now))
+                .filter(customer::Column::TenantId.eq(tenant))
+                .filter(customer::Column::Id.is_in(chunk.iter().cloned()))
+                .exec(tx)
+                .await?;
+            group_member::Entity::update_many()
+                .col_expr(group_member::Column::RelationshipId, Expr::value(to))
+                .filter(group_member::Column::TenantId.eq(tenant))
+                .filter(group_member::Column::CustomerId.is_in(chunk.iter().cloned()))
+                .exec(tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn count_deltas(moves: &[Move]) -> BTreeMap<String, i64> {
+    let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
+    for m in moves.iter().filter(|m| m.active) {
+        if let Some(from) = &m.from {
+            *deltas.entry(from.clone()).or_default() -= 1;
+        }
+        *deltas.entry(m.to.clone()).or_default() += 1;
+    }
+    deltas
+}
+
+/// Adds `deltas` to the tenant's per-relationship customer counts.
+pub async fn adjust_counts(tx: &impl ConnectionTrait, tenant: &str, deltas: &BTreeMap<String, i64>) -> AppResult<()> {
+    for (relationship_id, delta) in deltas.iter().filter(|(_, d)| **d != 0) {
+        relationship_count::Entity::insert(relationship_count::ActiveModel {
+            tenant_id: Set(tenant.to_owned()),
+            relationship_id: Set(relationship_id.clone()),
+            customers: Set(*delta),
+        })
+        .on_conflict(
+            OnConflict::columns([relationship_count::Column::TenantId, relationship_count::Column::RelationshipId])
+                .value(
+                    relationship_count::Column::Customers,
+                    Expr::col((relationship_count::Entity, relationship_count::Column::Customers)).add(*delta),
+                )
+                .to_owned(),
+        )
+        .exec_without_returning(tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Takes the next `n` sequence numbers of the tenant's log; returns the last.
+/// See the module documentation for why this orders commits.
+async fn allocate(tx: &impl ConnectionTrait, tenant: &str, n: i64) -> AppResult<i64> {
+    let counter = change_counter::Entity::insert(change_counter::ActiveModel {
+        tenant_id: Set(tenant.to_owned()),
+        last_sequence: Set(n),
+    })
+    .on_conflict(
+        OnConflict::column(change_counter::Column::TenantId)
+            .value(
+                change_counter::Column::LastSequence,
+                Expr::col((change_counter::Entity, change_counter::Column::LastSequence)).add(n),
+            )
+            .to_owned(),
+    )
+    .exec_with_returning(tx)
+    .await?;
+    if counter.last_sequence < n {
+        return Err(AppError::Internal(format!("change counter of {tenant} went backwards")));
+    }
+    Ok(counter.last_sequence)
+}

@@ -1,0 +1,36 @@
+//! One entry of a tenant's relationship change log.
+
+use sea_orm::entity::prelude::*;
+
+/// A row of `relationship_changes`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "relationship_changes")]
+pub struct Model {
+    /// Owning tenant.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub tenant_id: String,
+    /// Position in the tenant's log: contiguous, in commit order.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub sequence: i64,
+    /// The customer.
+    pub customer_id: String,
+    /// Relationship before; empty on creation.
+    pub old_relationship_id: String,
+    /// Relationship after.
+    pub new_relationship_id: String,
+    /// `CREATED`, `MANUAL`, `AUTOMATIC_INACTIVITY`, `CONTACT_RESUMED`,
+    /// `RELATIONSHIP_DELETED` or `IMPORT`.
+    pub cause: String,
+    /// Who made it; empty for the system.
+    pub actor_id: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub change_time: i64,
+}
+
+/// No navigable relations.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

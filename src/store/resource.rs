@@ -1,0 +1,288 @@
+//! What every tenant-scoped, soft-deletable resource (groups, sources,
+//! relationships, customers) shares, written once: lookup inside the tenant,
+//! etags, soft-delete checks, and keyset paging.
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, Order,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Value,
+};
+
+use crate::{
+    domain::{
+        catalog::Target,
+        paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
+    },
+    entity::{customer, customer_group, customer_source, relationship},
+    error::{AppError, AppResult},
+};
+
+/// The columns every resource row has.
+pub trait Row {
+    /// Id.
+    fn id(&self) -> &str;
+    /// Etag source.
+    fn revision(&self) -> i64;
+    /// Soft-delete time.
+    fn delete_time(&self) -> Option<i64>;
+    /// Name order key.
+    fn sort_key(&self) -> &str;
+}
+
+/// The writable side of a resource row.
+pub trait Revisable {
+    /// Records a change: the next revision, made at `now`.
+    fn bump(&mut self, revision: i64, now: i64);
+}
+
+/// A resource table.
+pub trait Resource: EntityTrait<Model: Row> {
+    /// Resource name in errors, e.g. `group`.
+    const RESOURCE: &'static str;
+    /// `id`.
+    fn id_col() -> Self::Column;
+    /// `tenant_id`.
+    fn tenant_col() -> Self::Column;
+    /// `delete_time`.
+    fn delete_time_col() -> Self::Column;
+    /// `sort_key`.
+    fn sort_key_col() -> Self::Column;
+}
+
+macro_rules! resource {
+    ($module:ident, $resource:literal) => {
+        impl Row for $module::Model {
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn revision(&self) -> i64 {
+                self.revision
+            }
+            fn delete_time(&self) -> Option<i64> {
+                self.delete_time
+            }
+            fn sort_key(&self) -> &str {
+                &self.sort_key
+            }
+        }
+
+        impl Revisable for $module::ActiveModel {
+            fn bump(&mut self, revision: i64, now: i64) {
+                self.revision = Set(revision);
+                self.update_time = Set(now);
+            }
+        }
+
+        impl Resource for $module::Entity {
+            const RESOURCE: &'static str = $resource;
+            fn id_col() -> Self::Column {
+                $module::Column::Id
+            }
+            fn tenant_col() -> Self::Column {
+                $module::Column::TenantId
+            }
+            fn delete_time_col() -> Self::Column {
+                $module::Column::DeleteTime
+            }
+            fn sort_key_col() -> Self::Column {
+                $module::Column::SortKey
+            }
+        }
+    };
+}
+
+resource!(customer_group, "group");
+resource!(customer_source, "source");
+resource!(relationship, "relationship");
+resource!(customer, "customer");
+
+/// Every row of the tenant.
+pub fn in_tenant<E: Resource>(tenant: &str) -> Select<E> {
+    E::find().filter(E::tenant_col().eq(tenant))
+}
+
+/// The row `id` of the tenant, deleted or not; NOT_FOUND otherwise.
+pub async fn find<E: Resource>(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+) -> AppResult<E::Model> {
+    in_tenant::<E>(tenant)
+        .filter(E::id_col().eq(id))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found(E::RESOURCE, id))
+}
+
+/// Like [`find`], and locks the row until the transaction ends (PostgreSQL;
+/// SQLite's write transaction already excludes other writers).
+pub async fn find_for_update<E: Resource>(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+) -> AppResult<E::Model> {
+    in_tenant::<E>(tenant)
+        .filter(E::id_col().eq(id))
+        .lock_exclusive()
+        .one(tx)
+        .await?
+        .ok_or_else(|| AppError::not_found(E::RESOURCE, id))
+}
+
+/// The row an Update, Delete or Restore targets, locked for the rest of the
+/// transaction, after checking the caller's etag.
+pub async fn lock_target<E: Resource>(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    target: &Target,
+) -> AppResult<E::Model> {
+    let row = find_for_update::<E>(tx, tenant, &target.id).await?;
+    check_etag::<E>(&row, &target.etag)?;
+    Ok(row)
+}
+
+/// The etag the API shows for a revision.
+pub fn etag(revision: i64) -> String {
+    format!("r{revision}")
+}
+
+/// ABORTED when `expected` is non-empty and no longer the row's etag.
+pub fn check_etag<E: Resource>(row: &E::Model, expected: &str) -> AppResult<()> {
+    let current = etag(row.revision());
+    if expected.is_empty() || expected == current {
+        Ok(())
+    } else {
+        Err(AppError::Aborted(format!(
+            "{} `{}` changed since it was read (etag `{expected}`, now `{current}`); read it again",
+            E::RESOURCE,
+            row.id()
+        )))
+    }
+}
+
+/// FAILED_PRECONDITION when the row is deleted.
+pub fn ensure_active<E: Resource>(row: &E::Model, action: &str) -> AppResult<()> {
+    match row.delete_time() {
+        None => Ok(()),
+        Some(_) => Err(AppError::precondition(
+            "DELETED",
+            row.id(),
+            format!(
+                "{} `{}` is deleted; restore it before {action}",
+                E::RESOURCE,
+                row.id()
+            ),
+        )),
+    }
+}
+
+/// FAILED_PRECONDITION when the row to delete is deleted already.
+pub fn ensure_not_yet_deleted<E: Resource>(row: &E::Model) -> AppResult<()> {
+    match row.delete_time() {
+        None => Ok(()),
+        Some(_) => Err(AppError::precondition(
+            "ALREADY_DELETED",
+            row.id(),
+            format!("{} `{}` is already deleted", E::RESOURCE, row.id()),
+        )),
+    }
+}
+
+/// FAILED_PRECONDITION unless the row is deleted.
+pub fn ensure_deleted<E: Resource>(row: &E::Model) -> AppResult<()> {
+    match row.delete_time() {
+        Some(_) => Ok(()),
+        None => Err(AppError::precondition(
+            "NOT_DELETED",
+            row.id(),
+            format!("{} `{}` is not deleted", E::RESOURCE, row.id()),
+        )),
+    }
+}
+
+/// Restricts a query to active rows, deleted rows or both.
+pub fn with_deleted_filter<E: Resource>(query: Select<E>, filter: DeletedFilter) -> Select<E> {
+    match filter {
+        DeletedFilter::Active => query.filter(E::delete_time_col().is_null()),
+        DeletedFilter::Only => query.filter(E::delete_time_col().is_not_null()),
+        DeletedFilter::All => query,
+    }
+}
+
+/// One page of `query`, ordered by the two columns of `order` (the second
+/// unique) in `direction`, starting after the request's cursor; `key` gives
+/// a row's sort key. The page and its total are read in one snapshot.
+pub async fn list_page<E: Resource>(
+    db: &DatabaseConnection,
+    query: Select<E>,
+    order: [(E::Column, CursorKind); 2],
+    direction: Order,
+    page: &PageRequest,
+    key: impl Fn(&E::Model) -> Cursor,
+) -> AppResult<Page<E::Model>>
+where
+    E::Model: Sync,
+{
+    let tx = super::snapshot(db).await?;
+    let total = query.clone().count(&tx).await?;
+    let [(first, first_kind), (second, second_kind)] = order;
+    let mut rows_query = query
+        .order_by(first, Order::Asc)
+        .order_by(second, Order::Asc);
+    if let Some(cursor) = &page.after {
+        let [a, b] = cursor_pair(cursor, [first_kind, second_kind])?;
+        let after = match direction {
+            Order::Desc => Condition::any()
+                .add(first.lt(a.clone()))
+                .add(Condition::all().add(first.eq(a)).add(second.lt(b))),
+            _ => Condition::any()
+                .add(first.gt(a.clone()))
+                .add(Condition::all().add(first.eq(a)).add(second.gt(b))),
+        };
+        rows_query = rows_query.filter(after);
+    }
+    let mut items = rows_query.limit(page.size + 1).all(&tx).await?;
+    tx.commit().await?;
+    let next = if items.len() as u64 > page.size {
+        items.truncate(page.size as usize);
+        items.last().map(&key)
+    } else {
+        None
+    };
+    Ok(Page { items, next, total })
+}
+
+fn cursor_pair(cursor: &Cursor, kinds: [CursorKind; 2]) -> AppResult<[Value; 2]> {
+    let to_value = |v: &CursorValue| match v {
+        CursorValue::Int(i) => Value::from(*i),
+        CursorValue::Text(s) => Value::from(s.clone()),
+    };
+    match cursor.0.as_slice() {
+        [a, b] if a.is(kinds[0]) && b.is(kinds[1]) => Ok([to_value(a), to_value(b)]),
+        _ => Err(AppError::invalid(
+            "page_token",
+            "is not a token for this list",
+        )),
+    }
+}
+
+/// One page of `query` in name order (see `domain::text::sort_key`).
+pub async fn list_by_name<E: Resource>(
+    db: &DatabaseConnection,
+    query: Select<E>,
+    page: &PageRequest,
+) -> AppResult<Page<E::Model>>
+where
+    E::Model: Sync,
+{
+    let order = [
+        (E::sort_key_col(), CursorKind::Text),
+        (E::id_col(), CursorKind::Text),
+    ];
+    list_page(db, query, order, Order::Asc, page, |m| {
+        Cursor(vec![
+            CursorValue::Text(m.sort_key().to_owned()),
+            CursorValue::Text(m.id().to_owned()),
+        ])
+    })
+    .await
+}
