@@ -12,10 +12,14 @@ use tonic_health::ServingStatus;
 use crate::{
     clock::{SharedClock, SystemClock},
     config::Config,
-    grpc::{groups::GroupApi, relationships::RelationshipApi, sources::SourceApi},
+    grpc::{
+        customers::CustomerApi, groups::GroupApi, relationships::RelationshipApi,
+        sources::SourceApi,
+    },
     health,
     pb::{
-        self, group_service_server::GroupServiceServer,
+        self, customer_service_server::CustomerServiceServer,
+        group_service_server::GroupServiceServer,
         relationship_service_server::RelationshipServiceServer,
         source_service_server::SourceServiceServer,
     },
@@ -111,6 +115,7 @@ impl Application {
             .add_service(RelationshipServiceServer::new(RelationshipApi::new(
                 store.clone(),
             )))
+            .add_service(CustomerServiceServer::new(CustomerApi::new(store.clone())))
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
                 signal,

@@ -27,6 +27,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "crm.v1.GroupService",
     "crm.v1.SourceService",
     "crm.v1.RelationshipService",
+    "crm.v1.CustomerService",
 ];
 
 /// Sets every reported service to `status`.

@@ -41,5 +41,8 @@ pub(crate) fn for_backend(manager: &SchemaManager<'_>, statements: &[&str]) -> V
         sea_orm::DatabaseBackend::Postgres => "TEXT COLLATE \"C\"",
         _ => "TEXT",
     };
-    statements.iter().map(|sql| sql.replace("{SORT_TEXT}", sort_text)).collect()
+    statements
+        .iter()
+        .map(|sql| sql.replace("{SORT_TEXT}", sort_text))
+        .collect()
 }

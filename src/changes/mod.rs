@@ -24,7 +24,8 @@
 use std::collections::BTreeMap;
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 
@@ -92,24 +93,40 @@ pub async fn record(
             change_time: now,
         })
         .collect();
-    relationship_change::Entity::insert_many(entries.iter().cloned().map(relationship_change::ActiveModel::from))
-        .exec_without_returning(tx)
-        .await?;
+    relationship_change::Entity::insert_many(
+        entries
+            .iter()
+            .cloned()
+            .map(relationship_change::ActiveModel::from),
+    )
+    .exec_without_returning(tx)
+    .await?;
     Ok(entries)
 }
 
 /// Points existing customers (and their memberships' copies) at their new
 /// relationship.
-async fn move_customers(tx: &impl ConnectionTrait, tenant: &str, moves: &[Move], now: i64) -> AppResult<()> {
+async fn move_customers(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    moves: &[Move],
+    now: i64,
+) -> AppResult<()> {
     let mut by_target: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for m in moves.iter().filter(|m| m.from.is_some()) {
-        by_target.entry(&m.to).or_default().push(m.customer_id.clone());
+        by_target
+            .entry(&m.to)
+            .or_default()
+            .push(m.customer_id.clone());
     }
     for (to, ids) in by_target {
         for chunk in ids.chunks(500) {
             customer::Entity::update_many()
                 .col_expr(customer::Column::RelationshipId, Expr::value(to))
-                .col_expr(customer::Column::Revision, Expr::col(customer::Column::Revision).add(1))
+                .col_expr(
+                    customer::Column::Revision,
+                    Expr::col(customer::Column::Revision).add(1),
+                )
                 .col_expr(customer::Column::UpdateTime, Expr::value(now))
                 .filter(customer::Column::TenantId.eq(tenant))
                 .filter(customer::Column::Id.is_in(chunk.iter().cloned()))
@@ -138,7 +155,11 @@ fn count_deltas(moves: &[Move]) -> BTreeMap<String, i64> {
 }
 
 /// Adds `deltas` to the tenant's per-relationship customer counts.
-pub async fn adjust_counts(tx: &impl ConnectionTrait, tenant: &str, deltas: &BTreeMap<String, i64>) -> AppResult<()> {
+pub async fn adjust_counts(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    deltas: &BTreeMap<String, i64>,
+) -> AppResult<()> {
     for (relationship_id, delta) in deltas.iter().filter(|(_, d)| **d != 0) {
         relationship_count::Entity::insert(relationship_count::ActiveModel {
             tenant_id: Set(tenant.to_owned()),
@@ -146,12 +167,19 @@ pub async fn adjust_counts(tx: &impl ConnectionTrait, tenant: &str, deltas: &BTr
             customers: Set(*delta),
         })
         .on_conflict(
-            OnConflict::columns([relationship_count::Column::TenantId, relationship_count::Column::RelationshipId])
-                .value(
+            OnConflict::columns([
+                relationship_count::Column::TenantId,
+                relationship_count::Column::RelationshipId,
+            ])
+            .value(
+                relationship_count::Column::Customers,
+                Expr::col((
+                    relationship_count::Entity,
                     relationship_count::Column::Customers,
-                    Expr::col((relationship_count::Entity, relationship_count::Column::Customers)).add(*delta),
-                )
-                .to_owned(),
+                ))
+                .add(*delta),
+            )
+            .to_owned(),
         )
         .exec_without_returning(tx)
         .await?;
@@ -177,7 +205,9 @@ async fn allocate(tx: &impl ConnectionTrait, tenant: &str, n: i64) -> AppResult<
     .exec_with_returning(tx)
     .await?;
     if counter.last_sequence < n {
-        return Err(AppError::Internal(format!("change counter of {tenant} went backwards")));
+        return Err(AppError::Internal(format!(
+            "change counter of {tenant} went backwards"
+        )));
     }
     Ok(counter.last_sequence)
 }

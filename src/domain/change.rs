@@ -64,7 +64,14 @@ pub enum Channel {
 
 impl Channel {
     /// Every channel.
-    pub const ALL: [Self; 6] = [Self::Call, Self::Email, Self::Meeting, Self::Sms, Self::Chat, Self::Other];
+    pub const ALL: [Self; 6] = [
+        Self::Call,
+        Self::Email,
+        Self::Meeting,
+        Self::Sms,
+        Self::Chat,
+        Self::Other,
+    ];
 
     /// The stored spelling.
     pub fn as_str(self) -> &'static str {

@@ -43,7 +43,9 @@ pub fn phone(field: &str, raw: &str) -> AppResult<String> {
             _ => {
                 return Err(AppError::invalid(
                     field,
-                    format!("`{raw}` is not a phone number: use digits, spaces, dots, dashes, parentheses and a leading +"),
+                    format!(
+                        "`{raw}` is not a phone number: use digits, spaces, dots, dashes, parentheses and a leading +"
+                    ),
                 ));
             }
         }
@@ -51,7 +53,10 @@ pub fn phone(field: &str, raw: &str) -> AppResult<String> {
     if !PHONE_DIGITS.contains(&digits.len()) {
         return Err(AppError::invalid(
             field,
-            format!("`{raw}` has {} digits; a phone number has 6–15", digits.len()),
+            format!(
+                "`{raw}` has {} digits; a phone number has 6–15",
+                digits.len()
+            ),
         ));
     }
     Ok(format!("{plus}{digits}"))
@@ -80,7 +85,10 @@ pub fn email(field: &str, raw: &str) -> AppResult<String> {
     if valid {
         Ok(email)
     } else {
-        Err(AppError::invalid(field, format!("`{}` is not an email address", raw.trim())))
+        Err(AppError::invalid(
+            field,
+            format!("`{}` is not an email address", raw.trim()),
+        ))
     }
 }
 
@@ -107,14 +115,22 @@ pub fn revenue(field: &str, value: i64) -> AppResult<i64> {
 
 /// Validates the tenant's own fields: keys of 1–64 of `a-z 0-9 _`, values
 /// up to 1000 characters, at most 50 entries.
-pub fn attributes(field: &str, map: &BTreeMap<String, String>) -> AppResult<BTreeMap<String, String>> {
+pub fn attributes(
+    field: &str,
+    map: &BTreeMap<String, String>,
+) -> AppResult<BTreeMap<String, String>> {
     if map.len() > ATTRIBUTES_MAX {
-        return Err(AppError::invalid(field, format!("at most {ATTRIBUTES_MAX} attributes are allowed")));
+        return Err(AppError::invalid(
+            field,
+            format!("at most {ATTRIBUTES_MAX} attributes are allowed"),
+        ));
     }
     for (key, value) in map {
         let key_ok = !key.is_empty()
             && key.len() <= ATTRIBUTE_KEY_MAX
-            && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !key_ok {
             return Err(AppError::invalid(
                 field,
@@ -174,7 +190,12 @@ impl Profile {
     /// What `query` searches: the transliterated lower-case name, the phone
     /// and the email.
     pub fn search_text(&self) -> String {
-        format!("{} {} {}", deunicode(&self.name).to_lowercase(), self.phone, self.email)
+        format!(
+            "{} {} {}",
+            deunicode(&self.name).to_lowercase(),
+            self.phone,
+            self.email
+        )
     }
 }
 
@@ -186,7 +207,9 @@ pub fn search_query(raw: &str) -> Option<String> {
         return None;
     }
     let phone_like = trimmed.chars().any(|c| c.is_ascii_digit())
-        && trimmed.chars().all(|c| c.is_ascii_digit() || " .-()+".contains(c));
+        && trimmed
+            .chars()
+            .all(|c| c.is_ascii_digit() || " .-()+".contains(c));
     if phone_like {
         return Some(trimmed.chars().filter(char::is_ascii_digit).collect());
     }
@@ -247,13 +270,21 @@ pub enum CustomerOrder {
 impl CustomerOrder {
     /// Parses `order_by`.
     pub fn parse(raw: &str) -> AppResult<Self> {
-        match raw.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase().as_str() {
+        match raw
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "" | "create_time desc" => Ok(Self::Newest),
             "name" | "name asc" => Ok(Self::Name),
             "last_contact_time" | "last_contact_time asc" => Ok(Self::LeastRecentContact),
             _ => Err(AppError::invalid(
                 "order_by",
-                format!("`{raw}` is not an order; use `create_time desc`, `name` or `last_contact_time`"),
+                format!(
+                    "`{raw}` is not an order; use `create_time desc`, `name` or `last_contact_time`"
+                ),
             )),
         }
     }
@@ -295,7 +326,15 @@ mod tests {
     #[test]
     fn emails_are_lower_cased_and_checked() {
         assert_eq!(email("e", "  An@Example.COM ").unwrap(), "an@example.com");
-        for bad in ["no-at-sign", "a@b", "a@@b.vn", "a b@c.vn", "@c.vn", "a@.vn", "a@c.vn."] {
+        for bad in [
+            "no-at-sign",
+            "a@b",
+            "a@@b.vn",
+            "a b@c.vn",
+            "@c.vn",
+            "a@.vn",
+            "a@c.vn.",
+        ] {
             assert!(email("e", bad).is_err(), "{bad}");
         }
     }
@@ -340,9 +379,15 @@ mod tests {
     #[test]
     fn orders_accept_the_three_contract_spellings() {
         assert_eq!(CustomerOrder::parse("").unwrap(), CustomerOrder::Newest);
-        assert_eq!(CustomerOrder::parse("create_time  desc").unwrap(), CustomerOrder::Newest);
+        assert_eq!(
+            CustomerOrder::parse("create_time  desc").unwrap(),
+            CustomerOrder::Newest
+        );
         assert_eq!(CustomerOrder::parse("name").unwrap(), CustomerOrder::Name);
-        assert_eq!(CustomerOrder::parse("last_contact_time").unwrap(), CustomerOrder::LeastRecentContact);
+        assert_eq!(
+            CustomerOrder::parse("last_contact_time").unwrap(),
+            CustomerOrder::LeastRecentContact
+        );
         assert!(CustomerOrder::parse("revenue").is_err());
     }
 }

@@ -2,9 +2,13 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{context, convert, idempotency_key, page_request, target};
+use super::{
+    context, convert::catalog as convert, idempotency_key, page_request, target,
+    with_customer_counts,
+};
 use crate::{
-    domain::{ids, paging::DeletedFilter},
+    domain::{ids, paging::DeletedFilter, tenant::TenantId},
+    entity::customer_group,
     pb::{self, group_service_server::GroupService},
     store::Store,
 };
@@ -19,6 +23,30 @@ impl GroupApi {
     /// A service over `store`.
     pub fn new(store: Store) -> Self {
         Self { store }
+    }
+
+    /// Messages for `rows`, with their customer counts.
+    async fn present(
+        &self,
+        tenant: &TenantId,
+        rows: Vec<customer_group::Model>,
+    ) -> Result<Vec<pb::Group>, Status> {
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let counts = self
+            .store
+            .group_customer_counts(tenant.as_str(), &ids)
+            .await?;
+        Ok(with_customer_counts(rows, &counts, |m: &mut pb::Group| {
+            (&m.id, &mut m.customer_count)
+        }))
+    }
+
+    async fn present_one(
+        &self,
+        tenant: &TenantId,
+        row: customer_group::Model,
+    ) -> Result<Option<pb::Group>, Status> {
+        Ok(self.present(tenant, vec![row]).await?.pop())
     }
 }
 
@@ -37,7 +65,7 @@ impl GroupService for GroupApi {
             .create_group(&ctx.tenant, &input, key.as_ref())
             .await?;
         Ok(Response::new(pb::CreateGroupResponse {
-            group: Some(group.into()),
+            group: self.present_one(&ctx.tenant, group).await?,
         }))
     }
 
@@ -49,7 +77,7 @@ impl GroupService for GroupApi {
         let id = ids::parse("id", &request.get_ref().id)?;
         let group = self.store.get_group(&ctx.tenant, &id).await?;
         Ok(Response::new(pb::GetGroupResponse {
-            group: Some(group.into()),
+            group: self.present_one(&ctx.tenant, group).await?,
         }))
     }
 
@@ -72,7 +100,7 @@ impl GroupService for GroupApi {
         Ok(Response::new(pb::ListGroupsResponse {
             next_page_token: page.next_token(&result),
             total_size: result.total as i64,
-            groups: result.items.into_iter().map(Into::into).collect(),
+            groups: self.present(&ctx.tenant, result.items).await?,
         }))
     }
 
@@ -88,7 +116,7 @@ impl GroupService for GroupApi {
             .update_group(&ctx.tenant, &target, &patch)
             .await?;
         Ok(Response::new(pb::UpdateGroupResponse {
-            group: Some(group.into()),
+            group: self.present_one(&ctx.tenant, group).await?,
         }))
     }
 
@@ -104,7 +132,7 @@ impl GroupService for GroupApi {
             .delete_group(&ctx.tenant, &target, req.cascade)
             .await?;
         Ok(Response::new(pb::DeleteGroupResponse {
-            group: Some(group.into()),
+            group: self.present_one(&ctx.tenant, group).await?,
             cascaded_group_ids: cascaded,
         }))
     }
@@ -118,7 +146,7 @@ impl GroupService for GroupApi {
         let target = target(&req.id, req.etag)?;
         let (group, restored) = self.store.restore_group(&ctx.tenant, &target).await?;
         Ok(Response::new(pb::RestoreGroupResponse {
-            group: Some(group.into()),
+            group: self.present_one(&ctx.tenant, group).await?,
             restored_group_ids: restored,
         }))
     }

@@ -4,6 +4,7 @@
 //! function and convert the result back.
 
 pub mod convert;
+pub mod customers;
 pub mod groups;
 pub mod mask;
 pub mod relationships;
@@ -92,6 +93,22 @@ pub fn page_request<M: Message + Clone>(
     bound.push(0);
     bound.extend(filters.encode_to_vec());
     PageRequest::parse(page_size, page_token, paging::fingerprint(&bound))
+}
+
+/// Converts rows to messages and fills in each one's customer count.
+pub fn with_customer_counts<M, P: From<M>>(
+    rows: Vec<M>,
+    counts: &std::collections::HashMap<String, i64>,
+    set: impl Fn(&mut P) -> (&str, &mut i64),
+) -> Vec<P> {
+    rows.into_iter()
+        .map(|row| {
+            let mut message = P::from(row);
+            let (id, count) = set(&mut message);
+            *count = counts.get(id).copied().unwrap_or(0);
+            message
+        })
+        .collect()
 }
 
 /// The resource an Update, Delete or Restore request is about.

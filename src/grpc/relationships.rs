@@ -2,9 +2,13 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{context, convert, idempotency_key, page_request, target};
+use super::{
+    context, convert::catalog as convert, idempotency_key, page_request, target,
+    with_customer_counts,
+};
 use crate::{
-    domain::{ids, paging::DeletedFilter},
+    domain::{ids, paging::DeletedFilter, tenant::TenantId},
+    entity::relationship,
     pb::{self, relationship_service_server::RelationshipService},
     store::Store,
 };
@@ -19,6 +23,32 @@ impl RelationshipApi {
     /// A service over `store`.
     pub fn new(store: Store) -> Self {
         Self { store }
+    }
+
+    /// Messages for `rows`, with their customer counts.
+    async fn present(
+        &self,
+        tenant: &TenantId,
+        rows: Vec<relationship::Model>,
+    ) -> Result<Vec<pb::Relationship>, Status> {
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let counts = self
+            .store
+            .relationship_customer_counts(tenant.as_str(), &ids)
+            .await?;
+        Ok(with_customer_counts(
+            rows,
+            &counts,
+            |m: &mut pb::Relationship| (&m.id, &mut m.customer_count),
+        ))
+    }
+
+    async fn present_one(
+        &self,
+        tenant: &TenantId,
+        row: relationship::Model,
+    ) -> Result<Option<pb::Relationship>, Status> {
+        Ok(self.present(tenant, vec![row]).await?.pop())
     }
 }
 
@@ -37,7 +67,7 @@ impl RelationshipService for RelationshipApi {
             .create_relationship(&ctx.tenant, &input, key.as_ref())
             .await?;
         Ok(Response::new(pb::CreateRelationshipResponse {
-            relationship: Some(relationship.into()),
+            relationship: self.present_one(&ctx.tenant, relationship).await?,
         }))
     }
 
@@ -49,7 +79,7 @@ impl RelationshipService for RelationshipApi {
         let id = ids::parse("id", &request.get_ref().id)?;
         let relationship = self.store.get_relationship(&ctx.tenant, &id).await?;
         Ok(Response::new(pb::GetRelationshipResponse {
-            relationship: Some(relationship.into()),
+            relationship: self.present_one(&ctx.tenant, relationship).await?,
         }))
     }
 
@@ -77,7 +107,7 @@ impl RelationshipService for RelationshipApi {
         Ok(Response::new(pb::ListRelationshipsResponse {
             next_page_token: page.next_token(&result),
             total_size: result.total as i64,
-            relationships: result.items.into_iter().map(Into::into).collect(),
+            relationships: self.present(&ctx.tenant, result.items).await?,
         }))
     }
 
@@ -93,7 +123,7 @@ impl RelationshipService for RelationshipApi {
             .update_relationship(&ctx.tenant, &target, &patch)
             .await?;
         Ok(Response::new(pb::UpdateRelationshipResponse {
-            relationship: Some(relationship.into()),
+            relationship: self.present_one(&ctx.tenant, relationship).await?,
         }))
     }
 
@@ -107,10 +137,10 @@ impl RelationshipService for RelationshipApi {
         let reassign_to = ids::parse_optional("reassign_to_id", &req.reassign_to_id)?;
         let (relationship, reassigned) = self
             .store
-            .delete_relationship(&ctx.tenant, &target, reassign_to.as_deref())
+            .delete_relationship(&ctx, &target, reassign_to.as_deref())
             .await?;
         Ok(Response::new(pb::DeleteRelationshipResponse {
-            relationship: Some(relationship.into()),
+            relationship: self.present_one(&ctx.tenant, relationship).await?,
             reassigned_customer_count: reassigned as i64,
         }))
     }
@@ -127,7 +157,7 @@ impl RelationshipService for RelationshipApi {
             .restore_relationship(&ctx.tenant, &target)
             .await?;
         Ok(Response::new(pb::RestoreRelationshipResponse {
-            relationship: Some(relationship.into()),
+            relationship: self.present_one(&ctx.tenant, relationship).await?,
         }))
     }
 }

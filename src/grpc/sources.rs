@@ -2,9 +2,15 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{context, convert, idempotency_key, page_request, target};
+use super::{
+    context,
+    convert::{catalog as convert, micros},
+    idempotency_key, page_request, target, with_customer_counts,
+};
 use crate::{
-    domain::{ids, paging::DeletedFilter},
+    domain::{ids, paging::DeletedFilter, tenant::TenantId},
+    entity::customer_source,
+    error::AppError,
     pb::{self, source_service_server::SourceService},
     store::Store,
 };
@@ -19,6 +25,30 @@ impl SourceApi {
     /// A service over `store`.
     pub fn new(store: Store) -> Self {
         Self { store }
+    }
+
+    /// Messages for `rows`, with their customer counts.
+    async fn present(
+        &self,
+        tenant: &TenantId,
+        rows: Vec<customer_source::Model>,
+    ) -> Result<Vec<pb::Source>, Status> {
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let counts = self
+            .store
+            .source_customer_counts(tenant.as_str(), &ids)
+            .await?;
+        Ok(with_customer_counts(rows, &counts, |m: &mut pb::Source| {
+            (&m.id, &mut m.customer_count)
+        }))
+    }
+
+    async fn present_one(
+        &self,
+        tenant: &TenantId,
+        row: customer_source::Model,
+    ) -> Result<Option<pb::Source>, Status> {
+        Ok(self.present(tenant, vec![row]).await?.pop())
     }
 }
 
@@ -37,7 +67,7 @@ impl SourceService for SourceApi {
             .create_source(&ctx.tenant, &input, key.as_ref())
             .await?;
         Ok(Response::new(pb::CreateSourceResponse {
-            source: Some(source.into()),
+            source: self.present_one(&ctx.tenant, source).await?,
         }))
     }
 
@@ -49,7 +79,7 @@ impl SourceService for SourceApi {
         let id = ids::parse("id", &request.get_ref().id)?;
         let source = self.store.get_source(&ctx.tenant, &id).await?;
         Ok(Response::new(pb::GetSourceResponse {
-            source: Some(source.into()),
+            source: self.present_one(&ctx.tenant, source).await?,
         }))
     }
 
@@ -68,7 +98,7 @@ impl SourceService for SourceApi {
         Ok(Response::new(pb::ListSourcesResponse {
             next_page_token: page.next_token(&result),
             total_size: result.total as i64,
-            sources: result.items.into_iter().map(Into::into).collect(),
+            sources: self.present(&ctx.tenant, result.items).await?,
         }))
     }
 
@@ -84,7 +114,7 @@ impl SourceService for SourceApi {
             .update_source(&ctx.tenant, &target, &patch)
             .await?;
         Ok(Response::new(pb::UpdateSourceResponse {
-            source: Some(source.into()),
+            source: self.present_one(&ctx.tenant, source).await?,
         }))
     }
 
@@ -97,7 +127,7 @@ impl SourceService for SourceApi {
         let target = target(&req.id, req.etag)?;
         let source = self.store.delete_source(&ctx.tenant, &target).await?;
         Ok(Response::new(pb::DeleteSourceResponse {
-            source: Some(source.into()),
+            source: self.present_one(&ctx.tenant, source).await?,
         }))
     }
 
@@ -110,14 +140,34 @@ impl SourceService for SourceApi {
         let target = target(&req.id, req.etag)?;
         let source = self.store.restore_source(&ctx.tenant, &target).await?;
         Ok(Response::new(pb::RestoreSourceResponse {
-            source: Some(source.into()),
+            source: self.present_one(&ctx.tenant, source).await?,
         }))
     }
 
     async fn get_source_report(
         &self,
-        _request: Request<pb::GetSourceReportRequest>,
+        request: Request<pb::GetSourceReportRequest>,
     ) -> Result<Response<pb::GetSourceReportResponse>, Status> {
-        Err(Status::unimplemented("GetSourceReport arrives with CustomerService"))
+        let ctx = context(&self.store, &request).await?;
+        let pb::GetSourceReportRequest {
+            create_time_from,
+            create_time_to,
+        } = request.into_inner();
+        let from = create_time_from
+            .map(|t| micros("create_time_from", &t))
+            .transpose()?;
+        let to = create_time_to
+            .map(|t| micros("create_time_to", &t))
+            .transpose()?;
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            return Err(AppError::invalid("create_time_to", "is before create_time_from").into());
+        }
+        let report = self.store.source_report(&ctx, from, to).await?;
+        Ok(Response::new(pb::GetSourceReportResponse {
+            rows: report.rows.into_iter().map(Into::into).collect(),
+            total: Some(report.total.into()),
+        }))
     }
 }

@@ -1,7 +1,9 @@
 //! What the three catalogs (groups, sources, relationships) share beyond
 //! [`super::resource`]: codes generated from names, and name uniqueness.
 
-use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, QueryFilter, QuerySelect,
+};
 
 use super::resource::{Resource, Row, in_tenant};
 use crate::{
@@ -170,4 +172,3 @@ fn already_exists<E: CatalogEntity>(existing: &E::Model, what: &str) -> AppError
         message: format!("{what}: `{}`", existing.id()),
     }
 }
-

@@ -17,9 +17,9 @@ use sea_orm::{
 use super::{
     Store,
     catalog::{self, CatalogActive},
-    resource::{self, Revisable, in_tenant},
     idempotency::{self, Claim},
     lock_scope,
+    resource::{self, Revisable, in_tenant},
 };
 use crate::{
     domain::{
@@ -89,7 +89,7 @@ async fn ensure_no_cycle(
 }
 
 /// Active descendants of `root`, nearest first.
-async fn active_descendants(
+pub async fn active_descendants(
     tx: &impl ConnectionTrait,
     tenant: &str,
     root: &str,

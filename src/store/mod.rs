@@ -9,9 +9,13 @@
 //! error (or succeed).
 
 pub mod catalog;
+pub mod contacts;
+pub mod customer_queries;
+pub mod customers;
 pub mod database;
 pub mod groups;
 pub mod idempotency;
+pub mod memberships;
 pub mod relationships;
 pub mod resource;
 pub mod sources;

@@ -6,28 +6,33 @@
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 
 use super::{
     Store,
     catalog::{self, CatalogActive},
-    resource::{self, Revisable, in_tenant},
     idempotency::{self, Claim},
     lock_scope,
+    resource::{self, Revisable, in_tenant},
 };
 use crate::{
+    changes::{self, Move, Origin},
     config::SeedLocale,
     domain::{
         catalog::{IdempotencyKey, Target},
+        change::Cause,
         ids,
         paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
         relationship::{InactivityRule, Kind, NewRelationship, RelationshipPatch, seeds},
-        tenant::TenantId,
+        tenant::{RequestContext, TenantId},
         text,
     },
-    entity::relationship::{ActiveModel, Column, Entity, Model},
+    entity::{
+        customer,
+        relationship::{ActiveModel, Column, Entity, Model},
+    },
     error::{AppError, AppResult},
 };
 
@@ -37,6 +42,56 @@ const SCOPE: &str = "relationships";
 pub fn kind_of(row: &Model) -> AppResult<Kind> {
     Kind::from_stored(&row.kind)
         .ok_or_else(|| AppError::Internal(format!("relationship {} has kind {}", row.id, row.kind)))
+}
+
+/// Moves every customer holding `from` (deleted customers too, so none is
+/// left on a deleted relationship) to `to`, recording each move. Without a
+/// target, holders are FAILED_PRECONDITION. Returns how many moved.
+async fn reassign_holders(
+    tx: &impl ConnectionTrait,
+    ctx: &RequestContext,
+    from: &str,
+    to: Option<&str>,
+    now: i64,
+) -> AppResult<u64> {
+    let tenant = ctx.tenant.as_str();
+    let holders: Vec<(String, Option<i64>)> = in_tenant::<customer::Entity>(tenant)
+        .filter(customer::Column::RelationshipId.eq(from))
+        .select_only()
+        .column(customer::Column::Id)
+        .column(customer::Column::DeleteTime)
+        .into_tuple()
+        .all(tx)
+        .await?;
+    if holders.is_empty() {
+        return Ok(0);
+    }
+    let Some(to) = to else {
+        return Err(AppError::precondition(
+            "HAS_CUSTOMERS",
+            from,
+            format!(
+                "{} customer(s) hold relationship `{from}`; name reassign_to_id to move them",
+                holders.len()
+            ),
+        ));
+    };
+    let moves: Vec<Move> = holders
+        .into_iter()
+        .map(|(customer_id, delete_time)| Move {
+            customer_id,
+            from: Some(from.to_owned()),
+            to: to.to_owned(),
+            active: delete_time.is_none(),
+        })
+        .collect();
+    let origin = Origin {
+        cause: Cause::RelationshipDeleted,
+        actor: ctx.actor.0.clone(),
+        reason: format!("relationship `{from}` was deleted"),
+    };
+    changes::record(tx, tenant, &moves, &origin, now).await?;
+    Ok(moves.len() as u64)
 }
 
 /// Inserts the seeded relationships of a new tenant.
@@ -368,34 +423,35 @@ impl Store {
     /// `reassign_to`; returns the relationship and how many moved.
     pub async fn delete_relationship(
         &self,
-        tenant: &TenantId,
+        ctx: &RequestContext,
         target: &Target,
         reassign_to: Option<&str>,
     ) -> AppResult<(Model, u64)> {
         let now = self.now();
-        let tenant = tenant.as_str();
         self.write(|tx| {
-            let (target, reassign_to, tenant) = (target.clone(), reassign_to.map(str::to_owned), tenant.to_owned());
+            let (target, reassign_to, ctx) = (target.clone(), reassign_to.map(str::to_owned), ctx.clone());
             Box::pin(async move {
-                lock_scope(tx, &tenant, SCOPE).await?;
-                let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
+                let tenant = ctx.tenant.as_str();
+                lock_scope(tx, tenant, SCOPE).await?;
+                let row = resource::lock_target::<Entity>(tx, tenant, &target).await?;
                 resource::ensure_not_yet_deleted::<Entity>(&row)?;
                 if row.is_default {
                     return Err(AppError::precondition(
                         "IS_DEFAULT",
                         &row.id,
-                        format!("relationship `{}` is the default and cannot be deleted; make another one the default first", row.id),
+                        format!(
+                            "relationship `{}` is the default and cannot be deleted; make another one the default first",
+                            row.id
+                        ),
                     ));
                 }
                 if let Some(to) = &reassign_to {
                     if to == &row.id {
                         return Err(AppError::invalid("reassign_to_id", "cannot be the relationship being deleted"));
                     }
-                    ensure_manual_target(tx, &tenant, to, "reassign_to_id").await?;
+                    ensure_manual_target(tx, tenant, to, "reassign_to_id").await?;
                 }
-                // No customer can hold a relationship before customers exist;
-                // the customer store adds the reassignment.
-                let reassigned = 0;
+                let reassigned = reassign_holders(tx, &ctx, &row.id, reassign_to.as_deref(), now).await?;
 
                 let id = row.id.clone();
                 let revision = row.revision + 1;
@@ -403,8 +459,8 @@ impl Store {
                 active.delete_time = Set(Some(now));
                 active.bump(revision, now);
                 active.update(tx).await?;
-                place(tx, &tenant, &id, None, now).await?;
-                Ok((resource::find::<Entity>(tx, &tenant, &id).await?, reassigned))
+                place(tx, tenant, &id, None, now).await?;
+                Ok((resource::find::<Entity>(tx, tenant, &id).await?, reassigned))
             })
         })
         .await

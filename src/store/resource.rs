@@ -3,8 +3,8 @@
 //! etags, soft-delete checks, and keyset paging.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, Order,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Value,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Value,
 };
 
 use crate::{
@@ -211,7 +211,7 @@ pub fn with_deleted_filter<E: Resource>(query: Select<E>, filter: DeletedFilter)
 /// One page of `query`, ordered by the two columns of `order` (the second
 /// unique) in `direction`, starting after the request's cursor; `key` gives
 /// a row's sort key. The page and its total are read in one snapshot.
-pub async fn list_page<E: Resource>(
+pub async fn list_page<E: EntityTrait>(
     db: &DatabaseConnection,
     query: Select<E>,
     order: [(E::Column, CursorKind); 2],
@@ -226,8 +226,8 @@ where
     let total = query.clone().count(&tx).await?;
     let [(first, first_kind), (second, second_kind)] = order;
     let mut rows_query = query
-        .order_by(first, Order::Asc)
-        .order_by(second, Order::Asc);
+        .order_by(first, direction.clone())
+        .order_by(second, direction.clone());
     if let Some(cursor) = &page.after {
         let [a, b] = cursor_pair(cursor, [first_kind, second_kind])?;
         let after = match direction {

@@ -5,8 +5,8 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, Condition};
 use super::{
     Store,
     catalog::{self, CatalogActive},
-    resource::{self, Revisable, in_tenant},
     idempotency::{self, Claim},
+    resource::{self, Revisable, in_tenant},
 };
 use crate::{
     domain::{

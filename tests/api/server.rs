@@ -30,10 +30,11 @@ use tonic_reflection::pb::v1alpha::{
 use crate::helpers::{Backend, TestApp};
 use crate::on_both_databases;
 
-const SERVICES: [&str; 3] = [
+const SERVICES: [&str; 4] = [
     "crm.v1.GroupService",
     "crm.v1.SourceService",
     "crm.v1.RelationshipService",
+    "crm.v1.CustomerService",
 ];
 
 async fn reflect(app: &TestApp, request: MessageRequest) -> MessageResponse {
@@ -97,6 +98,7 @@ on_both_databases! {
                 .unwrap_or_else(|| panic!("{service} not described"));
             let expected = match short {
                 "SourceService" => 7,
+                "CustomerService" => 14,
                 _ => 6,
             };
             assert_eq!(descriptor.method.len(), expected, "{service}");

@@ -1,11 +1,9 @@
-//! Conversions between protobuf messages and the service's types: fallible
-//! and validating on the way in, infallible on the way out. Incoming messages
-//! are destructured field by field, so a field added to a proto is a compile
-//! error here until it is handled.
+//! Conversions of groups, sources and relationships.
 
-use prost_types::{FieldMask, Timestamp};
+use prost_types::FieldMask;
 
-use super::mask::{self, MaskRules};
+use super::{Checks, populated, required, target, timestamp};
+use crate::grpc::mask::{self, MaskRules};
 use crate::{
     domain::{
         catalog::{EntryPatch, GroupPatch, NewEntry, NewGroup, Target},
@@ -14,51 +12,10 @@ use crate::{
         text,
     },
     entity::{customer_group, customer_source, relationship as relationship_row},
-    error::{AppError, AppResult, FieldViolation},
+    error::{AppError, AppResult},
     pb,
     store::resource::etag,
 };
-
-/// A stored time as a protobuf timestamp.
-pub fn timestamp(micros: i64) -> Timestamp {
-    Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
-    }
-}
-
-/// Collects the violations of several fields, so one reply names them all.
-#[derive(Default)]
-struct Checks(Vec<FieldViolation>);
-
-impl Checks {
-    /// The value, or `T::default()` after recording why it is invalid.
-    fn take<T: Default>(&mut self, result: AppResult<T>) -> T {
-        match result {
-            Ok(value) => value,
-            Err(AppError::InvalidArgument(mut violations)) => {
-                self.0.append(&mut violations);
-                T::default()
-            }
-            Err(other) => {
-                self.0.push(FieldViolation::new("", other.to_string()));
-                T::default()
-            }
-        }
-    }
-
-    fn finish(self) -> AppResult<()> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(AppError::InvalidArgument(self.0))
-        }
-    }
-}
-
-fn required<T>(message: Option<T>, field: &str) -> AppResult<T> {
-    message.ok_or_else(|| AppError::invalid(field, "is required"))
-}
 
 fn optional_code(field: &str, raw: &str) -> AppResult<Option<String>> {
     if raw.is_empty() {
@@ -107,22 +64,6 @@ fn entry_patch(
                 description,
             ))
         }),
-    }
-}
-
-/// Names of the fields that hold a non-default value.
-fn populated(fields: &[(&'static str, bool)]) -> Vec<&'static str> {
-    fields
-        .iter()
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| *name)
-        .collect()
-}
-
-fn target(checks: &mut Checks, field: &str, id: &str, etag: String) -> Target {
-    Target {
-        id: checks.take(ids::parse(field, id)),
-        etag,
     }
 }
 
@@ -498,24 +439,6 @@ impl From<relationship_row::Model> for pb::Relationship {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_keep_microseconds_and_handle_times_before_1970() {
-        assert_eq!(
-            timestamp(1_500_000),
-            Timestamp {
-                seconds: 1,
-                nanos: 500_000_000
-            }
-        );
-        assert_eq!(
-            timestamp(-1),
-            Timestamp {
-                seconds: -1,
-                nanos: 999_999_000
-            }
-        );
-    }
 
     #[test]
     fn a_create_names_every_bad_field_at_once() {

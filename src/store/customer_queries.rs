@@ -1,0 +1,427 @@
+//! Reading customers in bulk: the filtered list in three orders, the
+//! summary-bar counts, the source report, and the customer counts shown on
+//! groups, sources and relationships.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, QueryFilter, QueryOrder,
+    QuerySelect, Select,
+    sea_query::{Expr, ExprTrait, Func, LikeExpr, Query},
+};
+
+use super::{
+    Store,
+    customers::{CustomerRecord, with_groups},
+    groups::active_descendants,
+    resource::{self, in_tenant},
+    snapshot,
+};
+use crate::{
+    domain::{
+        customer::{CustomerFilter, CustomerOrder},
+        paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
+        tenant::RequestContext,
+    },
+    entity::{
+        customer, customer_group, customer_source, group_member, relationship, relationship_count,
+    },
+    error::AppResult,
+};
+
+/// Code of the relationship the source report counts as closed.
+pub const CLOSED_CODE: &str = "CLOSED";
+
+/// One relationship and how many customers hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationshipTally {
+    /// The relationship.
+    pub relationship: relationship::Model,
+    /// Customers holding it.
+    pub count: i64,
+}
+
+/// The summary bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tallies {
+    /// Customers matching the filters.
+    pub total: i64,
+    /// One entry per active relationship, in position order.
+    pub by_relationship: Vec<RelationshipTally>,
+}
+
+/// One row of the source report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceFigures {
+    /// The source; `None` for customers without one.
+    pub source: Option<customer_source::Model>,
+    /// Customers created in the range.
+    pub customers: i64,
+    /// Per relationship.
+    pub tallies: Vec<RelationshipTally>,
+    /// In the CLOSED relationship.
+    pub closed: i64,
+    /// Sum of revenue.
+    pub revenue: i64,
+}
+
+/// The source report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceReport {
+    /// Sources in name order, then the no-source row.
+    pub rows: Vec<SourceFigures>,
+    /// Over all rows.
+    pub total: SourceFigures,
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern.
+fn like_contains(text: &str) -> LikeExpr {
+    let escaped: String = text
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    LikeExpr::new(format!("%{escaped}%")).escape('\\')
+}
+
+/// The ids of the group and, when asked, its active descendants.
+async fn group_scope(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    group_id: &str,
+    include_subgroups: bool,
+) -> AppResult<Vec<String>> {
+    resource::find::<customer_group::Entity>(db, tenant, group_id).await?;
+    let mut ids = vec![group_id.to_owned()];
+    if include_subgroups {
+        ids.extend(active_descendants(db, tenant, group_id).await?);
+    }
+    Ok(ids)
+}
+
+/// The customers of the tenant matching `filter` (all but the relationship
+/// filter when `with_relationship` is false).
+async fn filtered(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    filter: &CustomerFilter,
+    with_relationship: bool,
+) -> AppResult<Select<customer::Entity>> {
+    let mut query =
+        resource::with_deleted_filter(in_tenant::<customer::Entity>(tenant), filter.deleted);
+    if let Some(group_id) = &filter.group_id {
+        let groups = group_scope(db, tenant, group_id, filter.include_subgroups).await?;
+        query = query.filter(
+            customer::Column::Id.in_subquery(
+                Query::select()
+                    .column(group_member::Column::CustomerId)
+                    .from(group_member::Entity)
+                    .and_where(Expr::col(group_member::Column::TenantId).eq(tenant))
+                    .and_where(Expr::col(group_member::Column::GroupId).is_in(groups))
+                    .to_owned(),
+            ),
+        );
+    }
+    if let Some(source_id) = &filter.source_id {
+        resource::find::<customer_source::Entity>(db, tenant, source_id).await?;
+        query = query.filter(customer::Column::SourceId.eq(source_id));
+    }
+    if with_relationship && let Some(relationship_id) = &filter.relationship_id {
+        resource::find::<relationship::Entity>(db, tenant, relationship_id).await?;
+        query = query.filter(customer::Column::RelationshipId.eq(relationship_id));
+    }
+    if let Some(owner_id) = &filter.owner_id {
+        query = query.filter(customer::Column::OwnerId.eq(owner_id));
+    }
+    if let Some(text) = &filter.query {
+        query = query.filter(Expr::col(customer::Column::SearchText).like(like_contains(text)));
+    }
+    Ok(query)
+}
+
+fn is_unfiltered(filter: &CustomerFilter) -> bool {
+    filter.group_id.is_none()
+        && filter.source_id.is_none()
+        && filter.owner_id.is_none()
+        && filter.query.is_none()
+        && filter.deleted == DeletedFilter::Active
+}
+
+/// Active relationships in position order.
+async fn relationships_in_order(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+) -> AppResult<Vec<relationship::Model>> {
+    Ok(in_tenant::<relationship::Entity>(tenant)
+        .filter(relationship::Column::DeleteTime.is_null())
+        .order_by_asc(relationship::Column::Position)
+        .order_by_asc(relationship::Column::Id)
+        .all(db)
+        .await?)
+}
+
+fn tallies(
+    relationships: &[relationship::Model],
+    counts: &HashMap<String, i64>,
+) -> Vec<RelationshipTally> {
+    relationships
+        .iter()
+        .map(|r| RelationshipTally {
+            relationship: r.clone(),
+            count: counts.get(&r.id).copied().unwrap_or(0),
+        })
+        .collect()
+}
+
+impl Store {
+    /// Customers matching `filter`, in `order`.
+    pub async fn list_customers(
+        &self,
+        ctx: &RequestContext,
+        filter: &CustomerFilter,
+        order: CustomerOrder,
+        page: &PageRequest,
+    ) -> AppResult<Page<CustomerRecord>> {
+        let tenant = ctx.tenant.as_str();
+        let query = filtered(self.db(), tenant, filter, true).await?;
+        use customer::Column as C;
+        let result = match order {
+            CustomerOrder::Newest => {
+                let order = [(C::CreateTime, CursorKind::Int), (C::Id, CursorKind::Text)];
+                resource::list_page(self.db(), query, order, Order::Desc, page, |c| {
+                    Cursor(vec![
+                        CursorValue::Int(c.create_time),
+                        CursorValue::Text(c.id.clone()),
+                    ])
+                })
+                .await?
+            }
+            CustomerOrder::Name => {
+                let order = [(C::SortKey, CursorKind::Text), (C::Id, CursorKind::Text)];
+                resource::list_page(self.db(), query, order, Order::Asc, page, |c| {
+                    Cursor(vec![
+                        CursorValue::Text(c.sort_key.clone()),
+                        CursorValue::Text(c.id.clone()),
+                    ])
+                })
+                .await?
+            }
+            CustomerOrder::LeastRecentContact => {
+                let order = [
+                    (C::ActivityTime, CursorKind::Int),
+                    (C::Id, CursorKind::Text),
+                ];
+                resource::list_page(self.db(), query, order, Order::Asc, page, |c| {
+                    Cursor(vec![
+                        CursorValue::Int(c.activity_time),
+                        CursorValue::Text(c.id.clone()),
+                    ])
+                })
+                .await?
+            }
+        };
+        Ok(Page {
+            items: with_groups(self.db(), tenant, result.items).await?,
+            next: result.next,
+            total: result.total,
+        })
+    }
+
+    /// The summary bar for `filter` (its relationship filter is ignored).
+    pub async fn count_by_relationship(
+        &self,
+        ctx: &RequestContext,
+        filter: &CustomerFilter,
+    ) -> AppResult<Tallies> {
+        let tenant = ctx.tenant.as_str();
+        let tx = snapshot(self.db()).await?;
+        let relationships = relationships_in_order(&tx, tenant).await?;
+        let counts: HashMap<String, i64> = if is_unfiltered(filter) {
+            // Kept up to date by every write: no scan of the customers.
+            relationship_count::Entity::find()
+                .filter(relationship_count::Column::TenantId.eq(tenant))
+                .select_only()
+                .column(relationship_count::Column::RelationshipId)
+                .column(relationship_count::Column::Customers)
+                .into_tuple::<(String, i64)>()
+                .all(&tx)
+                .await?
+                .into_iter()
+                .collect()
+        } else {
+            filtered(&tx, tenant, filter, false)
+                .await?
+                .select_only()
+                .column(customer::Column::RelationshipId)
+                .column_as(Expr::col(customer::Column::Id).count(), "n")
+                .group_by(customer::Column::RelationshipId)
+                .into_tuple::<(String, i64)>()
+                .all(&tx)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        tx.commit().await?;
+        let by_relationship = tallies(&relationships, &counts);
+        Ok(Tallies {
+            total: by_relationship.iter().map(|t| t.count).sum(),
+            by_relationship,
+        })
+    }
+
+    /// The source report over customers created in `[from, to)`.
+    pub async fn source_report(
+        &self,
+        ctx: &RequestContext,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> AppResult<SourceReport> {
+        let tenant = ctx.tenant.as_str();
+        let tx = snapshot(self.db()).await?;
+        let relationships = relationships_in_order(&tx, tenant).await?;
+        let mut query =
+            in_tenant::<customer::Entity>(tenant).filter(customer::Column::DeleteTime.is_null());
+        if let Some(from) = from {
+            query = query.filter(customer::Column::CreateTime.gte(from));
+        }
+        if let Some(to) = to {
+            query = query.filter(customer::Column::CreateTime.lt(to));
+        }
+        let groups: Vec<(Option<String>, String, i64, i64)> = query
+            .select_only()
+            .column(customer::Column::SourceId)
+            .column(customer::Column::RelationshipId)
+            .column_as(Expr::col(customer::Column::Id).count(), "n")
+            .column_as(
+                Func::coalesce([Expr::col(customer::Column::Revenue).sum(), Expr::val(0i64)])
+                    .cast_as("BIGINT"),
+                "revenue",
+            )
+            .group_by(customer::Column::SourceId)
+            .group_by(customer::Column::RelationshipId)
+            .into_tuple()
+            .all(&tx)
+            .await?;
+        let used: HashSet<String> = groups.iter().filter_map(|g| g.0.clone()).collect();
+        let sources = in_tenant::<customer_source::Entity>(tenant)
+            .filter(
+                Condition::any()
+                    .add(customer_source::Column::DeleteTime.is_null())
+                    .add(customer_source::Column::Id.is_in(used)),
+            )
+            .order_by_asc(customer_source::Column::SortKey)
+            .order_by_asc(customer_source::Column::Id)
+            .all(&tx)
+            .await?;
+        tx.commit().await?;
+
+        let closed_id = relationships
+            .iter()
+            .find(|r| r.code == CLOSED_CODE)
+            .map(|r| r.id.clone());
+        let mut per_source: BTreeMap<Option<String>, (HashMap<String, i64>, i64)> = BTreeMap::new();
+        for (source_id, relationship_id, n, revenue) in groups {
+            let entry = per_source.entry(source_id).or_default();
+            *entry.0.entry(relationship_id).or_default() += n;
+            entry.1 += revenue;
+        }
+        let figures = |source: Option<customer_source::Model>,
+                       counts: &HashMap<String, i64>,
+                       revenue: i64| SourceFigures {
+            customers: counts.values().sum(),
+            closed: closed_id
+                .as_ref()
+                .and_then(|id| counts.get(id))
+                .copied()
+                .unwrap_or(0),
+            tallies: tallies(&relationships, counts),
+            revenue,
+            source,
+        };
+        let empty = (HashMap::new(), 0);
+        let mut rows: Vec<SourceFigures> = sources
+            .into_iter()
+            .map(|s| {
+                let (counts, revenue) = per_source.get(&Some(s.id.clone())).unwrap_or(&empty);
+                figures(Some(s), counts, *revenue)
+            })
+            .collect();
+        let (counts, revenue) = per_source.get(&None).unwrap_or(&empty);
+        rows.push(figures(None, counts, *revenue));
+
+        let mut all_counts: HashMap<String, i64> = HashMap::new();
+        let mut all_revenue = 0;
+        for (counts, revenue) in per_source.values() {
+            for (id, n) in counts {
+                *all_counts.entry(id.clone()).or_default() += n;
+            }
+            all_revenue += revenue;
+        }
+        Ok(SourceReport {
+            rows,
+            total: figures(None, &all_counts, all_revenue),
+        })
+    }
+
+    /// Active customers per group, for the groups `ids`.
+    pub async fn group_customer_counts(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> AppResult<HashMap<String, i64>> {
+        Ok(group_member::Entity::find()
+            .filter(group_member::Column::TenantId.eq(tenant))
+            .filter(group_member::Column::GroupId.is_in(ids.iter().cloned()))
+            .filter(group_member::Column::CustomerActive.eq(true))
+            .select_only()
+            .column(group_member::Column::GroupId)
+            .column_as(Expr::col(group_member::Column::CustomerId).count(), "n")
+            .group_by(group_member::Column::GroupId)
+            .into_tuple::<(String, i64)>()
+            .all(self.db())
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// Active customers per source, for the sources `ids`.
+    pub async fn source_customer_counts(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> AppResult<HashMap<String, i64>> {
+        Ok(in_tenant::<customer::Entity>(tenant)
+            .filter(customer::Column::SourceId.is_in(ids.iter().cloned()))
+            .filter(customer::Column::DeleteTime.is_null())
+            .select_only()
+            .column(customer::Column::SourceId)
+            .column_as(Expr::col(customer::Column::Id).count(), "n")
+            .group_by(customer::Column::SourceId)
+            .into_tuple::<(String, i64)>()
+            .all(self.db())
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// Active customers per relationship, for the relationships `ids`.
+    pub async fn relationship_customer_counts(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> AppResult<HashMap<String, i64>> {
+        Ok(relationship_count::Entity::find()
+            .filter(relationship_count::Column::TenantId.eq(tenant))
+            .filter(relationship_count::Column::RelationshipId.is_in(ids.iter().cloned()))
+            .select_only()
+            .column(relationship_count::Column::RelationshipId)
+            .column(relationship_count::Column::Customers)
+            .into_tuple::<(String, i64)>()
+            .all(self.db())
+            .await?
+            .into_iter()
+            .collect())
+    }
+}

@@ -1,0 +1,611 @@
+//! Customer records: create, read, update, soft delete and restore, with the
+//! checks that keep phone numbers and emails unique among active customers
+//! and the relationship rules of the contract. Relationship changes go
+//! through [`crate::changes::record`].
+
+use std::collections::{BTreeMap, HashMap};
+
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Store,
+    idempotency::{self, Claim},
+    resource::{self, Revisable, in_tenant},
+};
+use crate::{
+    changes::{self, Move, Origin},
+    domain::{
+        catalog::{IdempotencyKey, Target},
+        change::Cause,
+        customer::{CustomerPatch, NewCustomer, Profile},
+        ids,
+        relationship::Kind,
+        tenant::RequestContext,
+        text,
+    },
+    entity::{
+        customer, customer_group, customer_source, group_member, relationship, relationship_change,
+    },
+    error::{AppError, AppResult},
+    store::relationships::kind_of,
+};
+
+/// A customer with the ids of the active groups it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRecord {
+    /// The stored row.
+    pub row: customer::Model,
+    /// Active groups the customer belongs to.
+    pub group_ids: Vec<String>,
+}
+
+/// The relationship a customer is given by hand: it must exist, be active
+/// and be manual.
+pub async fn assignable_relationship(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+) -> AppResult<relationship::Model> {
+    let row = resource::find::<relationship::Entity>(tx, tenant, id).await?;
+    resource::ensure_active::<relationship::Entity>(&row, "assigning it")?;
+    if kind_of(&row)? == Kind::AutomaticInactivity {
+        return Err(AppError::precondition(
+            "AUTOMATIC_RELATIONSHIP",
+            id,
+            format!(
+                "relationship `{id}` is automatic; only the inactivity rule moves customers there"
+            ),
+        ));
+    }
+    Ok(row)
+}
+
+async fn default_relationship(tx: &impl ConnectionTrait, tenant: &str) -> AppResult<String> {
+    in_tenant::<relationship::Entity>(tenant)
+        .filter(relationship::Column::IsDefault.eq(true))
+        .select_only()
+        .column(relationship::Column::Id)
+        .into_tuple::<String>()
+        .one(tx)
+        .await?
+        .ok_or_else(|| AppError::Internal(format!("tenant {tenant} has no default relationship")))
+}
+
+async fn ensure_source_assignable(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+) -> AppResult<()> {
+    let source = resource::find::<customer_source::Entity>(tx, tenant, id).await?;
+    resource::ensure_active::<customer_source::Entity>(&source, "assigning it")
+}
+
+/// Groups a customer is added to must exist and be active.
+pub async fn ensure_group_assignable(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+) -> AppResult<()> {
+    let group = resource::find::<customer_group::Entity>(tx, tenant, id).await?;
+    resource::ensure_active::<customer_group::Entity>(&group, "adding customers to it")
+}
+
+/// ALREADY_EXISTS when another active customer has the phone or email.
+async fn ensure_contact_points_free(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    phone: &str,
+    email: &str,
+    except_id: Option<&str>,
+) -> AppResult<()> {
+    for (column, value, what) in [
+        (customer::Column::Phone, phone, "phone"),
+        (customer::Column::Email, email, "email"),
+    ] {
+        if value.is_empty() {
+            continue;
+        }
+        let mut query = in_tenant::<customer::Entity>(tenant)
+            .filter(column.eq(value))
+            .filter(customer::Column::DeleteTime.is_null());
+        if let Some(id) = except_id {
+            query = query.filter(customer::Column::Id.ne(id));
+        }
+        if let Some(existing) = query
+            .select_only()
+            .column(customer::Column::Id)
+            .into_tuple::<String>()
+            .one(tx)
+            .await?
+        {
+            return Err(AppError::AlreadyExists {
+                resource: "customer",
+                message: format!("customer `{existing}` already has {what} `{value}`"),
+                existing_id: existing,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Ids of the active groups each customer belongs to.
+pub async fn active_group_ids(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    customer_ids: &[String],
+) -> AppResult<HashMap<String, Vec<String>>> {
+    let mut result: HashMap<String, Vec<String>> = HashMap::new();
+    for chunk in customer_ids.chunks(500) {
+        let memberships: Vec<(String, String)> = group_member::Entity::find()
+            .filter(group_member::Column::TenantId.eq(tenant))
+            .filter(group_member::Column::CustomerId.is_in(chunk.iter().cloned()))
+            .filter(
+                group_member::Column::GroupId.in_subquery(
+                    sea_orm::sea_query::Query::select()
+                        .column(customer_group::Column::Id)
+                        .from(customer_group::Entity)
+                        .and_where(Expr::col(customer_group::Column::TenantId).eq(tenant))
+                        .and_where(Expr::col(customer_group::Column::DeleteTime).is_null())
+                        .to_owned(),
+                ),
+            )
+            .select_only()
+            .column(group_member::Column::CustomerId)
+            .column(group_member::Column::GroupId)
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (customer_id, group_id) in memberships {
+            result.entry(customer_id).or_default().push(group_id);
+        }
+    }
+    for groups in result.values_mut() {
+        groups.sort();
+    }
+    Ok(result)
+}
+
+/// Attaches active group ids to rows.
+pub async fn with_groups(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    rows: Vec<customer::Model>,
+) -> AppResult<Vec<CustomerRecord>> {
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let mut groups = active_group_ids(db, tenant, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| CustomerRecord {
+            group_ids: groups.remove(&row.id).unwrap_or_default(),
+            row,
+        })
+        .collect())
+}
+
+async fn record_of(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    row: customer::Model,
+) -> AppResult<CustomerRecord> {
+    let mut records = with_groups(db, tenant, vec![row]).await?;
+    records
+        .pop()
+        .ok_or_else(|| AppError::Internal("customer vanished".into()))
+}
+
+fn profile_of(row: &customer::Model) -> Profile {
+    Profile {
+        name: row.name.clone(),
+        phone: row.phone.clone(),
+        email: row.email.clone(),
+        owner_id: row.owner_id.clone(),
+        source_id: row.source_id.clone(),
+        province: row.province.clone(),
+        company: row.company.clone(),
+        revenue: row.revenue,
+        attributes: serde_json::from_str(&row.attributes).unwrap_or_default(),
+    }
+}
+
+fn attributes_json(attributes: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(attributes).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Writes the profile fields and everything derived from them.
+fn set_profile(active: &mut customer::ActiveModel, profile: &Profile) {
+    active.name = Set(profile.name.clone());
+    active.sort_key = Set(text::sort_key(&profile.name));
+    active.search_text = Set(profile.search_text());
+    active.phone = Set(profile.phone.clone());
+    active.email = Set(profile.email.clone());
+    active.owner_id = Set(profile.owner_id.clone());
+    active.source_id = Set(profile.source_id.clone());
+    active.province = Set(profile.province.clone());
+    active.company = Set(profile.company.clone());
+    active.revenue = Set(profile.revenue);
+    active.attributes = Set(attributes_json(&profile.attributes));
+    active.profile_completion = Set(profile.completion());
+}
+
+/// Sets the copies of a customer's state on its memberships.
+async fn sync_memberships(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    customer_id: &str,
+    active: bool,
+) -> AppResult<()> {
+    group_member::Entity::update_many()
+        .col_expr(group_member::Column::CustomerActive, Expr::value(active))
+        .filter(group_member::Column::TenantId.eq(tenant))
+        .filter(group_member::Column::CustomerId.eq(customer_id))
+        .exec(tx)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates a customer in its initial relationship, recording the change.
+    pub async fn create_customer(
+        &self,
+        ctx: &RequestContext,
+        input: &NewCustomer,
+        key: Option<&IdempotencyKey>,
+    ) -> AppResult<CustomerRecord> {
+        let now = self.now();
+        self.write(|tx| {
+            let (input, key, ctx) = (input.clone(), key.cloned(), ctx.clone());
+            Box::pin(async move {
+                let tenant = ctx.tenant.as_str();
+                if let Claim::Replay(first) =
+                    idempotency::claim(tx, tenant, "CreateCustomer", key.as_ref(), now).await?
+                {
+                    return idempotency::first_result(&first);
+                }
+                let relationship_id = match &input.relationship_id {
+                    Some(id) => assignable_relationship(tx, tenant, id).await?.id,
+                    None => default_relationship(tx, tenant).await?,
+                };
+                let profile = &input.profile;
+                if let Some(source) = &profile.source_id {
+                    ensure_source_assignable(tx, tenant, source).await?;
+                }
+                for group in &input.group_ids {
+                    ensure_group_assignable(tx, tenant, group).await?;
+                }
+                ensure_contact_points_free(tx, tenant, &profile.phone, &profile.email, None)
+                    .await?;
+
+                let id = ids::new_id();
+                let mut active = customer::ActiveModel {
+                    id: Set(id.clone()),
+                    tenant_id: Set(tenant.to_owned()),
+                    relationship_id: Set(relationship_id.clone()),
+                    last_contact_time: Set(None),
+                    activity_time: Set(now),
+                    revision: Set(1),
+                    create_time: Set(now),
+                    update_time: Set(now),
+                    delete_time: Set(None),
+                    ..Default::default()
+                };
+                set_profile(&mut active, profile);
+                let row = active.insert(tx).await?;
+                if !input.group_ids.is_empty() {
+                    group_member::Entity::insert_many(input.group_ids.iter().map(|group_id| {
+                        group_member::ActiveModel {
+                            tenant_id: Set(tenant.to_owned()),
+                            group_id: Set(group_id.clone()),
+                            customer_id: Set(id.clone()),
+                            relationship_id: Set(relationship_id.clone()),
+                            customer_active: Set(true),
+                            customer_create_time: Set(now),
+                        }
+                    }))
+                    .exec_without_returning(tx)
+                    .await?;
+                }
+                let origin = Origin {
+                    cause: Cause::Created,
+                    actor: ctx.actor.0.clone(),
+                    reason: input.reason.clone(),
+                };
+                let created = Move {
+                    customer_id: id.clone(),
+                    from: None,
+                    to: relationship_id,
+                    active: true,
+                };
+                changes::record(tx, tenant, &[created], &origin, now).await?;
+                let mut group_ids = input.group_ids.clone();
+                group_ids.sort();
+                let record = CustomerRecord { row, group_ids };
+                idempotency::remember(
+                    tx,
+                    tenant,
+                    "CreateCustomer",
+                    key.as_ref(),
+                    &id,
+                    &record,
+                    now,
+                )
+                .await?;
+                Ok(record)
+            })
+        })
+        .await
+    }
+
+    /// One customer, deleted or not.
+    pub async fn get_customer(&self, ctx: &RequestContext, id: &str) -> AppResult<CustomerRecord> {
+        let tenant = ctx.tenant.as_str();
+        let row = resource::find::<customer::Entity>(self.db(), tenant, id).await?;
+        record_of(self.db(), tenant, row).await
+    }
+
+    /// Applies `patch`; a new relationship is recorded as a manual change.
+    pub async fn update_customer(
+        &self,
+        ctx: &RequestContext,
+        target: &Target,
+        patch: &CustomerPatch,
+    ) -> AppResult<CustomerRecord> {
+        let now = self.now();
+        self.write(|tx| {
+            let (target, patch, ctx) = (target.clone(), patch.clone(), ctx.clone());
+            Box::pin(async move {
+                let tenant = ctx.tenant.as_str();
+                let row = resource::lock_target::<customer::Entity>(tx, tenant, &target).await?;
+                resource::ensure_active::<customer::Entity>(&row, "changing it")?;
+                let mut profile = profile_of(&row);
+                let CustomerPatch {
+                    name,
+                    phone,
+                    email,
+                    owner_id,
+                    source_id,
+                    relationship_id,
+                    province,
+                    company,
+                    revenue,
+                    attributes,
+                    reason,
+                } = patch;
+                if let Some(source) = source_id {
+                    if let Some(id) = &source
+                        && row.source_id.as_deref() != Some(id)
+                    {
+                        ensure_source_assignable(tx, tenant, id).await?;
+                    }
+                    profile.source_id = source;
+                }
+                profile.name = name.unwrap_or(profile.name);
+                profile.phone = phone.unwrap_or(profile.phone);
+                profile.email = email.unwrap_or(profile.email);
+                profile.owner_id = owner_id.unwrap_or(profile.owner_id);
+                profile.province = province.unwrap_or(profile.province);
+                profile.company = company.unwrap_or(profile.company);
+                profile.revenue = revenue.unwrap_or(profile.revenue);
+                profile.attributes = attributes.unwrap_or(profile.attributes);
+                ensure_contact_points_free(
+                    tx,
+                    tenant,
+                    &profile.phone,
+                    &profile.email,
+                    Some(&row.id),
+                )
+                .await?;
+
+                let new_relationship = match relationship_id {
+                    Some(id) if id != row.relationship_id => {
+                        Some(assignable_relationship(tx, tenant, &id).await?.id)
+                    }
+                    _ => None,
+                };
+                let id = row.id.clone();
+                let old_relationship = row.relationship_id.clone();
+                let revision = row.revision + 1;
+                let mut active: customer::ActiveModel = row.into();
+                set_profile(&mut active, &profile);
+                active.bump(revision, now);
+                active.update(tx).await?;
+                if let Some(to) = new_relationship {
+                    let origin = Origin {
+                        cause: Cause::Manual,
+                        actor: ctx.actor.0.clone(),
+                        reason,
+                    };
+                    let moved = Move {
+                        customer_id: id.clone(),
+                        from: Some(old_relationship),
+                        to,
+                        active: true,
+                    };
+                    changes::record(tx, tenant, &[moved], &origin, now).await?;
+                }
+                let row = resource::find::<customer::Entity>(tx, tenant, &id).await?;
+                record_of(tx, tenant, row).await
+            })
+        })
+        .await
+    }
+
+    /// Soft-deletes a customer.
+    pub async fn delete_customer(
+        &self,
+        ctx: &RequestContext,
+        target: &Target,
+    ) -> AppResult<CustomerRecord> {
+        self.set_customer_deleted(ctx, target, true).await
+    }
+
+    /// Restores a deleted customer; its phone and email must still be free.
+    pub async fn restore_customer(
+        &self,
+        ctx: &RequestContext,
+        target: &Target,
+    ) -> AppResult<CustomerRecord> {
+        self.set_customer_deleted(ctx, target, false).await
+    }
+
+    async fn set_customer_deleted(
+        &self,
+        ctx: &RequestContext,
+        target: &Target,
+        delete: bool,
+    ) -> AppResult<CustomerRecord> {
+        let now = self.now();
+        self.write(|tx| {
+            let (target, ctx) = (target.clone(), ctx.clone());
+            Box::pin(async move {
+                let tenant = ctx.tenant.as_str();
+                let row = resource::lock_target::<customer::Entity>(tx, tenant, &target).await?;
+                if delete {
+                    resource::ensure_not_yet_deleted::<customer::Entity>(&row)?;
+                } else {
+                    resource::ensure_deleted::<customer::Entity>(&row)?;
+                    ensure_contact_points_free(tx, tenant, &row.phone, &row.email, Some(&row.id))
+                        .await?;
+                }
+                let delta = if delete { -1 } else { 1 };
+                changes::adjust_counts(
+                    tx,
+                    tenant,
+                    &BTreeMap::from([(row.relationship_id.clone(), delta)]),
+                )
+                .await?;
+                sync_memberships(tx, tenant, &row.id, !delete).await?;
+                let revision = row.revision + 1;
+                let mut active: customer::ActiveModel = row.into();
+                active.delete_time = Set(delete.then_some(now));
+                active.bump(revision, now);
+                let row = active.update(tx).await?;
+                record_of(tx, tenant, row).await
+            })
+        })
+        .await
+    }
+
+    /// Moves one customer to a manual relationship. Returns the customer and
+    /// the recorded change (none when it already held the relationship).
+    pub async fn change_relationship(
+        &self,
+        ctx: &RequestContext,
+        target: &Target,
+        relationship_id: &str,
+        reason: &str,
+    ) -> AppResult<(CustomerRecord, Option<relationship_change::Model>)> {
+        let now = self.now();
+        self.write(|tx| {
+            let (target, ctx, relationship_id, reason) = (
+                target.clone(),
+                ctx.clone(),
+                relationship_id.to_owned(),
+                reason.to_owned(),
+            );
+            Box::pin(async move {
+                let tenant = ctx.tenant.as_str();
+                let row = resource::lock_target::<customer::Entity>(tx, tenant, &target).await?;
+                resource::ensure_active::<customer::Entity>(&row, "changing its relationship")?;
+                let to = assignable_relationship(tx, tenant, &relationship_id)
+                    .await?
+                    .id;
+                let change = if to == row.relationship_id {
+                    None
+                } else {
+                    let origin = Origin {
+                        cause: Cause::Manual,
+                        actor: ctx.actor.0.clone(),
+                        reason,
+                    };
+                    let moved = Move {
+                        customer_id: row.id.clone(),
+                        from: Some(row.relationship_id.clone()),
+                        to,
+                        active: true,
+                    };
+                    changes::record(tx, tenant, &[moved], &origin, now)
+                        .await?
+                        .pop()
+                };
+                let row = resource::find::<customer::Entity>(tx, tenant, &row.id).await?;
+                Ok((record_of(tx, tenant, row).await?, change))
+            })
+        })
+        .await
+    }
+
+    /// Moves up to 1000 customers to a manual relationship, all or nothing.
+    /// Customers already holding it are left out of the returned changes.
+    pub async fn batch_change_relationship(
+        &self,
+        ctx: &RequestContext,
+        customer_ids: &[String],
+        relationship_id: &str,
+        reason: &str,
+    ) -> AppResult<Vec<relationship_change::Model>> {
+        let now = self.now();
+        self.write(|tx| {
+            let (ctx, ids, relationship_id, reason) = (
+                ctx.clone(),
+                customer_ids.to_vec(),
+                relationship_id.to_owned(),
+                reason.to_owned(),
+            );
+            Box::pin(async move {
+                let tenant = ctx.tenant.as_str();
+                let to = assignable_relationship(tx, tenant, &relationship_id)
+                    .await?
+                    .id;
+                let rows = lock_customers(tx, tenant, &ids).await?;
+                let mut moves = Vec::new();
+                for id in &ids {
+                    let row = &rows[id];
+                    resource::ensure_active::<customer::Entity>(row, "changing its relationship")?;
+                    if row.relationship_id != to {
+                        moves.push(Move {
+                            customer_id: id.clone(),
+                            from: Some(row.relationship_id.clone()),
+                            to: to.clone(),
+                            active: true,
+                        });
+                    }
+                }
+                let origin = Origin {
+                    cause: Cause::Manual,
+                    actor: ctx.actor.0.clone(),
+                    reason,
+                };
+                changes::record(tx, tenant, &moves, &origin, now).await
+            })
+        })
+        .await
+    }
+}
+
+/// Locks the customers `ids` of the tenant; NOT_FOUND naming the first
+/// missing one.
+pub async fn lock_customers(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    ids: &[String],
+) -> AppResult<HashMap<String, customer::Model>> {
+    let mut rows = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let found = in_tenant::<customer::Entity>(tenant)
+            .filter(customer::Column::Id.is_in(chunk.iter().cloned()))
+            .lock_exclusive()
+            .all(tx)
+            .await?;
+        rows.extend(found.into_iter().map(|r| (r.id.clone(), r)));
+    }
+    if let Some(missing) = ids.iter().find(|id| !rows.contains_key(*id)) {
+        return Err(AppError::not_found("customer", missing.clone()));
+    }
+    Ok(rows)
+}
