@@ -59,10 +59,7 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<pb::ListCustomersResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request("ListCustomers", &req, req.page_size, &req.page_token, |r| {
-            r.page_size = 0;
-            r.page_token.clear();
-        })?;
+        let page = page_request(&req)?;
         let order = CustomerOrder::parse(&req.order_by)?;
         let filter = convert::customer_filter(
             &req.group_id,
@@ -220,10 +217,7 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<pb::ListContactsResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request("ListContacts", &req, req.page_size, &req.page_token, |r| {
-            r.page_size = 0;
-            r.page_token.clear();
-        })?;
+        let page = page_request(&req)?;
         let customer_id = ids::parse("customer_id", &req.customer_id)?;
         let result = self.store.list_contacts(&ctx, &customer_id, &page).await?;
         Ok(Response::new(pb::ListContactsResponse {
@@ -239,16 +233,7 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<pb::ListRelationshipHistoryResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request(
-            "ListRelationshipHistory",
-            &req,
-            req.page_size,
-            &req.page_token,
-            |r| {
-                r.page_size = 0;
-                r.page_token.clear();
-            },
-        )?;
+        let page = page_request(&req)?;
         let customer_id = ids::parse("customer_id", &req.customer_id)?;
         let result = self.store.list_history(&ctx, &customer_id, &page).await?;
         Ok(Response::new(pb::ListRelationshipHistoryResponse {

@@ -87,10 +87,7 @@ impl GroupService for GroupApi {
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request("ListGroups", &req, req.page_size, &req.page_token, |r| {
-            r.page_size = 0;
-            r.page_token.clear();
-        })?;
+        let page = page_request(&req)?;
         let parent = ids::parse_optional("parent_id", &req.parent_id)?;
         let deleted = DeletedFilter::from_flags(req.show_deleted, req.deleted_only);
         let result = self

@@ -76,23 +76,45 @@ pub fn idempotency_key<M: Message + Clone>(
     }))
 }
 
-/// The page request of the List method `method`. The token is bound to the
-/// method and to the request with its paging fields cleared by
-/// `without_paging`, so it only works in the List call and with the filters
-/// it came from.
-pub fn page_request<M: Message + Clone>(
-    method: &str,
-    request: &M,
-    page_size: i32,
-    page_token: &str,
-    without_paging: impl FnOnce(&mut M),
-) -> AppResult<PageRequest> {
+/// A List request: its method name and its paging fields.
+pub trait ListRequest: Message + Clone {
+    /// The List method, e.g. `ListGroups`.
+    const METHOD: &'static str;
+    /// `page_size` and `page_token`.
+    fn paging(&mut self) -> (&mut i32, &mut String);
+}
+
+macro_rules! list_requests {
+    ($($request:ident => $method:literal),* $(,)?) => {$(
+        impl ListRequest for crate::pb::$request {
+            const METHOD: &'static str = $method;
+            fn paging(&mut self) -> (&mut i32, &mut String) {
+                (&mut self.page_size, &mut self.page_token)
+            }
+        }
+    )*};
+}
+
+list_requests! {
+    ListGroupsRequest => "ListGroups",
+    ListSourcesRequest => "ListSources",
+    ListRelationshipsRequest => "ListRelationships",
+    ListCustomersRequest => "ListCustomers",
+    ListContactsRequest => "ListContacts",
+    ListRelationshipHistoryRequest => "ListRelationshipHistory",
+}
+
+/// The page request of a List call. Its token is bound to the method and
+/// to the rest of the request (the filters and order), so it only works in
+/// the call and with the filters it came from.
+pub fn page_request<M: ListRequest>(request: &M) -> AppResult<PageRequest> {
     let mut filters = request.clone();
-    without_paging(&mut filters);
-    let mut bound = method.as_bytes().to_vec();
+    let (size, token) = filters.paging();
+    let (size, token) = (std::mem::take(size), std::mem::take(token));
+    let mut bound = M::METHOD.as_bytes().to_vec();
     bound.push(0);
     bound.extend(filters.encode_to_vec());
-    PageRequest::parse(page_size, page_token, paging::fingerprint(&bound))
+    PageRequest::parse(size, &token, paging::fingerprint(&bound))
 }
 
 /// Converts rows to messages and fills in each one's customer count.

@@ -89,16 +89,7 @@ impl RelationshipService for RelationshipApi {
     ) -> Result<Response<pb::ListRelationshipsResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request(
-            "ListRelationships",
-            &req,
-            req.page_size,
-            &req.page_token,
-            |r| {
-                r.page_size = 0;
-                r.page_token.clear();
-            },
-        )?;
+        let page = page_request(&req)?;
         let deleted = DeletedFilter::from_flags(req.show_deleted, req.deleted_only);
         let result = self
             .store

@@ -89,10 +89,7 @@ impl SourceService for SourceApi {
     ) -> Result<Response<pb::ListSourcesResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request("ListSources", &req, req.page_size, &req.page_token, |r| {
-            r.page_size = 0;
-            r.page_token.clear();
-        })?;
+        let page = page_request(&req)?;
         let deleted = DeletedFilter::from_flags(req.show_deleted, req.deleted_only);
         let result = self.store.list_sources(&ctx.tenant, deleted, &page).await?;
         Ok(Response::new(pb::ListSourcesResponse {
