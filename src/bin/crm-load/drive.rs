@@ -1,0 +1,382 @@
+//! Driving a running server: each scenario runs `clients` concurrent callers
+//! for a fixed time and reports calls/s and latency percentiles. The first
+//! scenario is grpc.health.v1 Check, the transport baseline of the same run.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use clap::Args;
+use crm_classify::pb::{
+    self, CountCustomersByRelationshipRequest, CreateCustomerRequest, GetCustomerRequest,
+    ListCustomersRequest, ListGroupsRequest, ListRelationshipsRequest,
+    customer_service_client::CustomerServiceClient, group_service_client::GroupServiceClient,
+    relationship_service_client::RelationshipServiceClient,
+};
+use tonic::{
+    Request, Status,
+    metadata::MetadataValue,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Channel, Endpoint},
+};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+/// Options of `crm-load run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Server address.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// Tenant seeded with `crm-load seed`.
+    #[arg(long, default_value = "bench")]
+    tenant: String,
+    /// Concurrent callers per scenario.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// How long each scenario runs.
+    #[arg(long, default_value = "10s", value_parser = super::parse_duration)]
+    duration: std::time::Duration,
+    /// HTTP/2 connections the callers share.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Server process id, to report its peak resident memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Only the scenarios whose names contain this text.
+    #[arg(long)]
+    only: Option<String>,
+}
+
+#[derive(Clone)]
+struct Tenant(MetadataValue<tonic::metadata::Ascii>);
+
+impl Interceptor for Tenant {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request.metadata_mut().insert("x-tenant-id", self.0.clone());
+        Ok(request)
+    }
+}
+
+type Svc = InterceptedService<Channel, Tenant>;
+
+/// What the scenarios pick their requests from.
+struct Fixture {
+    customer_ids: Vec<String>,
+    group_ids: Vec<String>,
+    relationship_ids: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Scenario {
+    HealthCheck,
+    GetCustomer,
+    ListByGroupAndRelationship,
+    CountUnfiltered,
+    CountByGroup,
+    CreateWithTwoGroups,
+}
+
+impl Scenario {
+    const ALL: [Self; 6] = [
+        Self::HealthCheck,
+        Self::GetCustomer,
+        Self::ListByGroupAndRelationship,
+        Self::CountUnfiltered,
+        Self::CountByGroup,
+        Self::CreateWithTwoGroups,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::HealthCheck => "health Check (baseline)",
+            Self::GetCustomer => "GetCustomer",
+            Self::ListByGroupAndRelationship => "ListCustomers group+relationship, 50 + total",
+            Self::CountUnfiltered => "CountCustomersByRelationship unfiltered",
+            Self::CountByGroup => "CountCustomersByRelationship by group",
+            Self::CreateWithTwoGroups => "CreateCustomer with 2 groups",
+        }
+    }
+}
+
+struct Clients {
+    health: HealthClient<Channel>,
+    customers: CustomerServiceClient<Svc>,
+}
+
+pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let tenant = Tenant(MetadataValue::try_from(args.tenant.as_str())?);
+    let mut channels = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        channels.push(
+            Endpoint::from_shared(args.server.clone())?
+                .tcp_nodelay(true)
+                .connect()
+                .await?,
+        );
+    }
+    let fixture = Arc::new(load_fixture(&channels[0], &tenant).await?);
+    println!(
+        "tenant `{}`: sampled {} customers, {} groups, {} relationships; {} clients, {:?} per scenario",
+        args.tenant,
+        fixture.customer_ids.len(),
+        fixture.group_ids.len(),
+        fixture.relationship_ids.len(),
+        args.clients,
+        args.duration
+    );
+    let peak_rss = Arc::new(Mutex::new(0u64));
+    let sampler = args
+        .server_pid
+        .map(|pid| tokio::spawn(sample_rss(pid, peak_rss.clone())));
+
+    println!(
+        "{:<48} {:>10} {:>10} {:>10} {:>8}",
+        "scenario", "calls/s", "p50 ms", "p99 ms", "errors"
+    );
+    let mut baseline = None;
+    for scenario in Scenario::ALL {
+        if let Some(only) = &args.only
+            && !scenario.name().contains(only.as_str())
+            && !matches!(scenario, Scenario::HealthCheck)
+        {
+            continue;
+        }
+        let result = run_scenario(scenario, &args, &channels, &tenant, &fixture).await;
+        let rate = result.calls as f64 / result.elapsed.as_secs_f64();
+        let versus = match (scenario, baseline) {
+            (Scenario::HealthCheck, _) => {
+                baseline = Some(rate);
+                String::new()
+            }
+            (_, Some(base)) => format!("  ({:.0}% of baseline)", 100.0 * rate / base),
+            _ => String::new(),
+        };
+        println!(
+            "{:<48} {:>10.0} {:>10.2} {:>10.2} {:>8}{versus}",
+            scenario.name(),
+            rate,
+            result.percentile(0.50),
+            result.percentile(0.99),
+            result.errors,
+        );
+    }
+    if let Some(sampler) = sampler {
+        sampler.abort();
+        println!(
+            "server peak RSS: {:.1} MB",
+            *peak_rss.lock().unwrap_or_else(|e| e.into_inner()) as f64 / 1024.0
+        );
+    }
+    Ok(())
+}
+
+struct Outcome {
+    calls: u64,
+    errors: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Outcome {
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() as f64 * p).ceil() as usize)
+            .clamp(1, self.latencies_us.len())
+            - 1;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+}
+
+async fn run_scenario(
+    scenario: Scenario,
+    args: &RunArgs,
+    channels: &[Channel],
+    tenant: &Tenant,
+    fixture: &Arc<Fixture>,
+) -> Outcome {
+    let started = Instant::now();
+    let deadline = started + args.duration;
+    let mut tasks = Vec::new();
+    for worker in 0..args.clients {
+        let channel = channels[worker % channels.len()].clone();
+        let mut clients = Clients {
+            health: HealthClient::new(channel.clone()),
+            customers: CustomerServiceClient::with_interceptor(channel, tenant.clone()),
+        };
+        let fixture = fixture.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(worker as u64 + 1);
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let call_started = Instant::now();
+                let ok = call(scenario, &mut clients, &fixture, &mut rng, worker, n).await;
+                latencies.push(call_started.elapsed().as_micros() as u64);
+                if !ok {
+                    errors += 1;
+                }
+                n += 1;
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        if let Ok((l, e)) = task.await {
+            latencies_us.extend(l);
+            errors += e;
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies_us.sort_unstable();
+    Outcome {
+        calls: latencies_us.len() as u64,
+        errors,
+        elapsed,
+        latencies_us,
+    }
+}
+
+async fn call(
+    scenario: Scenario,
+    clients: &mut Clients,
+    fixture: &Fixture,
+    rng: &mut fastrand::Rng,
+    worker: usize,
+    n: u64,
+) -> bool {
+    let pick = |rng: &mut fastrand::Rng, from: &[String]| from[rng.usize(..from.len())].clone();
+    match scenario {
+        Scenario::HealthCheck => clients
+            .health
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .is_ok(),
+        Scenario::GetCustomer => clients
+            .customers
+            .get_customer(GetCustomerRequest {
+                id: pick(rng, &fixture.customer_ids),
+            })
+            .await
+            .is_ok(),
+        Scenario::ListByGroupAndRelationship => clients
+            .customers
+            .list_customers(ListCustomersRequest {
+                group_id: pick(rng, &fixture.group_ids),
+                relationship_id: pick(rng, &fixture.relationship_ids),
+                page_size: 50,
+                ..Default::default()
+            })
+            .await
+            .is_ok(),
+        Scenario::CountUnfiltered => clients
+            .customers
+            .count_customers_by_relationship(CountCustomersByRelationshipRequest::default())
+            .await
+            .is_ok(),
+        Scenario::CountByGroup => clients
+            .customers
+            .count_customers_by_relationship(CountCustomersByRelationshipRequest {
+                group_id: pick(rng, &fixture.group_ids),
+                ..Default::default()
+            })
+            .await
+            .is_ok(),
+        Scenario::CreateWithTwoGroups => {
+            let a = rng.usize(..fixture.group_ids.len());
+            let b = (a + 1) % fixture.group_ids.len();
+            let unique = format!("{}-{worker}-{n}-{}", std::process::id(), rng.u64(..));
+            clients
+                .customers
+                .create_customer(CreateCustomerRequest {
+                    customer: Some(pb::Customer {
+                        name: format!("Tải thử {unique}"),
+                        email: format!("load-{unique}@example.vn"),
+                        group_ids: vec![fixture.group_ids[a].clone(), fixture.group_ids[b].clone()],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .is_ok()
+        }
+    }
+}
+
+async fn load_fixture(
+    channel: &Channel,
+    tenant: &Tenant,
+) -> Result<Fixture, Box<dyn std::error::Error + Send + Sync>> {
+    let mut customers = CustomerServiceClient::with_interceptor(channel.clone(), tenant.clone());
+    let mut customer_ids = Vec::new();
+    let mut token = String::new();
+    for order_by in ["create_time desc", "name"] {
+        for _ in 0..5 {
+            let page = customers
+                .list_customers(ListCustomersRequest {
+                    page_size: 1000,
+                    page_token: token.clone(),
+                    order_by: order_by.into(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            customer_ids.extend(page.customers.into_iter().map(|c| c.id));
+            token = page.next_page_token;
+            if token.is_empty() {
+                break;
+            }
+        }
+        token.clear();
+    }
+    let groups = GroupServiceClient::with_interceptor(channel.clone(), tenant.clone())
+        .list_groups(ListGroupsRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .groups;
+    let relationships =
+        RelationshipServiceClient::with_interceptor(channel.clone(), tenant.clone())
+            .list_relationships(ListRelationshipsRequest::default())
+            .await?
+            .into_inner()
+            .relationships;
+    if customer_ids.is_empty() || groups.is_empty() {
+        return Err("the tenant has no customers or groups; run `crm-load seed` first".into());
+    }
+    Ok(Fixture {
+        customer_ids,
+        group_ids: groups.into_iter().map(|g| g.id).collect(),
+        relationship_ids: relationships
+            .into_iter()
+            .filter(|r| r.kind() == pb::RelationshipKind::Manual)
+            .map(|r| r.id)
+            .collect(),
+    })
+}
+
+/// Records the highest VmRSS of process `pid`, in KiB.
+async fn sample_rss(pid: u32, peak: Arc<Mutex<u64>>) {
+    loop {
+        if let Ok(status) = tokio::fs::read_to_string(format!("/proc/{pid}/status")).await
+            && let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        {
+            let mut peak = peak.lock().unwrap_or_else(|e| e.into_inner());
+            *peak = (*peak).max(kib);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,41 @@
+//! `crm-load`: the benchmark tool. `seed` bulk-loads a tenant with N
+//! customers straight into the database (with every derived table kept
+//! consistent); `run` drives a running server over gRPC with C concurrent
+//! clients per RPC for a fixed time and prints calls/s and p50/p99 latency,
+//! with grpc.health.v1 Check on the same server as the transport baseline.
+//! See BENCHMARKS.md for the commands and results.
+
+mod drive;
+mod seed;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Seeds and drives crm-classify for benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "crm-load")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Bulk-load a tenant with customers, groups and sources.
+    Seed(seed::SeedArgs),
+    /// Drive a running server and print throughput and latency per RPC.
+    Run(drive::RunArgs),
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crm_classify::config::parse_duration(text)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    match Cli::parse().command {
+        Command::Seed(args) => seed::run(args).await,
+        Command::Run(args) => drive::run(args).await,
+    }
+}
