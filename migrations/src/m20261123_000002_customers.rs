@@ -70,6 +70,8 @@ const UP: &[&str] = &[
         (tenant_id, group_id, customer_active, relationship_id)",
     "CREATE INDEX group_members_list ON group_members
         (tenant_id, group_id, relationship_id, customer_create_time, customer_id) WHERE customer_active",
+    "CREATE INDEX group_members_recent ON group_members
+        (tenant_id, group_id, customer_create_time, customer_id) WHERE customer_active",
     "CREATE TABLE contacts (
         id TEXT PRIMARY KEY,
         tenant_id TEXT NOT NULL REFERENCES tenants (id),

@@ -141,6 +141,54 @@ async fn filtered(
     Ok(query)
 }
 
+/// The group when `filter` selects the active members of exactly one group
+/// (and at most a relationship besides): such lists and counts read the
+/// membership table's indexes alone instead of probing every customer.
+fn single_group(filter: &CustomerFilter) -> Option<&str> {
+    let only_group = !filter.include_subgroups
+        && filter.source_id.is_none()
+        && filter.owner_id.is_none()
+        && filter.query.is_none()
+        && filter.deleted == DeletedFilter::Active;
+    filter.group_id.as_deref().filter(|_| only_group)
+}
+
+/// Active members of `group_id`, optionally only those holding
+/// `relationship_id` (both checked to exist).
+async fn members(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    group_id: &str,
+    relationship_id: Option<&str>,
+) -> AppResult<Select<group_member::Entity>> {
+    resource::find::<customer_group::Entity>(db, tenant, group_id).await?;
+    let mut query = group_member::Entity::find()
+        .filter(group_member::Column::TenantId.eq(tenant))
+        .filter(group_member::Column::GroupId.eq(group_id))
+        .filter(group_member::Column::CustomerActive.eq(true));
+    if let Some(relationship_id) = relationship_id {
+        resource::find::<relationship::Entity>(db, tenant, relationship_id).await?;
+        query = query.filter(group_member::Column::RelationshipId.eq(relationship_id));
+    }
+    Ok(query)
+}
+
+/// The customers `ids`, in that order.
+async fn customers_in_order(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    ids: &[String],
+) -> AppResult<Vec<customer::Model>> {
+    let mut rows: HashMap<String, customer::Model> = in_tenant::<customer::Entity>(tenant)
+        .filter(customer::Column::Id.is_in(ids.iter().cloned()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|c| (c.id.clone(), c))
+        .collect();
+    Ok(ids.iter().filter_map(|id| rows.remove(id)).collect())
+}
+
 fn is_unfiltered(filter: &CustomerFilter) -> bool {
     filter.group_id.is_none()
         && filter.source_id.is_none()
@@ -185,6 +233,33 @@ impl Store {
         page: &PageRequest,
     ) -> AppResult<Page<CustomerRecord>> {
         let tenant = ctx.tenant.as_str();
+        if let (Some(group_id), CustomerOrder::Newest) = (single_group(filter), order) {
+            let query = members(
+                self.db(),
+                tenant,
+                group_id,
+                filter.relationship_id.as_deref(),
+            )
+            .await?;
+            let order = [
+                (group_member::Column::CustomerCreateTime, CursorKind::Int),
+                (group_member::Column::CustomerId, CursorKind::Text),
+            ];
+            let result = resource::list_page(self.db(), query, order, Order::Desc, page, |m| {
+                Cursor(vec![
+                    CursorValue::Int(m.customer_create_time),
+                    CursorValue::Text(m.customer_id.clone()),
+                ])
+            })
+            .await?;
+            let ids: Vec<String> = result.items.into_iter().map(|m| m.customer_id).collect();
+            let rows = customers_in_order(self.db(), tenant, &ids).await?;
+            return Ok(Page {
+                items: with_groups(self.db(), tenant, rows).await?,
+                next: result.next,
+                total: result.total,
+            });
+        }
         let query = filtered(self.db(), tenant, filter, true).await?;
         use customer::Column as C;
         let result = match order {
@@ -245,6 +320,18 @@ impl Store {
                 .select_only()
                 .column(relationship_count::Column::RelationshipId)
                 .column(relationship_count::Column::Customers)
+                .into_tuple::<(String, i64)>()
+                .all(&tx)
+                .await?
+                .into_iter()
+                .collect()
+        } else if let Some(group_id) = single_group(filter) {
+            members(&tx, tenant, group_id, None)
+                .await?
+                .select_only()
+                .column(group_member::Column::RelationshipId)
+                .column_as(Expr::col(group_member::Column::CustomerId).count(), "n")
+                .group_by(group_member::Column::RelationshipId)
                 .into_tuple::<(String, i64)>()
                 .all(&tx)
                 .await?

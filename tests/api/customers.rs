@@ -1429,3 +1429,43 @@ on_both_databases! {
         assert!(history(&mut customers_a, &theirs.id).await.len() == 1);
     }
 }
+
+on_both_databases! {
+    async fn a_groups_members_page_alike_through_the_membership_index_and_the_general_query(app: TestApp) {
+        // A single-group filter reads the membership table's index; adding
+        // include_subgroups (the group has none) takes the general query.
+        // Both must give the same customers in the same order.
+        let mut customers = app.customers();
+        let group = new_group(&app, "Đại lý", "").await;
+        let other = new_group(&app, "Khác", "").await;
+        let rels = relationships(&mut app.relationships()).await;
+        let hot = rel(&rels, "HOT");
+        let mut in_group = Vec::new();
+        for i in 0..30 {
+            let mut customer = named(&format!("Thành viên {i:02}"));
+            customer.group_ids = if i % 3 == 0 { vec![other.id.clone()] } else { vec![group.id.clone(), other.id.clone()] };
+            let created = create(&mut customers, customer).await;
+            if i % 4 == 0 {
+                change(&mut customers, &created.id, &hot).await;
+            }
+            if i % 3 != 0 {
+                in_group.push(created.id.clone());
+            }
+            if i % 5 == 0 {
+                app.clock.advance(Duration::minutes(1));
+            }
+        }
+        delete(&mut customers, &in_group[1]).await;
+        for relationship_id in [String::new(), hot.clone()] {
+            let fast = ListCustomersRequest { group_id: group.id.clone(), relationship_id: relationship_id.clone(), page_size: 7, ..Default::default() };
+            let general = ListCustomersRequest { include_subgroups: true, ..fast.clone() };
+            let via_index: Vec<String> = list_all(&mut customers, fast).await.into_iter().map(|c| c.id).collect();
+            let via_query: Vec<String> = list_all(&mut customers, general).await.into_iter().map(|c| c.id).collect();
+            assert_eq!(via_index, via_query, "relationship filter `{relationship_id}`");
+            assert!(!via_index.contains(&in_group[1]), "deleted customers are left out");
+            if relationship_id.is_empty() {
+                assert_eq!(via_index.len(), in_group.len() - 1);
+            }
+        }
+    }
+}
