@@ -66,12 +66,14 @@ const UP: &[&str] = &[
         PRIMARY KEY (tenant_id, group_id, customer_id)
     )",
     "CREATE INDEX group_members_by_customer ON group_members (tenant_id, customer_id)",
-    "CREATE INDEX group_members_counts ON group_members
-        (tenant_id, group_id, customer_active, relationship_id)",
-    "CREATE INDEX group_members_list ON group_members
-        (tenant_id, group_id, relationship_id, customer_create_time, customer_id) WHERE customer_active",
-    "CREATE INDEX group_members_recent ON group_members
-        (tenant_id, group_id, customer_create_time, customer_id) WHERE customer_active",
+        // Full (not partial) indexes: `customer_active = ?` with a bound value
+    // cannot select a partial index. The first serves counts per
+    // relationship (index-only) and lists by relationship; the second lists
+    // a group's members newest first.
+    "CREATE INDEX group_members_by_relationship ON group_members
+        (tenant_id, group_id, customer_active, relationship_id, customer_create_time, customer_id)",
+    "CREATE INDEX group_members_by_time ON group_members
+        (tenant_id, group_id, customer_active, customer_create_time, customer_id)",
     "CREATE TABLE contacts (
         id TEXT PRIMARY KEY,
         tenant_id TEXT NOT NULL REFERENCES tenants (id),

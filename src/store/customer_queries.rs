@@ -330,7 +330,7 @@ impl Store {
                 .await?
                 .select_only()
                 .column(group_member::Column::RelationshipId)
-                .column_as(Expr::col(group_member::Column::CustomerId).count(), "n")
+                .column_as(Expr::cust("COUNT(*)"), "n")
                 .group_by(group_member::Column::RelationshipId)
                 .into_tuple::<(String, i64)>()
                 .all(&tx)
@@ -342,7 +342,7 @@ impl Store {
                 .await?
                 .select_only()
                 .column(customer::Column::RelationshipId)
-                .column_as(Expr::col(customer::Column::Id).count(), "n")
+                .column_as(Expr::cust("COUNT(*)"), "n")
                 .group_by(customer::Column::RelationshipId)
                 .into_tuple::<(String, i64)>()
                 .all(&tx)
@@ -380,7 +380,7 @@ impl Store {
             .select_only()
             .column(customer::Column::SourceId)
             .column(customer::Column::RelationshipId)
-            .column_as(Expr::col(customer::Column::Id).count(), "n")
+            .column_as(Expr::cust("COUNT(*)"), "n")
             .column_as(
                 Func::coalesce([Expr::col(customer::Column::Revenue).sum(), Expr::val(0i64)])
                     .cast_as("BIGINT"),
@@ -464,7 +464,7 @@ impl Store {
             .filter(group_member::Column::CustomerActive.eq(true))
             .select_only()
             .column(group_member::Column::GroupId)
-            .column_as(Expr::col(group_member::Column::CustomerId).count(), "n")
+            .column_as(Expr::cust("COUNT(*)"), "n")
             .group_by(group_member::Column::GroupId)
             .into_tuple::<(String, i64)>()
             .all(self.db())
@@ -484,7 +484,7 @@ impl Store {
             .filter(customer::Column::DeleteTime.is_null())
             .select_only()
             .column(customer::Column::SourceId)
-            .column_as(Expr::col(customer::Column::Id).count(), "n")
+            .column_as(Expr::cust("COUNT(*)"), "n")
             .group_by(customer::Column::SourceId)
             .into_tuple::<(String, i64)>()
             .all(self.db())

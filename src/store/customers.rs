@@ -104,15 +104,18 @@ async fn ensure_contact_points_free(
     email: &str,
     except_id: Option<&str>,
 ) -> AppResult<()> {
-    for (column, value, what) in [
-        (customer::Column::Phone, phone, "phone"),
-        (customer::Column::Email, email, "email"),
+    // The literal `<> ''` repeats the partial unique indexes' predicate, so
+    // the planners can use them (a bound parameter proves nothing).
+    for (column, value, what, indexed) in [
+        (customer::Column::Phone, phone, "phone", "phone <> ''"),
+        (customer::Column::Email, email, "email", "email <> ''"),
     ] {
         if value.is_empty() {
             continue;
         }
         let mut query = in_tenant::<customer::Entity>(tenant)
             .filter(column.eq(value))
+            .filter(Expr::cust(indexed))
             .filter(customer::Column::DeleteTime.is_null());
         if let Some(id) = except_id {
             query = query.filter(customer::Column::Id.ne(id));

@@ -20,6 +20,17 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connects to `url`: `sqlite://PATH` (the file is created when missing) or
 /// `postgres://…`.
 pub async fn connect(url: &str) -> AppResult<DatabaseConnection> {
+    connect_with(url, false).await
+}
+
+/// Connects for a one-off bulk load (the benchmark seeder): on SQLite one
+/// connection with a large page cache and no fsync, which is unsafe for a
+/// server but fine for loading a fresh benchmark database.
+pub async fn connect_for_bulk_load(url: &str) -> AppResult<DatabaseConnection> {
+    connect_with(url, true).await
+}
+
+async fn connect_with(url: &str, bulk_load: bool) -> AppResult<DatabaseConnection> {
     let is_sqlite = url.starts_with("sqlite:");
     let mut options = ConnectOptions::new(url.to_owned());
     options
@@ -29,14 +40,24 @@ pub async fn connect(url: &str) -> AppResult<DatabaseConnection> {
         .connect_timeout(ACQUIRE_TIMEOUT)
         .sqlx_logging(false);
     if is_sqlite {
-        options.map_sqlx_sqlite_opts(|opts| {
-            opts.create_if_missing(true)
+        if bulk_load {
+            options.max_connections(1).min_connections(1);
+        }
+        options.map_sqlx_sqlite_opts(move |opts| {
+            let opts = opts
+                .create_if_missing(true)
                 // Readers never block the writer and the writer never blocks readers.
                 .journal_mode(SqliteJournalMode::Wal)
                 // Durable at every checkpoint; the usual pairing with WAL.
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                .foreign_keys(true)
+                .foreign_keys(true);
+            if bulk_load {
+                opts.pragma("cache_size", "-524288")
+                    .synchronous(SqliteSynchronous::Off)
+            } else {
+                opts
+            }
         });
     }
     Database::connect(options)
