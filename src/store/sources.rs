@@ -6,6 +6,7 @@ use super::{
     Store,
     catalog::{self, CatalogActive},
     idempotency::{self, Claim},
+    lock_scope,
     resource::{self, Revisable, in_tenant},
 };
 use crate::{
@@ -18,6 +19,10 @@ use crate::{
     entity::customer_source::{ActiveModel, Entity, Model},
     error::AppResult,
 };
+
+/// Source writes of a tenant take turns, so codes generated from similar
+/// names are picked one after the other instead of racing on the index.
+const SCOPE: &str = "sources";
 
 impl Store {
     /// Creates a source.
@@ -32,6 +37,7 @@ impl Store {
         self.write(|tx| {
             let (entry, key, tenant) = (entry.clone(), key.cloned(), tenant.to_owned());
             Box::pin(async move {
+                lock_scope(tx, &tenant, SCOPE).await?;
                 if let Claim::Replay(first) =
                     idempotency::claim(tx, &tenant, "CreateSource", key.as_ref(), now).await?
                 {
@@ -108,6 +114,7 @@ impl Store {
         self.write(|tx| {
             let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
             Box::pin(async move {
+                lock_scope(tx, &tenant, SCOPE).await?;
                 let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
                 resource::ensure_active::<Entity>(&row, "changing it")?;
                 catalog::ensure_patch_free::<Entity>(tx, &tenant, &row.id, &patch).await?;
@@ -142,6 +149,7 @@ impl Store {
         self.write(|tx| {
             let (target, tenant) = (target.clone(), tenant.to_owned());
             Box::pin(async move {
+                lock_scope(tx, &tenant, SCOPE).await?;
                 let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
                 if delete {
                     resource::ensure_not_yet_deleted::<Entity>(&row)?;
