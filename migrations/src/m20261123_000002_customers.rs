@@ -1,6 +1,7 @@
 //! Customers and their classification: group memberships, contacts, the
 //! relationship change log with its per-tenant sequence counter, and the
-//! per-relationship customer counts behind the summary bar.
+//! per-relationship (and per-group-and-relationship) customer counts behind
+//! the summary bar.
 //!
 //! A few columns are derived copies kept by the service so the hot queries
 //! read one index: `customers.activity_time` (last contact, or creation),
@@ -102,6 +103,13 @@ const UP: &[&str] = &[
         PRIMARY KEY (tenant_id, sequence)
     )",
     "CREATE INDEX relationship_changes_by_customer ON relationship_changes (tenant_id, customer_id, sequence)",
+        "CREATE TABLE group_relationship_counts (
+        tenant_id TEXT NOT NULL REFERENCES tenants (id),
+        group_id TEXT NOT NULL REFERENCES customer_groups (id),
+        relationship_id TEXT NOT NULL REFERENCES relationships (id),
+        customers BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, group_id, relationship_id)
+    )",
     "CREATE TABLE relationship_counts (
         tenant_id TEXT NOT NULL REFERENCES tenants (id),
         relationship_id TEXT NOT NULL REFERENCES relationships (id),
@@ -112,6 +120,7 @@ const UP: &[&str] = &[
 
 const DOWN: &[&str] = &[
     "DROP TABLE relationship_counts",
+    "DROP TABLE group_relationship_counts",
     "DROP TABLE relationship_changes",
     "DROP TABLE change_counters",
     "DROP TABLE contacts",

@@ -25,13 +25,16 @@ use std::collections::BTreeMap;
 
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 
 use crate::{
     domain::change::Cause,
-    entity::{change_counter, customer, group_member, relationship_change, relationship_count},
+    entity::{
+        change_counter, customer, group_member, group_relationship_count, relationship_change,
+        relationship_count,
+    },
     error::{AppError, AppResult},
 };
 
@@ -75,6 +78,7 @@ pub async fn record(
     }
     move_customers(tx, tenant, moves, now).await?;
     adjust_counts(tx, tenant, &count_deltas(moves)).await?;
+    adjust_group_counts(tx, tenant, &group_count_deltas(tx, tenant, moves).await?).await?;
 
     let last = allocate(tx, tenant, moves.len() as i64).await?;
     let first = last - moves.len() as i64 + 1;
@@ -152,6 +156,93 @@ fn count_deltas(moves: &[Move]) -> BTreeMap<String, i64> {
         *deltas.entry(m.to.clone()).or_default() += 1;
     }
     deltas
+}
+
+/// Changes to the per-(group, relationship) counts, keyed by
+/// `(group_id, relationship_id)`.
+pub type GroupDeltas = BTreeMap<(String, String), i64>;
+
+/// The groups each of `customer_ids` belongs to (deleted groups included:
+/// their counts are kept so a restore finds them right).
+pub async fn memberships_of(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    customer_ids: &[String],
+) -> AppResult<BTreeMap<String, Vec<String>>> {
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for chunk in customer_ids.chunks(500) {
+        let rows: Vec<(String, String)> = group_member::Entity::find()
+            .filter(group_member::Column::TenantId.eq(tenant))
+            .filter(group_member::Column::CustomerId.is_in(chunk.iter().cloned()))
+            .select_only()
+            .column(group_member::Column::CustomerId)
+            .column(group_member::Column::GroupId)
+            .into_tuple()
+            .all(tx)
+            .await?;
+        for (customer_id, group_id) in rows {
+            groups.entry(customer_id).or_default().push(group_id);
+        }
+    }
+    Ok(groups)
+}
+
+async fn group_count_deltas(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    moves: &[Move],
+) -> AppResult<GroupDeltas> {
+    let active: Vec<String> = moves
+        .iter()
+        .filter(|m| m.active)
+        .map(|m| m.customer_id.clone())
+        .collect();
+    let memberships = memberships_of(tx, tenant, &active).await?;
+    let mut deltas = GroupDeltas::new();
+    for m in moves.iter().filter(|m| m.active) {
+        for group in memberships.get(&m.customer_id).into_iter().flatten() {
+            if let Some(from) = &m.from {
+                *deltas.entry((group.clone(), from.clone())).or_default() -= 1;
+            }
+            *deltas.entry((group.clone(), m.to.clone())).or_default() += 1;
+        }
+    }
+    Ok(deltas)
+}
+
+/// Adds `deltas` to the tenant's per-(group, relationship) customer counts.
+pub async fn adjust_group_counts(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    deltas: &GroupDeltas,
+) -> AppResult<()> {
+    for ((group_id, relationship_id), delta) in deltas.iter().filter(|(_, d)| **d != 0) {
+        group_relationship_count::Entity::insert(group_relationship_count::ActiveModel {
+            tenant_id: Set(tenant.to_owned()),
+            group_id: Set(group_id.clone()),
+            relationship_id: Set(relationship_id.clone()),
+            customers: Set(*delta),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                group_relationship_count::Column::TenantId,
+                group_relationship_count::Column::GroupId,
+                group_relationship_count::Column::RelationshipId,
+            ])
+            .value(
+                group_relationship_count::Column::Customers,
+                Expr::col((
+                    group_relationship_count::Entity,
+                    group_relationship_count::Column::Customers,
+                ))
+                .add(*delta),
+            )
+            .to_owned(),
+        )
+        .exec_without_returning(tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Adds `deltas` to the tenant's per-relationship customer counts.

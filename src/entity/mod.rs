@@ -7,6 +7,7 @@ pub mod customer;
 pub mod customer_group;
 pub mod customer_source;
 pub mod group_member;
+pub mod group_relationship_count;
 pub mod idempotency_key;
 pub mod relationship;
 pub mod relationship_change;

@@ -24,7 +24,8 @@ use crate::{
         tenant::RequestContext,
     },
     entity::{
-        customer, customer_group, customer_source, group_member, relationship, relationship_count,
+        customer, customer_group, customer_source, group_member, group_relationship_count,
+        relationship, relationship_count,
     },
     error::AppResult,
 };
@@ -173,6 +174,33 @@ async fn members(
     Ok(query)
 }
 
+/// The statement reading how many active members of `group_id` (holding
+/// `relationship_id`, when given) there are, from the counters.
+fn group_total(
+    tenant: &str,
+    group_id: &str,
+    relationship_id: Option<&str>,
+) -> sea_orm::sea_query::SelectStatement {
+    let mut statement = Query::select();
+    statement
+        .expr(
+            Func::coalesce([
+                Expr::col(group_relationship_count::Column::Customers).sum(),
+                Expr::val(0i64),
+            ])
+            .cast_as("BIGINT"),
+        )
+        .from(group_relationship_count::Entity)
+        .and_where(Expr::col(group_relationship_count::Column::TenantId).eq(tenant))
+        .and_where(Expr::col(group_relationship_count::Column::GroupId).eq(group_id));
+    if let Some(relationship_id) = relationship_id {
+        statement.and_where(
+            Expr::col(group_relationship_count::Column::RelationshipId).eq(relationship_id),
+        );
+    }
+    statement.to_owned()
+}
+
 /// The customers `ids`, in that order.
 async fn customers_in_order(
     db: &impl ConnectionTrait,
@@ -245,12 +273,22 @@ impl Store {
                 (group_member::Column::CustomerCreateTime, CursorKind::Int),
                 (group_member::Column::CustomerId, CursorKind::Text),
             ];
-            let result = resource::list_page(self.db(), query, order, Order::Desc, page, |m| {
+            let total = group_total(tenant, group_id, filter.relationship_id.as_deref());
+            let key = |m: &group_member::Model| {
                 Cursor(vec![
                     CursorValue::Int(m.customer_create_time),
                     CursorValue::Text(m.customer_id.clone()),
                 ])
-            })
+            };
+            let result = resource::list_page_with_total(
+                self.db(),
+                query,
+                order,
+                Order::Desc,
+                page,
+                key,
+                Some(total),
+            )
             .await?;
             let ids: Vec<String> = result.items.into_iter().map(|m| m.customer_id).collect();
             let rows = customers_in_order(self.db(), tenant, &ids).await?;
@@ -326,12 +364,14 @@ impl Store {
                 .into_iter()
                 .collect()
         } else if let Some(group_id) = single_group(filter) {
-            members(&tx, tenant, group_id, None)
-                .await?
+            // Kept up to date by every write, like the unfiltered counts.
+            resource::find::<customer_group::Entity>(&tx, tenant, group_id).await?;
+            group_relationship_count::Entity::find()
+                .filter(group_relationship_count::Column::TenantId.eq(tenant))
+                .filter(group_relationship_count::Column::GroupId.eq(group_id))
                 .select_only()
-                .column(group_member::Column::RelationshipId)
-                .column_as(Expr::cust("COUNT(*)"), "n")
-                .group_by(group_member::Column::RelationshipId)
+                .column(group_relationship_count::Column::RelationshipId)
+                .column(group_relationship_count::Column::Customers)
                 .into_tuple::<(String, i64)>()
                 .all(&tx)
                 .await?
@@ -458,14 +498,18 @@ impl Store {
         tenant: &str,
         ids: &[String],
     ) -> AppResult<HashMap<String, i64>> {
-        Ok(group_member::Entity::find()
-            .filter(group_member::Column::TenantId.eq(tenant))
-            .filter(group_member::Column::GroupId.is_in(ids.iter().cloned()))
-            .filter(group_member::Column::CustomerActive.eq(true))
+        Ok(group_relationship_count::Entity::find()
+            .filter(group_relationship_count::Column::TenantId.eq(tenant))
+            .filter(group_relationship_count::Column::GroupId.is_in(ids.iter().cloned()))
             .select_only()
-            .column(group_member::Column::GroupId)
-            .column_as(Expr::cust("COUNT(*)"), "n")
-            .group_by(group_member::Column::GroupId)
+            .column(group_relationship_count::Column::GroupId)
+            .column_as(
+                Expr::col(group_relationship_count::Column::Customers)
+                    .sum()
+                    .cast_as("BIGINT"),
+                "n",
+            )
+            .group_by(group_relationship_count::Column::GroupId)
             .into_tuple::<(String, i64)>()
             .all(self.db())
             .await?

@@ -483,6 +483,14 @@ impl Store {
                 )
                 .await?;
                 sync_memberships(tx, tenant, &row.id, !delete).await?;
+                let groups =
+                    changes::memberships_of(tx, tenant, std::slice::from_ref(&row.id)).await?;
+                let deltas: changes::GroupDeltas = groups
+                    .into_values()
+                    .flatten()
+                    .map(|group| ((group, row.relationship_id.clone()), delta))
+                    .collect();
+                changes::adjust_group_counts(tx, tenant, &deltas).await?;
                 let revision = row.revision + 1;
                 let mut active: customer::ActiveModel = row.into();
                 active.delete_time = Set(delete.then_some(now));

@@ -10,6 +10,7 @@ use super::{
     resource,
 };
 use crate::{
+    changes::{self, GroupDeltas},
     domain::tenant::RequestContext,
     entity::{customer, customer_group, group_member},
     error::AppResult,
@@ -67,6 +68,13 @@ impl Store {
                 }))
                 .exec_without_returning(tx)
                 .await?;
+                let mut deltas = GroupDeltas::new();
+                for c in new.iter().filter(|c| c.delete_time.is_none()) {
+                    *deltas
+                        .entry((group_id.clone(), c.relationship_id.clone()))
+                        .or_default() += 1;
+                }
+                changes::adjust_group_counts(tx, &tenant, &deltas).await?;
                 Ok(new.len() as u64)
             })
         })
@@ -90,6 +98,25 @@ impl Store {
             Box::pin(async move {
                 resource::find::<customer_group::Entity>(tx, &tenant, &group_id).await?;
                 lock_customers(tx, &tenant, &ids).await?;
+                let leaving: Vec<(String, bool)> = group_member::Entity::find()
+                    .filter(group_member::Column::TenantId.eq(&tenant))
+                    .filter(group_member::Column::GroupId.eq(&group_id))
+                    .filter(group_member::Column::CustomerId.is_in(ids.iter().cloned()))
+                    .select_only()
+                    .column(group_member::Column::RelationshipId)
+                    .column(group_member::Column::CustomerActive)
+                    .into_tuple()
+                    .all(tx)
+                    .await?;
+                let mut deltas = GroupDeltas::new();
+                for (relationship_id, active) in leaving {
+                    if active {
+                        *deltas
+                            .entry((group_id.clone(), relationship_id))
+                            .or_default() -= 1;
+                    }
+                }
+                changes::adjust_group_counts(tx, &tenant, &deltas).await?;
                 let removed = group_member::Entity::delete_many()
                     .filter(group_member::Column::TenantId.eq(&tenant))
                     .filter(group_member::Column::GroupId.eq(&group_id))

@@ -5,6 +5,7 @@
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
     Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Value,
+    sea_query::SelectStatement,
 };
 
 use crate::{
@@ -222,8 +223,34 @@ pub async fn list_page<E: EntityTrait>(
 where
     E::Model: Sync,
 {
+    list_page_with_total(db, query, order, direction, page, key, None).await
+}
+
+/// Like [`list_page`], with the total read by `total` (a statement returning
+/// one integer, e.g. from a counter table) instead of by counting the rows.
+pub async fn list_page_with_total<E: EntityTrait>(
+    db: &DatabaseConnection,
+    query: Select<E>,
+    order: [(E::Column, CursorKind); 2],
+    direction: Order,
+    page: &PageRequest,
+    key: impl Fn(&E::Model) -> Cursor,
+    total: Option<SelectStatement>,
+) -> AppResult<Page<E::Model>>
+where
+    E::Model: Sync,
+{
     let tx = super::snapshot(db).await?;
-    let total = query.clone().count(&tx).await?;
+    let total = match total {
+        None => query.clone().count(&tx).await?,
+        Some(statement) => {
+            let row = tx
+                .query_one_raw(tx.get_database_backend().build(&statement))
+                .await?;
+            let n: Option<i64> = row.map(|r| r.try_get_by_index(0)).transpose()?;
+            n.unwrap_or(0).max(0) as u64
+        }
+    };
     let [(first, first_kind), (second, second_kind)] = order;
     let mut rows_query = query
         .order_by(first, direction.clone())

@@ -1469,3 +1469,54 @@ on_both_databases! {
         }
     }
 }
+
+on_both_databases! {
+    async fn a_groups_counters_match_a_recount_after_every_kind_of_write(app: TestApp) {
+        // The single-group summary bar and list total come from counters kept
+        // by the writes; include_subgroups (the group has none) recounts the
+        // rows. After each kind of write both must agree.
+        let mut customers = app.customers();
+        let group = new_group(&app, "Đếm", "").await;
+        let rels = relationships(&mut app.relationships()).await;
+        let (hot, closed, lost) = (rel(&rels, "HOT"), rel(&rels, "CLOSED"), rel(&rels, "LOST"));
+        let mut ids = Vec::new();
+        for i in 0..8 {
+            let mut customer = named(&format!("Đếm {i}"));
+            if i % 2 == 0 {
+                customer.group_ids = vec![group.id.clone()];
+            }
+            ids.push(create(&mut customers, customer).await.id);
+        }
+        let counted = CountCustomersByRelationshipRequest { group_id: group.id.clone(), ..Default::default() };
+        let recounted = CountCustomersByRelationshipRequest { include_subgroups: true, ..counted.clone() };
+        let mut check = async |step: &str, customers: &mut Customers| {
+            let fast = count(customers, counted.clone()).await;
+            let slow = count(customers, recounted.clone()).await;
+            assert_eq!(count_codes(&fast), count_codes(&slow), "after {step}");
+            assert_eq!(fast.total, slow.total, "after {step}");
+            let listed = total(customers, ListCustomersRequest { group_id: group.id.clone(), ..Default::default() }).await;
+            assert_eq!(listed, slow.total, "list total after {step}");
+            for c in &slow.counts {
+                let by_relationship = ListCustomersRequest { group_id: group.id.clone(), relationship_id: c.relationship_id.clone(), ..Default::default() };
+                assert_eq!(total(customers, by_relationship).await, c.count, "{} after {step}", c.code);
+            }
+        };
+        check("creates", &mut customers).await;
+        change(&mut customers, &ids[0], &hot).await;
+        check("a change", &mut customers).await;
+        customers.batch_change_relationship(batch_request(&ids, &closed)).await.expect("batch");
+        check("a batch", &mut customers).await;
+        customers.add_customers_to_group(AddCustomersToGroupRequest { group_id: group.id.clone(), customer_ids: vec![ids[1].clone(), ids[3].clone()] }).await.expect("add");
+        check("adding members", &mut customers).await;
+        customers.remove_customers_from_group(RemoveCustomersFromGroupRequest { group_id: group.id.clone(), customer_ids: vec![ids[0].clone(), ids[5].clone()] }).await.expect("remove");
+        check("removing members", &mut customers).await;
+        delete(&mut customers, &ids[2]).await;
+        check("a delete", &mut customers).await;
+        customers.update_customer(update_request(Customer { id: ids[4].clone(), relationship_id: lost.clone(), ..Default::default() }, &["relationship_id"])).await.expect("update");
+        check("an update", &mut customers).await;
+        restore(&mut customers, &ids[2]).await.expect("restore");
+        check("a restore", &mut customers).await;
+        app.relationships().delete_relationship(DeleteRelationshipRequest { id: closed.clone(), etag: String::new(), reassign_to_id: hot.clone() }).await.expect("reassign");
+        check("a reassignment", &mut customers).await;
+    }
+}
