@@ -1489,7 +1489,7 @@ on_both_databases! {
         }
         let counted = CountCustomersByRelationshipRequest { group_id: group.id.clone(), ..Default::default() };
         let recounted = CountCustomersByRelationshipRequest { include_subgroups: true, ..counted.clone() };
-        let mut check = async |step: &str, customers: &mut Customers| {
+        let check = async |step: &str, customers: &mut Customers| {
             let fast = count(customers, counted.clone()).await;
             let slow = count(customers, recounted.clone()).await;
             assert_eq!(count_codes(&fast), count_codes(&slow), "after {step}");

@@ -131,7 +131,7 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
     let mut rng = fastrand::Rng::with_seed(args.seed);
     let now = chrono::Utc::now().timestamp_micros();
     let year = 365 * 86_400 * 1_000_000_i64;
-        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     let mut group_counts = changes::GroupDeltas::new();
     let mut sequence = current_sequence(&db, tenant.as_str()).await?;
     let mut done = 0;
@@ -169,8 +169,10 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
                     .bool()
                     .then(|| created + rng.i64(0..Ord::max(now - created, 1)));
                 let id = ids::new_id();
-                                for group in pick_groups(&mut rng, &groups) {
-                    *group_counts.entry((group.clone(), relationship_id.clone())).or_default() += 1;
+                for group in pick_groups(&mut rng, &groups) {
+                    *group_counts
+                        .entry((group.clone(), relationship_id.clone()))
+                        .or_default() += 1;
                     members.push(group_member::ActiveModel {
                         tenant_id: Set(tenant.as_str().to_owned()),
                         group_id: Set(group),
@@ -234,7 +236,7 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
         println!("{done} customers ({:.1?})", started.elapsed());
     }
     let tx = db.begin().await?;
-        changes::adjust_counts(&tx, tenant.as_str(), &counts).await?;
+    changes::adjust_counts(&tx, tenant.as_str(), &counts).await?;
     changes::adjust_group_counts(&tx, tenant.as_str(), &group_counts).await?;
     tx.commit().await?;
     // Fresh statistics, so the planners pick the indexes a live database
