@@ -201,6 +201,35 @@ fn group_total(
     statement.to_owned()
 }
 
+/// The statement reading a list's total from the per-relationship counters,
+/// when the list is every active customer (or those holding one
+/// relationship); `None` when the rows must be counted.
+fn counted_total(
+    tenant: &str,
+    filter: &CustomerFilter,
+) -> Option<sea_orm::sea_query::SelectStatement> {
+    if !is_unfiltered(filter) {
+        return None;
+    }
+    let mut statement = Query::select();
+    statement
+        .expr(
+            Func::coalesce([
+                Expr::col(relationship_count::Column::Customers).sum(),
+                Expr::val(0i64),
+            ])
+            .cast_as("BIGINT"),
+        )
+        .from(relationship_count::Entity)
+        .and_where(Expr::col(relationship_count::Column::TenantId).eq(tenant));
+    if let Some(relationship_id) = &filter.relationship_id {
+        statement.and_where(
+            Expr::col(relationship_count::Column::RelationshipId).eq(relationship_id.as_str()),
+        );
+    }
+    Some(statement.to_owned())
+}
+
 /// The customers `ids`, in that order.
 async fn customers_in_order(
     db: &impl ConnectionTrait,
@@ -299,26 +328,43 @@ impl Store {
             });
         }
         let query = filtered(self.db(), tenant, filter, true).await?;
+        let total = counted_total(tenant, filter);
         use customer::Column as C;
         let result = match order {
             CustomerOrder::Newest => {
                 let order = [(C::CreateTime, CursorKind::Int), (C::Id, CursorKind::Text)];
-                resource::list_page(self.db(), query, order, Order::Desc, page, |c| {
-                    Cursor(vec![
-                        CursorValue::Int(c.create_time),
-                        CursorValue::Text(c.id.clone()),
-                    ])
-                })
+                resource::list_page_with_total(
+                    self.db(),
+                    query,
+                    order,
+                    Order::Desc,
+                    page,
+                    |c| {
+                        Cursor(vec![
+                            CursorValue::Int(c.create_time),
+                            CursorValue::Text(c.id.clone()),
+                        ])
+                    },
+                    total,
+                )
                 .await?
             }
             CustomerOrder::Name => {
                 let order = [(C::SortKey, CursorKind::Text), (C::Id, CursorKind::Text)];
-                resource::list_page(self.db(), query, order, Order::Asc, page, |c| {
-                    Cursor(vec![
-                        CursorValue::Text(c.sort_key.clone()),
-                        CursorValue::Text(c.id.clone()),
-                    ])
-                })
+                resource::list_page_with_total(
+                    self.db(),
+                    query,
+                    order,
+                    Order::Asc,
+                    page,
+                    |c| {
+                        Cursor(vec![
+                            CursorValue::Text(c.sort_key.clone()),
+                            CursorValue::Text(c.id.clone()),
+                        ])
+                    },
+                    total,
+                )
                 .await?
             }
             CustomerOrder::LeastRecentContact => {
@@ -326,12 +372,20 @@ impl Store {
                     (C::ActivityTime, CursorKind::Int),
                     (C::Id, CursorKind::Text),
                 ];
-                resource::list_page(self.db(), query, order, Order::Asc, page, |c| {
-                    Cursor(vec![
-                        CursorValue::Int(c.activity_time),
-                        CursorValue::Text(c.id.clone()),
-                    ])
-                })
+                resource::list_page_with_total(
+                    self.db(),
+                    query,
+                    order,
+                    Order::Asc,
+                    page,
+                    |c| {
+                        Cursor(vec![
+                            CursorValue::Int(c.activity_time),
+                            CursorValue::Text(c.id.clone()),
+                        ])
+                    },
+                    total,
+                )
                 .await?
             }
         };
