@@ -54,7 +54,7 @@ impl Application {
         Ok(Self {
             listener,
             local_addr,
-            store: Store::new(db, clock, config.seed_locale),
+            store: Store::with_record_cache(db, clock, config.seed_locale, config.record_cache),
             shutdown_grace: config.shutdown_grace,
         })
     }
@@ -84,6 +84,10 @@ impl Application {
             reporter.clone(),
             reachable,
         ));
+        let coherence = tokio::spawn({
+            let store = store.clone();
+            async move { store.keep_cache_coherent().await }
+        });
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -100,6 +104,7 @@ impl Application {
                 shutdown.await;
                 tracing::info!(grace = ?shutdown_grace, "shutting down: no new calls, waiting for calls in flight");
                 watcher.abort();
+                coherence.abort();
                 health::set_all(&reporter, ServingStatus::NotServing).await;
                 draining.notify_one();
             }

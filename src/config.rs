@@ -84,6 +84,16 @@ pub struct Config {
     )]
     pub seed_locale: SeedLocale,
 
+    /// Customer records kept in memory for fast reads (0: none). Each
+    /// takes about 1 KB.
+    #[arg(
+        long,
+        env = "CRM_RECORD_CACHE",
+        default_value_t = crate::store::DEFAULT_RECORD_CACHE,
+        global = true
+    )]
+    pub record_cache: usize,
+
     /// How often the inactivity rule runs.
     #[arg(long, env = "CRM_SWEEP_INTERVAL", default_value = "60s", value_parser = parse_duration, global = true)]
     pub sweep_interval: Duration,

@@ -24,9 +24,10 @@
 use std::collections::BTreeMap;
 
 use sea_orm::{
+    ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
-    sea_query::{Expr, ExprTrait, OnConflict},
+    sea_query::{Alias, Expr, ExprTrait, OnConflict},
 };
 
 use crate::{
@@ -50,6 +51,9 @@ pub struct Move {
     pub to: String,
     /// Whether the customer is active (deleted customers are not counted).
     pub active: bool,
+    /// The groups the customer belongs to, when the caller knows them
+    /// (saves looking them up).
+    pub groups: Option<Vec<String>>,
 }
 
 /// Who made a set of moves, and why.
@@ -73,6 +77,21 @@ pub async fn record(
     origin: &Origin,
     now: i64,
 ) -> AppResult<Vec<relationship_change::Model>> {
+    record_each(tx, tenant, moves, &vec![origin; moves.len()], now).await
+}
+
+/// Like [`record`], each move with its own origin (`origins[i]` made
+/// `moves[i]`).
+pub async fn record_each(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    moves: &[Move],
+    origins: &[&Origin],
+    now: i64,
+) -> AppResult<Vec<relationship_change::Model>> {
+    if moves.len() != origins.len() {
+        return Err(AppError::Internal("a move without its origin".into()));
+    }
     if moves.is_empty() {
         return Ok(Vec::new());
     }
@@ -84,8 +103,9 @@ pub async fn record(
     let first = last - moves.len() as i64 + 1;
     let entries: Vec<relationship_change::Model> = moves
         .iter()
+        .zip(origins)
         .zip(first..)
-        .map(|(m, sequence)| relationship_change::Model {
+        .map(|((m, origin), sequence)| relationship_change::Model {
             tenant_id: tenant.to_owned(),
             sequence,
             customer_id: m.customer_id.clone(),
@@ -192,12 +212,17 @@ async fn group_count_deltas(
     tenant: &str,
     moves: &[Move],
 ) -> AppResult<GroupDeltas> {
-    let active: Vec<String> = moves
+    let unknown: Vec<String> = moves
         .iter()
-        .filter(|m| m.active)
+        .filter(|m| m.active && m.groups.is_none())
         .map(|m| m.customer_id.clone())
         .collect();
-    let memberships = memberships_of(tx, tenant, &active).await?;
+    let mut memberships = memberships_of(tx, tenant, &unknown).await?;
+    for m in moves.iter().filter(|m| m.active) {
+        if let Some(groups) = &m.groups {
+            memberships.insert(m.customer_id.clone(), groups.clone());
+        }
+    }
     let mut deltas = GroupDeltas::new();
     for m in moves.iter().filter(|m| m.active) {
         for group in memberships.get(&m.customer_id).into_iter().flatten() {
@@ -210,71 +235,78 @@ async fn group_count_deltas(
     Ok(deltas)
 }
 
-/// Adds `deltas` to the tenant's per-(group, relationship) customer counts.
+/// Adds `deltas` to the tenant's per-(group, relationship) customer counts,
+/// in one statement.
 pub async fn adjust_group_counts(
     tx: &impl ConnectionTrait,
     tenant: &str,
     deltas: &GroupDeltas,
 ) -> AppResult<()> {
-    for ((group_id, relationship_id), delta) in deltas.iter().filter(|(_, d)| **d != 0) {
-        group_relationship_count::Entity::insert(group_relationship_count::ActiveModel {
+    use group_relationship_count::{ActiveModel, Column};
+    let rows = deltas
+        .iter()
+        .filter(|(_, d)| **d != 0)
+        .map(|((group_id, relationship_id), delta)| ActiveModel {
             tenant_id: Set(tenant.to_owned()),
             group_id: Set(group_id.clone()),
             relationship_id: Set(relationship_id.clone()),
             customers: Set(*delta),
         })
-        .on_conflict(
-            OnConflict::columns([
-                group_relationship_count::Column::TenantId,
-                group_relationship_count::Column::GroupId,
-                group_relationship_count::Column::RelationshipId,
-            ])
-            .value(
-                group_relationship_count::Column::Customers,
-                Expr::col((
-                    group_relationship_count::Entity,
-                    group_relationship_count::Column::Customers,
-                ))
-                .add(*delta),
-            )
-            .to_owned(),
-        )
-        .exec_without_returning(tx)
-        .await?;
-    }
-    Ok(())
+        .collect::<Vec<ActiveModel>>();
+    add_to_counters(
+        tx,
+        rows,
+        OnConflict::columns([Column::TenantId, Column::GroupId, Column::RelationshipId]),
+        "group_relationship_counts",
+    )
+    .await
 }
 
-/// Adds `deltas` to the tenant's per-relationship customer counts.
+/// Adds `deltas` to the tenant's per-relationship customer counts, in one
+/// statement.
 pub async fn adjust_counts(
     tx: &impl ConnectionTrait,
     tenant: &str,
     deltas: &BTreeMap<String, i64>,
 ) -> AppResult<()> {
-    for (relationship_id, delta) in deltas.iter().filter(|(_, d)| **d != 0) {
-        relationship_count::Entity::insert(relationship_count::ActiveModel {
+    use relationship_count::{ActiveModel, Column};
+    let rows = deltas
+        .iter()
+        .filter(|(_, d)| **d != 0)
+        .map(|(relationship_id, delta)| ActiveModel {
             tenant_id: Set(tenant.to_owned()),
             relationship_id: Set(relationship_id.clone()),
             customers: Set(*delta),
         })
-        .on_conflict(
-            OnConflict::columns([
-                relationship_count::Column::TenantId,
-                relationship_count::Column::RelationshipId,
-            ])
-            .value(
-                relationship_count::Column::Customers,
-                Expr::col((
-                    relationship_count::Entity,
-                    relationship_count::Column::Customers,
-                ))
-                .add(*delta),
-            )
-            .to_owned(),
-        )
+        .collect::<Vec<ActiveModel>>();
+    add_to_counters(
+        tx,
+        rows,
+        OnConflict::columns([Column::TenantId, Column::RelationshipId]),
+        "relationship_counts",
+    )
+    .await
+}
+
+/// Inserts counter rows whose `customers` column holds a delta; a row that
+/// exists already gets the delta added instead.
+async fn add_to_counters<A: ActiveModelTrait + Send>(
+    tx: &impl ConnectionTrait,
+    rows: Vec<A>,
+    mut conflict: OnConflict,
+    table: &str,
+) -> AppResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    conflict.value(
+        Alias::new("customers"),
+        Expr::cust(format!(r#""{table}"."customers" + "excluded"."customers""#)),
+    );
+    A::Entity::insert_many(rows)
+        .on_conflict(conflict)
         .exec_without_returning(tx)
         .await?;
-    }
     Ok(())
 }
 

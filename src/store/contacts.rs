@@ -5,6 +5,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, Orde
 use super::{
     Store,
     customers::{CustomerRecord, with_groups},
+    record_cache::Touches,
     resource::{self, Revisable},
 };
 use crate::{
@@ -28,7 +29,8 @@ impl Store {
         input: &NewContact,
     ) -> AppResult<(contact::Model, CustomerRecord)> {
         let now = self.now();
-        self.write(|tx| {
+        let (ctx, input) = (ctx.clone(), input.clone());
+        self.write(Touches::customer(&input.customer_id), move |tx| {
             let (ctx, input) = (ctx.clone(), input.clone());
             Box::pin(async move {
                 let tenant = ctx.tenant.as_str();

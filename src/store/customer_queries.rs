@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, QueryFilter, QueryOrder,
-    QuerySelect, Select,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, Order, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Select,
     sea_query::{Expr, ExprTrait, Func, LikeExpr, Query},
 };
 
@@ -27,7 +27,7 @@ use crate::{
         customer, customer_group, customer_source, group_member, group_relationship_count,
         relationship, relationship_count,
     },
-    error::AppResult,
+    error::{AppError, AppResult},
 };
 
 /// Code of the relationship the source report counts as closed.
@@ -155,23 +155,36 @@ fn single_group(filter: &CustomerFilter) -> Option<&str> {
 }
 
 /// Active members of `group_id`, optionally only those holding
-/// `relationship_id` (both checked to exist).
-async fn members(
-    db: &impl ConnectionTrait,
+/// `relationship_id`. Whether the two exist is for the caller to check (see
+/// [`ensure_member_filters_exist`]).
+fn members(
     tenant: &str,
     group_id: &str,
     relationship_id: Option<&str>,
-) -> AppResult<Select<group_member::Entity>> {
-    resource::find::<customer_group::Entity>(db, tenant, group_id).await?;
+) -> Select<group_member::Entity> {
     let mut query = group_member::Entity::find()
         .filter(group_member::Column::TenantId.eq(tenant))
         .filter(group_member::Column::GroupId.eq(group_id))
         .filter(group_member::Column::CustomerActive.eq(true));
     if let Some(relationship_id) = relationship_id {
-        resource::find::<relationship::Entity>(db, tenant, relationship_id).await?;
         query = query.filter(group_member::Column::RelationshipId.eq(relationship_id));
     }
-    Ok(query)
+    query
+}
+
+/// NOT_FOUND unless the group (and the relationship, when given) exist. A
+/// non-empty page of members proves both, so lists check only empty pages.
+async fn ensure_member_filters_exist(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    group_id: &str,
+    relationship_id: Option<&str>,
+) -> AppResult<()> {
+    resource::find::<customer_group::Entity>(db, tenant, group_id).await?;
+    if let Some(relationship_id) = relationship_id {
+        resource::find::<relationship::Entity>(db, tenant, relationship_id).await?;
+    }
+    Ok(())
 }
 
 /// The statement reading how many active members of `group_id` (holding
@@ -230,22 +243,6 @@ fn counted_total(
     Some(statement.to_owned())
 }
 
-/// The customers `ids`, in that order.
-async fn customers_in_order(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    ids: &[String],
-) -> AppResult<Vec<customer::Model>> {
-    let mut rows: HashMap<String, customer::Model> = in_tenant::<customer::Entity>(tenant)
-        .filter(customer::Column::Id.is_in(ids.iter().cloned()))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|c| (c.id.clone(), c))
-        .collect();
-    Ok(ids.iter().filter_map(|id| rows.remove(id)).collect())
-}
-
 fn is_unfiltered(filter: &CustomerFilter) -> bool {
     filter.group_id.is_none()
         && filter.source_id.is_none()
@@ -265,6 +262,69 @@ async fn relationships_in_order(
         .order_by_asc(relationship::Column::Id)
         .all(db)
         .await?)
+}
+
+/// The summary bar read in one statement (one snapshot) from a counter
+/// table: `counter` selects the count of the relationship
+/// `relationships.id`. With `group_id`, NOT_FOUND when that group does not
+/// exist.
+async fn tallies_from_counters(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    counter: sea_orm::sea_query::SelectStatement,
+    group_id: Option<&str>,
+) -> AppResult<Tallies> {
+    const COUNT: &str = "tally_customers";
+    const GROUP_FOUND: &str = "tally_group_found";
+    let mut query = in_tenant::<relationship::Entity>(tenant)
+        .filter(relationship::Column::DeleteTime.is_null())
+        .order_by_asc(relationship::Column::Position)
+        .order_by_asc(relationship::Column::Id)
+        .expr_as(
+            Func::coalesce([
+                Expr::SubQuery(None, Box::new(counter.into())),
+                Expr::val(0i64),
+            ])
+            .cast_as("BIGINT"),
+            COUNT,
+        );
+    if let Some(group_id) = group_id {
+        query = query.expr_as(
+            Expr::exists(
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from(customer_group::Entity)
+                    .and_where(Expr::col(customer_group::Column::TenantId).eq(tenant))
+                    .and_where(Expr::col(customer_group::Column::Id).eq(group_id))
+                    .to_owned(),
+            ),
+            GROUP_FOUND,
+        );
+    }
+    let rows = db
+        .query_all_raw(query.build(db.get_database_backend()))
+        .await?;
+    let mut by_relationship = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if let Some(group_id) = group_id
+            && !row.try_get::<bool>("", GROUP_FOUND)?
+        {
+            return Err(AppError::not_found("group", group_id));
+        }
+        by_relationship.push(RelationshipTally {
+            relationship: relationship::Model::from_query_result(row, "")?,
+            count: row.try_get("", COUNT)?,
+        });
+    }
+    if let (true, Some(group_id)) = (rows.is_empty(), group_id) {
+        // No relationship row carried the flag (the default one is never
+        // deleted, so this does not happen); ask directly.
+        resource::find::<customer_group::Entity>(db, tenant, group_id).await?;
+    }
+    Ok(Tallies {
+        total: by_relationship.iter().map(|t| t.count).sum(),
+        by_relationship,
+    })
 }
 
 fn tallies(
@@ -291,13 +351,8 @@ impl Store {
     ) -> AppResult<Page<CustomerRecord>> {
         let tenant = ctx.tenant.as_str();
         if let (Some(group_id), CustomerOrder::Newest) = (single_group(filter), order) {
-            let query = members(
-                self.db(),
-                tenant,
-                group_id,
-                filter.relationship_id.as_deref(),
-            )
-            .await?;
+            let relationship_id = filter.relationship_id.as_deref();
+            let query = members(tenant, group_id, relationship_id);
             let order = [
                 (group_member::Column::CustomerCreateTime, CursorKind::Int),
                 (group_member::Column::CustomerId, CursorKind::Text),
@@ -319,10 +374,12 @@ impl Store {
                 Some(total),
             )
             .await?;
+            if result.items.is_empty() {
+                ensure_member_filters_exist(self.db(), tenant, group_id, relationship_id).await?;
+            }
             let ids: Vec<String> = result.items.into_iter().map(|m| m.customer_id).collect();
-            let rows = customers_in_order(self.db(), tenant, &ids).await?;
             return Ok(Page {
-                items: with_groups(self.db(), tenant, rows).await?,
+                items: self.customer_records(tenant, &ids).await?,
                 next: result.next,
                 total: result.total,
             });
@@ -403,47 +460,52 @@ impl Store {
         filter: &CustomerFilter,
     ) -> AppResult<Tallies> {
         let tenant = ctx.tenant.as_str();
+        if is_unfiltered(filter) {
+            // Kept up to date by every write: no scan of the customers.
+            let mut counter = Query::select();
+            counter
+                .column(relationship_count::Column::Customers)
+                .from(relationship_count::Entity)
+                .and_where(Expr::col(relationship_count::Column::TenantId).eq(tenant))
+                .and_where(
+                    Expr::col((
+                        relationship_count::Entity,
+                        relationship_count::Column::RelationshipId,
+                    ))
+                    .equals((relationship::Entity, relationship::Column::Id)),
+                );
+            return tallies_from_counters(self.db(), tenant, counter, None).await;
+        }
+        if let Some(group_id) = single_group(filter) {
+            // Kept up to date by every write, like the unfiltered counts.
+            let mut counter = Query::select();
+            counter
+                .column(group_relationship_count::Column::Customers)
+                .from(group_relationship_count::Entity)
+                .and_where(Expr::col(group_relationship_count::Column::TenantId).eq(tenant))
+                .and_where(Expr::col(group_relationship_count::Column::GroupId).eq(group_id))
+                .and_where(
+                    Expr::col((
+                        group_relationship_count::Entity,
+                        group_relationship_count::Column::RelationshipId,
+                    ))
+                    .equals((relationship::Entity, relationship::Column::Id)),
+                );
+            return tallies_from_counters(self.db(), tenant, counter, Some(group_id)).await;
+        }
         let tx = snapshot(self.db()).await?;
         let relationships = relationships_in_order(&tx, tenant).await?;
-        let counts: HashMap<String, i64> = if is_unfiltered(filter) {
-            // Kept up to date by every write: no scan of the customers.
-            relationship_count::Entity::find()
-                .filter(relationship_count::Column::TenantId.eq(tenant))
-                .select_only()
-                .column(relationship_count::Column::RelationshipId)
-                .column(relationship_count::Column::Customers)
-                .into_tuple::<(String, i64)>()
-                .all(&tx)
-                .await?
-                .into_iter()
-                .collect()
-        } else if let Some(group_id) = single_group(filter) {
-            // Kept up to date by every write, like the unfiltered counts.
-            resource::find::<customer_group::Entity>(&tx, tenant, group_id).await?;
-            group_relationship_count::Entity::find()
-                .filter(group_relationship_count::Column::TenantId.eq(tenant))
-                .filter(group_relationship_count::Column::GroupId.eq(group_id))
-                .select_only()
-                .column(group_relationship_count::Column::RelationshipId)
-                .column(group_relationship_count::Column::Customers)
-                .into_tuple::<(String, i64)>()
-                .all(&tx)
-                .await?
-                .into_iter()
-                .collect()
-        } else {
-            filtered(&tx, tenant, filter, false)
-                .await?
-                .select_only()
-                .column(customer::Column::RelationshipId)
-                .column_as(Expr::cust("COUNT(*)"), "n")
-                .group_by(customer::Column::RelationshipId)
-                .into_tuple::<(String, i64)>()
-                .all(&tx)
-                .await?
-                .into_iter()
-                .collect()
-        };
+        let counts: HashMap<String, i64> = filtered(&tx, tenant, filter, false)
+            .await?
+            .select_only()
+            .column(customer::Column::RelationshipId)
+            .column_as(Expr::cust("COUNT(*)"), "n")
+            .group_by(customer::Column::RelationshipId)
+            .into_tuple::<(String, i64)>()
+            .all(&tx)
+            .await?
+            .into_iter()
+            .collect();
         tx.commit().await?;
         let by_relationship = tallies(&relationships, &counts);
         Ok(Tallies {

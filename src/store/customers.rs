@@ -15,16 +15,15 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Store,
-    idempotency::{self, Claim},
+    record_cache::Touches,
     resource::{self, Revisable, in_tenant},
 };
 use crate::{
     changes::{self, Move, Origin},
     domain::{
-        catalog::{IdempotencyKey, Target},
+        catalog::Target,
         change::Cause,
-        customer::{CustomerPatch, NewCustomer, Profile},
-        ids,
+        customer::{CustomerPatch, Profile},
         relationship::Kind,
         tenant::RequestContext,
         text,
@@ -53,8 +52,16 @@ pub async fn assignable_relationship(
     id: &str,
 ) -> AppResult<relationship::Model> {
     let row = resource::find::<relationship::Entity>(tx, tenant, id).await?;
-    resource::ensure_active::<relationship::Entity>(&row, "assigning it")?;
-    if kind_of(&row)? == Kind::AutomaticInactivity {
+    check_assignable_relationship(&row)?;
+    Ok(row)
+}
+
+/// FAILED_PRECONDITION unless customers may be given `row` by hand: it
+/// must be active and manual.
+pub fn check_assignable_relationship(row: &relationship::Model) -> AppResult<()> {
+    resource::ensure_active::<relationship::Entity>(row, "assigning it")?;
+    if kind_of(row)? == Kind::AutomaticInactivity {
+        let id = &row.id;
         return Err(AppError::precondition(
             "AUTOMATIC_RELATIONSHIP",
             id,
@@ -63,18 +70,16 @@ pub async fn assignable_relationship(
             ),
         ));
     }
-    Ok(row)
+    Ok(())
 }
 
-async fn default_relationship(tx: &impl ConnectionTrait, tenant: &str) -> AppResult<String> {
-    in_tenant::<relationship::Entity>(tenant)
-        .filter(relationship::Column::IsDefault.eq(true))
-        .select_only()
-        .column(relationship::Column::Id)
-        .into_tuple::<String>()
-        .one(tx)
-        .await?
-        .ok_or_else(|| AppError::Internal(format!("tenant {tenant} has no default relationship")))
+/// ALREADY_EXISTS: customer `existing` has `what` (phone or email) `value`.
+pub fn contact_point_taken(existing: &str, what: &str, value: &str) -> AppError {
+    AppError::AlreadyExists {
+        resource: "customer",
+        message: format!("customer `{existing}` already has {what} `{value}`"),
+        existing_id: existing.to_owned(),
+    }
 }
 
 async fn ensure_source_assignable(
@@ -127,11 +132,7 @@ async fn ensure_contact_points_free(
             .one(tx)
             .await?
         {
-            return Err(AppError::AlreadyExists {
-                resource: "customer",
-                message: format!("customer `{existing}` already has {what} `{value}`"),
-                existing_id: existing,
-            });
+            return Err(contact_point_taken(&existing, what, value));
         }
     }
     Ok(())
@@ -221,7 +222,7 @@ fn attributes_json(attributes: &BTreeMap<String, String>) -> String {
 }
 
 /// Writes the profile fields and everything derived from them.
-fn set_profile(active: &mut customer::ActiveModel, profile: &Profile) {
+pub fn set_profile(active: &mut customer::ActiveModel, profile: &Profile) {
     active.name = Set(profile.name.clone());
     active.sort_key = Set(text::sort_key(&profile.name));
     active.search_text = Set(profile.search_text());
@@ -253,102 +254,51 @@ async fn sync_memberships(
 }
 
 impl Store {
-    /// Creates a customer in its initial relationship, recording the change.
-    pub async fn create_customer(
-        &self,
-        ctx: &RequestContext,
-        input: &NewCustomer,
-        key: Option<&IdempotencyKey>,
-    ) -> AppResult<CustomerRecord> {
-        let now = self.now();
-        self.write(|tx| {
-            let (input, key, ctx) = (input.clone(), key.cloned(), ctx.clone());
-            Box::pin(async move {
-                let tenant = ctx.tenant.as_str();
-                if let Claim::Replay(first) =
-                    idempotency::claim(tx, tenant, "CreateCustomer", key.as_ref(), now).await?
-                {
-                    return idempotency::first_result(&first);
-                }
-                let relationship_id = match &input.relationship_id {
-                    Some(id) => assignable_relationship(tx, tenant, id).await?.id,
-                    None => default_relationship(tx, tenant).await?,
-                };
-                let profile = &input.profile;
-                if let Some(source) = &profile.source_id {
-                    ensure_source_assignable(tx, tenant, source).await?;
-                }
-                for group in &input.group_ids {
-                    ensure_group_assignable(tx, tenant, group).await?;
-                }
-                ensure_contact_points_free(tx, tenant, &profile.phone, &profile.email, None)
-                    .await?;
-
-                let id = ids::new_id();
-                let mut active = customer::ActiveModel {
-                    id: Set(id.clone()),
-                    tenant_id: Set(tenant.to_owned()),
-                    relationship_id: Set(relationship_id.clone()),
-                    last_contact_time: Set(None),
-                    activity_time: Set(now),
-                    revision: Set(1),
-                    create_time: Set(now),
-                    update_time: Set(now),
-                    delete_time: Set(None),
-                    ..Default::default()
-                };
-                set_profile(&mut active, profile);
-                let row = active.insert(tx).await?;
-                if !input.group_ids.is_empty() {
-                    group_member::Entity::insert_many(input.group_ids.iter().map(|group_id| {
-                        group_member::ActiveModel {
-                            tenant_id: Set(tenant.to_owned()),
-                            group_id: Set(group_id.clone()),
-                            customer_id: Set(id.clone()),
-                            relationship_id: Set(relationship_id.clone()),
-                            customer_active: Set(true),
-                            customer_create_time: Set(now),
-                        }
-                    }))
-                    .exec_without_returning(tx)
-                    .await?;
-                }
-                let origin = Origin {
-                    cause: Cause::Created,
-                    actor: ctx.actor.0.clone(),
-                    reason: input.reason.clone(),
-                };
-                let created = Move {
-                    customer_id: id.clone(),
-                    from: None,
-                    to: relationship_id,
-                    active: true,
-                };
-                changes::record(tx, tenant, &[created], &origin, now).await?;
-                let mut group_ids = input.group_ids.clone();
-                group_ids.sort();
-                let record = CustomerRecord { row, group_ids };
-                idempotency::remember(
-                    tx,
-                    tenant,
-                    "CreateCustomer",
-                    key.as_ref(),
-                    &id,
-                    &record,
-                    now,
-                )
-                .await?;
-                Ok(record)
-            })
-        })
-        .await
-    }
-
-    /// One customer, deleted or not.
+    /// One customer, deleted or not; from the record cache when it holds it.
     pub async fn get_customer(&self, ctx: &RequestContext, id: &str) -> AppResult<CustomerRecord> {
         let tenant = ctx.tenant.as_str();
+        if let Some(record) = self.records().get(tenant, id) {
+            return Ok(CustomerRecord::clone(&record));
+        }
+        let ticket = self.records().ticket(id);
         let row = resource::find::<customer::Entity>(self.db(), tenant, id).await?;
-        record_of(self.db(), tenant, row).await
+        let record = record_of(self.db(), tenant, row).await?;
+        self.records().fill(ticket, &record);
+        Ok(record)
+    }
+
+    /// The customers `ids` of the tenant that exist, in that order; from the
+    /// record cache where it holds them.
+    pub async fn customer_records(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> AppResult<Vec<CustomerRecord>> {
+        let mut found: HashMap<String, CustomerRecord> = HashMap::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for id in ids {
+            match self.records().get(tenant, id) {
+                Some(record) => {
+                    found.insert(id.clone(), CustomerRecord::clone(&record));
+                }
+                None => missing.push((id.clone(), self.records().ticket(id))),
+            }
+        }
+        if !missing.is_empty() {
+            let missing_ids: Vec<String> = missing.iter().map(|(id, _)| id.clone()).collect();
+            let rows = in_tenant::<customer::Entity>(tenant)
+                .filter(customer::Column::Id.is_in(missing_ids))
+                .all(self.db())
+                .await?;
+            let tickets: HashMap<String, _> = missing.into_iter().collect();
+            for record in with_groups(self.db(), tenant, rows).await? {
+                if let Some(ticket) = tickets.get(&record.row.id) {
+                    self.records().fill(*ticket, &record);
+                }
+                found.insert(record.row.id.clone(), record);
+            }
+        }
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
 
     /// Applies `patch`; a new relationship is recorded as a manual change.
@@ -359,7 +309,8 @@ impl Store {
         patch: &CustomerPatch,
     ) -> AppResult<CustomerRecord> {
         let now = self.now();
-        self.write(|tx| {
+        let (target, patch, ctx) = (target.clone(), patch.clone(), ctx.clone());
+        self.write(Touches::customer(&target.id), move |tx| {
             let (target, patch, ctx) = (target.clone(), patch.clone(), ctx.clone());
             Box::pin(async move {
                 let tenant = ctx.tenant.as_str();
@@ -428,6 +379,7 @@ impl Store {
                         from: Some(old_relationship),
                         to,
                         active: true,
+                        groups: None,
                     };
                     changes::record(tx, tenant, &[moved], &origin, now).await?;
                 }
@@ -463,7 +415,8 @@ impl Store {
         delete: bool,
     ) -> AppResult<CustomerRecord> {
         let now = self.now();
-        self.write(|tx| {
+        let (target, ctx) = (target.clone(), ctx.clone());
+        self.write(Touches::customer(&target.id), move |tx| {
             let (target, ctx) = (target.clone(), ctx.clone());
             Box::pin(async move {
                 let tenant = ctx.tenant.as_str();
@@ -512,12 +465,18 @@ impl Store {
         reason: &str,
     ) -> AppResult<(CustomerRecord, Option<relationship_change::Model>)> {
         let now = self.now();
-        self.write(|tx| {
+        let (target, ctx, relationship_id, reason) = (
+            target.clone(),
+            ctx.clone(),
+            relationship_id.to_owned(),
+            reason.to_owned(),
+        );
+        self.write(Touches::customer(&target.id), move |tx| {
             let (target, ctx, relationship_id, reason) = (
                 target.clone(),
                 ctx.clone(),
-                relationship_id.to_owned(),
-                reason.to_owned(),
+                relationship_id.clone(),
+                reason.clone(),
             );
             Box::pin(async move {
                 let tenant = ctx.tenant.as_str();
@@ -539,6 +498,7 @@ impl Store {
                         from: Some(row.relationship_id.clone()),
                         to,
                         active: true,
+                        groups: None,
                     };
                     changes::record(tx, tenant, &[moved], &origin, now)
                         .await?
@@ -561,12 +521,15 @@ impl Store {
         reason: &str,
     ) -> AppResult<Vec<relationship_change::Model>> {
         let now = self.now();
-        self.write(|tx| {
+        let (ctx, relationship_id, reason) =
+            (ctx.clone(), relationship_id.to_owned(), reason.to_owned());
+        let customer_ids = customer_ids.to_vec();
+        self.write(Touches::Customers(customer_ids.clone()), move |tx| {
             let (ctx, ids, relationship_id, reason) = (
                 ctx.clone(),
-                customer_ids.to_vec(),
-                relationship_id.to_owned(),
-                reason.to_owned(),
+                customer_ids.clone(),
+                relationship_id.clone(),
+                reason.clone(),
             );
             Box::pin(async move {
                 let tenant = ctx.tenant.as_str();
@@ -584,6 +547,7 @@ impl Store {
                             from: Some(row.relationship_id.clone()),
                             to: to.clone(),
                             active: true,
+                            groups: None,
                         });
                     }
                 }

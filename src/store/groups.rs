@@ -19,6 +19,7 @@ use super::{
     catalog::{self, CatalogActive},
     idempotency::{self, Claim},
     lock_scope,
+    record_cache::Touches,
     resource::{self, Revisable, in_tenant},
 };
 use crate::{
@@ -156,10 +157,13 @@ impl Store {
     ) -> AppResult<Model> {
         let now = self.now();
         let tenant = tenant.as_str();
-        self.write(|tx| {
+        let input = input.clone();
+        let key = key.cloned();
+        let tenant = tenant.to_owned();
+        self.write(Touches::Nothing, move |tx| {
             let input = input.clone();
-            let key = key.cloned();
-            let tenant = tenant.to_owned();
+            let key = key.clone();
+            let tenant = tenant.clone();
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
                 if let Claim::Replay(first) =
@@ -248,8 +252,9 @@ impl Store {
     ) -> AppResult<Model> {
         let now = self.now();
         let tenant = tenant.as_str();
-        self.write(|tx| {
-            let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
+        let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
+        self.write(Touches::Nothing, move |tx| {
+            let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
                 let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
@@ -304,8 +309,9 @@ impl Store {
     ) -> AppResult<(Model, Vec<String>)> {
         let now = self.now();
         let tenant = tenant.as_str();
-        self.write(|tx| {
-            let (target, tenant) = (target.clone(), tenant.to_owned());
+        let (target, tenant) = (target.clone(), tenant.to_owned());
+        self.write(Touches::Everything, move |tx| {
+            let (target, tenant) = (target.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
                 let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
@@ -340,8 +346,9 @@ impl Store {
     ) -> AppResult<(Model, Vec<String>)> {
         let now = self.now();
         let tenant = tenant.as_str();
-        self.write(|tx| {
-            let (target, tenant) = (target.clone(), tenant.to_owned());
+        let (target, tenant) = (target.clone(), tenant.to_owned());
+        self.write(Touches::Everything, move |tx| {
+            let (target, tenant) = (target.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
                 let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;

@@ -7,6 +7,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySele
 use super::{
     Store,
     customers::{ensure_group_assignable, lock_customers},
+    record_cache::Touches,
     resource,
 };
 use crate::{
@@ -24,12 +25,13 @@ impl Store {
         group_id: &str,
         customer_ids: &[String],
     ) -> AppResult<u64> {
-        self.write(|tx| {
-            let (tenant, group_id, ids) = (
-                ctx.tenant.as_str().to_owned(),
-                group_id.to_owned(),
-                customer_ids.to_vec(),
-            );
+        let (tenant, group_id, customer_ids) = (
+            ctx.tenant.as_str().to_owned(),
+            group_id.to_owned(),
+            customer_ids.to_vec(),
+        );
+        self.write(Touches::Customers(customer_ids.clone()), move |tx| {
+            let (tenant, group_id, ids) = (tenant.clone(), group_id.clone(), customer_ids.clone());
             Box::pin(async move {
                 ensure_group_assignable(tx, &tenant, &group_id).await?;
                 let customers = lock_customers(tx, &tenant, &ids).await?;
@@ -89,12 +91,13 @@ impl Store {
         group_id: &str,
         customer_ids: &[String],
     ) -> AppResult<u64> {
-        self.write(|tx| {
-            let (tenant, group_id, ids) = (
-                ctx.tenant.as_str().to_owned(),
-                group_id.to_owned(),
-                customer_ids.to_vec(),
-            );
+        let (tenant, group_id, customer_ids) = (
+            ctx.tenant.as_str().to_owned(),
+            group_id.to_owned(),
+            customer_ids.to_vec(),
+        );
+        self.write(Touches::Customers(customer_ids.clone()), move |tx| {
+            let (tenant, group_id, ids) = (tenant.clone(), group_id.clone(), customer_ids.clone());
             Box::pin(async move {
                 resource::find::<customer_group::Entity>(tx, &tenant, &group_id).await?;
                 lock_customers(tx, &tenant, &ids).await?;

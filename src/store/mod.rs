@@ -10,12 +10,15 @@
 
 pub mod catalog;
 pub mod contacts;
+pub mod customer_creates;
 pub mod customer_queries;
 pub mod customers;
 pub mod database;
 pub mod groups;
 pub mod idempotency;
+pub mod invalidation;
 pub mod memberships;
+pub mod record_cache;
 pub mod relationships;
 pub mod resource;
 pub mod sources;
@@ -34,10 +37,17 @@ use sea_orm::{
 };
 use tokio::sync::Mutex;
 
-use crate::{clock::SharedClock, config::SeedLocale, error::AppResult};
+use crate::{
+    clock::SharedClock,
+    config::SeedLocale,
+    error::{AppError, AppResult},
+};
+use record_cache::{RecordCache, Touches};
 
 /// How often a write that lost a race is tried in all.
 const MAX_WRITE_ATTEMPTS: u32 = 8;
+/// Customer records cached when no other size is configured.
+pub const DEFAULT_RECORD_CACHE: usize = 50_000;
 
 /// The database handle with the service's transaction rules.
 #[derive(Clone)]
@@ -49,19 +59,48 @@ pub struct Store {
     /// cheaper than spinning on the busy timeout.
     write_queue: Option<Arc<Mutex<()>>>,
     provisioned: Arc<RwLock<HashSet<String>>>,
+    records: RecordCache,
+    creates: customer_creates::CreateQueue,
 }
 
 impl Store {
-    /// Wraps a connected database.
+    /// Wraps a connected database, with a record cache of the default size.
+    /// On PostgreSQL the cache stays off until [`Store::keep_cache_coherent`]
+    /// listens for the other replicas' writes.
     pub fn new(db: DatabaseConnection, clock: SharedClock, seed_locale: SeedLocale) -> Self {
-        let write_queue = (db.get_database_backend() == DatabaseBackend::Sqlite)
-            .then(|| Arc::new(Mutex::new(())));
+        Self::with_record_cache(db, clock, seed_locale, DEFAULT_RECORD_CACHE)
+    }
+
+    /// Like [`Store::new`], caching at most about `records` customer records
+    /// (0: none).
+    pub fn with_record_cache(
+        db: DatabaseConnection,
+        clock: SharedClock,
+        seed_locale: SeedLocale,
+        records: usize,
+    ) -> Self {
+        let sqlite = db.get_database_backend() == DatabaseBackend::Sqlite;
         Self {
             db,
             clock,
             seed_locale,
-            write_queue,
+            write_queue: sqlite.then(|| Arc::new(Mutex::new(()))),
             provisioned: Arc::default(),
+            records: RecordCache::new(records, sqlite),
+            creates: Default::default(),
+        }
+    }
+
+    /// The customer-record cache.
+    pub fn records(&self) -> &RecordCache {
+        &self.records
+    }
+
+    /// Applies the other replicas' writes to the record cache, for as long
+    /// as the returned future runs (PostgreSQL; on SQLite it ends at once).
+    pub async fn keep_cache_coherent(&self) {
+        if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            invalidation::listen(self.db.clone(), self.records.clone()).await;
         }
     }
 
@@ -82,14 +121,36 @@ impl Store {
 
     /// Runs `op` in a write transaction, committing on `Ok` and rolling back on
     /// `Err`; retries the whole of it when it lost a race to another writer.
-    pub async fn write<T, F>(&self, op: F) -> AppResult<T>
+    /// `touches` names the customer records `op` may change: they leave the
+    /// record cache (this replica's at once, the others' on commit).
+    ///
+    /// The write runs in a task of its own, so it finishes (and its cache
+    /// entries are dropped) even when the caller goes away mid-way.
+    pub async fn write<T, F>(&self, touches: Touches, op: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> Fn(&'c DatabaseTransaction) -> BoxFuture<'c, AppResult<T>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let _invalidate = Invalidate(&store.records, &touches);
+            store.write_attempts(&touches, &op).await
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("a write failed: {e}")))?
+    }
+
+    async fn write_attempts<T, F>(&self, touches: &Touches, op: &F) -> AppResult<T>
     where
         T: Send,
         F: for<'c> Fn(&'c DatabaseTransaction) -> BoxFuture<'c, AppResult<T>> + Send + Sync,
     {
         let mut attempt = 1;
         loop {
-            let result = self.write_once(&op).await;
+            let result = self.write_once(touches, op).await;
             match result {
                 Err(err) if err.is_retryable() && attempt < MAX_WRITE_ATTEMPTS => {
                     tracing::debug!(attempt, error = %err, "retrying a write that lost a race");
@@ -101,7 +162,7 @@ impl Store {
         }
     }
 
-    async fn write_once<T, F>(&self, op: &F) -> AppResult<T>
+    async fn write_once<T, F>(&self, touches: &Touches, op: &F) -> AppResult<T>
     where
         T: Send,
         F: for<'c> Fn(&'c DatabaseTransaction) -> BoxFuture<'c, AppResult<T>> + Send + Sync,
@@ -117,7 +178,11 @@ impl Store {
                 ..Default::default()
             })
             .await?;
-        match op(&tx).await {
+        let result = match op(&tx).await {
+            Ok(value) => invalidation::announce(&tx, touches).await.map(|()| value),
+            Err(err) => Err(err),
+        };
+        match result {
             Ok(value) => {
                 tx.commit().await?;
                 Ok(value)
@@ -129,6 +194,16 @@ impl Store {
                 Err(err)
             }
         }
+    }
+}
+
+/// Drops a write's records from the cache when the write ends, however it
+/// ends (a panic included).
+struct Invalidate<'a>(&'a RecordCache, &'a Touches);
+
+impl Drop for Invalidate<'_> {
+    fn drop(&mut self) {
+        self.0.invalidate(self.1);
     }
 }
 

@@ -15,6 +15,7 @@ use super::{
     catalog::{self, CatalogActive},
     idempotency::{self, Claim},
     lock_scope,
+    record_cache::Touches,
     resource::{self, Revisable, in_tenant},
 };
 use crate::{
@@ -83,6 +84,7 @@ async fn reassign_holders(
             from: Some(from.to_owned()),
             to: to.to_owned(),
             active: delete_time.is_none(),
+            groups: None,
         })
         .collect();
     let origin = Origin {
@@ -254,8 +256,9 @@ impl Store {
     ) -> AppResult<Model> {
         let now = self.now();
         let tenant = tenant.as_str();
-        self.write(|tx| {
-            let (input, key, tenant) = (input.clone(), key.cloned(), tenant.to_owned());
+        let (input, key, tenant) = (input.clone(), key.cloned(), tenant.to_owned());
+        self.write(Touches::Nothing, move |tx| {
+            let (input, key, tenant) = (input.clone(), key.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
                 if let Claim::Replay(first) =
@@ -363,8 +366,9 @@ impl Store {
     ) -> AppResult<Model> {
         let now = self.now();
         let tenant = tenant.as_str();
-        self.write(|tx| {
-            let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
+        let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
+        self.write(Touches::Nothing, move |tx| {
+            let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
                 let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
@@ -428,8 +432,10 @@ impl Store {
         reassign_to: Option<&str>,
     ) -> AppResult<(Model, u64)> {
         let now = self.now();
-        self.write(|tx| {
-            let (target, reassign_to, ctx) = (target.clone(), reassign_to.map(str::to_owned), ctx.clone());
+        let (target, reassign_to, ctx) =
+            (target.clone(), reassign_to.map(str::to_owned), ctx.clone());
+        self.write(Touches::Everything, move |tx| {
+            let (target, reassign_to, ctx) = (target.clone(), reassign_to.clone(), ctx.clone());
             Box::pin(async move {
                 let tenant = ctx.tenant.as_str();
                 lock_scope(tx, tenant, SCOPE).await?;
@@ -474,8 +480,9 @@ impl Store {
     ) -> AppResult<Model> {
         let now = self.now();
         let tenant = tenant.as_str();
-        self.write(|tx| {
-            let (target, tenant) = (target.clone(), tenant.to_owned());
+        let (target, tenant) = (target.clone(), tenant.to_owned());
+        self.write(Touches::Nothing, move |tx| {
+            let (target, tenant) = (target.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
                 let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;

@@ -3,9 +3,10 @@
 //! etags, soft-delete checks, and keyset paging.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Value,
-    sea_query::SelectStatement,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
+    Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, Value,
+    sea_query::{Expr, SelectStatement},
 };
 
 use crate::{
@@ -240,9 +241,31 @@ pub async fn list_page_with_total<E: EntityTrait>(
 where
     E::Model: Sync,
 {
+    let rows_query = page_query(query.clone(), order, direction, page)?;
+    if let Some(statement) = &total {
+        // The page and its total in one statement: one snapshot, no
+        // transaction. An empty page says nothing about the total, so it
+        // takes the two-statement path below.
+        let statement = rows_query
+            .clone()
+            .expr_as(
+                Expr::SubQuery(None, Box::new(statement.clone().into())),
+                PAGE_TOTAL,
+            )
+            .build(db.get_database_backend());
+        let rows = db.query_all_raw(statement).await?;
+        if let Some(first) = rows.first() {
+            let total: Option<i64> = first.try_get("", PAGE_TOTAL)?;
+            let items = rows
+                .iter()
+                .map(|row| E::Model::from_query_result(row, ""))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(finish_page(items, total.unwrap_or(0), page, key));
+        }
+    }
     let tx = super::snapshot(db).await?;
     let total = match total {
-        None => query.clone().count(&tx).await?,
+        None => query.count(&tx).await?,
         Some(statement) => {
             let row = tx
                 .query_one_raw(tx.get_database_backend().build(&statement))
@@ -251,6 +274,22 @@ where
             n.unwrap_or(0).max(0) as u64
         }
     };
+    let items = rows_query.all(&tx).await?;
+    tx.commit().await?;
+    Ok(finish_page(items, total as i64, page, key))
+}
+
+/// The column carrying a page's total.
+const PAGE_TOTAL: &str = "page_total";
+
+/// `query` ordered by the two columns of `order` in `direction`, after the
+/// request's cursor, one row longer than the page (to tell if more follow).
+fn page_query<E: EntityTrait>(
+    query: Select<E>,
+    order: [(E::Column, CursorKind); 2],
+    direction: Order,
+    page: &PageRequest,
+) -> AppResult<Select<E>> {
     let [(first, first_kind), (second, second_kind)] = order;
     let mut rows_query = query
         .order_by(first, direction.clone())
@@ -267,15 +306,27 @@ where
         };
         rows_query = rows_query.filter(after);
     }
-    let mut items = rows_query.limit(page.size + 1).all(&tx).await?;
-    tx.commit().await?;
+    Ok(rows_query.limit(page.size + 1))
+}
+
+/// Cuts the extra row off and makes the next cursor from the last row.
+fn finish_page<M>(
+    mut items: Vec<M>,
+    total: i64,
+    page: &PageRequest,
+    key: impl Fn(&M) -> Cursor,
+) -> Page<M> {
     let next = if items.len() as u64 > page.size {
         items.truncate(page.size as usize);
         items.last().map(&key)
     } else {
         None
     };
-    Ok(Page { items, next, total })
+    Page {
+        items,
+        next,
+        total: total.max(0) as u64,
+    }
 }
 
 fn cursor_pair(cursor: &Cursor, kinds: [CursorKind; 2]) -> AppResult<[Value; 2]> {

@@ -7,6 +7,7 @@ use super::{
     catalog::{self, CatalogActive},
     idempotency::{self, Claim},
     lock_scope,
+    record_cache::Touches,
     resource::{self, Revisable, in_tenant},
 };
 use crate::{
@@ -34,8 +35,9 @@ impl Store {
     ) -> AppResult<Model> {
         let now = self.now();
         let tenant = tenant.as_str();
-        self.write(|tx| {
-            let (entry, key, tenant) = (entry.clone(), key.cloned(), tenant.to_owned());
+        let (entry, key, tenant) = (entry.clone(), key.cloned(), tenant.to_owned());
+        self.write(Touches::Nothing, move |tx| {
+            let (entry, key, tenant) = (entry.clone(), key.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
                 if let Claim::Replay(first) =
@@ -111,8 +113,9 @@ impl Store {
     ) -> AppResult<Model> {
         let now = self.now();
         let tenant = tenant.as_str();
-        self.write(|tx| {
-            let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
+        let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
+        self.write(Touches::Nothing, move |tx| {
+            let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
                 let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
@@ -146,8 +149,9 @@ impl Store {
     ) -> AppResult<Model> {
         let now = self.now();
         let tenant = tenant.as_str();
-        self.write(|tx| {
-            let (target, tenant) = (target.clone(), tenant.to_owned());
+        let (target, tenant) = (target.clone(), tenant.to_owned());
+        self.write(Touches::Nothing, move |tx| {
+            let (target, tenant) = (target.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
                 let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;

@@ -6,6 +6,7 @@ mod helpers;
 
 mod customers;
 mod groups;
+mod record_cache;
 mod relationships;
 mod server;
 mod sources;

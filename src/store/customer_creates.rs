@@ -1,0 +1,569 @@
+//! Creating customers: concurrent CreateCustomer calls queue up and are
+//! committed together, a batch per transaction.
+//!
+//! A create costs a dozen statements (the catalog checks, the duplicate
+//! check, the row, its memberships, the counters, the change log); run one
+//! by one, the database's per-statement overhead caps creates at a few
+//! hundred per second, since writers take turns. A batch runs the same
+//! dozen statements once for all its creates, each reading or writing many
+//! rows. The result is exactly that of running the batch's creates one after
+//! the other in queue order: each is checked against the database *and* the
+//! creates before it in the batch (a second customer with the same phone is
+//! ALREADY_EXISTS naming the first), a create that fails its checks gets its
+//! own error and the others still commit, and each gets its own log entry
+//! with its own actor and reason. Should the transaction itself fail, each
+//! create is retried alone, so one create never fails another.
+//!
+//! When calls arrive one at a time, a batch holds one create and nothing
+//! waits: the queue only fills while a batch is being committed.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, OnceLock},
+};
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    TryIntoModel, sea_query::Expr,
+};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{
+    Store,
+    customers::{CustomerRecord, check_assignable_relationship, contact_point_taken, set_profile},
+    idempotency::{self, Claim},
+    record_cache::Touches,
+    resource::{self, in_tenant},
+};
+use crate::{
+    changes::{self, Move, Origin},
+    domain::{
+        catalog::IdempotencyKey, change::Cause, customer::NewCustomer, ids, tenant::RequestContext,
+    },
+    entity::{customer, customer_group, customer_source, group_member, relationship},
+    error::{AppError, AppResult},
+};
+
+/// Most creates committed in one transaction.
+const MAX_BATCH: usize = 64;
+/// Batches committed at once: SQLite has one writer; PostgreSQL can
+/// commit other tenants' batches meanwhile.
+const SQLITE_BATCHES_AT_ONCE: usize = 1;
+const POSTGRES_BATCHES_AT_ONCE: usize = 4;
+
+/// One queued CreateCustomer.
+#[derive(Debug, Clone)]
+struct Create {
+    ctx: RequestContext,
+    input: NewCustomer,
+    key: Option<IdempotencyKey>,
+}
+
+struct Queued {
+    create: Create,
+    reply: oneshot::Sender<AppResult<CustomerRecord>>,
+}
+
+/// The queue of creates waiting for their batch; started on first use.
+#[derive(Clone, Default)]
+pub struct CreateQueue {
+    sender: Arc<OnceLock<mpsc::UnboundedSender<Queued>>>,
+}
+
+impl Store {
+    /// Creates a customer in its initial relationship, recording the change.
+    pub async fn create_customer(
+        &self,
+        ctx: &RequestContext,
+        input: &NewCustomer,
+        key: Option<&IdempotencyKey>,
+    ) -> AppResult<CustomerRecord> {
+        let (reply, answer) = oneshot::channel();
+        let queued = Queued {
+            create: Create {
+                ctx: ctx.clone(),
+                input: input.clone(),
+                key: key.cloned(),
+            },
+            reply,
+        };
+        self.create_queue()
+            .send(queued)
+            .map_err(|_| AppError::Unavailable("the service is shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| AppError::Unavailable("the service is shutting down".into()))?
+    }
+
+    fn create_queue(&self) -> &mpsc::UnboundedSender<Queued> {
+        self.creates.sender.get_or_init(|| {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            tokio::spawn(drain(self.clone(), receiver));
+            sender
+        })
+    }
+
+    /// Commits `batch` and answers each create; retries each alone when the
+    /// batch as a whole failed.
+    async fn commit_batch(&self, batch: Vec<Queued>) {
+        let (batch, repeats) = split_repeated_keys(batch);
+        let creates: Vec<Create> = batch.iter().map(|q| q.create.clone()).collect();
+        let now = self.now();
+        let outcome = {
+            let creates = creates.clone();
+            self.write(Touches::Nothing, move |tx| {
+                let creates = creates.clone();
+                Box::pin(async move { create_all(tx, &creates, now).await })
+            })
+            .await
+        };
+        let results = match outcome {
+            Ok(results) => results,
+            Err(err) if creates.len() == 1 => vec![Err(err)],
+            Err(err) => {
+                tracing::debug!(error = %err, size = creates.len(), "a batch of creates failed; creating one by one");
+                let mut results = Vec::with_capacity(creates.len());
+                for create in creates {
+                    results.push(self.create_alone(create).await);
+                }
+                results
+            }
+        };
+        for (queued, result) in batch.into_iter().zip(results) {
+            // A caller that went away does not undo its create.
+            let _ = queued.reply.send(result);
+        }
+        if !repeats.is_empty() {
+            // They find the first use of their request id committed now.
+            Box::pin(self.commit_batch(repeats)).await;
+        }
+    }
+
+    async fn create_alone(&self, create: Create) -> AppResult<CustomerRecord> {
+        let now = self.now();
+        self.write(Touches::Nothing, move |tx| {
+            let creates = [create.clone()];
+            Box::pin(async move {
+                create_all(tx, &creates, now)
+                    .await?
+                    .pop()
+                    .unwrap_or_else(|| Err(AppError::Internal("a create went missing".into())))
+            })
+        })
+        .await
+    }
+}
+
+/// Splits off the creates whose tenant and request id an earlier create of
+/// the batch has: they must see that one's result, so they go in a later
+/// batch.
+fn split_repeated_keys(batch: Vec<Queued>) -> (Vec<Queued>, Vec<Queued>) {
+    let mut seen = HashSet::new();
+    batch.into_iter().partition(|q| match &q.create.key {
+        Some(key) => seen.insert((q.create.ctx.tenant.clone(), key.request_id.clone())),
+        None => true,
+    })
+}
+
+/// Creates `creates` in the transaction `tx`, as if one after the other;
+/// returns each one's result in order. `Err` only when the transaction
+/// failed.
+async fn create_all(
+    tx: &impl ConnectionTrait,
+    creates: &[Create],
+    now: i64,
+) -> AppResult<Vec<AppResult<CustomerRecord>>> {
+    let mut results: Vec<Option<AppResult<CustomerRecord>>> =
+        creates.iter().map(|_| None).collect();
+    let mut by_tenant: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (index, create) in creates.iter().enumerate() {
+        by_tenant
+            .entry(create.ctx.tenant.as_str())
+            .or_default()
+            .push(index);
+    }
+    for (tenant, indexes) in by_tenant {
+        let batch: Vec<&Create> = indexes.iter().map(|&i| &creates[i]).collect();
+        for (index, result) in indexes
+            .into_iter()
+            .zip(create_in_tenant(tx, tenant, &batch, now).await?)
+        {
+            results[index] = Some(result);
+        }
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(AppError::Internal("a create went missing".into()))))
+        .collect())
+}
+
+/// What a create that passed its checks will write.
+struct Accepted {
+    index: usize,
+    id: String,
+    relationship_id: String,
+}
+
+async fn create_in_tenant(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    creates: &[&Create],
+    now: i64,
+) -> AppResult<Vec<AppResult<CustomerRecord>>> {
+    let mut results: Vec<Option<AppResult<CustomerRecord>>> =
+        creates.iter().map(|_| None).collect();
+
+    // Request ids: a repeat answers with the first result.
+    for (index, create) in creates.iter().enumerate() {
+        match idempotency::claim(tx, tenant, OPERATION, create.key.as_ref(), now).await {
+            Ok(Claim::Fresh) => {}
+            Ok(Claim::Replay(first)) => results[index] = Some(idempotency::first_result(&first)),
+            Err(err @ AppError::InvalidArgument(_)) => results[index] = Some(Err(err)),
+            Err(err) => return Err(err),
+        }
+    }
+
+    let catalog = Catalog::load(tx, tenant, creates, &results).await?;
+    let mut accepted: Vec<Accepted> = Vec::new();
+    for (index, create) in creates.iter().enumerate() {
+        if results[index].is_some() {
+            continue;
+        }
+        match catalog.check(create) {
+            Ok(relationship_id) => accepted.push(Accepted {
+                index,
+                id: ids::new_id(),
+                relationship_id,
+            }),
+            Err(err) => results[index] = Some(Err(err)),
+        }
+    }
+
+    // Phones and emails: free in the database and among the creates before.
+    let profiles = |accepted: &[Accepted]| -> Vec<(usize, String, String)> {
+        accepted
+            .iter()
+            .map(|a| {
+                let p = &creates[a.index].input.profile;
+                (a.index, p.phone.clone(), p.email.clone())
+            })
+            .collect()
+    };
+    let mut phones = taken(
+        tx,
+        tenant,
+        customer::Column::Phone,
+        "phone <> ''",
+        profiles(&accepted).iter().map(|p| p.1.clone()),
+    )
+    .await?;
+    let mut emails = taken(
+        tx,
+        tenant,
+        customer::Column::Email,
+        "email <> ''",
+        profiles(&accepted).iter().map(|p| p.2.clone()),
+    )
+    .await?;
+    accepted.retain(|a| {
+        let profile = &creates[a.index].input.profile;
+        let clash = [
+            ("phone", &profile.phone, &phones),
+            ("email", &profile.email, &emails),
+        ]
+        .into_iter()
+        .find_map(|(what, value, taken)| {
+            taken
+                .get(value.as_str())
+                .map(|existing| contact_point_taken(existing, what, value))
+        });
+        match clash {
+            Some(err) => {
+                results[a.index] = Some(Err(err));
+                false
+            }
+            None => {
+                for (value, taken) in [(&profile.phone, &mut phones), (&profile.email, &mut emails)]
+                {
+                    if !value.is_empty() {
+                        taken.insert(value.clone(), a.id.clone());
+                    }
+                }
+                true
+            }
+        }
+    });
+
+    if !accepted.is_empty() {
+        let records = write_accepted(tx, tenant, creates, &accepted, now).await?;
+        for (a, record) in accepted.iter().zip(records) {
+            let key = creates[a.index].key.as_ref();
+            idempotency::remember(tx, tenant, OPERATION, key, &a.id, &record, now).await?;
+            results[a.index] = Some(Ok(record));
+        }
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(AppError::Internal("a create went missing".into()))))
+        .collect())
+}
+
+/// The operation name request ids are kept under.
+const OPERATION: &str = "CreateCustomer";
+
+/// Which of `values` (empty ones skipped) active customers of the tenant
+/// have in `column`, and who has them. `indexed` repeats the partial unique
+/// index's predicate, so the planners use it.
+async fn taken(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    column: customer::Column,
+    indexed: &'static str,
+    values: impl Iterator<Item = String>,
+) -> AppResult<HashMap<String, String>> {
+    let values: Vec<String> = values
+        .filter(|v| !v.is_empty())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if values.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(String, String)> = in_tenant::<customer::Entity>(tenant)
+        .filter(column.is_in(values))
+        .filter(Expr::cust(indexed))
+        .filter(customer::Column::DeleteTime.is_null())
+        .select_only()
+        .column(column)
+        .column(customer::Column::Id)
+        .into_tuple()
+        .all(tx)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Inserts the accepted customers, their memberships and their log entries.
+async fn write_accepted(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    creates: &[&Create],
+    accepted: &[Accepted],
+    now: i64,
+) -> AppResult<Vec<CustomerRecord>> {
+    let mut rows = Vec::with_capacity(accepted.len());
+    for a in accepted {
+        let mut active = customer::ActiveModel {
+            id: Set(a.id.clone()),
+            tenant_id: Set(tenant.to_owned()),
+            relationship_id: Set(a.relationship_id.clone()),
+            last_contact_time: Set(None),
+            activity_time: Set(now),
+            revision: Set(1),
+            create_time: Set(now),
+            update_time: Set(now),
+            delete_time: Set(None),
+            ..Default::default()
+        };
+        set_profile(&mut active, &creates[a.index].input.profile);
+        rows.push(active.try_into_model()?);
+    }
+    customer::Entity::insert_many(rows.iter().cloned().map(customer::ActiveModel::from))
+        .exec_without_returning(tx)
+        .await?;
+
+    let memberships: Vec<group_member::ActiveModel> = accepted
+        .iter()
+        .flat_map(|a| {
+            creates[a.index]
+                .input
+                .group_ids
+                .iter()
+                .map(|group_id| group_member::ActiveModel {
+                    tenant_id: Set(tenant.to_owned()),
+                    group_id: Set(group_id.clone()),
+                    customer_id: Set(a.id.clone()),
+                    relationship_id: Set(a.relationship_id.clone()),
+                    customer_active: Set(true),
+                    customer_create_time: Set(now),
+                })
+        })
+        .collect();
+    if !memberships.is_empty() {
+        group_member::Entity::insert_many(memberships)
+            .exec_without_returning(tx)
+            .await?;
+    }
+
+    let origins: Vec<Origin> = accepted
+        .iter()
+        .map(|a| {
+            let create = creates[a.index];
+            Origin {
+                cause: Cause::Created,
+                actor: create.ctx.actor.0.clone(),
+                reason: create.input.reason.clone(),
+            }
+        })
+        .collect();
+    let moves: Vec<Move> = accepted
+        .iter()
+        .map(|a| Move {
+            customer_id: a.id.clone(),
+            from: None,
+            to: a.relationship_id.clone(),
+            active: true,
+            groups: Some(creates[a.index].input.group_ids.clone()),
+        })
+        .collect();
+    changes::record_each(tx, tenant, &moves, &origins.iter().collect::<Vec<_>>(), now).await?;
+
+    Ok(accepted
+        .iter()
+        .zip(rows)
+        .map(|(a, row)| {
+            let mut group_ids = creates[a.index].input.group_ids.clone();
+            group_ids.sort();
+            CustomerRecord { row, group_ids }
+        })
+        .collect())
+}
+
+/// The relationships, sources and groups a set of creates names, read in
+/// one statement each.
+struct Catalog {
+    relationships: HashMap<String, relationship::Model>,
+    default_relationship: Option<String>,
+    sources: HashMap<String, customer_source::Model>,
+    groups: HashMap<String, customer_group::Model>,
+}
+
+impl Catalog {
+    async fn load(
+        tx: &impl ConnectionTrait,
+        tenant: &str,
+        creates: &[&Create],
+        decided: &[Option<AppResult<CustomerRecord>>],
+    ) -> AppResult<Self> {
+        let pending = || {
+            creates
+                .iter()
+                .zip(decided)
+                .filter(|(_, d)| d.is_none())
+                .map(|(c, _)| &c.input)
+        };
+        let named_relationships: HashSet<String> = pending()
+            .filter_map(|i| i.relationship_id.clone())
+            .collect();
+        let relationships: Vec<relationship::Model> = in_tenant::<relationship::Entity>(tenant)
+            .filter(
+                sea_orm::Condition::any()
+                    .add(relationship::Column::IsDefault.eq(true))
+                    .add(relationship::Column::Id.is_in(named_relationships)),
+            )
+            .all(tx)
+            .await?;
+        let default_relationship = relationships
+            .iter()
+            .find(|r| r.is_default)
+            .map(|r| r.id.clone());
+        let source_ids: HashSet<String> = pending()
+            .filter_map(|i| i.profile.source_id.clone())
+            .collect();
+        let group_ids: HashSet<String> = pending().flat_map(|i| i.group_ids.clone()).collect();
+        Ok(Self {
+            relationships: by_id(relationships, |r| &r.id),
+            default_relationship,
+            sources: by_id(
+                find_all::<customer_source::Entity>(tx, tenant, source_ids).await?,
+                |s| &s.id,
+            ),
+            groups: by_id(
+                find_all::<customer_group::Entity>(tx, tenant, group_ids).await?,
+                |g| &g.id,
+            ),
+        })
+    }
+
+    /// The create's checks, in the order a lone create runs them; returns
+    /// the relationship it starts in.
+    fn check(&self, create: &Create) -> AppResult<String> {
+        let input = &create.input;
+        let relationship_id = match &input.relationship_id {
+            Some(id) => {
+                let row = self
+                    .relationships
+                    .get(id)
+                    .ok_or_else(|| AppError::not_found("relationship", id.clone()))?;
+                check_assignable_relationship(row)?;
+                row.id.clone()
+            }
+            None => self.default_relationship.clone().ok_or_else(|| {
+                AppError::Internal(format!(
+                    "tenant {} has no default relationship",
+                    create.ctx.tenant.as_str()
+                ))
+            })?,
+        };
+        if let Some(id) = &input.profile.source_id {
+            let source = self
+                .sources
+                .get(id)
+                .ok_or_else(|| AppError::not_found("source", id.clone()))?;
+            resource::ensure_active::<customer_source::Entity>(source, "assigning it")?;
+        }
+        for id in &input.group_ids {
+            let group = self
+                .groups
+                .get(id)
+                .ok_or_else(|| AppError::not_found("group", id.clone()))?;
+            resource::ensure_active::<customer_group::Entity>(group, "adding customers to it")?;
+        }
+        Ok(relationship_id)
+    }
+}
+
+/// The rows `ids` of the tenant that exist, deleted or not.
+async fn find_all<E: resource::Resource>(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    ids: HashSet<String>,
+) -> AppResult<Vec<E::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(in_tenant::<E>(tenant)
+        .filter(E::id_col().is_in(ids))
+        .all(tx)
+        .await?)
+}
+
+fn by_id<M>(rows: Vec<M>, id: impl Fn(&M) -> &String) -> HashMap<String, M> {
+    rows.into_iter().map(|r| (id(&r).clone(), r)).collect()
+}
+
+/// Takes batches off the queue for as long as the store lives.
+async fn drain(store: Store, mut receiver: mpsc::UnboundedReceiver<Queued>) {
+    let at_once = if store.write_queue.is_some() {
+        SQLITE_BATCHES_AT_ONCE
+    } else {
+        POSTGRES_BATCHES_AT_ONCE
+    };
+    let slots = Arc::new(Semaphore::new(at_once));
+    while let Some(first) = receiver.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            store.commit_batch(batch).await;
+            drop(slot);
+        });
+    }
+}

@@ -1,0 +1,284 @@
+//! The customer-record cache: recently read customers (row and active group
+//! ids), so the most frequent call, reading one customer, costs no database
+//! statement when the customer was read or written lately.
+//!
+//! # Why it never serves a stale record
+//!
+//! * Every write says which customers it may change ([`Touches`]); after its
+//!   transaction ends, [`Store::write`](super::Store::write) drops those
+//!   entries (or the whole cache, for writes such as deleting a group that
+//!   change many records at once). Writes run to completion in a task of
+//!   their own, so a caller that goes away cannot skip the invalidation.
+//! * A reader that misses takes a [`Ticket`] *before* it reads the database
+//!   and may only fill the entry if no invalidation reached the entry's shard
+//!   since. A record read before a commit can therefore not be stored after
+//!   that commit's invalidation: either the fill comes first and the
+//!   invalidation removes it, or the invalidation comes first and the fill is
+//!   refused.
+//! * With several replicas on PostgreSQL, every write also sends its
+//!   invalidation with `pg_notify` inside its transaction (delivered at
+//!   commit) and each replica applies the others' (see `invalidation`). While
+//!   a replica is not listening, its cache is switched off.
+//!
+//! On SQLite the service is the database file's only writer.
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use super::customers::CustomerRecord;
+
+/// Shards, so readers and writers of different customers rarely contend.
+const SHARDS: usize = 32;
+
+/// Which customer records a write may change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touches {
+    /// None that anyone could have read (catalog writes, new customers).
+    Nothing,
+    /// These customers.
+    Customers(Vec<String>),
+    /// Possibly any (e.g. a group's deletion changes its members' groups).
+    Everything,
+}
+
+impl Touches {
+    /// One customer.
+    pub fn customer(id: &str) -> Self {
+        Self::Customers(vec![id.to_owned()])
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    records: HashMap<String, Arc<CustomerRecord>>,
+    /// Bumped by every invalidation that reaches the shard.
+    epoch: u64,
+}
+
+/// Permission to fill one entry, taken before reading the database.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    shard: usize,
+    epoch: u64,
+}
+
+/// The cache; cheap to clone (shared).
+#[derive(Clone)]
+pub struct RecordCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shards: Vec<Mutex<Shard>>,
+    per_shard: usize,
+    hasher: RandomState,
+    /// False while the cache may have missed an invalidation (a replica not
+    /// listening) or when it is configured off.
+    enabled: AtomicBool,
+}
+
+impl RecordCache {
+    /// A cache of at most about `capacity` records (0 switches it off),
+    /// enabled when `enabled`.
+    pub fn new(capacity: usize, enabled: bool) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+                per_shard: capacity.div_ceil(SHARDS),
+                hasher: RandomState::new(),
+                enabled: AtomicBool::new(enabled && capacity > 0),
+            }),
+        }
+    }
+
+    fn shard_of(&self, id: &str) -> usize {
+        (self.inner.hasher.hash_one(id) as usize) % SHARDS
+    }
+
+    fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Shard> {
+        self.inner.shards[shard]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn enabled(&self) -> bool {
+        self.inner.per_shard > 0 && self.inner.enabled.load(Ordering::Acquire)
+    }
+
+    /// The cached record of customer `id` of `tenant`.
+    pub fn get(&self, tenant: &str, id: &str) -> Option<Arc<CustomerRecord>> {
+        if !self.enabled() {
+            return None;
+        }
+        let shard = self.lock(self.shard_of(id));
+        shard
+            .records
+            .get(id)
+            .filter(|r| r.row.tenant_id == tenant)
+            .cloned()
+    }
+
+    /// Takes the ticket for filling `id` later.
+    pub fn ticket(&self, id: &str) -> Ticket {
+        let shard = self.shard_of(id);
+        Ticket {
+            shard,
+            epoch: self.lock(shard).epoch,
+        }
+    }
+
+    /// Stores `record`, read from the database after `ticket` was taken,
+    /// unless an invalidation reached its shard in between.
+    pub fn fill(&self, ticket: Ticket, record: &CustomerRecord) {
+        if !self.enabled() {
+            return;
+        }
+        let mut shard = self.lock(ticket.shard);
+        if shard.epoch != ticket.epoch {
+            return;
+        }
+        if shard.records.len() >= self.inner.per_shard
+            && !shard.records.contains_key(&record.row.id)
+        {
+            // Make room by dropping an arbitrary entry: cheap, and good enough
+            // for a cache whose hits come from a working set.
+            if let Some(victim) = shard.records.keys().next().cloned() {
+                shard.records.remove(&victim);
+            }
+        }
+        shard
+            .records
+            .insert(record.row.id.clone(), Arc::new(record.clone()));
+    }
+
+    /// Drops what `touches` names.
+    pub fn invalidate(&self, touches: &Touches) {
+        match touches {
+            Touches::Nothing => {}
+            Touches::Customers(ids) => {
+                for id in ids {
+                    let mut shard = self.lock(self.shard_of(id));
+                    shard.records.remove(id);
+                    shard.epoch += 1;
+                }
+            }
+            Touches::Everything => self.clear(),
+        }
+    }
+
+    /// Drops every entry and refuses fills of reads begun before.
+    pub fn clear(&self) {
+        for shard in 0..SHARDS {
+            let mut shard = self.lock(shard);
+            shard.records.clear();
+            shard.epoch += 1;
+        }
+    }
+
+    /// Switches the cache on or off; either way it starts empty.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.inner.enabled.store(false, Ordering::Release);
+        self.clear();
+        self.inner.enabled.store(enabled, Ordering::Release);
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        (0..SHARDS).map(|s| self.lock(s).records.len()).sum()
+    }
+
+    /// Whether no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entity::customer;
+
+    fn record(tenant: &str, id: &str, revision: i64) -> CustomerRecord {
+        CustomerRecord {
+            row: customer::Model {
+                id: id.to_owned(),
+                tenant_id: tenant.to_owned(),
+                name: "An".into(),
+                sort_key: "an".into(),
+                search_text: "an".into(),
+                phone: String::new(),
+                email: String::new(),
+                owner_id: String::new(),
+                source_id: None,
+                relationship_id: "r".into(),
+                province: String::new(),
+                company: String::new(),
+                revenue: 0,
+                attributes: "{}".into(),
+                last_contact_time: None,
+                activity_time: 0,
+                profile_completion: 0,
+                revision,
+                create_time: 0,
+                update_time: 0,
+                delete_time: None,
+            },
+            group_ids: vec![],
+        }
+    }
+
+    #[test]
+    fn fills_hit_only_their_tenant() {
+        let cache = RecordCache::new(100, true);
+        cache.fill(cache.ticket("c1"), &record("t1", "c1", 1));
+        assert_eq!(cache.get("t1", "c1").unwrap().row.revision, 1);
+        assert!(cache.get("t2", "c1").is_none());
+    }
+
+    #[test]
+    fn a_fill_read_before_an_invalidation_is_refused() {
+        let cache = RecordCache::new(100, true);
+        let ticket = cache.ticket("c1");
+        cache.invalidate(&Touches::customer("c1"));
+        cache.fill(ticket, &record("t1", "c1", 1));
+        assert!(cache.get("t1", "c1").is_none());
+        let ticket = cache.ticket("c1");
+        cache.invalidate(&Touches::Everything);
+        cache.fill(ticket, &record("t1", "c1", 1));
+        assert!(cache.get("t1", "c1").is_none());
+    }
+
+    #[test]
+    fn invalidation_drops_the_entry() {
+        let cache = RecordCache::new(100, true);
+        cache.fill(cache.ticket("c1"), &record("t1", "c1", 1));
+        cache.fill(cache.ticket("c2"), &record("t1", "c2", 1));
+        cache.invalidate(&Touches::customer("c1"));
+        assert!(cache.get("t1", "c1").is_none());
+        assert!(cache.get("t1", "c2").is_some());
+        cache.invalidate(&Touches::Everything);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn stays_within_capacity_and_off_when_disabled() {
+        let cache = RecordCache::new(SHARDS, true);
+        for i in 0..1000 {
+            let id = format!("c{i}");
+            cache.fill(cache.ticket(&id), &record("t", &id, 1));
+        }
+        assert!(cache.len() <= SHARDS);
+        cache.set_enabled(false);
+        cache.fill(cache.ticket("c1"), &record("t", "c1", 1));
+        assert!(cache.get("t", "c1").is_none());
+        let off = RecordCache::new(0, true);
+        off.fill(off.ticket("c1"), &record("t", "c1", 1));
+        assert!(off.get("t", "c1").is_none());
+    }
+}

@@ -1,0 +1,567 @@
+//! The customer-record cache never serves a stale record.
+//!
+//! GetCustomer and the single-group ListCustomers path (`group_id` set, no
+//! subgroups, default order) read customer records from an in-process cache.
+//! Each test here first reads a customer (filling the cache), then changes it
+//! through the API with one kind of write (update, relationship change,
+//! membership, group delete/restore, contact, relationship delete with
+//! reassignment, customer delete/restore) and checks that the next reads show
+//! the new state. It also checks that a cached record is never served to
+//! another tenant, that a write under concurrent reads leaves the last written
+//! state in the cache, and, on PostgreSQL, that a write through one server
+//! reaches the cache of another server on the same database.
+
+use std::{
+    collections::BTreeSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use crm_classify::pb::{
+    AddCustomersToGroupRequest, BatchChangeRelationshipRequest, ChangeRelationshipRequest,
+    ContactChannel, CreateCustomerRequest, CreateGroupRequest, Customer, DeleteCustomerRequest,
+    DeleteGroupRequest, DeleteRelationshipRequest, GetCustomerRequest, Group, ListCustomersRequest,
+    ListRelationshipsRequest, RecordContactRequest, Relationship, RemoveCustomersFromGroupRequest,
+    RestoreCustomerRequest, RestoreGroupRequest, UpdateCustomerRequest,
+    customer_service_client::CustomerServiceClient,
+};
+use prost_types::FieldMask;
+use tonic::Code;
+
+use crate::helpers::{Backend, Svc, TestApp, expect_code, new_tenant, postgres_database_url};
+use crate::on_both_databases;
+
+type Customers = CustomerServiceClient<Svc>;
+
+fn named(name: &str) -> Customer {
+    Customer {
+        name: name.to_owned(),
+        ..Default::default()
+    }
+}
+
+fn in_groups(name: &str, groups: &[&Group]) -> Customer {
+    Customer {
+        group_ids: groups.iter().map(|g| g.id.clone()).collect(),
+        ..named(name)
+    }
+}
+
+async fn create(client: &mut Customers, customer: Customer) -> Customer {
+    client
+        .create_customer(CreateCustomerRequest {
+            customer: Some(customer),
+            request_id: String::new(),
+            reason: String::new(),
+        })
+        .await
+        .expect("create customer")
+        .into_inner()
+        .customer
+        .expect("customer")
+}
+
+async fn get(client: &mut Customers, id: &str) -> Customer {
+    client
+        .get_customer(GetCustomerRequest { id: id.to_owned() })
+        .await
+        .expect("get customer")
+        .into_inner()
+        .customer
+        .expect("customer")
+}
+
+async fn change(client: &mut Customers, customer_id: &str, relationship_id: &str) -> Customer {
+    client
+        .change_relationship(ChangeRelationshipRequest {
+            customer_id: customer_id.to_owned(),
+            relationship_id: relationship_id.to_owned(),
+            reason: String::new(),
+            etag: String::new(),
+        })
+        .await
+        .expect("change relationship")
+        .into_inner()
+        .customer
+        .expect("customer")
+}
+
+async fn rename(client: &mut Customers, id: &str, name: &str) -> Customer {
+    client
+        .update_customer(UpdateCustomerRequest {
+            customer: Some(Customer {
+                id: id.to_owned(),
+                ..named(name)
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["name".into()],
+            }),
+            reason: String::new(),
+        })
+        .await
+        .expect("update customer")
+        .into_inner()
+        .customer
+        .expect("customer")
+}
+
+/// The tenant's relationships, in position order.
+async fn relationships(app: &TestApp) -> Vec<Relationship> {
+    app.relationships()
+        .list_relationships(ListRelationshipsRequest::default())
+        .await
+        .expect("list relationships")
+        .into_inner()
+        .relationships
+}
+
+fn rel(list: &[Relationship], code: &str) -> String {
+    list.iter()
+        .find(|r| r.code == code)
+        .unwrap_or_else(|| panic!("no relationship {code}"))
+        .id
+        .clone()
+}
+
+async fn new_group(app: &TestApp, name: &str) -> Group {
+    app.groups()
+        .create_group(CreateGroupRequest {
+            group: Some(Group {
+                name: name.to_owned(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("create group")
+        .into_inner()
+        .group
+        .expect("group")
+}
+
+/// The customers of exactly one group (no subgroups, default order), only
+/// those holding `relationship_id` when it is not empty: the list path that
+/// reads from the record cache.
+async fn group_list(
+    client: &mut Customers,
+    group_id: &str,
+    relationship_id: &str,
+) -> Vec<Customer> {
+    client
+        .list_customers(ListCustomersRequest {
+            group_id: group_id.to_owned(),
+            include_subgroups: false,
+            relationship_id: relationship_id.to_owned(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("list customers of a group")
+        .into_inner()
+        .customers
+}
+
+/// Customer `id` as the single-group list of `group_id` shows it, if it does.
+async fn listed_in(client: &mut Customers, group_id: &str, id: &str) -> Option<Customer> {
+    group_list(client, group_id, "")
+        .await
+        .into_iter()
+        .find(|c| c.id == id)
+}
+
+fn group_set(customer: &Customer) -> BTreeSet<String> {
+    customer.group_ids.iter().cloned().collect()
+}
+
+fn set_of(groups: &[&Group]) -> BTreeSet<String> {
+    groups.iter().map(|g| g.id.clone()).collect()
+}
+
+/// Polls GetCustomer through `client` every 20 ms for at most 5 s until
+/// `done` holds; returns the last customer read.
+async fn poll_until(
+    client: &mut Customers,
+    id: &str,
+    done: impl Fn(&Customer) -> bool,
+) -> Customer {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let customer = get(client, id).await;
+        if done(&customer) || Instant::now() >= deadline {
+            return customer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+on_both_databases! {
+    async fn update_customer_is_seen_by_the_next_get_and_group_list(app: TestApp) {
+        let mut customers = app.customers();
+        let group = new_group(&app, "Khách VIP").await;
+        let created = create(&mut customers, Customer { phone: "0901 111 222".into(), ..in_groups("Nguyễn Văn An", &[&group]) }).await;
+        let before = get(&mut customers, &created.id).await;
+        assert_eq!((before.name.as_str(), before.phone.as_str()), ("Nguyễn Văn An", "0901111222"));
+        let listed = listed_in(&mut customers, &group.id, &created.id).await.expect("listed in its group");
+        assert_eq!(listed.name, "Nguyễn Văn An");
+
+        let updated = customers
+            .update_customer(UpdateCustomerRequest {
+                customer: Some(Customer { id: created.id.clone(), phone: "0912.333.444".into(), ..named("Trần Thị Bình") }),
+                update_mask: Some(FieldMask { paths: vec!["name".into(), "phone".into()] }),
+                reason: String::new(),
+            })
+            .await
+            .expect("update customer")
+            .into_inner()
+            .customer
+            .expect("customer");
+        assert_ne!(updated.etag, before.etag, "an update changes the etag");
+
+        let after = get(&mut customers, &created.id).await;
+        assert_eq!(after.name, "Trần Thị Bình", "Get shows the new name");
+        assert_eq!(after.phone, "0912333444", "Get shows the new phone");
+        assert_eq!(after.etag, updated.etag, "Get shows the new etag");
+        assert_ne!(after.etag, before.etag);
+        let listed = listed_in(&mut customers, &group.id, &created.id).await.expect("still listed in its group");
+        assert_eq!((listed.name.as_str(), listed.phone.as_str()), ("Trần Thị Bình", "0912333444"), "the group list shows the new values");
+        assert_eq!(listed.etag, updated.etag);
+
+        // A second update after the cache was filled again.
+        let renamed = rename(&mut customers, &created.id, "Lê Văn Cường").await;
+        let after = get(&mut customers, &created.id).await;
+        assert_eq!(after.name, "Lê Văn Cường");
+        assert_eq!(after.etag, renamed.etag);
+    }
+
+    async fn relationship_changes_are_seen_by_the_next_get_and_group_list(app: TestApp) {
+        let mut customers = app.customers();
+        let rels = relationships(&app).await;
+        let (new, hot, potential) = (rel(&rels, "NEW"), rel(&rels, "HOT"), rel(&rels, "POTENTIAL"));
+        let group = new_group(&app, "Hà Nội").await;
+        let one = create(&mut customers, in_groups("Một", &[&group])).await;
+        let before = get(&mut customers, &one.id).await;
+        assert_eq!(before.relationship_id, new);
+        assert_eq!(group_list(&mut customers, &group.id, &new).await.len(), 1);
+
+        let changed = change(&mut customers, &one.id, &hot).await;
+        let after = get(&mut customers, &one.id).await;
+        assert_eq!(after.relationship_id, hot, "Get shows the new relationship");
+        assert_eq!(after.etag, changed.etag);
+        assert_ne!(after.etag, before.etag);
+        let hot_members = group_list(&mut customers, &group.id, &hot).await;
+        assert_eq!(hot_members.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec![one.id.as_str()]);
+        assert_eq!(hot_members[0].relationship_id, hot);
+        assert!(group_list(&mut customers, &group.id, &new).await.is_empty(), "no longer listed under NEW");
+        assert_eq!(listed_in(&mut customers, &group.id, &one.id).await.expect("listed").relationship_id, hot);
+
+        // BatchChangeRelationship of two customers whose records are cached.
+        let two = create(&mut customers, in_groups("Hai", &[&group])).await;
+        let three = create(&mut customers, in_groups("Ba", &[&group])).await;
+        for id in [&one.id, &two.id, &three.id] {
+            get(&mut customers, id).await;
+        }
+        assert_eq!(group_list(&mut customers, &group.id, "").await.len(), 3);
+        let batch = customers
+            .batch_change_relationship(BatchChangeRelationshipRequest {
+                customer_ids: vec![two.id.clone(), three.id.clone()],
+                relationship_id: potential.clone(),
+                reason: String::new(),
+            })
+            .await
+            .expect("batch change relationship")
+            .into_inner();
+        assert_eq!(batch.changes.len(), 2);
+        for id in [&two.id, &three.id] {
+            assert_eq!(get(&mut customers, id).await.relationship_id, potential, "Get shows the batch's relationship");
+        }
+        assert_eq!(get(&mut customers, &one.id).await.relationship_id, hot, "the customer left out keeps its relationship");
+        let listed = group_list(&mut customers, &group.id, "").await;
+        assert_eq!(listed.len(), 3);
+        for c in &listed {
+            let expected = if c.id == one.id { &hot } else { &potential };
+            assert_eq!(&c.relationship_id, expected, "group list: {}", c.name);
+        }
+        let potentials: BTreeSet<String> = group_list(&mut customers, &group.id, &potential).await.into_iter().map(|c| c.id).collect();
+        assert_eq!(potentials, BTreeSet::from([two.id.clone(), three.id.clone()]));
+        assert!(group_list(&mut customers, &group.id, &new).await.is_empty());
+    }
+
+    async fn membership_changes_are_seen_by_the_next_get_and_group_list(app: TestApp) {
+        let mut customers = app.customers();
+        let home = new_group(&app, "Miền Bắc").await;
+        let extra = new_group(&app, "Khách sỉ").await;
+        let c = create(&mut customers, in_groups("Phạm Dũng", &[&home])).await;
+        assert_eq!(group_set(&get(&mut customers, &c.id).await), set_of(&[&home]));
+        assert_eq!(group_set(&listed_in(&mut customers, &home.id, &c.id).await.expect("listed in home")), set_of(&[&home]));
+        assert!(listed_in(&mut customers, &extra.id, &c.id).await.is_none());
+
+        let added = customers
+            .add_customers_to_group(AddCustomersToGroupRequest { group_id: extra.id.clone(), customer_ids: vec![c.id.clone()] })
+            .await
+            .expect("add to group")
+            .into_inner();
+        assert_eq!(added.added_count, 1);
+        assert_eq!(group_set(&get(&mut customers, &c.id).await), set_of(&[&home, &extra]), "Get shows the added group");
+        let in_extra = listed_in(&mut customers, &extra.id, &c.id).await.expect("listed in the added group");
+        assert_eq!(group_set(&in_extra), set_of(&[&home, &extra]));
+        let in_home = listed_in(&mut customers, &home.id, &c.id).await.expect("still listed in home");
+        assert_eq!(group_set(&in_home), set_of(&[&home, &extra]), "the other group's list shows the added group");
+
+        let removed = customers
+            .remove_customers_from_group(RemoveCustomersFromGroupRequest { group_id: extra.id.clone(), customer_ids: vec![c.id.clone()] })
+            .await
+            .expect("remove from group")
+            .into_inner();
+        assert_eq!(removed.removed_count, 1);
+        assert_eq!(group_set(&get(&mut customers, &c.id).await), set_of(&[&home]), "Get no longer shows the removed group");
+        assert!(listed_in(&mut customers, &extra.id, &c.id).await.is_none(), "no longer listed in the removed group");
+        let in_home = listed_in(&mut customers, &home.id, &c.id).await.expect("still listed in home");
+        assert_eq!(group_set(&in_home), set_of(&[&home]), "the other group's list no longer shows the removed group");
+    }
+
+    async fn deleting_and_restoring_a_group_is_seen_by_the_next_get(app: TestApp) {
+        let mut customers = app.customers();
+        let stays = new_group(&app, "Đà Nẵng").await;
+        let goes = new_group(&app, "Hội chợ 2026").await;
+        let c = create(&mut customers, in_groups("Võ Thị Hoa", &[&stays, &goes])).await;
+        assert_eq!(group_set(&get(&mut customers, &c.id).await), set_of(&[&stays, &goes]));
+        assert_eq!(group_set(&listed_in(&mut customers, &stays.id, &c.id).await.expect("listed")), set_of(&[&stays, &goes]));
+
+        app.groups()
+            .delete_group(DeleteGroupRequest { id: goes.id.clone(), etag: String::new(), cascade: false })
+            .await
+            .expect("delete group");
+        assert_eq!(group_set(&get(&mut customers, &c.id).await), set_of(&[&stays]), "Get no longer lists the deleted group");
+        assert_eq!(
+            group_set(&listed_in(&mut customers, &stays.id, &c.id).await.expect("still listed")),
+            set_of(&[&stays]),
+            "the other group's list no longer shows the deleted group"
+        );
+
+        app.groups()
+            .restore_group(RestoreGroupRequest { id: goes.id.clone(), etag: String::new() })
+            .await
+            .expect("restore group");
+        assert_eq!(group_set(&get(&mut customers, &c.id).await), set_of(&[&stays, &goes]), "Get lists the restored group again");
+        assert_eq!(group_set(&listed_in(&mut customers, &stays.id, &c.id).await.expect("still listed")), set_of(&[&stays, &goes]));
+        assert_eq!(group_set(&listed_in(&mut customers, &goes.id, &c.id).await.expect("listed in the restored group")), set_of(&[&stays, &goes]));
+    }
+
+    async fn a_recorded_contact_is_seen_by_the_next_get_and_group_list(app: TestApp) {
+        let mut customers = app.customers();
+        let group = new_group(&app, "Gọi lại").await;
+        let c = create(&mut customers, in_groups("Hoàng Minh", &[&group])).await;
+        let before = get(&mut customers, &c.id).await;
+        assert!(before.last_contact_time.is_none());
+        assert!(listed_in(&mut customers, &group.id, &c.id).await.expect("listed").last_contact_time.is_none());
+
+        app.clock.advance(chrono::Duration::hours(2));
+        let recorded = customers
+            .record_contact(RecordContactRequest { customer_id: c.id.clone(), channel: ContactChannel::Call.into(), note: "hẹn tuần sau".into(), contact_time: None })
+            .await
+            .expect("record contact")
+            .into_inner();
+        let contact_time = recorded.contact.expect("contact").contact_time.expect("contact_time");
+        let after = get(&mut customers, &c.id).await;
+        assert_eq!(after.last_contact_time, Some(contact_time), "Get shows the contact");
+        assert_eq!(after.etag, recorded.customer.expect("customer").etag);
+        let listed = listed_in(&mut customers, &group.id, &c.id).await.expect("listed");
+        assert_eq!(listed.last_contact_time, Some(contact_time), "the group list shows the contact");
+    }
+
+    async fn deleting_a_relationship_with_reassignment_is_seen_by_the_next_get(app: TestApp) {
+        let mut customers = app.customers();
+        let rels = relationships(&app).await;
+        let (hot, closed) = (rel(&rels, "HOT"), rel(&rels, "CLOSED"));
+        let group = new_group(&app, "Dự án").await;
+        let c = create(&mut customers, Customer { relationship_id: hot.clone(), ..in_groups("Đỗ Quang", &[&group]) }).await;
+        let before = get(&mut customers, &c.id).await;
+        assert_eq!(before.relationship_id, hot);
+        assert_eq!(group_list(&mut customers, &group.id, &hot).await.len(), 1);
+
+        let deleted = app
+            .relationships()
+            .delete_relationship(DeleteRelationshipRequest { id: hot.clone(), etag: String::new(), reassign_to_id: closed.clone() })
+            .await
+            .expect("delete relationship")
+            .into_inner();
+        assert_eq!(deleted.reassigned_customer_count, 1);
+        let after = get(&mut customers, &c.id).await;
+        assert_eq!(after.relationship_id, closed, "Get shows the reassigned relationship");
+        assert_ne!(after.etag, before.etag);
+        let listed = group_list(&mut customers, &group.id, &closed).await;
+        assert_eq!(listed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec![c.id.as_str()]);
+        assert_eq!(listed[0].relationship_id, closed);
+        assert_eq!(listed_in(&mut customers, &group.id, &c.id).await.expect("listed").relationship_id, closed);
+    }
+
+    async fn deleting_and_restoring_a_customer_is_seen_by_the_next_get(app: TestApp) {
+        let mut customers = app.customers();
+        let group = new_group(&app, "Tạm ngưng").await;
+        let c = create(&mut customers, in_groups("Bùi Lan", &[&group])).await;
+        let before = get(&mut customers, &c.id).await;
+        assert!(before.delete_time.is_none());
+        assert!(listed_in(&mut customers, &group.id, &c.id).await.is_some());
+
+        let deleted = customers
+            .delete_customer(DeleteCustomerRequest { id: c.id.clone(), etag: String::new() })
+            .await
+            .expect("delete customer")
+            .into_inner()
+            .customer
+            .expect("customer");
+        let after = get(&mut customers, &c.id).await;
+        assert!(after.delete_time.is_some(), "Get shows the deletion");
+        assert_eq!(after.delete_time, deleted.delete_time);
+        assert_eq!(after.etag, deleted.etag);
+        assert!(listed_in(&mut customers, &group.id, &c.id).await.is_none(), "a deleted customer leaves the group list");
+
+        let restored = customers
+            .restore_customer(RestoreCustomerRequest { id: c.id.clone(), etag: String::new() })
+            .await
+            .expect("restore customer")
+            .into_inner()
+            .customer
+            .expect("customer");
+        let after = get(&mut customers, &c.id).await;
+        assert!(after.delete_time.is_none(), "Get shows the restore");
+        assert_eq!(after.etag, restored.etag);
+        let listed = listed_in(&mut customers, &group.id, &c.id).await.expect("back in the group list");
+        assert!(listed.delete_time.is_none());
+    }
+
+    async fn a_cached_record_is_never_served_to_another_tenant(app: TestApp) {
+        let mut mine = app.customers();
+        let group = new_group(&app, "Riêng").await;
+        let c = create(&mut mine, in_groups("Khách riêng", &[&group])).await;
+        assert_eq!(get(&mut mine, &c.id).await.name, "Khách riêng");
+        assert!(listed_in(&mut mine, &group.id, &c.id).await.is_some());
+
+        let other = new_tenant();
+        let mut theirs = app.customers_of(&other);
+        for _ in 0..3 {
+            expect_code(theirs.get_customer(GetCustomerRequest { id: c.id.clone() }).await, Code::NotFound);
+        }
+        // The other tenant's misses neither hide nor replace the record.
+        assert_eq!(get(&mut mine, &c.id).await.name, "Khách riêng");
+        expect_code(theirs.get_customer(GetCustomerRequest { id: c.id.clone() }).await, Code::NotFound);
+        expect_code(
+            theirs.change_relationship(ChangeRelationshipRequest { customer_id: c.id.clone(), relationship_id: rel(&relationships(&app).await, "HOT"), reason: String::new(), etag: String::new() }).await,
+            Code::NotFound,
+        );
+    }
+
+    async fn the_last_write_wins_over_concurrent_reads(app: TestApp) {
+        let rels = relationships(&app).await;
+        let targets = [rel(&rels, "APPROACHED"), rel(&rels, "HOT")];
+        let group = new_group(&app, "Đua").await;
+        let c = create(&mut app.customers(), in_groups("Khách đua", &[&group])).await;
+        let initial = get(&mut app.customers(), &c.id).await;
+
+        // The etags of the writes acknowledged so far, in order.
+        let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+        let writing = Arc::new(AtomicBool::new(true));
+        let mut readers = Vec::new();
+        for _ in 0..3 {
+            let (mut client, id, writing, acknowledged) = (app.customers(), c.id.clone(), writing.clone(), acknowledged.clone());
+            readers.push(tokio::spawn(async move {
+                // (writes acknowledged before the read began, etag read)
+                let mut seen = Vec::new();
+                while writing.load(Ordering::Acquire) {
+                    let before = acknowledged.lock().unwrap().len();
+                    seen.push((before, get(&mut client, &id).await.etag));
+                }
+                seen
+            }));
+        }
+        let writer = {
+            let (mut client, id, targets, acknowledged) = (app.customers(), c.id.clone(), targets.clone(), acknowledged.clone());
+            tokio::spawn(async move {
+                let mut written = Vec::new();
+                for i in 0..30 {
+                    let customer = change(&mut client, &id, &targets[i % 2]).await;
+                    acknowledged.lock().unwrap().push(customer.etag.clone());
+                    written.push(customer);
+                }
+                written
+            })
+        };
+        let written = writer.await.expect("writer");
+        writing.store(false, Ordering::Release);
+
+        // Version 0 is the created customer, version i + 1 write i's result.
+        let mut versions = vec![(initial.etag.clone(), initial.relationship_id.clone())];
+        versions.extend(written.iter().map(|w| (w.etag.clone(), w.relationship_id.clone())));
+        let version_of = |etag: &str| versions.iter().position(|(e, _)| e == etag);
+        let mut reads = 0;
+        for reader in readers {
+            for (before, etag) in reader.await.expect("reader") {
+                let version = version_of(&etag).unwrap_or_else(|| panic!("a read saw etag {etag}, which no write produced"));
+                assert!(version >= before, "a read begun after write {before} was acknowledged saw the older version {version}");
+                reads += 1;
+            }
+        }
+        assert!(reads > 0, "the readers ran");
+
+        let last = written.last().expect("30 writes");
+        let expected = &targets[29 % 2];
+        assert_eq!(&last.relationship_id, expected);
+        let mut customers = app.customers();
+        for _ in 0..5 {
+            let now = get(&mut customers, &c.id).await;
+            assert_eq!(&now.relationship_id, expected, "Get shows the last written relationship");
+            assert_eq!(now.etag, last.etag, "Get shows the last written version");
+        }
+        let listed = group_list(&mut customers, &group.id, expected).await;
+        assert_eq!(listed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec![c.id.as_str()]);
+        assert_eq!(listed[0].etag, last.etag);
+        assert!(group_list(&mut customers, &group.id, &targets[0]).await.is_empty());
+    }
+}
+
+/// Two servers on one PostgreSQL database: a write through either reaches the
+/// other's record cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_one_replica_reaches_the_other_replicas_cache() {
+    let Some(url) = postgres_database_url() else {
+        eprintln!("skipped: CRM_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let a = TestApp::spawn(Backend::Postgres)
+        .await
+        .expect("PostgreSQL is configured");
+    let mut b = TestApp::spawn_on_url(Backend::Postgres, url).await;
+    b.tenant = a.tenant.clone();
+    // Give both replicas time to start listening, so their caches are on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let rels = relationships(&a).await;
+    let (new, hot, closed) = (rel(&rels, "NEW"), rel(&rels, "HOT"), rel(&rels, "CLOSED"));
+    let (mut via_a, mut via_b) = (a.customers(), b.customers());
+    let c = create(&mut via_a, named("Khách hai máy")).await;
+    let seen_by_b = get(&mut via_b, &c.id).await;
+    assert_eq!(seen_by_b.relationship_id, new);
+    assert_eq!(get(&mut via_b, &c.id).await.etag, seen_by_b.etag);
+
+    // Written through A, read through B.
+    change(&mut via_a, &c.id, &hot).await;
+    let renamed = rename(&mut via_a, &c.id, "Đổi tên qua A").await;
+    let seen = poll_until(&mut via_b, &c.id, |x| x.etag == renamed.etag).await;
+    assert_eq!(seen.relationship_id, hot, "B shows A's relationship change");
+    assert_eq!(seen.name, "Đổi tên qua A", "B shows A's update");
+    assert_eq!(seen.etag, renamed.etag);
+
+    // Written through B, read through A (whose cache holds the record).
+    assert_eq!(get(&mut via_a, &c.id).await.etag, renamed.etag);
+    let changed = change(&mut via_b, &c.id, &closed).await;
+    let seen = poll_until(&mut via_a, &c.id, |x| x.etag == changed.etag).await;
+    assert_eq!(
+        seen.relationship_id, closed,
+        "A shows B's relationship change"
+    );
+    assert_eq!(seen.name, "Đổi tên qua A");
+    assert_eq!(seen.etag, changed.etag);
+}
