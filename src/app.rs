@@ -49,12 +49,17 @@ impl Application {
         if config.migrate {
             database::migrate(&db).await?;
         }
+        let mut store =
+            Store::new(db, clock, config.seed_locale).with_record_cache(config.record_cache);
+        if let Some(writer) = database::connect_writer(&config.database_url).await? {
+            store = store.with_writer(writer);
+        }
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         Ok(Self {
             listener,
             local_addr,
-            store: Store::with_record_cache(db, clock, config.seed_locale, config.record_cache),
+            store,
             shutdown_grace: config.shutdown_grace,
         })
     }
@@ -134,7 +139,7 @@ impl Application {
                 tokio::time::sleep(shutdown_grace).await;
             } => tracing::warn!("shutdown grace period over; abandoning the calls still in flight"),
         }
-        store.db().clone().close().await.ok();
+        store.close().await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -20,17 +20,44 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connects to `url`: `sqlite://PATH` (the file is created when missing) or
 /// `postgres://…`.
 pub async fn connect(url: &str) -> AppResult<DatabaseConnection> {
-    connect_with(url, false).await
+    connect_with(url, Role::Pool).await
+}
+
+/// On SQLite, a connection of its own for write transactions, with a large
+/// page cache. SQLite has one writer at a time anyway; keeping it on one
+/// connection keeps that cache warm, where writes taking turns on pooled
+/// connections would each find their connection's cache discarded (any
+/// other connection's write invalidates it). `None` on PostgreSQL, whose
+/// writers share the pool.
+pub async fn connect_writer(url: &str) -> AppResult<Option<DatabaseConnection>> {
+    if !url.starts_with("sqlite:") {
+        return Ok(None);
+    }
+    connect_with(url, Role::Writer).await.map(Some)
 }
 
 /// Connects for a one-off bulk load (the benchmark seeder): on SQLite one
 /// connection with a large page cache and no fsync, which is unsafe for a
 /// server but fine for loading a fresh benchmark database.
 pub async fn connect_for_bulk_load(url: &str) -> AppResult<DatabaseConnection> {
-    connect_with(url, true).await
+    connect_with(url, Role::BulkLoad).await
 }
 
-async fn connect_with(url: &str, bulk_load: bool) -> AppResult<DatabaseConnection> {
+/// What a connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The pool every read (and on PostgreSQL every write) uses.
+    Pool,
+    /// SQLite's write connection.
+    Writer,
+    /// The benchmark seeder.
+    BulkLoad,
+}
+
+/// Pages of SQLite's write connection cache, in KiB (negative: a size).
+const WRITER_CACHE_KIB: &str = "-65536";
+
+async fn connect_with(url: &str, role: Role) -> AppResult<DatabaseConnection> {
     let is_sqlite = url.starts_with("sqlite:");
     let mut options = ConnectOptions::new(url.to_owned());
     options
@@ -40,7 +67,7 @@ async fn connect_with(url: &str, bulk_load: bool) -> AppResult<DatabaseConnectio
         .connect_timeout(ACQUIRE_TIMEOUT)
         .sqlx_logging(false);
     if is_sqlite {
-        if bulk_load {
+        if role != Role::Pool {
             options.max_connections(1).min_connections(1);
         }
         options.map_sqlx_sqlite_opts(move |opts| {
@@ -52,11 +79,12 @@ async fn connect_with(url: &str, bulk_load: bool) -> AppResult<DatabaseConnectio
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true);
-            if bulk_load {
-                opts.pragma("cache_size", "-524288")
-                    .synchronous(SqliteSynchronous::Off)
-            } else {
-                opts
+            match role {
+                Role::BulkLoad => opts
+                    .pragma("cache_size", "-524288")
+                    .synchronous(SqliteSynchronous::Off),
+                Role::Writer => opts.pragma("cache_size", WRITER_CACHE_KIB),
+                Role::Pool => opts,
             }
         });
     }

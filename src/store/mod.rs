@@ -53,6 +53,9 @@ pub const DEFAULT_RECORD_CACHE: usize = 50_000;
 #[derive(Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Where write transactions run: the pool itself, or on SQLite a
+    /// connection of their own.
+    writer: DatabaseConnection,
     clock: SharedClock,
     seed_locale: SeedLocale,
     /// SQLite has one writer at a time; queueing in-process is fairer and
@@ -68,27 +71,31 @@ impl Store {
     /// On PostgreSQL the cache stays off until [`Store::keep_cache_coherent`]
     /// listens for the other replicas' writes.
     pub fn new(db: DatabaseConnection, clock: SharedClock, seed_locale: SeedLocale) -> Self {
-        Self::with_record_cache(db, clock, seed_locale, DEFAULT_RECORD_CACHE)
-    }
-
-    /// Like [`Store::new`], caching at most about `records` customer records
-    /// (0: none).
-    pub fn with_record_cache(
-        db: DatabaseConnection,
-        clock: SharedClock,
-        seed_locale: SeedLocale,
-        records: usize,
-    ) -> Self {
         let sqlite = db.get_database_backend() == DatabaseBackend::Sqlite;
         Self {
+            writer: db.clone(),
             db,
             clock,
             seed_locale,
             write_queue: sqlite.then(|| Arc::new(Mutex::new(()))),
             provisioned: Arc::default(),
-            records: RecordCache::new(records, sqlite),
+            records: RecordCache::new(DEFAULT_RECORD_CACHE, sqlite),
             creates: Default::default(),
         }
+    }
+
+    /// Caches at most about `records` customer records (0: none).
+    pub fn with_record_cache(mut self, records: usize) -> Self {
+        let sqlite = self.write_queue.is_some();
+        self.records = RecordCache::new(records, sqlite);
+        self
+    }
+
+    /// Runs write transactions on `writer` instead of the read pool (see
+    /// [`database::connect_writer`]).
+    pub fn with_writer(mut self, writer: DatabaseConnection) -> Self {
+        self.writer = writer;
+        self
     }
 
     /// The customer-record cache.
@@ -112,6 +119,12 @@ impl Store {
     /// The current time in stored form (microseconds since the epoch).
     pub fn now(&self) -> i64 {
         self.clock.now().timestamp_micros()
+    }
+
+    /// Closes the database connections.
+    pub async fn close(&self) {
+        self.db.clone().close().await.ok();
+        self.writer.clone().close().await.ok();
     }
 
     /// Whether the database answers.
@@ -172,7 +185,7 @@ impl Store {
             None => None,
         };
         let tx = self
-            .db
+            .writer
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..Default::default()
