@@ -213,8 +213,14 @@ async fn create_in_tenant(
     let mut results: Vec<Option<AppResult<CustomerRecord>>> =
         creates.iter().map(|_| None).collect();
 
-    // Request ids: a repeat answers with the first result.
-    for (index, create) in creates.iter().enumerate() {
+    // Request ids: a repeat answers with the first result. Claimed in key
+    // order, so concurrent batches cannot wait on each other's keys.
+    let mut by_key: Vec<(usize, &Create)> = creates.iter().copied().enumerate().collect();
+    by_key.sort_by(|a, b| {
+        let key = |c: &Create| c.key.as_ref().map(|k| k.request_id.clone());
+        key(a.1).cmp(&key(b.1))
+    });
+    for (index, create) in by_key {
         match idempotency::claim(tx, tenant, OPERATION, create.key.as_ref(), now).await {
             Ok(Claim::Fresh) => {}
             Ok(Claim::Replay(first)) => results[index] = Some(idempotency::first_result(&first)),

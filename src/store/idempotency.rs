@@ -1,7 +1,9 @@
 //! `request_id` idempotency of Create calls. The key is claimed inside the
 //! Create's own transaction, so a key is remembered exactly when the row it
 //! created was committed; two concurrent calls with one key race on the
-//! primary key and the loser's retry finds the winner's row. Repeats get the
+//! primary key and the loser's retry finds the winner's row. On PostgreSQL
+//! calls with one key also take turns (an advisory lock on the key), so a
+//! repeat never runs its checks beside the first call. Repeats get the
 //! first call's result as it was, not the row as it is now.
 
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
@@ -38,6 +40,16 @@ pub async fn claim(
     let Some(key) = key else {
         return Ok(Claim::Fresh);
     };
+    // Calls with the same key take turns from here to their commit, so a
+    // repeat that arrives while the first is being written waits and finds
+    // it (instead of failing its duplicate checks against the first's row).
+    // Callers claiming several keys claim them in key order.
+    super::lock_scope(
+        tx,
+        tenant,
+        &format!("request:{operation}:{}", key.request_id),
+    )
+    .await?;
     let existing = idempotency_key::Entity::find_by_id((
         tenant.to_owned(),
         operation.to_owned(),

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod create_batches;
 mod customers;
 mod groups;
 mod record_cache;
