@@ -55,7 +55,7 @@ enum Role {
 }
 
 /// Pages of SQLite's write connection cache, in KiB (negative: a size).
-const WRITER_CACHE_KIB: &str = "-65536";
+const WRITER_CACHE_KIB: &str = "-16384";
 
 async fn connect_with(url: &str, role: Role) -> AppResult<DatabaseConnection> {
     let is_sqlite = url.starts_with("sqlite:");

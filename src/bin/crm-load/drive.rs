@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Only the scenarios whose names contain this text.
     #[arg(long)]
     only: Option<String>,
+    /// Customers the reads pick from: half the newest, half the first by
+    /// name. More than the server's record cache holds makes reads miss it.
+    #[arg(long, default_value_t = 10_000)]
+    sample: usize,
 }
 
 #[derive(Clone)]
@@ -115,7 +119,7 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
                 .await?,
         );
     }
-    let fixture = Arc::new(load_fixture(&channels[0], &tenant).await?);
+    let fixture = Arc::new(load_fixture(&channels[0], &tenant, args.sample).await?);
     println!(
         "tenant `{}`: sampled {} customers, {} groups, {} relationships; {} clients, {:?} per scenario",
         args.tenant,
@@ -313,12 +317,13 @@ async fn call(
 async fn load_fixture(
     channel: &Channel,
     tenant: &Tenant,
+    sample: usize,
 ) -> Result<Fixture, Box<dyn std::error::Error + Send + Sync>> {
     let mut customers = CustomerServiceClient::with_interceptor(channel.clone(), tenant.clone());
     let mut customer_ids = Vec::new();
     let mut token = String::new();
     for order_by in ["create_time desc", "name"] {
-        for _ in 0..5 {
+        for _ in 0..sample.div_ceil(2000).max(1) {
             let page = customers
                 .list_customers(ListCustomersRequest {
                     page_size: 1000,
