@@ -16,35 +16,21 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crm_classify::pb::{
     CountCustomersByRelationshipRequest, CountCustomersByRelationshipResponse,
-    CreateCustomerRequest, CreateGroupRequest, CreateSourceRequest, Customer, DeleteGroupRequest,
-    DeleteSourceRequest, GetCustomerRequest, GetGroupRequest, GetRelationshipRequest,
-    GetSourceRequest, Group, ListCustomersRequest, ListRelationshipHistoryRequest,
-    ListRelationshipsRequest, Relationship, RelationshipChange, RelationshipChangeCause, Source,
-    customer_service_client::CustomerServiceClient,
+    CreateCustomerRequest, Customer, DeleteGroupRequest, DeleteSourceRequest, ListCustomersRequest,
+    ListRelationshipsRequest, RelationshipChange, RelationshipChangeCause,
 };
 use tonic::{Code, Response, Status};
 use tonic_types::StatusExt;
 
-use crate::helpers::{Svc, TestApp, new_tenant, violated_fields};
+use crate::fixtures::{
+    self, Customers, create_request_with, get_customer, group_count, history_response, list_pages,
+    named, new_group, new_source, rel, relationship_count, relationships, source_count, stored,
+    total, unknown_id,
+};
+use crate::helpers::{TestApp, new_tenant, violated_fields};
 use crate::on_both_databases;
 
-type Customers = CustomerServiceClient<Svc>;
 type Created = Result<Response<crm_classify::pb::CreateCustomerResponse>, Status>;
-
-fn named(name: &str) -> Customer {
-    Customer {
-        name: name.to_owned(),
-        ..Default::default()
-    }
-}
-
-fn request(customer: Customer, reason: &str, request_id: &str) -> CreateCustomerRequest {
-    CreateCustomerRequest {
-        customer: Some(customer),
-        request_id: request_id.to_owned(),
-        reason: reason.to_owned(),
-    }
-}
 
 /// The customer of a create that must have succeeded.
 #[track_caller]
@@ -93,26 +79,9 @@ async fn burst_plain(app: &TestApp, requests: Vec<CreateCustomerRequest>) -> Vec
     burst(clients, requests).await
 }
 
-async fn get(client: &mut Customers, id: &str) -> Customer {
-    client
-        .get_customer(GetCustomerRequest { id: id.to_owned() })
-        .await
-        .expect("get customer")
-        .into_inner()
-        .customer
-        .expect("customer")
-}
-
+/// A customer's history rows, checked to number the `total_size` reported.
 async fn history(client: &mut Customers, customer_id: &str) -> Vec<RelationshipChange> {
-    let response = client
-        .list_relationship_history(ListRelationshipHistoryRequest {
-            customer_id: customer_id.to_owned(),
-            page_size: 1000,
-            page_token: String::new(),
-        })
-        .await
-        .expect("list relationship history")
-        .into_inner();
+    let response = history_response(client, customer_id).await;
     assert_eq!(
         response.total_size,
         response.changes.len() as i64,
@@ -181,32 +150,11 @@ async fn creation_sequence(
 /// Every customer of the tenant matching `request`, page after page.
 async fn list_all(client: &mut Customers, mut request: ListCustomersRequest) -> Vec<Customer> {
     request.page_size = 1000;
-    let mut customers = Vec::new();
-    loop {
-        let page = client
-            .list_customers(request.clone())
-            .await
-            .expect("list customers")
-            .into_inner();
-        customers.extend(page.customers);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        request.page_token = page.next_page_token;
-    }
-    customers
-}
-
-async fn total(client: &mut Customers, request: ListCustomersRequest) -> i64 {
-    client
-        .list_customers(ListCustomersRequest {
-            page_size: 1,
-            ..request
-        })
+    list_pages(client, request)
         .await
-        .expect("list customers")
-        .into_inner()
-        .total_size
+        .into_iter()
+        .flat_map(|page| page.customers)
+        .collect()
 }
 
 fn in_group(group_id: &str) -> ListCustomersRequest {
@@ -216,27 +164,16 @@ fn in_group(group_id: &str) -> ListCustomersRequest {
     }
 }
 
-/// Customers stored in the tenant, deleted or not.
-async fn stored(client: &mut Customers) -> i64 {
-    total(
+/// The summary bar of the customers in `group_id` (empty: all of them).
+async fn count(client: &mut Customers, group_id: &str) -> CountCustomersByRelationshipResponse {
+    fixtures::count(
         client,
-        ListCustomersRequest {
-            show_deleted: true,
+        CountCustomersByRelationshipRequest {
+            group_id: group_id.to_owned(),
             ..Default::default()
         },
     )
     .await
-}
-
-async fn count(client: &mut Customers, group_id: &str) -> CountCustomersByRelationshipResponse {
-    client
-        .count_customers_by_relationship(CountCustomersByRelationshipRequest {
-            group_id: group_id.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .expect("count customers")
-        .into_inner()
 }
 
 /// The summary bar as relationship id → count.
@@ -246,92 +183,6 @@ fn bar(response: &CountCustomersByRelationshipResponse) -> BTreeMap<String, i64>
         .iter()
         .map(|c| (c.relationship_id.clone(), c.count))
         .collect()
-}
-
-async fn relationships(app: &TestApp) -> Vec<Relationship> {
-    app.relationships()
-        .list_relationships(ListRelationshipsRequest::default())
-        .await
-        .expect("list relationships")
-        .into_inner()
-        .relationships
-}
-
-fn rel(list: &[Relationship], code: &str) -> String {
-    list.iter()
-        .find(|r| r.code == code)
-        .unwrap_or_else(|| panic!("no relationship {code}"))
-        .id
-        .clone()
-}
-
-async fn new_group(app: &TestApp, name: &str) -> Group {
-    app.groups()
-        .create_group(CreateGroupRequest {
-            group: Some(Group {
-                name: name.to_owned(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .expect("create group")
-        .into_inner()
-        .group
-        .expect("group")
-}
-
-async fn new_source(app: &TestApp, name: &str) -> Source {
-    app.sources()
-        .create_source(CreateSourceRequest {
-            source: Some(Source {
-                name: name.to_owned(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .expect("create source")
-        .into_inner()
-        .source
-        .expect("source")
-}
-
-async fn group_count(app: &TestApp, id: &str) -> i64 {
-    app.groups()
-        .get_group(GetGroupRequest { id: id.to_owned() })
-        .await
-        .expect("get group")
-        .into_inner()
-        .group
-        .expect("group")
-        .customer_count
-}
-
-async fn source_count(app: &TestApp, id: &str) -> i64 {
-    app.sources()
-        .get_source(GetSourceRequest { id: id.to_owned() })
-        .await
-        .expect("get source")
-        .into_inner()
-        .source
-        .expect("source")
-        .customer_count
-}
-
-async fn relationship_count(app: &TestApp, id: &str) -> i64 {
-    app.relationships()
-        .get_relationship(GetRelationshipRequest { id: id.to_owned() })
-        .await
-        .expect("get relationship")
-        .into_inner()
-        .relationship
-        .expect("relationship")
-        .customer_count
-}
-
-fn unknown_id() -> String {
-    uuid::Uuid::now_v7().to_string()
 }
 
 /// The id an ALREADY_EXISTS status names as the existing customer: its
@@ -381,7 +232,7 @@ fn norm_email(raw: &str) -> String {
 on_both_databases! {
     async fn a_burst_of_distinct_creates_all_commit_each_with_its_own_history_row(app: TestApp) {
         const N: usize = 64;
-        let rels = relationships(&app).await;
+        let rels = relationships(&mut app.relationships()).await;
         let manual = ["NEW", "APPROACHED", "HOT", "POTENTIAL", "CLOSED"].map(|code| rel(&rels, code));
         let groups = [new_group(&app, "Miền Bắc").await, new_group(&app, "Miền Trung").await, new_group(&app, "Miền Nam").await];
         // Customer i: its own name, phone, email, actor and reason; groups by the bits of i % 8;
@@ -401,7 +252,7 @@ on_both_databases! {
         let actor = |i: usize| format!("nhan-vien-{i}");
         let reason = |i: usize| format!("Lý do {i}: gặp ở hội chợ");
         let clients = (0..N).map(|i| app.customers_as(&actor(i))).collect();
-        let requests = (0..N).map(|i| request(spec(i), &reason(i), "")).collect();
+        let requests = (0..N).map(|i| create_request_with(spec(i), &reason(i), "")).collect();
         let results = burst(clients, requests).await;
 
         let mut customers = app.customers();
@@ -421,7 +272,7 @@ on_both_databases! {
             let mut returned = customer.group_ids.clone();
             returned.sort();
             assert_eq!(returned, group_ids, "{}: groups in the response", want.name);
-            let fetched = get(&mut customers, &customer.id).await;
+            let fetched = get_customer(&mut customers, &customer.id).await;
             let mut fetched_groups = fetched.group_ids.clone();
             fetched_groups.sort();
             assert_eq!(fetched_groups, group_ids, "{}: groups as stored", want.name);
@@ -476,7 +327,7 @@ on_both_databases! {
         }
         let n = specs.len();
         assert!(n >= 60);
-        let requests = specs.iter().map(|(name, phone, email)| request(Customer { phone: phone.clone(), email: email.clone(), ..named(name) }, "", "")).collect();
+        let requests = specs.iter().map(|(name, phone, email)| create_request_with(Customer { phone: phone.clone(), email: email.clone(), ..named(name) }, "", "")).collect();
         let results = burst_plain(&app, requests).await;
 
         let mut winners: HashMap<String, usize> = HashMap::new();
@@ -541,7 +392,7 @@ on_both_databases! {
     }
 
     async fn failing_creates_in_a_burst_get_their_own_errors_and_leave_nothing_behind(app: TestApp) {
-        let rels = relationships(&app).await;
+        let rels = relationships(&mut app.relationships()).await;
         let (new, hot, dont_forget) = (rel(&rels, "NEW"), rel(&rels, "HOT"), rel(&rels, "DONT_FORGET"));
         let vip = new_group(&app, "VIP").await;
         let old = new_group(&app, "Cũ").await;
@@ -579,7 +430,7 @@ on_both_databases! {
                 plan.push((Customer { phone, email, ..customer }, Some(code), twin));
             }
         }
-        let requests = plan.iter().map(|(c, _, _)| request(c.clone(), "", "")).collect();
+        let requests = plan.iter().map(|(c, _, _)| create_request_with(c.clone(), "", "")).collect();
         let results = burst_plain(&app, requests).await;
 
         let mut customers = app.customers();
@@ -649,7 +500,7 @@ on_both_databases! {
         let mut customers = app.customers();
 
         // 48 identical requests with one request id: one customer, the same answer for all.
-        let same = || request(Customer { phone: "0977 123 456".into(), email: "Mot@Lan.vn".into(), group_ids: vec![vip.id.clone()], ..named("Một lần") }, "chỉ một lần", "req-same");
+        let same = || create_request_with(Customer { phone: "0977 123 456".into(), email: "Mot@Lan.vn".into(), group_ids: vec![vip.id.clone()], ..named("Một lần") }, "chỉ một lần", "req-same");
         let results = burst_plain(&app, (0..48).map(|_| same()).collect()).await;
         let first = created(&results[0], "identical repeat 0");
         for (i, result) in results.iter().enumerate() {
@@ -665,7 +516,7 @@ on_both_databases! {
 
         // 48 requests with one request id and two different bodies: whichever body committed
         // first wins; its repeats get its customer, the other body INVALID_ARGUMENT on request_id.
-        let variant = |v: usize| request(Customer { phone: format!("0977 555 00{v}"), ..named(&format!("Biến thể {v}")) }, "", "req-mixed");
+        let variant = |v: usize| create_request_with(Customer { phone: format!("0977 555 00{v}"), ..named(&format!("Biến thể {v}")) }, "", "req-mixed");
         let results = burst_plain(&app, (0..48).map(|i| variant(i % 2)).collect()).await;
         let winners: BTreeSet<usize> = results.iter().enumerate().filter(|(_, r)| r.is_ok()).map(|(i, _)| i % 2).collect();
         assert_eq!(winners.len(), 1, "exactly one body wins the request id; winning bodies: {winners:?}");
@@ -685,7 +536,7 @@ on_both_databases! {
         assert_eq!(stored(&mut customers).await, 2, "one customer for the mixed request id");
 
         // 64 calls over 8 request ids, each repeated 8 times: 8 customers, one per request id.
-        let keyed = |k: usize| request(Customer { email: format!("khoa{k}@example.vn"), ..named(&format!("Khoá {k}")) }, &format!("lý do {k}"), &format!("req-{k}"));
+        let keyed = |k: usize| create_request_with(Customer { email: format!("khoa{k}@example.vn"), ..named(&format!("Khoá {k}")) }, &format!("lý do {k}"), &format!("req-{k}"));
         let results = burst_plain(&app, (0..64).map(|i| keyed(i % 8)).collect()).await;
         let mut by_key: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
         for (i, result) in results.iter().enumerate() {
@@ -712,7 +563,7 @@ on_both_databases! {
     }
 
     async fn summary_bar_and_counters_stay_right_under_batched_creates(app: TestApp) {
-        let rels = relationships(&app).await;
+        let rels = relationships(&mut app.relationships()).await;
         let (new, approached, hot, potential) = (rel(&rels, "NEW"), rel(&rels, "APPROACHED"), rel(&rels, "HOT"), rel(&rels, "POTENTIAL"));
         let north = new_group(&app, "Miền Bắc").await;
         let south = new_group(&app, "Miền Nam").await;
@@ -730,10 +581,10 @@ on_both_databases! {
         };
         // First burst: 60 distinct creates. Second burst: 40 more, every other one reusing a
         // phone of the first burst (ALREADY_EXISTS), so failures are mixed in.
-        let first = burst_plain(&app, (0..60).map(|i| request(spec(i, format!("0988 000 {i:03}")), "", "")).collect()).await;
+        let first = burst_plain(&app, (0..60).map(|i| create_request_with(spec(i, format!("0988 000 {i:03}")), "", "")).collect()).await;
         let second = burst_plain(&app, (60..100).map(|i| {
             let phone = if i % 2 == 0 { format!("0988-000-{:03}", i - 60) } else { format!("0988 000 {i:03}") };
-            request(spec(i, phone), "", "")
+            create_request_with(spec(i, phone), "", "")
         }).collect()).await;
         let mut made: Vec<usize> = Vec::new();
         for (i, result) in first.iter().enumerate() {
@@ -798,7 +649,7 @@ on_both_databases! {
         let clients = (0..64).map(|i| if i % 2 == 0 { app.customers() } else { app.customers_of(&other) }).collect();
         let requests = (0..64).map(|i| {
             let k = i / 2;
-            request(Customer { phone: format!("0999 000 {k:03}"), email: format!("chung{k}@example.vn"), ..named(&format!("Khách {k} ở {}", i % 2)) }, &format!("lý do {k}"), &format!("req-{k}"))
+            create_request_with(Customer { phone: format!("0999 000 {k:03}"), email: format!("chung{k}@example.vn"), ..named(&format!("Khách {k} ở {}", i % 2)) }, &format!("lý do {k}"), &format!("req-{k}"))
         }).collect();
         let results = burst(clients, requests).await;
         let mut ids = BTreeSet::new();

@@ -7,73 +7,26 @@ use crm_classify::{
     clock::Clock,
     pb::{
         AddCustomersToGroupRequest, BatchChangeRelationshipRequest, ChangeRelationshipRequest,
-        ChangeRelationshipResponse, ContactChannel, CountCustomersByRelationshipRequest,
-        CountCustomersByRelationshipResponse, CreateCustomerRequest, CreateGroupRequest,
-        CreateSourceRequest, Customer, DeleteCustomerRequest, DeleteGroupRequest,
-        DeleteRelationshipRequest, DeleteSourceRequest, GetCustomerRequest, GetGroupRequest,
-        GetRelationshipRequest, GetSourceReportRequest, GetSourceRequest, Group,
-        ListContactsRequest, ListCustomersRequest, ListGroupsRequest,
-        ListRelationshipHistoryRequest, ListRelationshipsRequest, ListSourcesRequest,
-        RecordContactRequest, RecordContactResponse, Relationship, RelationshipChange,
+        ContactChannel, CountCustomersByRelationshipRequest, CountCustomersByRelationshipResponse,
+        CreateCustomerRequest, CreateGroupRequest, Customer, DeleteCustomerRequest,
+        DeleteGroupRequest, DeleteRelationshipRequest, DeleteSourceRequest, GetCustomerRequest,
+        GetRelationshipRequest, GetSourceReportRequest, Group, ListContactsRequest,
+        ListCustomersRequest, ListGroupsRequest, ListRelationshipHistoryRequest,
+        ListSourcesRequest, RecordContactRequest, RecordContactResponse, Relationship,
         RelationshipChangeCause, RemoveCustomersFromGroupRequest, RestoreCustomerRequest,
         RestoreGroupRequest, Source, SourceReportRow, UpdateCustomerRequest,
-        customer_service_client::CustomerServiceClient,
-        relationship_service_client::RelationshipServiceClient,
     },
 };
-use prost_types::{FieldMask, Timestamp};
+use prost_types::Timestamp;
 use tonic::{Code, Response, Status};
 
-use crate::helpers::{Svc, TestApp, concurrently, expect_code, new_tenant, violated_fields};
+use crate::fixtures::{
+    self, Customers, SEEDED, change, change_request, count, create_customer, create_request,
+    get_customer, history, list_pages, named, new_group, new_group_under, new_source, rel,
+    relationships, stored, total, unknown_id, update_request,
+};
+use crate::helpers::{TestApp, concurrently, expect_code, new_tenant, violated_fields};
 use crate::on_both_databases;
-
-type Customers = CustomerServiceClient<Svc>;
-type Relationships = RelationshipServiceClient<Svc>;
-
-const SEEDED: [&str; 7] = [
-    "NEW",
-    "APPROACHED",
-    "HOT",
-    "POTENTIAL",
-    "LOST",
-    "CLOSED",
-    "DONT_FORGET",
-];
-
-fn named(name: &str) -> Customer {
-    Customer {
-        name: name.to_owned(),
-        ..Default::default()
-    }
-}
-
-fn create_request(customer: Customer) -> CreateCustomerRequest {
-    CreateCustomerRequest {
-        customer: Some(customer),
-        request_id: String::new(),
-        reason: String::new(),
-    }
-}
-
-async fn create(client: &mut Customers, customer: Customer) -> Customer {
-    client
-        .create_customer(create_request(customer))
-        .await
-        .expect("create customer")
-        .into_inner()
-        .customer
-        .expect("customer")
-}
-
-async fn get(client: &mut Customers, id: &str) -> Customer {
-    client
-        .get_customer(GetCustomerRequest { id: id.to_owned() })
-        .await
-        .expect("get customer")
-        .into_inner()
-        .customer
-        .expect("customer")
-}
 
 async fn delete(client: &mut Customers, id: &str) -> Customer {
     client
@@ -98,56 +51,12 @@ async fn restore(client: &mut Customers, id: &str) -> Result<Response<Customer>,
         .map(|r| Response::new(r.into_inner().customer.expect("customer")))
 }
 
-fn change_request(customer_id: &str, relationship_id: &str) -> ChangeRelationshipRequest {
-    ChangeRelationshipRequest {
-        customer_id: customer_id.to_owned(),
-        relationship_id: relationship_id.to_owned(),
-        reason: String::new(),
-        etag: String::new(),
-    }
-}
-
-async fn change(
-    client: &mut Customers,
-    customer_id: &str,
-    relationship_id: &str,
-) -> ChangeRelationshipResponse {
-    client
-        .change_relationship(change_request(customer_id, relationship_id))
-        .await
-        .expect("change relationship")
-        .into_inner()
-}
-
 fn batch_request(customer_ids: &[String], relationship_id: &str) -> BatchChangeRelationshipRequest {
     BatchChangeRelationshipRequest {
         customer_ids: customer_ids.to_vec(),
         relationship_id: relationship_id.to_owned(),
         reason: String::new(),
     }
-}
-
-fn update_request(customer: Customer, paths: &[&str]) -> UpdateCustomerRequest {
-    UpdateCustomerRequest {
-        customer: Some(customer),
-        update_mask: Some(FieldMask {
-            paths: paths.iter().map(|p| p.to_string()).collect(),
-        }),
-        reason: String::new(),
-    }
-}
-
-async fn history(client: &mut Customers, customer_id: &str) -> Vec<RelationshipChange> {
-    client
-        .list_relationship_history(ListRelationshipHistoryRequest {
-            customer_id: customer_id.to_owned(),
-            page_size: 1000,
-            page_token: String::new(),
-        })
-        .await
-        .expect("list relationship history")
-        .into_inner()
-        .changes
 }
 
 async fn record(
@@ -169,24 +78,16 @@ async fn record(
 /// Every customer matching `request`, page after page; checks that every page
 /// reports the number of customers returned in all as `total_size` and that
 /// no customer comes twice.
-async fn list_all(client: &mut Customers, mut request: ListCustomersRequest) -> Vec<Customer> {
+async fn list_all(client: &mut Customers, request: ListCustomersRequest) -> Vec<Customer> {
+    let page_size = request.page_size;
     let mut customers = Vec::new();
     let mut totals = Vec::new();
-    loop {
-        let page = client
-            .list_customers(request.clone())
-            .await
-            .expect("list customers")
-            .into_inner();
-        if request.page_size > 0 {
-            assert!(page.customers.len() <= request.page_size as usize);
+    for page in list_pages(client, request).await {
+        if page_size > 0 {
+            assert!(page.customers.len() <= page_size as usize);
         }
         totals.push(page.total_size);
         customers.extend(page.customers);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        request.page_token = page.next_page_token;
     }
     let n = customers.len() as i64;
     assert!(
@@ -201,81 +102,12 @@ async fn list_all(client: &mut Customers, mut request: ListCustomersRequest) -> 
     customers
 }
 
-async fn total(client: &mut Customers, request: ListCustomersRequest) -> i64 {
-    client
-        .list_customers(ListCustomersRequest {
-            page_size: 1,
-            ..request
-        })
-        .await
-        .expect("list customers")
-        .into_inner()
-        .total_size
-}
-
-/// Customers stored in the tenant, deleted or not.
-async fn stored(client: &mut Customers) -> i64 {
-    total(
-        client,
-        ListCustomersRequest {
-            show_deleted: true,
-            ..Default::default()
-        },
-    )
-    .await
-}
-
-async fn count(
-    client: &mut Customers,
-    request: CountCustomersByRelationshipRequest,
-) -> CountCustomersByRelationshipResponse {
-    client
-        .count_customers_by_relationship(request)
-        .await
-        .expect("count customers")
-        .into_inner()
-}
-
 fn ids_of(customers: &[Customer]) -> HashSet<String> {
     customers.iter().map(|c| c.id.clone()).collect()
 }
 
 fn id_set(customers: &[&Customer]) -> HashSet<String> {
     customers.iter().map(|c| c.id.clone()).collect()
-}
-
-async fn relationships(client: &mut Relationships) -> Vec<Relationship> {
-    client
-        .list_relationships(ListRelationshipsRequest::default())
-        .await
-        .expect("list relationships")
-        .into_inner()
-        .relationships
-}
-
-fn rel(list: &[Relationship], code: &str) -> String {
-    list.iter()
-        .find(|r| r.code == code)
-        .unwrap_or_else(|| panic!("no relationship {code}"))
-        .id
-        .clone()
-}
-
-async fn new_group(app: &TestApp, name: &str, parent_id: &str) -> Group {
-    app.groups()
-        .create_group(CreateGroupRequest {
-            group: Some(Group {
-                name: name.to_owned(),
-                parent_id: parent_id.to_owned(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .expect("create group")
-        .into_inner()
-        .group
-        .expect("group")
 }
 
 async fn delete_group(app: &TestApp, id: &str) {
@@ -289,33 +121,9 @@ async fn delete_group(app: &TestApp, id: &str) {
         .expect("delete group");
 }
 
-async fn new_source(app: &TestApp, name: &str) -> Source {
-    app.sources()
-        .create_source(CreateSourceRequest {
-            source: Some(Source {
-                name: name.to_owned(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .expect("create source")
-        .into_inner()
-        .source
-        .expect("source")
-}
-
 /// A group's `customer_count`, checked to be the same in Get and List.
 async fn group_count(app: &TestApp, id: &str) -> i64 {
-    let got = app
-        .groups()
-        .get_group(GetGroupRequest { id: id.to_owned() })
-        .await
-        .expect("get group")
-        .into_inner()
-        .group
-        .expect("group")
-        .customer_count;
+    let got = fixtures::group_count(app, id).await;
     let listed = app
         .groups()
         .list_groups(ListGroupsRequest {
@@ -339,15 +147,7 @@ async fn group_count(app: &TestApp, id: &str) -> i64 {
 
 /// A source's `customer_count`, checked to be the same in Get and List.
 async fn source_count(app: &TestApp, id: &str) -> i64 {
-    let got = app
-        .sources()
-        .get_source(GetSourceRequest { id: id.to_owned() })
-        .await
-        .expect("get source")
-        .into_inner()
-        .source
-        .expect("source")
-        .customer_count;
+    let got = fixtures::source_count(app, id).await;
     let listed = app
         .sources()
         .list_sources(ListSourcesRequest {
@@ -371,15 +171,7 @@ async fn source_count(app: &TestApp, id: &str) -> i64 {
 
 /// A relationship's `customer_count`, checked to be the same in Get and List.
 async fn relationship_count(app: &TestApp, id: &str) -> i64 {
-    let got = app
-        .relationships()
-        .get_relationship(GetRelationshipRequest { id: id.to_owned() })
-        .await
-        .expect("get relationship")
-        .into_inner()
-        .relationship
-        .expect("relationship")
-        .customer_count;
+    let got = fixtures::relationship_count(app, id).await;
     let listed = relationships(&mut app.relationships())
         .await
         .into_iter()
@@ -403,10 +195,6 @@ fn ts(t: DateTime<Utc>) -> Timestamp {
 fn key(t: &Option<Timestamp>) -> (i64, i32) {
     let t = t.as_ref().expect("timestamp");
     (t.seconds, t.nanos)
-}
-
-fn unknown_id() -> String {
-    uuid::Uuid::now_v7().to_string()
 }
 
 fn fields(status: &Status) -> HashSet<String> {
@@ -433,10 +221,10 @@ async fn seed_catalogue(app: &TestApp) -> Catalogue {
     let (new, hot) = (rel(&rels, "NEW"), rel(&rels, "HOT"));
     let web = new_source(app, "Website").await;
     let fair = new_source(app, "Hội chợ").await;
-    let root = new_group(app, "Miền Bắc", "").await;
-    let mid = new_group(app, "Hà Nội", &root.id).await;
-    let leaf = new_group(app, "Cầu Giấy", &mid.id).await;
-    let other = new_group(app, "Miền Nam", "").await;
+    let root = new_group(app, "Miền Bắc").await;
+    let mid = new_group_under(app, "Hà Nội", &root.id).await;
+    let leaf = new_group_under(app, "Cầu Giấy", &mid.id).await;
+    let other = new_group(app, "Miền Nam").await;
     let specs = vec![
         Customer {
             phone: "0901000001".into(),
@@ -488,7 +276,7 @@ async fn seed_catalogue(app: &TestApp) -> Catalogue {
     let mut client = app.customers();
     let mut customers = Vec::new();
     for spec in specs {
-        customers.push(create(&mut client, spec).await);
+        customers.push(create_customer(&mut client, spec).await);
     }
     delete(&mut client, &customers[5].id).await;
     Catalogue {
@@ -581,7 +369,7 @@ on_both_databases! {
     async fn create_normalises_phone_and_email_and_keeps_vietnamese_names(app: TestApp) {
         let mut customers = app.customers();
         let now = ts(app.clock.now());
-        let an = create(&mut customers, Customer { phone: "0912 345.678".into(), email: "  An@Example.COM ".into(), ..named("Nguyễn Thị Ánh Tuyết") }).await;
+        let an = create_customer(&mut customers, Customer { phone: "0912 345.678".into(), email: "  An@Example.COM ".into(), ..named("Nguyễn Thị Ánh Tuyết") }).await;
         assert_eq!(an.phone, "0912345678");
         assert_eq!(an.email, "an@example.com");
         assert_eq!(an.name, "Nguyễn Thị Ánh Tuyết", "Vietnamese text round-trips exactly");
@@ -590,21 +378,21 @@ on_both_databases! {
         assert_eq!(an.create_time, Some(now));
         assert!(an.delete_time.is_none());
         assert!(an.last_contact_time.is_none(), "never contacted");
-        let fetched = get(&mut customers, &an.id).await;
+        let fetched = get_customer(&mut customers, &an.id).await;
         assert_eq!((fetched.name.as_str(), fetched.phone.as_str(), fetched.email.as_str()), ("Nguyễn Thị Ánh Tuyết", "0912345678", "an@example.com"));
 
-        let intl = create(&mut customers, Customer { phone: "+84 (912) 345-678".into(), ..named("Đặng Văn Lưỡng") }).await;
+        let intl = create_customer(&mut customers, Customer { phone: "+84 (912) 345-678".into(), ..named("Đặng Văn Lưỡng") }).await;
         assert_eq!(intl.phone, "+84912345678");
         assert_eq!(intl.name, "Đặng Văn Lưỡng");
         // 6 and 15 digits are the bounds.
-        let six = create(&mut customers, Customer { phone: "12-34-56".into(), ..named("Huỳnh Sáu") }).await;
+        let six = create_customer(&mut customers, Customer { phone: "12-34-56".into(), ..named("Huỳnh Sáu") }).await;
         assert_eq!(six.phone, "123456");
-        let fifteen = create(&mut customers, Customer { phone: "+123 456 789 012 345".into(), ..named("Mười Lăm") }).await;
+        let fifteen = create_customer(&mut customers, Customer { phone: "+123 456 789 012 345".into(), ..named("Mười Lăm") }).await;
         assert_eq!(fifteen.phone, "+123456789012345");
         for name in ["Trịnh Công Sơn", "Ngô Thị Hường", "Phùng Quốc Khánh Ỷ"] {
-            let created = create(&mut customers, named(name)).await;
+            let created = create_customer(&mut customers, named(name)).await;
             assert_eq!(created.name, name);
-            assert_eq!(get(&mut customers, &created.id).await.name, name);
+            assert_eq!(get_customer(&mut customers, &created.id).await.name, name);
         }
         assert_eq!(stored(&mut customers).await, 7);
     }
@@ -640,7 +428,7 @@ on_both_databases! {
 
     async fn an_active_duplicate_phone_or_email_is_already_exists_naming_the_existing_customer(app: TestApp) {
         let mut customers = app.customers();
-        let first = create(&mut customers, Customer { phone: "0912 345 678".into(), email: "Tam@Example.com".into(), ..named("Lê Văn Tám") }).await;
+        let first = create_customer(&mut customers, Customer { phone: "0912 345 678".into(), email: "Tam@Example.com".into(), ..named("Lê Văn Tám") }).await;
         let status = expect_code(
             customers.create_customer(create_request(Customer { phone: "0912.345-678".into(), ..named("Người khác") })).await,
             Code::AlreadyExists,
@@ -655,10 +443,10 @@ on_both_databases! {
 
         // A deleted customer frees its phone; it cannot then be restored over the new holder.
         delete(&mut customers, &first.id).await;
-        let second = create(&mut customers, Customer { phone: "0912345678".into(), ..named("Người mới") }).await;
+        let second = create_customer(&mut customers, Customer { phone: "0912345678".into(), ..named("Người mới") }).await;
         assert_eq!(second.phone, "0912345678");
         expect_code(restore(&mut customers, &first.id).await, Code::AlreadyExists);
-        assert!(get(&mut customers, &first.id).await.delete_time.is_some(), "still deleted");
+        assert!(get_customer(&mut customers, &first.id).await.delete_time.is_some(), "still deleted");
         assert_eq!(total(&mut customers, ListCustomersRequest::default()).await, 1);
     }
 
@@ -683,11 +471,11 @@ on_both_databases! {
     async fn the_relationship_on_create_defaults_and_must_be_an_active_manual_one(app: TestApp) {
         let mut customers = app.customers();
         let rels = relationships(&mut app.relationships()).await;
-        let plain = create(&mut customers, named("Mặc định")).await;
+        let plain = create_customer(&mut customers, named("Mặc định")).await;
         assert_eq!(plain.relationship_id, rel(&rels, "NEW"));
-        let hot = create(&mut customers, Customer { relationship_id: rel(&rels, "HOT"), ..named("Nóng") }).await;
+        let hot = create_customer(&mut customers, Customer { relationship_id: rel(&rels, "HOT"), ..named("Nóng") }).await;
         assert_eq!(hot.relationship_id, rel(&rels, "HOT"));
-        assert_eq!(get(&mut customers, &hot.id).await.relationship_id, rel(&rels, "HOT"));
+        assert_eq!(get_customer(&mut customers, &hot.id).await.relationship_id, rel(&rels, "HOT"));
 
         app.relationships().delete_relationship(DeleteRelationshipRequest { id: rel(&rels, "LOST"), etag: String::new(), reassign_to_id: String::new() }).await.expect("delete an unused relationship");
         let cases = [
@@ -710,11 +498,11 @@ on_both_databases! {
         let web = new_source(&app, "Website").await;
         let gone = new_source(&app, "Tờ rơi").await;
         app.sources().delete_source(DeleteSourceRequest { id: gone.id.clone(), etag: String::new() }).await.expect("delete source");
-        let vip = new_group(&app, "VIP", "").await;
-        let old = new_group(&app, "Cũ", "").await;
+        let vip = new_group(&app, "VIP").await;
+        let old = new_group(&app, "Cũ").await;
         delete_group(&app, &old.id).await;
 
-        let ok = create(&mut customers, Customer { source_id: web.id.clone(), group_ids: vec![vip.id.clone()], ..named("Có nguồn") }).await;
+        let ok = create_customer(&mut customers, Customer { source_id: web.id.clone(), group_ids: vec![vip.id.clone()], ..named("Có nguồn") }).await;
         assert_eq!(ok.source_id, web.id);
         assert_eq!(ok.group_ids, vec![vip.id.clone()]);
 
@@ -730,13 +518,13 @@ on_both_databases! {
     async fn profile_completion_is_the_share_of_the_seven_profile_fields(app: TestApp) {
         let mut customers = app.customers();
         let source = new_source(&app, "Giới thiệu").await;
-        let name_only = create(&mut customers, named("Chỉ tên")).await;
+        let name_only = create_customer(&mut customers, named("Chỉ tên")).await;
         assert_eq!(name_only.profile_completion, 14);
-        let two = create(&mut customers, Customer { phone: "0903111333".into(), ..named("Hai trường") }).await;
+        let two = create_customer(&mut customers, Customer { phone: "0903111333".into(), ..named("Hai trường") }).await;
         assert_eq!(two.profile_completion, 28);
-        let three = create(&mut customers, Customer { phone: "0903111222".into(), email: "ba@example.com".into(), ..named("Ba trường") }).await;
+        let three = create_customer(&mut customers, Customer { phone: "0903111222".into(), email: "ba@example.com".into(), ..named("Ba trường") }).await;
         assert_eq!(three.profile_completion, 42);
-        let full = create(&mut customers, Customer {
+        let full = create_customer(&mut customers, Customer {
             phone: "0903111444".into(),
             email: "du@example.com".into(),
             owner_id: "u-1".into(),
@@ -746,11 +534,11 @@ on_both_databases! {
             ..named("Đầy đủ")
         }).await;
         assert_eq!(full.profile_completion, 100);
-        let extras = create(&mut customers, Customer { revenue: 10, attributes: BTreeMap::from([("hang".to_owned(), "vang".to_owned())]), ..named("Không tính") }).await;
+        let extras = create_customer(&mut customers, Customer { revenue: 10, attributes: BTreeMap::from([("hang".to_owned(), "vang".to_owned())]), ..named("Không tính") }).await;
         assert_eq!(extras.profile_completion, 14, "revenue and attributes are not profile fields");
         let updated = customers.update_customer(update_request(Customer { id: name_only.id.clone(), province: "Huế".into(), ..Default::default() }, &["province"])).await.expect("update").into_inner().customer.unwrap();
         assert_eq!(updated.profile_completion, 28);
-        assert_eq!(get(&mut customers, &name_only.id).await.profile_completion, 28);
+        assert_eq!(get_customer(&mut customers, &name_only.id).await.profile_completion, 28);
     }
 
     async fn revenue_must_not_be_negative_and_attributes_round_trip_with_valid_keys(app: TestApp) {
@@ -761,10 +549,10 @@ on_both_databases! {
             ("ma_so_thue".to_owned(), "0101234567".to_owned()),
             ("ghi_chu_2".to_owned(), "Khách quen, hay đặt hàng dịp Tết".to_owned()),
         ]);
-        let created = create(&mut customers, Customer { revenue: 1_500_000_000, attributes: attributes.clone(), ..named("Doanh thu") }).await;
+        let created = create_customer(&mut customers, Customer { revenue: 1_500_000_000, attributes: attributes.clone(), ..named("Doanh thu") }).await;
         assert_eq!(created.revenue, 1_500_000_000);
         assert_eq!(created.attributes, attributes);
-        let fetched = get(&mut customers, &created.id).await;
+        let fetched = get_customer(&mut customers, &created.id).await;
         assert_eq!((fetched.revenue, &fetched.attributes), (1_500_000_000, &attributes));
         for bad in ["Ma_so", "ma so"] {
             let status = expect_code(
@@ -775,7 +563,7 @@ on_both_databases! {
         }
         let status = expect_code(customers.update_customer(update_request(Customer { id: created.id.clone(), revenue: -5, ..Default::default() }, &["revenue"])).await, Code::InvalidArgument);
         assert_eq!(violated_fields(&status), vec!["customer.revenue"]);
-        assert_eq!(get(&mut customers, &created.id).await.revenue, 1_500_000_000, "unchanged");
+        assert_eq!(get_customer(&mut customers, &created.id).await.revenue, 1_500_000_000, "unchanged");
         assert_eq!(stored(&mut customers).await, 1, "nothing else was written");
     }
 
@@ -838,7 +626,7 @@ on_both_databases! {
         let page = customers.list_relationship_history(ListRelationshipHistoryRequest { customer_id: customer.id.clone(), page_size: 2, page_token: String::new() }).await.unwrap().into_inner();
         assert_eq!(page.total_size, 5);
         assert_eq!(page.changes, changes[..2].to_vec());
-        assert_eq!(get(&mut customers, &customer.id).await.relationship_id, approached);
+        assert_eq!(get_customer(&mut customers, &customer.id).await.relationship_id, approached);
     }
 
     async fn the_tenants_change_sequences_run_from_one_without_gaps(app: TestApp) {
@@ -847,11 +635,11 @@ on_both_databases! {
         let (hot, lost, potential, closed) = (rel(&rels, "HOT"), rel(&rels, "LOST"), rel(&rels, "POTENTIAL"), rel(&rels, "CLOSED"));
         let mut ids = Vec::new();
         for i in 0..5 {
-            ids.push(create(&mut customers, named(&format!("Tuần tự {i}"))).await.id);
+            ids.push(create_customer(&mut customers, named(&format!("Tuần tự {i}"))).await.id);
         }
         let created = concurrently(10, |i| {
             let mut client = app.customers();
-            async move { create(&mut client, named(&format!("Song song {i}"))).await.id }
+            async move { create_customer(&mut client, named(&format!("Song song {i}"))).await.id }
         }).await;
         ids.extend(created);
         let changed = concurrently(ids.len(), |i| {
@@ -885,10 +673,10 @@ on_both_databases! {
         let mut customers = app.customers();
         let rels = relationships(&mut app.relationships()).await;
         let (new, hot, lost) = (rel(&rels, "NEW"), rel(&rels, "HOT"), rel(&rels, "LOST"));
-        let customer = create(&mut customers, named("Đổi quan hệ")).await;
+        let customer = create_customer(&mut customers, named("Đổi quan hệ")).await;
 
         expect_code(customers.change_relationship(change_request(&customer.id, &rel(&rels, "DONT_FORGET"))).await, Code::FailedPrecondition);
-        assert_eq!(get(&mut customers, &customer.id).await.relationship_id, new);
+        assert_eq!(get_customer(&mut customers, &customer.id).await.relationship_id, new);
         assert_eq!(history(&mut customers, &customer.id).await.len(), 1);
 
         let same = change(&mut customers, &customer.id, &new).await;
@@ -896,21 +684,21 @@ on_both_databases! {
         assert_eq!(same.customer.unwrap().relationship_id, new);
         assert_eq!(history(&mut customers, &customer.id).await.len(), 1, "no history row for a no-op");
 
-        let current = get(&mut customers, &customer.id).await;
+        let current = get_customer(&mut customers, &customer.id).await;
         let moved = customers.change_relationship(ChangeRelationshipRequest { etag: current.etag.clone(), ..change_request(&customer.id, &hot) }).await.expect("current etag").into_inner();
         let moved = moved.customer.unwrap();
         assert_eq!(moved.relationship_id, hot);
         assert_ne!(moved.etag, current.etag, "the etag changes with the customer");
         expect_code(customers.change_relationship(ChangeRelationshipRequest { etag: current.etag.clone(), ..change_request(&customer.id, &lost) }).await, Code::Aborted);
-        let after = get(&mut customers, &customer.id).await;
+        let after = get_customer(&mut customers, &customer.id).await;
         assert_eq!(after.relationship_id, hot, "a stale etag changes nothing");
         assert_eq!(after.etag, moved.etag);
         assert_eq!(history(&mut customers, &customer.id).await.len(), 2);
 
-        let gone = create(&mut customers, named("Đã xoá")).await;
+        let gone = create_customer(&mut customers, named("Đã xoá")).await;
         delete(&mut customers, &gone.id).await;
         expect_code(customers.change_relationship(change_request(&gone.id, &hot)).await, Code::FailedPrecondition);
-        assert_eq!(get(&mut customers, &gone.id).await.relationship_id, new);
+        assert_eq!(get_customer(&mut customers, &gone.id).await.relationship_id, new);
         assert_eq!(history(&mut customers, &gone.id).await.len(), 1);
 
         let unknown = unknown_id();
@@ -923,9 +711,9 @@ on_both_databases! {
         let (new, hot) = (rel(&rels, "NEW"), rel(&rels, "HOT"));
         let mut ids = Vec::new();
         for name in ["Một", "Hai", "Ba"] {
-            ids.push(create(&mut customers, named(name)).await.id);
+            ids.push(create_customer(&mut customers, named(name)).await.id);
         }
-        let gone = create(&mut customers, named("Đã xoá")).await;
+        let gone = create_customer(&mut customers, named("Đã xoá")).await;
         delete(&mut customers, &gone.id).await;
 
         let with_unknown = vec![ids[0].clone(), ids[1].clone(), unknown_id(), ids[2].clone()];
@@ -933,7 +721,7 @@ on_both_databases! {
         let with_deleted = vec![ids[0].clone(), ids[1].clone(), gone.id.clone(), ids[2].clone()];
         expect_code(customers.batch_change_relationship(batch_request(&with_deleted, &hot)).await, Code::FailedPrecondition);
         for id in ids.iter().chain([&gone.id]) {
-            assert_eq!(get(&mut customers, id).await.relationship_id, new, "{id} unchanged");
+            assert_eq!(get_customer(&mut customers, id).await.relationship_id, new, "{id} unchanged");
             assert_eq!(history(&mut customers, id).await.len(), 1, "{id} has only its creation");
         }
         assert_eq!(relationship_count(&app, &hot).await, 0);
@@ -943,9 +731,9 @@ on_both_databases! {
         let mut customers = app.customers();
         let rels = relationships(&mut app.relationships()).await;
         let (new, hot) = (rel(&rels, "NEW"), rel(&rels, "HOT"));
-        let a = create(&mut customers, named("A")).await;
-        let b = create(&mut customers, named("B")).await;
-        let c = create(&mut customers, named("C")).await;
+        let a = create_customer(&mut customers, named("A")).await;
+        let b = create_customer(&mut customers, named("B")).await;
+        let c = create_customer(&mut customers, named("C")).await;
 
         let too_many: Vec<String> = (0..1001).map(|_| unknown_id()).collect();
         let status = expect_code(customers.batch_change_relationship(batch_request(&too_many, &hot)).await, Code::InvalidArgument);
@@ -953,7 +741,7 @@ on_both_databases! {
         let status = expect_code(customers.batch_change_relationship(batch_request(&[], &hot)).await, Code::InvalidArgument);
         assert_eq!(violated_fields(&status), vec!["customer_ids"]);
         expect_code(customers.batch_change_relationship(batch_request(std::slice::from_ref(&a.id), &rel(&rels, "DONT_FORGET"))).await, Code::FailedPrecondition);
-        assert_eq!(get(&mut customers, &a.id).await.relationship_id, new);
+        assert_eq!(get_customer(&mut customers, &a.id).await.relationship_id, new);
 
         change(&mut customers, &a.id, &hot).await;
         let repeated = vec![a.id.clone(), b.id.clone(), b.id.clone(), c.id.clone(), a.id.clone(), c.id.clone()];
@@ -963,7 +751,7 @@ on_both_databases! {
         assert_eq!(moved.iter().cloned().collect::<HashSet<_>>(), HashSet::from([b.id.clone(), c.id.clone()]));
         assert!(response.changes.iter().all(|ch| ch.cause() == RelationshipChangeCause::Manual && ch.old_relationship_id == new && ch.new_relationship_id == hot));
         for customer in [&a, &b, &c] {
-            assert_eq!(get(&mut customers, &customer.id).await.relationship_id, hot);
+            assert_eq!(get_customer(&mut customers, &customer.id).await.relationship_id, hot);
             assert_eq!(history(&mut customers, &customer.id).await.len(), 2, "created + one move");
         }
         let again = customers.batch_change_relationship(batch_request(&[a.id.clone(), b.id.clone()], &hot)).await.expect("batch").into_inner();
@@ -973,10 +761,10 @@ on_both_databases! {
 
     async fn group_membership_changes_are_idempotent_and_check_the_group_and_customers(app: TestApp) {
         let mut customers = app.customers();
-        let group = new_group(&app, "Khách sỉ", "").await;
-        let a = create(&mut customers, named("A")).await;
-        let b = create(&mut customers, named("B")).await;
-        let c = create(&mut customers, named("C")).await;
+        let group = new_group(&app, "Khách sỉ").await;
+        let a = create_customer(&mut customers, named("A")).await;
+        let b = create_customer(&mut customers, named("B")).await;
+        let c = create_customer(&mut customers, named("C")).await;
         let add = |ids: Vec<String>| AddCustomersToGroupRequest { group_id: group.id.clone(), customer_ids: ids };
         let remove = |ids: Vec<String>| RemoveCustomersFromGroupRequest { group_id: group.id.clone(), customer_ids: ids };
 
@@ -985,7 +773,7 @@ on_both_databases! {
         let second = customers.add_customers_to_group(add(vec![a.id.clone(), b.id.clone(), a.id.clone()])).await.expect("add again").into_inner();
         assert_eq!(second.added_count, 0);
         assert_eq!(group_count(&app, &group.id).await, 2);
-        assert_eq!(get(&mut customers, &a.id).await.group_ids, vec![group.id.clone()]);
+        assert_eq!(get_customer(&mut customers, &a.id).await.group_ids, vec![group.id.clone()]);
 
         let none = customers.remove_customers_from_group(remove(vec![c.id.clone()])).await.expect("remove non-member").into_inner();
         assert_eq!(none.removed_count, 0);
@@ -993,24 +781,24 @@ on_both_databases! {
         assert_eq!(one.removed_count, 1);
         let again = customers.remove_customers_from_group(remove(vec![a.id.clone()])).await.expect("remove again").into_inner();
         assert_eq!(again.removed_count, 0);
-        assert!(get(&mut customers, &a.id).await.group_ids.is_empty());
+        assert!(get_customer(&mut customers, &a.id).await.group_ids.is_empty());
         assert_eq!(group_count(&app, &group.id).await, 1);
 
         expect_code(customers.add_customers_to_group(add(vec![c.id.clone(), unknown_id()])).await, Code::NotFound);
-        assert!(get(&mut customers, &c.id).await.group_ids.is_empty(), "nothing added");
+        assert!(get_customer(&mut customers, &c.id).await.group_ids.is_empty(), "nothing added");
         assert_eq!(group_count(&app, &group.id).await, 1);
 
-        let gone = new_group(&app, "Đã xoá", "").await;
+        let gone = new_group(&app, "Đã xoá").await;
         delete_group(&app, &gone.id).await;
         expect_code(customers.add_customers_to_group(AddCustomersToGroupRequest { group_id: gone.id.clone(), customer_ids: vec![c.id.clone()] }).await, Code::FailedPrecondition);
-        assert!(get(&mut customers, &c.id).await.group_ids.is_empty());
+        assert!(get_customer(&mut customers, &c.id).await.group_ids.is_empty());
     }
 
     async fn group_ids_list_active_groups_only_and_memberships_outlive_a_group_delete(app: TestApp) {
         let mut customers = app.customers();
-        let kept = new_group(&app, "Giữ lại", "").await;
-        let parked = new_group(&app, "Tạm ẩn", "").await;
-        let customer = create(&mut customers, Customer { group_ids: vec![kept.id.clone(), parked.id.clone()], ..named("Thành viên") }).await;
+        let kept = new_group(&app, "Giữ lại").await;
+        let parked = new_group(&app, "Tạm ẩn").await;
+        let customer = create_customer(&mut customers, Customer { group_ids: vec![kept.id.clone(), parked.id.clone()], ..named("Thành viên") }).await;
         let mut ids = customer.group_ids.clone();
         ids.sort();
         let mut both = vec![kept.id.clone(), parked.id.clone()];
@@ -1018,9 +806,9 @@ on_both_databases! {
         assert_eq!(ids, both);
 
         delete_group(&app, &parked.id).await;
-        assert_eq!(get(&mut customers, &customer.id).await.group_ids, vec![kept.id.clone()]);
+        assert_eq!(get_customer(&mut customers, &customer.id).await.group_ids, vec![kept.id.clone()]);
         app.groups().restore_group(RestoreGroupRequest { id: parked.id.clone(), etag: String::new() }).await.expect("restore group");
-        let mut ids = get(&mut customers, &customer.id).await.group_ids;
+        let mut ids = get_customer(&mut customers, &customer.id).await.group_ids;
         ids.sort();
         assert_eq!(ids, both, "the membership was kept");
         assert_eq!(group_count(&app, &parked.id).await, 1);
@@ -1028,7 +816,7 @@ on_both_databases! {
 
     async fn record_contact_validates_its_input_and_keeps_the_latest_contact_time(app: TestApp) {
         let mut customers = app.customers_as("u-7");
-        let customer = create(&mut customers, named("Liên hệ")).await;
+        let customer = create_customer(&mut customers, named("Liên hệ")).await;
         // Back-dated contacts below stay after the customer's creation.
         app.clock.advance(Duration::days(5));
         let t0 = app.clock.now();
@@ -1039,7 +827,7 @@ on_both_databases! {
         assert_eq!(violated_fields(&status), vec!["channel"]);
         let listed = customers.list_contacts(ListContactsRequest { customer_id: customer.id.clone(), ..Default::default() }).await.expect("list contacts").into_inner();
         assert_eq!(listed.total_size, 0, "nothing was recorded");
-        assert!(get(&mut customers, &customer.id).await.last_contact_time.is_none());
+        assert!(get_customer(&mut customers, &customer.id).await.last_contact_time.is_none());
 
         let first = record(&mut customers, &customer.id, ContactChannel::Call, None).await.expect("record").into_inner();
         let contact = first.contact.expect("contact");
@@ -1053,23 +841,23 @@ on_both_databases! {
         let back_dated = record(&mut customers, &customer.id, ContactChannel::Email, Some(ts(t0 - Duration::days(3)))).await.expect("record back-dated").into_inner();
         assert_eq!(back_dated.contact.unwrap().contact_time, Some(ts(t0 - Duration::days(3))));
         assert_eq!(back_dated.customer.unwrap().last_contact_time, Some(ts(t0)), "a back-dated contact does not lower it");
-        assert_eq!(get(&mut customers, &customer.id).await.last_contact_time, Some(ts(t0)));
+        assert_eq!(get_customer(&mut customers, &customer.id).await.last_contact_time, Some(ts(t0)));
 
         let newer = record(&mut customers, &customer.id, ContactChannel::Meeting, Some(ts(t0 + Duration::minutes(30)))).await.expect("record").into_inner();
         assert_eq!(newer.customer.unwrap().last_contact_time, Some(ts(t0 + Duration::minutes(30))));
         let now = app.clock.now();
         let at_now = record(&mut customers, &customer.id, ContactChannel::Sms, Some(ts(now))).await.expect("now is not the future").into_inner();
         assert_eq!(at_now.customer.unwrap().last_contact_time, Some(ts(now)));
-        assert_eq!(get(&mut customers, &customer.id).await.last_contact_time, Some(ts(now)));
+        assert_eq!(get_customer(&mut customers, &customer.id).await.last_contact_time, Some(ts(now)));
 
-        let gone = create(&mut customers, named("Đã xoá")).await;
+        let gone = create_customer(&mut customers, named("Đã xoá")).await;
         delete(&mut customers, &gone.id).await;
         expect_code(record(&mut customers, &gone.id, ContactChannel::Call, None).await, Code::FailedPrecondition);
         expect_code(record(&mut customers, &unknown_id(), ContactChannel::Call, None).await, Code::NotFound);
     }
 
     async fn contacts_are_listed_newest_first_with_who_recorded_them(app: TestApp) {
-        let customer = create(&mut app.customers(), named("Nhiều liên hệ")).await;
+        let customer = create_customer(&mut app.customers(), named("Nhiều liên hệ")).await;
         app.clock.advance(Duration::hours(10));
         let t0 = app.clock.now();
         let recorded = [
@@ -1170,7 +958,7 @@ on_both_databases! {
             let ids = concurrently(50, |i| {
                 let mut client = app.customers();
                 let n = batch * 50 + i;
-                async move { create(&mut client, named(&format!("Khach {:03}", n % 250))).await.id }
+                async move { create_customer(&mut client, named(&format!("Khach {:03}", n % 250))).await.id }
             }).await;
             created.extend(ids);
             app.clock.advance(Duration::minutes(1));
@@ -1209,11 +997,11 @@ on_both_databases! {
 
     async fn list_orders_and_deleted_customers(app: TestApp) {
         let mut customers = app.customers();
-        let binh = create(&mut customers, named("Bình")).await;
+        let binh = create_customer(&mut customers, named("Bình")).await;
         app.clock.advance(Duration::hours(1));
-        let an = create(&mut customers, named("An")).await;
+        let an = create_customer(&mut customers, named("An")).await;
         app.clock.advance(Duration::hours(1));
-        let cuong = create(&mut customers, named("Cường")).await;
+        let cuong = create_customer(&mut customers, named("Cường")).await;
         app.clock.advance(Duration::hours(1));
         record(&mut customers, &binh.id, ContactChannel::Call, None).await.expect("record");
         let order = |order_by: &str| ListCustomersRequest { order_by: order_by.into(), ..Default::default() };
@@ -1288,9 +1076,9 @@ on_both_databases! {
         let (new, hot) = (rel(&rels, "NEW"), rel(&rels, "HOT"));
         let web = new_source(&app, "Website").await;
         let zalo = new_source(&app, "Zalo").await;
-        let vip = new_group(&app, "VIP", "").await;
-        let a = create(&mut customers, Customer { source_id: web.id.clone(), group_ids: vec![vip.id.clone()], ..named("A") }).await;
-        let b = create(&mut customers, Customer { source_id: web.id.clone(), group_ids: vec![vip.id.clone()], relationship_id: hot.clone(), ..named("B") }).await;
+        let vip = new_group(&app, "VIP").await;
+        let a = create_customer(&mut customers, Customer { source_id: web.id.clone(), group_ids: vec![vip.id.clone()], ..named("A") }).await;
+        let b = create_customer(&mut customers, Customer { source_id: web.id.clone(), group_ids: vec![vip.id.clone()], relationship_id: hot.clone(), ..named("B") }).await;
         assert_eq!((group_count(&app, &vip.id).await, source_count(&app, &web.id).await, source_count(&app, &zalo.id).await), (2, 2, 0));
         assert_eq!((relationship_count(&app, &new).await, relationship_count(&app, &hot).await), (1, 1));
 
@@ -1314,9 +1102,9 @@ on_both_databases! {
         let mut customers = app.customers();
         let rels = relationships(&mut app.relationships()).await;
         let (new, hot, lost) = (rel(&rels, "NEW"), rel(&rels, "HOT"), rel(&rels, "LOST"));
-        let a = create(&mut customers, Customer { relationship_id: lost.clone(), ..named("A") }).await;
-        let b = create(&mut customers, Customer { relationship_id: lost.clone(), ..named("B") }).await;
-        let c = create(&mut customers, named("C")).await;
+        let a = create_customer(&mut customers, Customer { relationship_id: lost.clone(), ..named("A") }).await;
+        let b = create_customer(&mut customers, Customer { relationship_id: lost.clone(), ..named("B") }).await;
+        let c = create_customer(&mut customers, named("C")).await;
         let mut relationships_client = app.relationships();
 
         expect_code(relationships_client.delete_relationship(DeleteRelationshipRequest { id: lost.clone(), etag: String::new(), reassign_to_id: String::new() }).await, Code::FailedPrecondition);
@@ -1324,18 +1112,18 @@ on_both_databases! {
         assert!(still.delete_time.is_none(), "nothing deleted");
         assert_eq!(still.customer_count, 2);
         for customer in [&a, &b] {
-            assert_eq!(get(&mut customers, &customer.id).await.relationship_id, lost);
+            assert_eq!(get_customer(&mut customers, &customer.id).await.relationship_id, lost);
             assert_eq!(history(&mut customers, &customer.id).await.len(), 1);
         }
 
         let deleted = relationships_client.delete_relationship(DeleteRelationshipRequest { id: lost.clone(), etag: String::new(), reassign_to_id: hot.clone() }).await.expect("delete with a target").into_inner();
         assert_eq!(deleted.reassigned_customer_count, 2);
         for customer in [&a, &b] {
-            assert_eq!(get(&mut customers, &customer.id).await.relationship_id, hot);
+            assert_eq!(get_customer(&mut customers, &customer.id).await.relationship_id, hot);
             let last = history(&mut customers, &customer.id).await.pop().unwrap();
             assert_eq!((last.cause(), last.old_relationship_id.as_str(), last.new_relationship_id.as_str()), (RelationshipChangeCause::RelationshipDeleted, lost.as_str(), hot.as_str()));
         }
-        assert_eq!(get(&mut customers, &c.id).await.relationship_id, new, "others stay");
+        assert_eq!(get_customer(&mut customers, &c.id).await.relationship_id, new, "others stay");
         assert_eq!(relationship_count(&app, &hot).await, 2);
 
         let unused = relationships_client.delete_relationship(DeleteRelationshipRequest { id: rel(&rels, "POTENTIAL"), etag: String::new(), reassign_to_id: String::new() }).await.expect("an unused relationship needs no target").into_inner();
@@ -1353,7 +1141,7 @@ on_both_databases! {
         let from = t0 + Duration::days(1);
         let to = t0 + Duration::days(3);
         let mut add = async |source: &Source, revenue: i64, relationship: Option<&str>| {
-            let customer = create(&mut customers, Customer { source_id: source.id.clone(), revenue, ..named("Khách") }).await;
+            let customer = create_customer(&mut customers, Customer { source_id: source.id.clone(), revenue, ..named("Khách") }).await;
             if let Some(relationship) = relationship {
                 change(&mut customers, &customer.id, relationship).await;
             }
@@ -1404,7 +1192,7 @@ on_both_databases! {
         let (a, b) = (new_tenant(), new_tenant());
         let mut customers_a = app.customers_of(&a);
         let mut customers_b = app.customers_of(&b);
-        let theirs = create(&mut customers_a, Customer { phone: "0911222333".into(), ..named("Của A") }).await;
+        let theirs = create_customer(&mut customers_a, Customer { phone: "0911222333".into(), ..named("Của A") }).await;
         let rels_b = relationships(&mut app.relationships_of(&b)).await;
         let group_b = app.groups_of(&b).create_group(CreateGroupRequest { group: Some(Group { name: "Nhóm B".into(), ..Default::default() }), request_id: String::new() }).await.unwrap().into_inner().group.unwrap();
 
@@ -1417,13 +1205,13 @@ on_both_databases! {
 
         assert_eq!(total(&mut customers_b, ListCustomersRequest { show_deleted: true, ..Default::default() }).await, 0);
         assert_eq!(count(&mut customers_b, CountCustomersByRelationshipRequest::default()).await.total, 0);
-        let mine = create(&mut customers_b, Customer { phone: "0911 222 333".into(), ..named("Của B") }).await;
+        let mine = create_customer(&mut customers_b, Customer { phone: "0911 222 333".into(), ..named("Của B") }).await;
         assert_ne!(mine.id, theirs.id);
         assert_eq!(ids_of(&list_all(&mut customers_b, ListCustomersRequest::default()).await), id_set(&[&mine]));
         assert_eq!(ids_of(&list_all(&mut customers_a, ListCustomersRequest::default()).await), id_set(&[&theirs]));
         assert_eq!(count(&mut customers_a, CountCustomersByRelationshipRequest::default()).await.total, 1);
 
-        let untouched = get(&mut customers_a, &theirs.id).await;
+        let untouched = get_customer(&mut customers_a, &theirs.id).await;
         assert_eq!((untouched.name.as_str(), untouched.relationship_id.as_str(), untouched.etag.as_str()), ("Của A", theirs.relationship_id.as_str(), theirs.etag.as_str()));
         assert!(untouched.delete_time.is_none() && untouched.last_contact_time.is_none() && untouched.group_ids.is_empty());
         assert!(history(&mut customers_a, &theirs.id).await.len() == 1);
@@ -1436,15 +1224,15 @@ on_both_databases! {
         // include_subgroups (the group has none) takes the general query.
         // Both must give the same customers in the same order.
         let mut customers = app.customers();
-        let group = new_group(&app, "Đại lý", "").await;
-        let other = new_group(&app, "Khác", "").await;
+        let group = new_group(&app, "Đại lý").await;
+        let other = new_group(&app, "Khác").await;
         let rels = relationships(&mut app.relationships()).await;
         let hot = rel(&rels, "HOT");
         let mut in_group = Vec::new();
         for i in 0..30 {
             let mut customer = named(&format!("Thành viên {i:02}"));
             customer.group_ids = if i % 3 == 0 { vec![other.id.clone()] } else { vec![group.id.clone(), other.id.clone()] };
-            let created = create(&mut customers, customer).await;
+            let created = create_customer(&mut customers, customer).await;
             if i % 4 == 0 {
                 change(&mut customers, &created.id, &hot).await;
             }
@@ -1476,7 +1264,7 @@ on_both_databases! {
         // by the writes; include_subgroups (the group has none) recounts the
         // rows. After each kind of write both must agree.
         let mut customers = app.customers();
-        let group = new_group(&app, "Đếm", "").await;
+        let group = new_group(&app, "Đếm").await;
         let rels = relationships(&mut app.relationships()).await;
         let (hot, closed, lost) = (rel(&rels, "HOT"), rel(&rels, "CLOSED"), rel(&rels, "LOST"));
         let mut ids = Vec::new();
@@ -1485,7 +1273,7 @@ on_both_databases! {
             if i % 2 == 0 {
                 customer.group_ids = vec![group.id.clone()];
             }
-            ids.push(create(&mut customers, customer).await.id);
+            ids.push(create_customer(&mut customers, customer).await.id);
         }
         let counted = CountCustomersByRelationshipRequest { group_id: group.id.clone(), ..Default::default() };
         let recounted = CountCustomersByRelationshipRequest { include_subgroups: true, ..counted.clone() };

@@ -7,18 +7,11 @@ use crm_classify::pb::{
     CreateGroupRequest, DeleteGroupRequest, GetGroupRequest, Group, ListGroupsRequest,
     RestoreGroupRequest, UpdateGroupRequest,
 };
-use prost_types::FieldMask;
 use tonic::Code;
 
+use crate::fixtures::{Groups, create_group, get_group, mask};
 use crate::helpers::{concurrently, expect_code, violated_fields};
 use crate::on_both_databases;
-
-type Client = crm_classify::pb::group_service_client::GroupServiceClient<
-    tonic::service::interceptor::InterceptedService<
-        tonic::transport::Channel,
-        crate::helpers::Headers,
-    >,
->;
 
 fn named(name: &str) -> Group {
     Group {
@@ -35,37 +28,8 @@ fn under(name: &str, parent: &Group) -> Group {
     }
 }
 
-async fn create(client: &mut Client, group: Group) -> Group {
-    client
-        .create_group(CreateGroupRequest {
-            group: Some(group),
-            request_id: String::new(),
-        })
-        .await
-        .expect("create group")
-        .into_inner()
-        .group
-        .expect("group")
-}
-
-async fn get(client: &mut Client, id: &str) -> Group {
-    client
-        .get_group(GetGroupRequest { id: id.to_owned() })
-        .await
-        .expect("get group")
-        .into_inner()
-        .group
-        .expect("group")
-}
-
-fn mask(paths: &[&str]) -> Option<FieldMask> {
-    Some(FieldMask {
-        paths: paths.iter().map(|p| p.to_string()).collect(),
-    })
-}
-
 async fn move_group(
-    client: &mut Client,
+    client: &mut Groups,
     id: &str,
     parent_id: &str,
 ) -> Result<Group, tonic::Status> {
@@ -83,7 +47,7 @@ async fn move_group(
 }
 
 async fn delete(
-    client: &mut Client,
+    client: &mut Groups,
     id: &str,
     cascade: bool,
 ) -> Result<Vec<String>, tonic::Status> {
@@ -97,7 +61,7 @@ async fn delete(
         .map(|r| r.into_inner().cascaded_group_ids)
 }
 
-async fn list_all(client: &mut Client, request: ListGroupsRequest) -> Vec<Group> {
+async fn list_all(client: &mut Groups, request: ListGroupsRequest) -> Vec<Group> {
     client
         .list_groups(request)
         .await
@@ -109,14 +73,14 @@ async fn list_all(client: &mut Client, request: ListGroupsRequest) -> Vec<Group>
 on_both_databases! {
     async fn codes_are_transliterated_from_names_and_clashes_get_a_suffix(app: TestApp) {
         let mut groups = app.groups();
-        let vip = create(&mut groups, named("Khách hàng VIP")).await;
+        let vip = create_group(&mut groups, named("Khách hàng VIP")).await;
         assert_eq!(vip.code, "KHACH_HANG_VIP");
         assert_eq!(vip.name, "Khách hàng VIP", "Vietnamese text round-trips exactly");
-        assert_eq!(create(&mut groups, named("Đà Nẵng")).await.code, "DA_NANG");
-        let parent = create(&mut groups, named("Miền Trung")).await;
-        let clash = create(&mut groups, under("Khach hang  VIP!", &parent)).await;
+        assert_eq!(create_group(&mut groups, named("Đà Nẵng")).await.code, "DA_NANG");
+        let parent = create_group(&mut groups, named("Miền Trung")).await;
+        let clash = create_group(&mut groups, under("Khach hang  VIP!", &parent)).await;
         assert_eq!(clash.code, "KHACH_HANG_VIP_2");
-        let third = create(&mut groups, under("khách-hàng vip", &vip)).await;
+        let third = create_group(&mut groups, under("khách-hàng vip", &vip)).await;
         assert_eq!(third.code, "KHACH_HANG_VIP_3");
         assert!(!vip.etag.is_empty() && vip.create_time.is_some() && vip.delete_time.is_none());
         uuid::Uuid::parse_str(&vip.id).expect("ids are UUIDs");
@@ -124,7 +88,7 @@ on_both_databases! {
 
     async fn a_given_code_is_validated_and_must_be_unique(app: TestApp) {
         let mut groups = app.groups();
-        let first = create(&mut groups, Group { code: "VIP".into(), ..named("First") }).await;
+        let first = create_group(&mut groups, Group { code: "VIP".into(), ..named("First") }).await;
         assert_eq!(first.code, "VIP");
         let status = expect_code(
             groups.create_group(CreateGroupRequest { group: Some(Group { code: "VIP".into(), ..named("Second") }), request_id: String::new() }).await,
@@ -158,11 +122,11 @@ on_both_databases! {
 
     async fn names_are_unique_among_active_siblings_ignoring_case(app: TestApp) {
         let mut groups = app.groups();
-        let north = create(&mut groups, named("Miền Bắc")).await;
-        let south = create(&mut groups, named("Miền Nam")).await;
-        let hanoi = create(&mut groups, under("Hà Nội", &north)).await;
+        let north = create_group(&mut groups, named("Miền Bắc")).await;
+        let south = create_group(&mut groups, named("Miền Nam")).await;
+        let hanoi = create_group(&mut groups, under("Hà Nội", &north)).await;
         // Same name under another parent is fine.
-        create(&mut groups, under("Hà Nội", &south)).await;
+        create_group(&mut groups, under("Hà Nội", &south)).await;
         let status = expect_code(
             groups.create_group(CreateGroupRequest { group: Some(under("HÀ NỘI", &north)), request_id: String::new() }).await,
             Code::AlreadyExists,
@@ -173,7 +137,7 @@ on_both_databases! {
             Code::AlreadyExists,
         );
         // Renaming into a sibling's name clashes too; a deleted sibling frees its name.
-        let other = create(&mut groups, under("Hải Phòng", &north)).await;
+        let other = create_group(&mut groups, under("Hải Phòng", &north)).await;
         let rename = |id: &str, name: &str| UpdateGroupRequest {
             group: Some(Group { id: id.to_owned(), name: name.to_owned(), ..Default::default() }),
             update_mask: mask(&["name"]),
@@ -194,26 +158,26 @@ on_both_databases! {
             Code::NotFound,
         );
         assert!(status.message().contains(&missing));
-        let parent = create(&mut groups, named("Parent")).await;
+        let parent = create_group(&mut groups, named("Parent")).await;
         delete(&mut groups, &parent.id, false).await.unwrap();
         expect_code(
             groups.create_group(CreateGroupRequest { group: Some(under("Child", &parent)), request_id: String::new() }).await,
             Code::FailedPrecondition,
         );
-        let loose = create(&mut groups, named("Loose")).await;
+        let loose = create_group(&mut groups, named("Loose")).await;
         expect_code(move_group(&mut groups, &loose.id, &parent.id).await.map(tonic::Response::new), Code::FailedPrecondition);
     }
 
     async fn moving_a_group_under_itself_or_a_descendant_is_refused(app: TestApp) {
         let mut groups = app.groups();
-        let a = create(&mut groups, named("A")).await;
-        let b = create(&mut groups, under("B", &a)).await;
-        let c = create(&mut groups, under("C", &b)).await;
+        let a = create_group(&mut groups, named("A")).await;
+        let b = create_group(&mut groups, under("B", &a)).await;
+        let c = create_group(&mut groups, under("C", &b)).await;
         for parent in [&a.id, &b.id, &c.id] {
             let status = expect_code(move_group(&mut groups, &a.id, parent).await.map(tonic::Response::new), Code::InvalidArgument);
             assert_eq!(violated_fields(&status), vec!["group.parent_id"]);
         }
-        assert_eq!(get(&mut groups, &a.id).await.parent_id, "", "nothing changed");
+        assert_eq!(get_group(&mut groups, &a.id).await.parent_id, "", "nothing changed");
         // Legal moves: C to the top level, then A under C.
         let c_moved = move_group(&mut groups, &c.id, "").await.unwrap();
         assert_eq!(c_moved.parent_id, "");
@@ -226,8 +190,8 @@ on_both_databases! {
     async fn concurrent_opposite_moves_never_make_a_cycle(app: TestApp) {
         for round in 0..8 {
             let mut groups = app.groups();
-            let x = create(&mut groups, named(&format!("X{round}"))).await;
-            let y = create(&mut groups, named(&format!("Y{round}"))).await;
+            let x = create_group(&mut groups, named(&format!("X{round}"))).await;
+            let y = create_group(&mut groups, named(&format!("Y{round}"))).await;
             let (one, two) = {
                 let (mut g1, mut g2) = (app.groups(), app.groups());
                 let (x1, y1, x2, y2) = (x.id.clone(), y.id.clone(), x.id.clone(), y.id.clone());
@@ -243,28 +207,28 @@ on_both_databases! {
                     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
                 }
             }
-            let (x, y) = (get(&mut groups, &x.id).await, get(&mut groups, &y.id).await);
+            let (x, y) = (get_group(&mut groups, &x.id).await, get_group(&mut groups, &y.id).await);
             assert!(!(x.parent_id == y.id && y.parent_id == x.id), "cycle committed in round {round}");
         }
     }
 
     async fn deleting_a_group_with_children_needs_cascade(app: TestApp) {
         let mut groups = app.groups();
-        let root = create(&mut groups, named("Root")).await;
-        let child = create(&mut groups, under("Child", &root)).await;
-        let grandchild = create(&mut groups, under("Grandchild", &child)).await;
-        let keep = create(&mut groups, named("Keep")).await;
+        let root = create_group(&mut groups, named("Root")).await;
+        let child = create_group(&mut groups, under("Child", &root)).await;
+        let grandchild = create_group(&mut groups, under("Grandchild", &child)).await;
+        let keep = create_group(&mut groups, named("Keep")).await;
         let status = expect_code(
             groups.delete_group(DeleteGroupRequest { id: root.id.clone(), etag: String::new(), cascade: false }).await,
             Code::FailedPrecondition,
         );
         assert!(status.message().contains("cascade"), "{}", status.message());
-        assert!(get(&mut groups, &root.id).await.delete_time.is_none(), "nothing deleted");
+        assert!(get_group(&mut groups, &root.id).await.delete_time.is_none(), "nothing deleted");
 
         let cascaded: HashSet<String> = delete(&mut groups, &root.id, true).await.unwrap().into_iter().collect();
         assert_eq!(cascaded, HashSet::from([child.id.clone(), grandchild.id.clone()]));
         for id in [&root.id, &child.id, &grandchild.id] {
-            assert!(get(&mut groups, id).await.delete_time.is_some(), "Get still returns deleted groups");
+            assert!(get_group(&mut groups, id).await.delete_time.is_some(), "Get still returns deleted groups");
         }
         let active = list_all(&mut groups, ListGroupsRequest::default()).await;
         assert_eq!(active.iter().map(|g| g.id.clone()).collect::<Vec<_>>(), vec![keep.id.clone()]);
@@ -280,9 +244,9 @@ on_both_databases! {
 
     async fn restore_brings_back_the_cascade_and_refuses_a_deleted_parent(app: TestApp) {
         let mut groups = app.groups();
-        let root = create(&mut groups, named("Root")).await;
-        let child = create(&mut groups, under("Child", &root)).await;
-        let grandchild = create(&mut groups, under("Grandchild", &child)).await;
+        let root = create_group(&mut groups, named("Root")).await;
+        let child = create_group(&mut groups, under("Child", &root)).await;
+        let grandchild = create_group(&mut groups, under("Grandchild", &child)).await;
         delete(&mut groups, &root.id, true).await.unwrap();
 
         let status = expect_code(
@@ -295,22 +259,22 @@ on_both_databases! {
         let restored_ids: HashSet<String> = restored.restored_group_ids.into_iter().collect();
         assert_eq!(restored_ids, HashSet::from([child.id.clone(), grandchild.id.clone()]));
         for id in [&root.id, &child.id, &grandchild.id] {
-            assert!(get(&mut groups, id).await.delete_time.is_none());
+            assert!(get_group(&mut groups, id).await.delete_time.is_none());
         }
         expect_code(groups.restore_group(RestoreGroupRequest { id: root.id.clone(), etag: String::new() }).await, Code::FailedPrecondition);
 
         // A group deleted on its own before the cascade stays deleted.
-        let solo = create(&mut groups, under("Solo", &root)).await;
+        let solo = create_group(&mut groups, under("Solo", &root)).await;
         delete(&mut groups, &solo.id, false).await.unwrap();
         delete(&mut groups, &root.id, true).await.unwrap();
         let restored = groups.restore_group(RestoreGroupRequest { id: root.id.clone(), etag: String::new() }).await.unwrap().into_inner();
         assert!(!restored.restored_group_ids.contains(&solo.id));
-        assert!(get(&mut groups, &solo.id).await.delete_time.is_some());
+        assert!(get_group(&mut groups, &solo.id).await.delete_time.is_some());
     }
 
     async fn stale_etags_are_aborted_and_change_nothing(app: TestApp) {
         let mut groups = app.groups();
-        let group = create(&mut groups, named("Etag")).await;
+        let group = create_group(&mut groups, named("Etag")).await;
         let updated = groups.update_group(UpdateGroupRequest {
             group: Some(Group { id: group.id.clone(), description: "new".into(), etag: group.etag.clone(), ..Default::default() }),
             update_mask: None,
@@ -324,7 +288,7 @@ on_both_databases! {
             update_mask: None,
         }).await, Code::Aborted);
         expect_code(groups.delete_group(DeleteGroupRequest { id: group.id.clone(), etag: group.etag.clone(), cascade: false }).await, Code::Aborted);
-        let now = get(&mut groups, &group.id).await;
+        let now = get_group(&mut groups, &group.id).await;
         assert_eq!((now.name.as_str(), now.delete_time), ("Etag", None));
         assert_eq!(now.etag, updated.etag);
         groups.delete_group(DeleteGroupRequest { id: group.id.clone(), etag: updated.etag.clone(), cascade: false }).await.expect("current etag works");
@@ -332,7 +296,7 @@ on_both_databases! {
 
     async fn update_masks_reject_unknown_and_output_only_paths(app: TestApp) {
         let mut groups = app.groups();
-        let group = create(&mut groups, Group { description: "keep".into(), ..named("Masked") }).await;
+        let group = create_group(&mut groups, Group { description: "keep".into(), ..named("Masked") }).await;
         for paths in [vec!["nickname"], vec!["customer_count"], vec!["name", "etag"], vec!["Name"]] {
             let status = expect_code(groups.update_group(UpdateGroupRequest {
                 group: Some(Group { id: group.id.clone(), name: "Changed".into(), ..Default::default() }),
@@ -390,7 +354,7 @@ on_both_databases! {
         let mut groups = app.groups();
         let mut expected = HashSet::new();
         for i in 0..23 {
-            expected.insert(create(&mut groups, named(&format!("Nhóm {i:02}"))).await.id);
+            expected.insert(create_group(&mut groups, named(&format!("Nhóm {i:02}"))).await.id);
         }
         let mut seen = Vec::new();
         let mut token = String::new();
@@ -479,7 +443,7 @@ on_both_databases! {
 
     async fn updating_a_deleted_group_is_refused(app: TestApp) {
         let mut groups = app.groups();
-        let group = create(&mut groups, named("Gone")).await;
+        let group = create_group(&mut groups, named("Gone")).await;
         delete(&mut groups, &group.id, false).await.unwrap();
         let status = expect_code(groups.update_group(UpdateGroupRequest {
             group: Some(Group { id: group.id.clone(), name: "Back".into(), ..Default::default() }),
@@ -492,7 +456,7 @@ on_both_databases! {
         let mut groups = app.groups();
         // One character that transliterates to 27 ASCII characters.
         let name = "\u{fdfa}".repeat(200);
-        let group = create(&mut groups, named(&name)).await;
+        let group = create_group(&mut groups, named(&name)).await;
         assert_eq!(group.name, name);
         assert!(group.code.len() <= 64);
         let status = expect_code(

@@ -2,6 +2,7 @@
 //! every test body on SQLite and, when `CRM_TEST_POSTGRES_URL` is set, on
 //! PostgreSQL.
 
+mod fixtures;
 mod helpers;
 
 mod create_batches;

@@ -22,26 +22,20 @@ use std::{
 
 use crm_classify::pb::{
     AddCustomersToGroupRequest, BatchChangeRelationshipRequest, ChangeRelationshipRequest,
-    ContactChannel, CreateCustomerRequest, CreateGroupRequest, Customer, DeleteCustomerRequest,
-    DeleteGroupRequest, DeleteRelationshipRequest, GetCustomerRequest, Group, ListCustomersRequest,
-    ListRelationshipsRequest, RecordContactRequest, Relationship, RemoveCustomersFromGroupRequest,
-    RestoreCustomerRequest, RestoreGroupRequest, UpdateCustomerRequest,
-    customer_service_client::CustomerServiceClient,
+    ContactChannel, Customer, DeleteCustomerRequest, DeleteGroupRequest, DeleteRelationshipRequest,
+    GetCustomerRequest, Group, ListCustomersRequest, RecordContactRequest,
+    RemoveCustomersFromGroupRequest, RestoreCustomerRequest, RestoreGroupRequest,
+    UpdateCustomerRequest,
 };
 use prost_types::FieldMask;
 use tonic::Code;
 
-use crate::helpers::{Backend, Svc, TestApp, expect_code, new_tenant, postgres_database_url};
+use crate::fixtures::{
+    self, Customers, create_customer, get_customer, named, new_group, rel, relationships,
+    update_request,
+};
+use crate::helpers::{Backend, TestApp, expect_code, new_tenant, postgres_database_url};
 use crate::on_both_databases;
-
-type Customers = CustomerServiceClient<Svc>;
-
-fn named(name: &str) -> Customer {
-    Customer {
-        name: name.to_owned(),
-        ..Default::default()
-    }
-}
 
 fn in_groups(name: &str, groups: &[&Group]) -> Customer {
     Customer {
@@ -50,96 +44,27 @@ fn in_groups(name: &str, groups: &[&Group]) -> Customer {
     }
 }
 
-async fn create(client: &mut Customers, customer: Customer) -> Customer {
-    client
-        .create_customer(CreateCustomerRequest {
-            customer: Some(customer),
-            request_id: String::new(),
-            reason: String::new(),
-        })
-        .await
-        .expect("create customer")
-        .into_inner()
-        .customer
-        .expect("customer")
-}
-
-async fn get(client: &mut Customers, id: &str) -> Customer {
-    client
-        .get_customer(GetCustomerRequest { id: id.to_owned() })
-        .await
-        .expect("get customer")
-        .into_inner()
-        .customer
-        .expect("customer")
-}
-
+/// Moves a customer to `relationship_id`; returns the changed customer.
 async fn change(client: &mut Customers, customer_id: &str, relationship_id: &str) -> Customer {
-    client
-        .change_relationship(ChangeRelationshipRequest {
-            customer_id: customer_id.to_owned(),
-            relationship_id: relationship_id.to_owned(),
-            reason: String::new(),
-            etag: String::new(),
-        })
+    fixtures::change(client, customer_id, relationship_id)
         .await
-        .expect("change relationship")
-        .into_inner()
         .customer
         .expect("customer")
 }
 
+/// Renames customer `id` to `name` (an update of the `name` path).
 async fn rename(client: &mut Customers, id: &str, name: &str) -> Customer {
+    let customer = Customer {
+        id: id.to_owned(),
+        ..named(name)
+    };
     client
-        .update_customer(UpdateCustomerRequest {
-            customer: Some(Customer {
-                id: id.to_owned(),
-                ..named(name)
-            }),
-            update_mask: Some(FieldMask {
-                paths: vec!["name".into()],
-            }),
-            reason: String::new(),
-        })
+        .update_customer(update_request(customer, &["name"]))
         .await
         .expect("update customer")
         .into_inner()
         .customer
         .expect("customer")
-}
-
-/// The tenant's relationships, in position order.
-async fn relationships(app: &TestApp) -> Vec<Relationship> {
-    app.relationships()
-        .list_relationships(ListRelationshipsRequest::default())
-        .await
-        .expect("list relationships")
-        .into_inner()
-        .relationships
-}
-
-fn rel(list: &[Relationship], code: &str) -> String {
-    list.iter()
-        .find(|r| r.code == code)
-        .unwrap_or_else(|| panic!("no relationship {code}"))
-        .id
-        .clone()
-}
-
-async fn new_group(app: &TestApp, name: &str) -> Group {
-    app.groups()
-        .create_group(CreateGroupRequest {
-            group: Some(Group {
-                name: name.to_owned(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .expect("create group")
-        .into_inner()
-        .group
-        .expect("group")
 }
 
 /// The customers of exactly one group (no subgroups, default order), only
@@ -189,7 +114,7 @@ async fn poll_until(
 ) -> Customer {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let customer = get(client, id).await;
+        let customer = get_customer(client, id).await;
         if done(&customer) || Instant::now() >= deadline {
             return customer;
         }
@@ -201,8 +126,8 @@ on_both_databases! {
     async fn update_customer_is_seen_by_the_next_get_and_group_list(app: TestApp) {
         let mut customers = app.customers();
         let group = new_group(&app, "Khách VIP").await;
-        let created = create(&mut customers, Customer { phone: "0901 111 222".into(), ..in_groups("Nguyễn Văn An", &[&group]) }).await;
-        let before = get(&mut customers, &created.id).await;
+        let created = create_customer(&mut customers, Customer { phone: "0901 111 222".into(), ..in_groups("Nguyễn Văn An", &[&group]) }).await;
+        let before = get_customer(&mut customers, &created.id).await;
         assert_eq!((before.name.as_str(), before.phone.as_str()), ("Nguyễn Văn An", "0901111222"));
         let listed = listed_in(&mut customers, &group.id, &created.id).await.expect("listed in its group");
         assert_eq!(listed.name, "Nguyễn Văn An");
@@ -220,7 +145,7 @@ on_both_databases! {
             .expect("customer");
         assert_ne!(updated.etag, before.etag, "an update changes the etag");
 
-        let after = get(&mut customers, &created.id).await;
+        let after = get_customer(&mut customers, &created.id).await;
         assert_eq!(after.name, "Trần Thị Bình", "Get shows the new name");
         assert_eq!(after.phone, "0912333444", "Get shows the new phone");
         assert_eq!(after.etag, updated.etag, "Get shows the new etag");
@@ -231,23 +156,23 @@ on_both_databases! {
 
         // A second update after the cache was filled again.
         let renamed = rename(&mut customers, &created.id, "Lê Văn Cường").await;
-        let after = get(&mut customers, &created.id).await;
+        let after = get_customer(&mut customers, &created.id).await;
         assert_eq!(after.name, "Lê Văn Cường");
         assert_eq!(after.etag, renamed.etag);
     }
 
     async fn relationship_changes_are_seen_by_the_next_get_and_group_list(app: TestApp) {
         let mut customers = app.customers();
-        let rels = relationships(&app).await;
+        let rels = relationships(&mut app.relationships()).await;
         let (new, hot, potential) = (rel(&rels, "NEW"), rel(&rels, "HOT"), rel(&rels, "POTENTIAL"));
         let group = new_group(&app, "Hà Nội").await;
-        let one = create(&mut customers, in_groups("Một", &[&group])).await;
-        let before = get(&mut customers, &one.id).await;
+        let one = create_customer(&mut customers, in_groups("Một", &[&group])).await;
+        let before = get_customer(&mut customers, &one.id).await;
         assert_eq!(before.relationship_id, new);
         assert_eq!(group_list(&mut customers, &group.id, &new).await.len(), 1);
 
         let changed = change(&mut customers, &one.id, &hot).await;
-        let after = get(&mut customers, &one.id).await;
+        let after = get_customer(&mut customers, &one.id).await;
         assert_eq!(after.relationship_id, hot, "Get shows the new relationship");
         assert_eq!(after.etag, changed.etag);
         assert_ne!(after.etag, before.etag);
@@ -258,10 +183,10 @@ on_both_databases! {
         assert_eq!(listed_in(&mut customers, &group.id, &one.id).await.expect("listed").relationship_id, hot);
 
         // BatchChangeRelationship of two customers whose records are cached.
-        let two = create(&mut customers, in_groups("Hai", &[&group])).await;
-        let three = create(&mut customers, in_groups("Ba", &[&group])).await;
+        let two = create_customer(&mut customers, in_groups("Hai", &[&group])).await;
+        let three = create_customer(&mut customers, in_groups("Ba", &[&group])).await;
         for id in [&one.id, &two.id, &three.id] {
-            get(&mut customers, id).await;
+            get_customer(&mut customers, id).await;
         }
         assert_eq!(group_list(&mut customers, &group.id, "").await.len(), 3);
         let batch = customers
@@ -275,9 +200,9 @@ on_both_databases! {
             .into_inner();
         assert_eq!(batch.changes.len(), 2);
         for id in [&two.id, &three.id] {
-            assert_eq!(get(&mut customers, id).await.relationship_id, potential, "Get shows the batch's relationship");
+            assert_eq!(get_customer(&mut customers, id).await.relationship_id, potential, "Get shows the batch's relationship");
         }
-        assert_eq!(get(&mut customers, &one.id).await.relationship_id, hot, "the customer left out keeps its relationship");
+        assert_eq!(get_customer(&mut customers, &one.id).await.relationship_id, hot, "the customer left out keeps its relationship");
         let listed = group_list(&mut customers, &group.id, "").await;
         assert_eq!(listed.len(), 3);
         for c in &listed {
@@ -293,8 +218,8 @@ on_both_databases! {
         let mut customers = app.customers();
         let home = new_group(&app, "Miền Bắc").await;
         let extra = new_group(&app, "Khách sỉ").await;
-        let c = create(&mut customers, in_groups("Phạm Dũng", &[&home])).await;
-        assert_eq!(group_set(&get(&mut customers, &c.id).await), set_of(&[&home]));
+        let c = create_customer(&mut customers, in_groups("Phạm Dũng", &[&home])).await;
+        assert_eq!(group_set(&get_customer(&mut customers, &c.id).await), set_of(&[&home]));
         assert_eq!(group_set(&listed_in(&mut customers, &home.id, &c.id).await.expect("listed in home")), set_of(&[&home]));
         assert!(listed_in(&mut customers, &extra.id, &c.id).await.is_none());
 
@@ -304,7 +229,7 @@ on_both_databases! {
             .expect("add to group")
             .into_inner();
         assert_eq!(added.added_count, 1);
-        assert_eq!(group_set(&get(&mut customers, &c.id).await), set_of(&[&home, &extra]), "Get shows the added group");
+        assert_eq!(group_set(&get_customer(&mut customers, &c.id).await), set_of(&[&home, &extra]), "Get shows the added group");
         let in_extra = listed_in(&mut customers, &extra.id, &c.id).await.expect("listed in the added group");
         assert_eq!(group_set(&in_extra), set_of(&[&home, &extra]));
         let in_home = listed_in(&mut customers, &home.id, &c.id).await.expect("still listed in home");
@@ -316,7 +241,7 @@ on_both_databases! {
             .expect("remove from group")
             .into_inner();
         assert_eq!(removed.removed_count, 1);
-        assert_eq!(group_set(&get(&mut customers, &c.id).await), set_of(&[&home]), "Get no longer shows the removed group");
+        assert_eq!(group_set(&get_customer(&mut customers, &c.id).await), set_of(&[&home]), "Get no longer shows the removed group");
         assert!(listed_in(&mut customers, &extra.id, &c.id).await.is_none(), "no longer listed in the removed group");
         let in_home = listed_in(&mut customers, &home.id, &c.id).await.expect("still listed in home");
         assert_eq!(group_set(&in_home), set_of(&[&home]), "the other group's list no longer shows the removed group");
@@ -326,15 +251,15 @@ on_both_databases! {
         let mut customers = app.customers();
         let stays = new_group(&app, "Đà Nẵng").await;
         let goes = new_group(&app, "Hội chợ 2026").await;
-        let c = create(&mut customers, in_groups("Võ Thị Hoa", &[&stays, &goes])).await;
-        assert_eq!(group_set(&get(&mut customers, &c.id).await), set_of(&[&stays, &goes]));
+        let c = create_customer(&mut customers, in_groups("Võ Thị Hoa", &[&stays, &goes])).await;
+        assert_eq!(group_set(&get_customer(&mut customers, &c.id).await), set_of(&[&stays, &goes]));
         assert_eq!(group_set(&listed_in(&mut customers, &stays.id, &c.id).await.expect("listed")), set_of(&[&stays, &goes]));
 
         app.groups()
             .delete_group(DeleteGroupRequest { id: goes.id.clone(), etag: String::new(), cascade: false })
             .await
             .expect("delete group");
-        assert_eq!(group_set(&get(&mut customers, &c.id).await), set_of(&[&stays]), "Get no longer lists the deleted group");
+        assert_eq!(group_set(&get_customer(&mut customers, &c.id).await), set_of(&[&stays]), "Get no longer lists the deleted group");
         assert_eq!(
             group_set(&listed_in(&mut customers, &stays.id, &c.id).await.expect("still listed")),
             set_of(&[&stays]),
@@ -345,7 +270,7 @@ on_both_databases! {
             .restore_group(RestoreGroupRequest { id: goes.id.clone(), etag: String::new() })
             .await
             .expect("restore group");
-        assert_eq!(group_set(&get(&mut customers, &c.id).await), set_of(&[&stays, &goes]), "Get lists the restored group again");
+        assert_eq!(group_set(&get_customer(&mut customers, &c.id).await), set_of(&[&stays, &goes]), "Get lists the restored group again");
         assert_eq!(group_set(&listed_in(&mut customers, &stays.id, &c.id).await.expect("still listed")), set_of(&[&stays, &goes]));
         assert_eq!(group_set(&listed_in(&mut customers, &goes.id, &c.id).await.expect("listed in the restored group")), set_of(&[&stays, &goes]));
     }
@@ -353,8 +278,8 @@ on_both_databases! {
     async fn a_recorded_contact_is_seen_by_the_next_get_and_group_list(app: TestApp) {
         let mut customers = app.customers();
         let group = new_group(&app, "Gọi lại").await;
-        let c = create(&mut customers, in_groups("Hoàng Minh", &[&group])).await;
-        let before = get(&mut customers, &c.id).await;
+        let c = create_customer(&mut customers, in_groups("Hoàng Minh", &[&group])).await;
+        let before = get_customer(&mut customers, &c.id).await;
         assert!(before.last_contact_time.is_none());
         assert!(listed_in(&mut customers, &group.id, &c.id).await.expect("listed").last_contact_time.is_none());
 
@@ -365,7 +290,7 @@ on_both_databases! {
             .expect("record contact")
             .into_inner();
         let contact_time = recorded.contact.expect("contact").contact_time.expect("contact_time");
-        let after = get(&mut customers, &c.id).await;
+        let after = get_customer(&mut customers, &c.id).await;
         assert_eq!(after.last_contact_time, Some(contact_time), "Get shows the contact");
         assert_eq!(after.etag, recorded.customer.expect("customer").etag);
         let listed = listed_in(&mut customers, &group.id, &c.id).await.expect("listed");
@@ -374,11 +299,11 @@ on_both_databases! {
 
     async fn deleting_a_relationship_with_reassignment_is_seen_by_the_next_get(app: TestApp) {
         let mut customers = app.customers();
-        let rels = relationships(&app).await;
+        let rels = relationships(&mut app.relationships()).await;
         let (hot, closed) = (rel(&rels, "HOT"), rel(&rels, "CLOSED"));
         let group = new_group(&app, "Dự án").await;
-        let c = create(&mut customers, Customer { relationship_id: hot.clone(), ..in_groups("Đỗ Quang", &[&group]) }).await;
-        let before = get(&mut customers, &c.id).await;
+        let c = create_customer(&mut customers, Customer { relationship_id: hot.clone(), ..in_groups("Đỗ Quang", &[&group]) }).await;
+        let before = get_customer(&mut customers, &c.id).await;
         assert_eq!(before.relationship_id, hot);
         assert_eq!(group_list(&mut customers, &group.id, &hot).await.len(), 1);
 
@@ -389,7 +314,7 @@ on_both_databases! {
             .expect("delete relationship")
             .into_inner();
         assert_eq!(deleted.reassigned_customer_count, 1);
-        let after = get(&mut customers, &c.id).await;
+        let after = get_customer(&mut customers, &c.id).await;
         assert_eq!(after.relationship_id, closed, "Get shows the reassigned relationship");
         assert_ne!(after.etag, before.etag);
         let listed = group_list(&mut customers, &group.id, &closed).await;
@@ -401,8 +326,8 @@ on_both_databases! {
     async fn deleting_and_restoring_a_customer_is_seen_by_the_next_get(app: TestApp) {
         let mut customers = app.customers();
         let group = new_group(&app, "Tạm ngưng").await;
-        let c = create(&mut customers, in_groups("Bùi Lan", &[&group])).await;
-        let before = get(&mut customers, &c.id).await;
+        let c = create_customer(&mut customers, in_groups("Bùi Lan", &[&group])).await;
+        let before = get_customer(&mut customers, &c.id).await;
         assert!(before.delete_time.is_none());
         assert!(listed_in(&mut customers, &group.id, &c.id).await.is_some());
 
@@ -413,7 +338,7 @@ on_both_databases! {
             .into_inner()
             .customer
             .expect("customer");
-        let after = get(&mut customers, &c.id).await;
+        let after = get_customer(&mut customers, &c.id).await;
         assert!(after.delete_time.is_some(), "Get shows the deletion");
         assert_eq!(after.delete_time, deleted.delete_time);
         assert_eq!(after.etag, deleted.etag);
@@ -426,7 +351,7 @@ on_both_databases! {
             .into_inner()
             .customer
             .expect("customer");
-        let after = get(&mut customers, &c.id).await;
+        let after = get_customer(&mut customers, &c.id).await;
         assert!(after.delete_time.is_none(), "Get shows the restore");
         assert_eq!(after.etag, restored.etag);
         let listed = listed_in(&mut customers, &group.id, &c.id).await.expect("back in the group list");
@@ -436,8 +361,8 @@ on_both_databases! {
     async fn a_cached_record_is_never_served_to_another_tenant(app: TestApp) {
         let mut mine = app.customers();
         let group = new_group(&app, "Riêng").await;
-        let c = create(&mut mine, in_groups("Khách riêng", &[&group])).await;
-        assert_eq!(get(&mut mine, &c.id).await.name, "Khách riêng");
+        let c = create_customer(&mut mine, in_groups("Khách riêng", &[&group])).await;
+        assert_eq!(get_customer(&mut mine, &c.id).await.name, "Khách riêng");
         assert!(listed_in(&mut mine, &group.id, &c.id).await.is_some());
 
         let other = new_tenant();
@@ -446,20 +371,20 @@ on_both_databases! {
             expect_code(theirs.get_customer(GetCustomerRequest { id: c.id.clone() }).await, Code::NotFound);
         }
         // The other tenant's misses neither hide nor replace the record.
-        assert_eq!(get(&mut mine, &c.id).await.name, "Khách riêng");
+        assert_eq!(get_customer(&mut mine, &c.id).await.name, "Khách riêng");
         expect_code(theirs.get_customer(GetCustomerRequest { id: c.id.clone() }).await, Code::NotFound);
         expect_code(
-            theirs.change_relationship(ChangeRelationshipRequest { customer_id: c.id.clone(), relationship_id: rel(&relationships(&app).await, "HOT"), reason: String::new(), etag: String::new() }).await,
+            theirs.change_relationship(ChangeRelationshipRequest { customer_id: c.id.clone(), relationship_id: rel(&relationships(&mut app.relationships()).await, "HOT"), reason: String::new(), etag: String::new() }).await,
             Code::NotFound,
         );
     }
 
     async fn the_last_write_wins_over_concurrent_reads(app: TestApp) {
-        let rels = relationships(&app).await;
+        let rels = relationships(&mut app.relationships()).await;
         let targets = [rel(&rels, "APPROACHED"), rel(&rels, "HOT")];
         let group = new_group(&app, "Đua").await;
-        let c = create(&mut app.customers(), in_groups("Khách đua", &[&group])).await;
-        let initial = get(&mut app.customers(), &c.id).await;
+        let c = create_customer(&mut app.customers(), in_groups("Khách đua", &[&group])).await;
+        let initial = get_customer(&mut app.customers(), &c.id).await;
 
         // The etags of the writes acknowledged so far, in order.
         let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -472,7 +397,7 @@ on_both_databases! {
                 let mut seen = Vec::new();
                 while writing.load(Ordering::Acquire) {
                     let before = acknowledged.lock().unwrap().len();
-                    seen.push((before, get(&mut client, &id).await.etag));
+                    seen.push((before, get_customer(&mut client, &id).await.etag));
                 }
                 seen
             }));
@@ -511,7 +436,7 @@ on_both_databases! {
         assert_eq!(&last.relationship_id, expected);
         let mut customers = app.customers();
         for _ in 0..5 {
-            let now = get(&mut customers, &c.id).await;
+            let now = get_customer(&mut customers, &c.id).await;
             assert_eq!(&now.relationship_id, expected, "Get shows the last written relationship");
             assert_eq!(now.etag, last.etag, "Get shows the last written version");
         }
@@ -538,13 +463,13 @@ async fn a_write_through_one_replica_reaches_the_other_replicas_cache() {
     // Give both replicas time to start listening, so their caches are on.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let rels = relationships(&a).await;
+    let rels = relationships(&mut a.relationships()).await;
     let (new, hot, closed) = (rel(&rels, "NEW"), rel(&rels, "HOT"), rel(&rels, "CLOSED"));
     let (mut via_a, mut via_b) = (a.customers(), b.customers());
-    let c = create(&mut via_a, named("Khách hai máy")).await;
-    let seen_by_b = get(&mut via_b, &c.id).await;
+    let c = create_customer(&mut via_a, named("Khách hai máy")).await;
+    let seen_by_b = get_customer(&mut via_b, &c.id).await;
     assert_eq!(seen_by_b.relationship_id, new);
-    assert_eq!(get(&mut via_b, &c.id).await.etag, seen_by_b.etag);
+    assert_eq!(get_customer(&mut via_b, &c.id).await.etag, seen_by_b.etag);
 
     // Written through A, read through B.
     change(&mut via_a, &c.id, &hot).await;
@@ -555,7 +480,7 @@ async fn a_write_through_one_replica_reaches_the_other_replicas_cache() {
     assert_eq!(seen.etag, renamed.etag);
 
     // Written through B, read through A (whose cache holds the record).
-    assert_eq!(get(&mut via_a, &c.id).await.etag, renamed.etag);
+    assert_eq!(get_customer(&mut via_a, &c.id).await.etag, renamed.etag);
     let changed = change(&mut via_b, &c.id, &closed).await;
     let seen = poll_until(&mut via_a, &c.id, |x| x.etag == changed.etag).await;
     assert_eq!(

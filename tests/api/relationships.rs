@@ -9,42 +9,20 @@ use crm_classify::{
         UpdateRelationshipRequest,
     },
 };
-use prost_types::FieldMask;
 use tonic::Code;
 
+use crate::fixtures::{Relationships, SEEDED, by_code, mask, relationships};
 use crate::helpers::{
     Backend, Options, TestApp, concurrently, expect_code, new_tenant, violated_fields,
 };
 use crate::on_both_databases;
 
-type Client = crm_classify::pb::relationship_service_client::RelationshipServiceClient<
-    tonic::service::interceptor::InterceptedService<
-        tonic::transport::Channel,
-        crate::helpers::Headers,
-    >,
->;
-
-async fn list(client: &mut Client) -> Vec<Relationship> {
-    client
-        .list_relationships(ListRelationshipsRequest::default())
-        .await
-        .expect("list relationships")
-        .into_inner()
-        .relationships
-}
-
 fn codes(list: &[Relationship]) -> Vec<&str> {
     list.iter().map(|r| r.code.as_str()).collect()
 }
 
-fn by_code<'a>(list: &'a [Relationship], code: &str) -> &'a Relationship {
-    list.iter()
-        .find(|r| r.code == code)
-        .unwrap_or_else(|| panic!("no {code}"))
-}
-
 async fn create(
-    client: &mut Client,
+    client: &mut Relationships,
     relationship: Relationship,
 ) -> Result<Relationship, tonic::Status> {
     client
@@ -57,23 +35,21 @@ async fn create(
 }
 
 async fn update(
-    client: &mut Client,
+    client: &mut Relationships,
     relationship: Relationship,
     paths: &[&str],
 ) -> Result<Relationship, tonic::Status> {
     client
         .update_relationship(UpdateRelationshipRequest {
             relationship: Some(relationship),
-            update_mask: Some(FieldMask {
-                paths: paths.iter().map(|p| p.to_string()).collect(),
-            }),
+            update_mask: mask(paths),
         })
         .await
         .map(|r| r.into_inner().relationship.expect("relationship"))
 }
 
 async fn delete(
-    client: &mut Client,
+    client: &mut Relationships,
     id: &str,
     reassign_to_id: &str,
 ) -> Result<Relationship, tonic::Status> {
@@ -87,16 +63,6 @@ async fn delete(
         .map(|r| r.into_inner().relationship.expect("relationship"))
 }
 
-const SEEDED: [&str; 7] = [
-    "NEW",
-    "APPROACHED",
-    "HOT",
-    "POTENTIAL",
-    "LOST",
-    "CLOSED",
-    "DONT_FORGET",
-];
-
 fn manual(name: &str) -> Relationship {
     Relationship {
         name: name.to_owned(),
@@ -106,7 +72,7 @@ fn manual(name: &str) -> Relationship {
 
 on_both_databases! {
     async fn a_new_tenant_starts_with_the_seeded_relationships_in_order(app: TestApp) {
-        let seeded = list(&mut app.relationships()).await;
+        let seeded = relationships(&mut app.relationships()).await;
         assert_eq!(codes(&seeded), SEEDED);
         assert_eq!(seeded.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["New", "Approached", "Hot", "Potential", "Lost", "Closed", "Don't Forget"]);
         assert_eq!(seeded.iter().map(|r| r.position).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6, 7]);
@@ -128,16 +94,16 @@ on_both_databases! {
             let page = result.expect("every first request succeeds").into_inner();
             assert_eq!(page.total_size, 7);
         }
-        assert_eq!(codes(&list(&mut app.relationships_of(&tenant)).await), SEEDED);
+        assert_eq!(codes(&relationships(&mut app.relationships_of(&tenant)).await), SEEDED);
     }
 
     async fn making_another_relationship_default_unsets_the_old_one(app: TestApp) {
         let mut client = app.relationships();
-        let seeded = list(&mut client).await;
+        let seeded = relationships(&mut client).await;
         let hot = by_code(&seeded, "HOT");
         let made = update(&mut client, Relationship { id: hot.id.clone(), is_default: true, ..Default::default() }, &["is_default"]).await.unwrap();
         assert!(made.is_default);
-        let after = list(&mut client).await;
+        let after = relationships(&mut client).await;
         assert_eq!(after.iter().filter(|r| r.is_default).map(|r| r.code.as_str()).collect::<Vec<_>>(), ["HOT"]);
         assert_ne!(by_code(&after, "NEW").etag, by_code(&seeded, "NEW").etag, "the old default changed, so did its etag");
 
@@ -152,7 +118,7 @@ on_both_databases! {
 
         let created = create(&mut client, Relationship { is_default: true, ..manual("Khách quen") }).await.unwrap();
         assert!(created.is_default);
-        let after = list(&mut client).await;
+        let after = relationships(&mut client).await;
         assert_eq!(after.iter().filter(|r| r.is_default).count(), 1);
         assert_eq!(created.code, "KHACH_QUEN");
     }
@@ -163,19 +129,19 @@ on_both_databases! {
         assert_eq!(appended.position, 8);
         let inserted = create(&mut client, Relationship { position: 2, ..manual("Đã gọi") }).await.unwrap();
         assert_eq!(inserted.position, 2);
-        let order = list(&mut client).await;
+        let order = relationships(&mut client).await;
         assert_eq!(codes(&order), ["NEW", "DA_GOI", "APPROACHED", "HOT", "POTENTIAL", "LOST", "CLOSED", "DONT_FORGET", "TRUNG_THANH"]);
         assert_eq!(order.iter().map(|r| r.position).collect::<Vec<_>>(), (1..=9).collect::<Vec<_>>());
 
         let hot = by_code(&order, "HOT").clone();
         update(&mut client, Relationship { id: hot.id.clone(), position: 1, ..Default::default() }, &["position"]).await.unwrap();
-        let order = list(&mut client).await;
+        let order = relationships(&mut client).await;
         assert_eq!(codes(&order)[..3], ["HOT", "NEW", "DA_GOI"]);
         update(&mut client, Relationship { id: hot.id.clone(), position: 99, ..Default::default() }, &["position"]).await.unwrap();
-        assert_eq!(codes(&list(&mut client).await).last(), Some(&"HOT"));
+        assert_eq!(codes(&relationships(&mut client).await).last(), Some(&"HOT"));
 
         delete(&mut client, &inserted.id, "").await.unwrap();
-        let order = list(&mut client).await;
+        let order = relationships(&mut client).await;
         assert_eq!(order.iter().map(|r| r.position).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
         let restored = client.restore_relationship(RestoreRelationshipRequest { id: inserted.id.clone(), etag: String::new() }).await.unwrap().into_inner().relationship.unwrap();
         assert_eq!(restored.position, 9, "a restored relationship goes to the end");
@@ -185,7 +151,7 @@ on_both_databases! {
 
     async fn automatic_settings_must_agree_with_the_kind(app: TestApp) {
         let mut client = app.relationships();
-        let seeded = list(&mut client).await;
+        let seeded = relationships(&mut client).await;
         let status = create(&mut client, Relationship { inactivity_days: 10, restore_on_contact: true, ..manual("Sai") }).await.unwrap_err();
         assert_eq!(violated_fields(&status), vec!["relationship.inactivity_days", "relationship.restore_on_contact"]);
         let status = create(&mut client, Relationship { kind: RelationshipKind::AutomaticInactivity.into(), ..manual("Ngủ đông") }).await.unwrap_err();
@@ -222,7 +188,7 @@ on_both_databases! {
 
     async fn deleting_a_relationship_checks_its_reassignment_target(app: TestApp) {
         let mut client = app.relationships();
-        let seeded = list(&mut client).await;
+        let seeded = relationships(&mut client).await;
         let lost = by_code(&seeded, "LOST");
         let status = delete(&mut client, &lost.id, &by_code(&seeded, "DONT_FORGET").id).await.unwrap_err();
         assert_eq!(violated_fields(&status), vec!["reassign_to_id"]);
@@ -250,7 +216,7 @@ on_both_databases! {
         let first = client.create_relationship(request.clone()).await.unwrap().into_inner().relationship.unwrap();
         let second = client.create_relationship(request).await.unwrap().into_inner().relationship.unwrap();
         assert_eq!(first.id, second.id);
-        assert_eq!(list(&mut client).await.len(), 8);
+        assert_eq!(relationships(&mut client).await.len(), 8);
     }
 }
 
@@ -264,7 +230,7 @@ async fn the_vietnamese_seed_option_names_the_relationships_in_vietnamese() {
     )
     .await
     .expect("sqlite");
-    let seeded = list(&mut app.relationships()).await;
+    let seeded = relationships(&mut app.relationships()).await;
     assert_eq!(
         seeded.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
         [
@@ -287,7 +253,7 @@ async fn the_vietnamese_seed_option_names_the_relationships_in_vietnamese() {
 on_both_databases! {
     async fn relationship_names_codes_and_etags_follow_the_catalog_rules(app: TestApp) {
         let mut client = app.relationships();
-        let seeded = list(&mut client).await;
+        let seeded = relationships(&mut client).await;
         let hot = by_code(&seeded, "HOT").clone();
         let status = create(&mut client, manual("HOT")).await.unwrap_err();
         assert_eq!(status.code(), Code::AlreadyExists, "names clash case-insensitively");
@@ -323,7 +289,7 @@ on_both_databases! {
 
     async fn deleted_relationships_cannot_be_exempted_and_show_deleted_lists_them(app: TestApp) {
         let mut client = app.relationships();
-        let seeded = list(&mut client).await;
+        let seeded = relationships(&mut client).await;
         let potential = by_code(&seeded, "POTENTIAL");
         delete(&mut client, &potential.id, "").await.unwrap();
         let status = create(&mut client, Relationship {

@@ -10,15 +10,9 @@ use crm_classify::pb::{
 use prost_types::FieldMask;
 use tonic::Code;
 
+use crate::fixtures::Sources;
 use crate::helpers::{expect_code, violated_fields};
 use crate::on_both_databases;
-
-type Client = crm_classify::pb::source_service_client::SourceServiceClient<
-    tonic::service::interceptor::InterceptedService<
-        tonic::transport::Channel,
-        crate::helpers::Headers,
-    >,
->;
 
 fn named(name: &str) -> Source {
     Source {
@@ -27,7 +21,7 @@ fn named(name: &str) -> Source {
     }
 }
 
-async fn create(client: &mut Client, source: Source) -> Result<Source, tonic::Status> {
+async fn create(client: &mut Sources, source: Source) -> Result<Source, tonic::Status> {
     client
         .create_source(CreateSourceRequest {
             source: Some(source),

@@ -1,0 +1,326 @@
+//! Test fixtures shared by the test files: client types, request builders
+//! and one-call helpers that create, read and count through the API. The
+//! server harness (starting servers, handing out clients) is in `helpers`.
+
+use crm_classify::pb::{
+    ChangeRelationshipRequest, ChangeRelationshipResponse, CountCustomersByRelationshipRequest,
+    CountCustomersByRelationshipResponse, CreateCustomerRequest, CreateGroupRequest,
+    CreateSourceRequest, Customer, GetCustomerRequest, GetGroupRequest, GetRelationshipRequest,
+    GetSourceRequest, Group, ListCustomersRequest, ListCustomersResponse,
+    ListRelationshipHistoryRequest, ListRelationshipHistoryResponse, ListRelationshipsRequest,
+    Relationship, RelationshipChange, Source, UpdateCustomerRequest,
+    customer_service_client::CustomerServiceClient, group_service_client::GroupServiceClient,
+    relationship_service_client::RelationshipServiceClient,
+    source_service_client::SourceServiceClient,
+};
+use prost_types::FieldMask;
+
+use crate::helpers::{Svc, TestApp};
+
+/// A CustomerService client of the test harness.
+pub type Customers = CustomerServiceClient<Svc>;
+/// A GroupService client of the test harness.
+pub type Groups = GroupServiceClient<Svc>;
+/// A SourceService client of the test harness.
+pub type Sources = SourceServiceClient<Svc>;
+/// A RelationshipService client of the test harness.
+pub type Relationships = RelationshipServiceClient<Svc>;
+
+/// The codes of the relationships every new tenant is seeded with, in order.
+pub const SEEDED: [&str; 7] = [
+    "NEW",
+    "APPROACHED",
+    "HOT",
+    "POTENTIAL",
+    "LOST",
+    "CLOSED",
+    "DONT_FORGET",
+];
+
+/// An update mask of `paths`.
+pub fn mask(paths: &[&str]) -> Option<FieldMask> {
+    Some(FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
+/// An id no row has.
+pub fn unknown_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+// Customers.
+
+/// A customer with only its name set.
+pub fn named(name: &str) -> Customer {
+    Customer {
+        name: name.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// A CreateCustomer request for `customer` with a reason and a request id.
+pub fn create_request_with(
+    customer: Customer,
+    reason: &str,
+    request_id: &str,
+) -> CreateCustomerRequest {
+    CreateCustomerRequest {
+        customer: Some(customer),
+        request_id: request_id.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// A CreateCustomer request for `customer`, without reason or request id.
+pub fn create_request(customer: Customer) -> CreateCustomerRequest {
+    create_request_with(customer, "", "")
+}
+
+/// Creates `customer`; the call must succeed.
+pub async fn create_customer(client: &mut Customers, customer: Customer) -> Customer {
+    client
+        .create_customer(create_request(customer))
+        .await
+        .expect("create customer")
+        .into_inner()
+        .customer
+        .expect("customer")
+}
+
+/// Reads customer `id`; the call must succeed.
+pub async fn get_customer(client: &mut Customers, id: &str) -> Customer {
+    client
+        .get_customer(GetCustomerRequest { id: id.to_owned() })
+        .await
+        .expect("get customer")
+        .into_inner()
+        .customer
+        .expect("customer")
+}
+
+/// An UpdateCustomer request setting `paths` from `customer`, without reason.
+pub fn update_request(customer: Customer, paths: &[&str]) -> UpdateCustomerRequest {
+    UpdateCustomerRequest {
+        customer: Some(customer),
+        update_mask: mask(paths),
+        reason: String::new(),
+    }
+}
+
+/// A ChangeRelationship request without reason or etag.
+pub fn change_request(customer_id: &str, relationship_id: &str) -> ChangeRelationshipRequest {
+    ChangeRelationshipRequest {
+        customer_id: customer_id.to_owned(),
+        relationship_id: relationship_id.to_owned(),
+        reason: String::new(),
+        etag: String::new(),
+    }
+}
+
+/// Moves a customer to `relationship_id`; the call must succeed.
+pub async fn change(
+    client: &mut Customers,
+    customer_id: &str,
+    relationship_id: &str,
+) -> ChangeRelationshipResponse {
+    client
+        .change_relationship(change_request(customer_id, relationship_id))
+        .await
+        .expect("change relationship")
+        .into_inner()
+}
+
+/// The first 1000 rows of a customer's relationship history, as answered.
+pub async fn history_response(
+    client: &mut Customers,
+    customer_id: &str,
+) -> ListRelationshipHistoryResponse {
+    client
+        .list_relationship_history(ListRelationshipHistoryRequest {
+            customer_id: customer_id.to_owned(),
+            page_size: 1000,
+            page_token: String::new(),
+        })
+        .await
+        .expect("list relationship history")
+        .into_inner()
+}
+
+/// The first 1000 rows of a customer's relationship history.
+pub async fn history(client: &mut Customers, customer_id: &str) -> Vec<RelationshipChange> {
+    history_response(client, customer_id).await.changes
+}
+
+/// Every page ListCustomers answers for `request`, following the page tokens.
+pub async fn list_pages(
+    client: &mut Customers,
+    mut request: ListCustomersRequest,
+) -> Vec<ListCustomersResponse> {
+    let mut pages = Vec::new();
+    loop {
+        let page = client
+            .list_customers(request.clone())
+            .await
+            .expect("list customers")
+            .into_inner();
+        let next_page_token = page.next_page_token.clone();
+        pages.push(page);
+        if next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = next_page_token;
+    }
+    pages
+}
+
+/// The `total_size` ListCustomers reports for `request` (asked for one row).
+pub async fn total(client: &mut Customers, request: ListCustomersRequest) -> i64 {
+    client
+        .list_customers(ListCustomersRequest {
+            page_size: 1,
+            ..request
+        })
+        .await
+        .expect("list customers")
+        .into_inner()
+        .total_size
+}
+
+/// Customers stored in the tenant, deleted or not.
+pub async fn stored(client: &mut Customers) -> i64 {
+    total(
+        client,
+        ListCustomersRequest {
+            show_deleted: true,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// The summary bar (CountCustomersByRelationship) for `request`.
+pub async fn count(
+    client: &mut Customers,
+    request: CountCustomersByRelationshipRequest,
+) -> CountCustomersByRelationshipResponse {
+    client
+        .count_customers_by_relationship(request)
+        .await
+        .expect("count customers")
+        .into_inner()
+}
+
+// Relationships.
+
+/// The relationships ListRelationships shows by default, in position order.
+pub async fn relationships(client: &mut Relationships) -> Vec<Relationship> {
+    client
+        .list_relationships(ListRelationshipsRequest::default())
+        .await
+        .expect("list relationships")
+        .into_inner()
+        .relationships
+}
+
+/// The relationship with `code` in `list`.
+pub fn by_code<'a>(list: &'a [Relationship], code: &str) -> &'a Relationship {
+    list.iter()
+        .find(|r| r.code == code)
+        .unwrap_or_else(|| panic!("no relationship {code}"))
+}
+
+/// The id of the relationship with `code` in `list`.
+pub fn rel(list: &[Relationship], code: &str) -> String {
+    by_code(list, code).id.clone()
+}
+
+/// A relationship's `customer_count` as GetRelationship reports it.
+pub async fn relationship_count(app: &TestApp, id: &str) -> i64 {
+    app.relationships()
+        .get_relationship(GetRelationshipRequest { id: id.to_owned() })
+        .await
+        .expect("get relationship")
+        .into_inner()
+        .relationship
+        .expect("relationship")
+        .customer_count
+}
+
+// Groups.
+
+/// Creates `group`; the call must succeed.
+pub async fn create_group(client: &mut Groups, group: Group) -> Group {
+    client
+        .create_group(CreateGroupRequest {
+            group: Some(group),
+            request_id: String::new(),
+        })
+        .await
+        .expect("create group")
+        .into_inner()
+        .group
+        .expect("group")
+}
+
+/// Reads group `id`; the call must succeed.
+pub async fn get_group(client: &mut Groups, id: &str) -> Group {
+    client
+        .get_group(GetGroupRequest { id: id.to_owned() })
+        .await
+        .expect("get group")
+        .into_inner()
+        .group
+        .expect("group")
+}
+
+/// Creates a group named `name` under `parent_id` (empty: a top-level group).
+pub async fn new_group_under(app: &TestApp, name: &str, parent_id: &str) -> Group {
+    let group = Group {
+        name: name.to_owned(),
+        parent_id: parent_id.to_owned(),
+        ..Default::default()
+    };
+    create_group(&mut app.groups(), group).await
+}
+
+/// Creates a top-level group named `name`.
+pub async fn new_group(app: &TestApp, name: &str) -> Group {
+    new_group_under(app, name, "").await
+}
+
+/// A group's `customer_count` as GetGroup reports it.
+pub async fn group_count(app: &TestApp, id: &str) -> i64 {
+    get_group(&mut app.groups(), id).await.customer_count
+}
+
+// Sources.
+
+/// Creates a source named `name`; the call must succeed.
+pub async fn new_source(app: &TestApp, name: &str) -> Source {
+    app.sources()
+        .create_source(CreateSourceRequest {
+            source: Some(Source {
+                name: name.to_owned(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("create source")
+        .into_inner()
+        .source
+        .expect("source")
+}
+
+/// A source's `customer_count` as GetSource reports it.
+pub async fn source_count(app: &TestApp, id: &str) -> i64 {
+    app.sources()
+        .get_source(GetSourceRequest { id: id.to_owned() })
+        .await
+        .expect("get source")
+        .into_inner()
+        .source
+        .expect("source")
+        .customer_count
+}
