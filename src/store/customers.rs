@@ -1,14 +1,16 @@
-//! Customer records: create, read, update, soft delete and restore, with the
+//! Customer records: read, update, soft delete and restore, with the
 //! checks that keep phone numbers and emails unique among active customers
-//! and the relationship rules of the contract. Relationship changes go
-//! through [`crate::changes::record`].
+//! and the relationship rules of the contract (creating them is
+//! `customer_creates`). Relationship changes go through
+//! [`crate::changes::record`].
 
 use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult, QueryFilter,
+    QuerySelect, QueryTrait, Select,
     sea_query::{Expr, ExprTrait},
 };
 use serde::{Deserialize, Serialize};
@@ -192,6 +194,60 @@ pub async fn with_groups(
         .collect())
 }
 
+/// The column carrying a customer's active group ids, comma-separated.
+const GROUP_IDS: &str = "record_group_ids";
+
+/// The customers `query` selects, each with its active group ids, in one
+/// statement (the ids aggregated into one column per customer).
+async fn records_of(
+    db: &impl ConnectionTrait,
+    query: Select<customer::Entity>,
+) -> AppResult<Vec<CustomerRecord>> {
+    let backend = db.get_database_backend();
+    let aggregate = match backend {
+        DatabaseBackend::Postgres => "string_agg",
+        _ => "group_concat",
+    };
+    let group_ids = Expr::cust(format!(
+        r#"(SELECT {aggregate}(m.group_id, ',') FROM group_members m
+            JOIN customer_groups g ON g.id = m.group_id AND g.delete_time IS NULL
+            WHERE m.tenant_id = "customers"."tenant_id" AND m.customer_id = "customers"."id")"#
+    ));
+    let rows = db
+        .query_all_raw(query.expr_as(group_ids, GROUP_IDS).build(backend))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let joined: Option<String> = row.try_get("", GROUP_IDS)?;
+            let mut group_ids: Vec<String> = joined
+                .iter()
+                .flat_map(|j| j.split(','))
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned)
+                .collect();
+            group_ids.sort();
+            Ok(CustomerRecord {
+                row: customer::Model::from_query_result(row, "")?,
+                group_ids,
+            })
+        })
+        .collect()
+}
+
+/// Customer `id` of the tenant with its active groups, deleted or not;
+/// NOT_FOUND otherwise.
+async fn find_record(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+) -> AppResult<CustomerRecord> {
+    let query = in_tenant::<customer::Entity>(tenant).filter(customer::Column::Id.eq(id));
+    records_of(db, query)
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::not_found("customer", id))
+}
+
 async fn record_of(
     db: &impl ConnectionTrait,
     tenant: &str,
@@ -261,8 +317,7 @@ impl Store {
             return Ok(CustomerRecord::clone(&record));
         }
         let ticket = self.records().ticket(id);
-        let row = resource::find::<customer::Entity>(self.db(), tenant, id).await?;
-        let record = record_of(self.db(), tenant, row).await?;
+        let record = find_record(self.db(), tenant, id).await?;
         self.records().fill(ticket, &record);
         Ok(record)
     }
@@ -286,12 +341,10 @@ impl Store {
         }
         if !missing.is_empty() {
             let missing_ids: Vec<String> = missing.iter().map(|(id, _)| id.clone()).collect();
-            let rows = in_tenant::<customer::Entity>(tenant)
-                .filter(customer::Column::Id.is_in(missing_ids))
-                .all(self.db())
-                .await?;
+            let query = in_tenant::<customer::Entity>(tenant)
+                .filter(customer::Column::Id.is_in(missing_ids));
             let tickets: HashMap<String, _> = missing.into_iter().collect();
-            for record in with_groups(self.db(), tenant, rows).await? {
+            for record in records_of(self.db(), query).await? {
                 if let Some(ticket) = tickets.get(&record.row.id) {
                     self.records().fill(*ticket, &record);
                 }
@@ -383,8 +436,7 @@ impl Store {
                     };
                     changes::record(tx, tenant, &[moved], &origin, now).await?;
                 }
-                let row = resource::find::<customer::Entity>(tx, tenant, &id).await?;
-                record_of(tx, tenant, row).await
+                find_record(tx, tenant, &id).await
             })
         })
         .await
@@ -504,8 +556,7 @@ impl Store {
                         .await?
                         .pop()
                 };
-                let row = resource::find::<customer::Entity>(tx, tenant, &row.id).await?;
-                Ok((record_of(tx, tenant, row).await?, change))
+                Ok((find_record(tx, tenant, &row.id).await?, change))
             })
         })
         .await
