@@ -235,8 +235,11 @@ async fn group_count_deltas(
     Ok(deltas)
 }
 
+/// Counter rows written per statement (each binds four values).
+const COUNTER_ROWS_PER_STATEMENT: usize = 1000;
+
 /// Adds `deltas` to the tenant's per-(group, relationship) customer counts,
-/// in one statement.
+/// many rows per statement.
 pub async fn adjust_group_counts(
     tx: &impl ConnectionTrait,
     tenant: &str,
@@ -262,8 +265,8 @@ pub async fn adjust_group_counts(
     .await
 }
 
-/// Adds `deltas` to the tenant's per-relationship customer counts, in one
-/// statement.
+/// Adds `deltas` to the tenant's per-relationship customer counts, many
+/// rows per statement.
 pub async fn adjust_counts(
     tx: &impl ConnectionTrait,
     tenant: &str,
@@ -296,17 +299,21 @@ async fn add_to_counters<A: ActiveModelTrait + Send>(
     mut conflict: OnConflict,
     table: &str,
 ) -> AppResult<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
     conflict.value(
         Alias::new("customers"),
         Expr::cust(format!(r#""{table}"."customers" + "excluded"."customers""#)),
     );
-    A::Entity::insert_many(rows)
-        .on_conflict(conflict)
-        .exec_without_returning(tx)
-        .await?;
+    // In chunks that stay far below the databases' limits on bound values;
+    // in the callers' (sorted) order, so concurrent writers lock counters
+    // in one order.
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<A> = rows.by_ref().take(COUNTER_ROWS_PER_STATEMENT).collect();
+        A::Entity::insert_many(chunk)
+            .on_conflict(conflict.clone())
+            .exec_without_returning(tx)
+            .await?;
+    }
     Ok(())
 }
 

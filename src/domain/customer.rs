@@ -23,6 +23,8 @@ const ATTRIBUTE_VALUE_MAX: usize = 1000;
 pub const SHORT_TEXT_MAX: usize = 200;
 /// Most customers one call may name.
 pub const MAX_IDS_PER_CALL: usize = 1000;
+/// Most groups a customer may be created in.
+pub const MAX_GROUPS_ON_CREATE: usize = 100;
 
 /// Normalises a phone number: spaces, dots, dashes and parentheses go, a
 /// leading `+` stays, and 6–15 digits must remain. Empty stays empty.

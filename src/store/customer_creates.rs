@@ -15,7 +15,11 @@
 //! create is retried alone, so one create never fails another.
 //!
 //! When calls arrive one at a time, a batch holds one create and nothing
-//! waits: the queue only fills while a batch is being committed.
+//! waits: the queue only fills while a batch is being committed. A create
+//! whose caller went away before its batch began is dropped; once begun it
+//! commits like any write. At most 4,096 creates wait; beyond that a create
+//! is UNAVAILABLE at once (retry), and an outage of the database fails the
+//! whole batch with UNAVAILABLE rather than retrying each create alone.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -46,6 +50,10 @@ use crate::{
 
 /// Most creates committed in one transaction.
 const MAX_BATCH: usize = 64;
+/// Most creates waiting for their batch; more are UNAVAILABLE (retry).
+const MAX_QUEUED: usize = 4096;
+/// Memberships inserted per statement (each binds six values).
+const MEMBERSHIPS_PER_STATEMENT: usize = 1000;
 /// Batches committed at once: SQLite has one writer; PostgreSQL can
 /// commit other tenants' batches meanwhile.
 const SQLITE_BATCHES_AT_ONCE: usize = 1;
@@ -67,7 +75,7 @@ struct Queued {
 /// The queue of creates waiting for their batch; started on first use.
 #[derive(Clone, Default)]
 pub struct CreateQueue {
-    sender: Arc<OnceLock<mpsc::UnboundedSender<Queued>>>,
+    sender: Arc<OnceLock<mpsc::Sender<Queued>>>,
 }
 
 impl Store {
@@ -87,18 +95,29 @@ impl Store {
             },
             reply,
         };
-        self.create_queue()
-            .send(queued)
-            .map_err(|_| AppError::Unavailable("the service is shutting down".into()))?;
+        self.create_queue().try_send(queued).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => AppError::Unavailable(format!(
+                "{MAX_QUEUED} creates are waiting already; retry shortly"
+            )),
+            mpsc::error::TrySendError::Closed(_) => {
+                AppError::Unavailable("the service is shutting down".into())
+            }
+        })?;
         answer
             .await
             .map_err(|_| AppError::Unavailable("the service is shutting down".into()))?
     }
 
-    fn create_queue(&self) -> &mpsc::UnboundedSender<Queued> {
+    fn create_queue(&self) -> &mpsc::Sender<Queued> {
         self.creates.sender.get_or_init(|| {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            tokio::spawn(drain(self.clone(), receiver));
+            let (sender, receiver) = mpsc::channel(MAX_QUEUED);
+            // The worker's store holds no sender, so the worker ends when
+            // the last store that can queue is gone.
+            let worker = Self {
+                creates: CreateQueue::default(),
+                ..self.clone()
+            };
+            tokio::spawn(drain(worker, receiver));
             sender
         })
     }
@@ -120,6 +139,12 @@ impl Store {
         let results = match outcome {
             Ok(results) => results,
             Err(err) if creates.len() == 1 => vec![Err(err)],
+            // Not something one create could cause: one by one would only
+            // wait for the same outage again and again.
+            Err(AppError::Unavailable(why)) => creates
+                .iter()
+                .map(|_| Err(AppError::Unavailable(why.clone())))
+                .collect(),
             Err(err) => {
                 tracing::debug!(error = %err, size = creates.len(), "a batch of creates failed; creating one by one");
                 let mut results = Vec::with_capacity(creates.len());
@@ -394,8 +419,8 @@ async fn write_accepted(
                 })
         })
         .collect();
-    if !memberships.is_empty() {
-        group_member::Entity::insert_many(memberships)
+    for chunk in memberships.chunks(MEMBERSHIPS_PER_STATEMENT) {
+        group_member::Entity::insert_many(chunk.to_vec())
             .exec_without_returning(tx)
             .await?;
     }
@@ -547,8 +572,13 @@ fn by_id<M>(rows: Vec<M>, id: impl Fn(&M) -> &String) -> HashMap<String, M> {
     rows.into_iter().map(|r| (id(&r).clone(), r)).collect()
 }
 
+/// Whether the caller of `queued` still waits for it.
+fn waited_for(queued: &Queued) -> bool {
+    !queued.reply.is_closed()
+}
+
 /// Takes batches off the queue for as long as the store lives.
-async fn drain(store: Store, mut receiver: mpsc::UnboundedReceiver<Queued>) {
+async fn drain(store: Store, mut receiver: mpsc::Receiver<Queued>) {
     let at_once = if store.write_queue.is_some() {
         SQLITE_BATCHES_AT_ONCE
     } else {
@@ -559,12 +589,18 @@ async fn drain(store: Store, mut receiver: mpsc::UnboundedReceiver<Queued>) {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let mut batch = vec![first];
+        // A create whose caller went away before its batch began is
+        // dropped: nothing has been done for it.
+        let mut batch: Vec<Queued> = Some(first).into_iter().filter(waited_for).collect();
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
-                Ok(next) => batch.push(next),
+                Ok(next) if waited_for(&next) => batch.push(next),
+                Ok(_) => {}
                 Err(_) => break,
             }
+        }
+        if batch.is_empty() {
+            continue;
         }
         let store = store.clone();
         tokio::spawn(async move {

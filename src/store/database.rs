@@ -28,9 +28,12 @@ pub async fn connect(url: &str) -> AppResult<DatabaseConnection> {
 /// connection keeps that cache warm, where writes taking turns on pooled
 /// connections would each find their connection's cache discarded (any
 /// other connection's write invalidates it). `None` on PostgreSQL, whose
-/// writers share the pool.
+/// writers share the pool, and for an in-memory SQLite database.
 pub async fn connect_writer(url: &str) -> AppResult<Option<DatabaseConnection>> {
-    if !url.starts_with("sqlite:") {
+    // An in-memory database exists once per connection: the pool's is the
+    // migrated one, so writes stay on the pool.
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    if !url.starts_with("sqlite:") || in_memory {
         return Ok(None);
     }
     connect_with(url, Role::Writer).await.map(Some)

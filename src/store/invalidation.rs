@@ -5,7 +5,10 @@
 //! commits. Every replica listens and drops those entries from its cache.
 //! A replica that is not listening (starting, or its listening connection
 //! lost) may have missed notices, so its cache stays off until it listens
-//! again, and starts empty then.
+//! again, and starts empty then. A connection can also die without a word
+//! (a network flow dropped on the way), so a listener that has heard
+//! nothing for a while sends itself a probe and gives up on the connection
+//! when the probe does not come back.
 
 use std::time::Duration;
 
@@ -25,6 +28,14 @@ const MAX_PAYLOAD: usize = 7000;
 const EVERYTHING: &str = "*";
 /// Wait before listening again after the connection was lost.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
+/// After this long without a notice the listener proves it still hears:
+/// it sends itself a probe, which must come back within [`PROBE_TIMEOUT`].
+/// A connection that died without a word (a dropped network flow) is found
+/// within about a second, and the cache switched off.
+const QUIET_LIMIT: Duration = Duration::from_millis(500);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Payloads of probes start with this (ids never contain it).
+const PROBE_PREFIX: &str = "probe:";
 
 fn payload(touches: &Touches) -> Option<String> {
     match touches {
@@ -67,42 +78,73 @@ pub async fn announce(tx: &impl ConnectionTrait, touches: &Touches) -> AppResult
 }
 
 /// Applies the other replicas' notices to `cache` for as long as it runs;
-/// keeps the cache off whenever it is not listening.
+/// keeps the cache off whenever it is not sure to hear them.
 pub async fn listen(db: DatabaseConnection, cache: RecordCache) {
     let pool = db.get_postgres_connection_pool().clone();
     loop {
         cache.set_enabled(false);
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for cache invalidations; cache off");
-                tokio::time::sleep(RECONNECT_PAUSE).await;
-                continue;
-            }
-        };
-        if let Err(error) = listener.listen(CHANNEL).await {
-            tracing::warn!(%error, "cannot listen for cache invalidations; cache off");
-            tokio::time::sleep(RECONNECT_PAUSE).await;
-            continue;
-        }
-        cache.set_enabled(true);
-        tracing::debug!("listening for cache invalidations");
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(notice)) => cache.invalidate(&touches_of(notice.payload())),
-                Ok(None) => {
-                    tracing::warn!("lost the cache-invalidation connection; cache off");
-                    break;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cache-invalidation listener failed; cache off");
-                    break;
+        match PgListener::connect_with(&pool).await {
+            Ok(mut listener) => {
+                // Report a lost connection at once instead of reconnecting
+                // first, so the cache goes off before any notice is missed.
+                listener.eager_reconnect(false);
+                match listener.listen(CHANNEL).await {
+                    Ok(()) => {
+                        cache.set_enabled(true);
+                        tracing::debug!("listening for cache invalidations");
+                        let why = hear(&db, &mut listener, &cache).await;
+                        tracing::warn!(%why, "stopped hearing cache invalidations; cache off");
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot listen for cache invalidations"),
                 }
             }
+            Err(error) => tracing::warn!(%error, "cannot listen for cache invalidations"),
         }
         cache.set_enabled(false);
-        drop(listener);
         tokio::time::sleep(RECONNECT_PAUSE).await;
+    }
+}
+
+/// Applies notices until the listener fails or stops answering probes;
+/// returns why it stopped.
+async fn hear(db: &DatabaseConnection, listener: &mut PgListener, cache: &RecordCache) -> String {
+    let mut probe: Option<(String, tokio::time::Instant)> = None;
+    loop {
+        let wait = match &probe {
+            Some((_, sent)) => {
+                (*sent + PROBE_TIMEOUT).saturating_duration_since(tokio::time::Instant::now())
+            }
+            None => QUIET_LIMIT,
+        };
+        match tokio::time::timeout(wait, listener.try_recv()).await {
+            Ok(Ok(Some(notice))) => {
+                let payload = notice.payload();
+                if let Some(token) = payload.strip_prefix(PROBE_PREFIX) {
+                    if probe.as_ref().is_some_and(|(sent, _)| sent == token) {
+                        probe = None;
+                    }
+                } else {
+                    cache.invalidate(&touches_of(payload));
+                }
+            }
+            Ok(Ok(None)) => return "the connection was lost".into(),
+            Ok(Err(error)) => return error.to_string(),
+            Err(_) if probe.is_some() => return "a probe did not come back in time".into(),
+            Err(_) => {
+                let token = crate::domain::ids::new_id();
+                let sent = db
+                    .execute_raw(Statement::from_sql_and_values(
+                        DatabaseBackend::Postgres,
+                        "SELECT pg_notify($1, $2)",
+                        [CHANNEL.into(), format!("{PROBE_PREFIX}{token}").into()],
+                    ))
+                    .await;
+                if let Err(error) = sent {
+                    return format!("cannot send a probe: {error}");
+                }
+                probe = Some((token, tokio::time::Instant::now()));
+            }
+        }
     }
 }
 

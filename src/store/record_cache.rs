@@ -20,6 +20,9 @@
 //!   commit) and each replica applies the others' (see `invalidation`). While
 //!   a replica is not listening, its cache is switched off.
 //!
+//! * An entry serves reads for at most 30 s, a backstop against changes
+//!   made around the service.
+//!
 //! On SQLite the service is the database file's only writer.
 
 use std::{
@@ -29,12 +32,18 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use super::customers::CustomerRecord;
 
 /// Shards, so readers and writers of different customers rarely contend.
 const SHARDS: usize = 32;
+/// How long an entry serves reads at most. A backstop only: writes through
+/// this service invalidate at once; this bounds how long a change made
+/// around it (by hand in the database, or by a replica of a version that
+/// does not announce its writes) can go unseen.
+const MAX_AGE: Duration = Duration::from_secs(30);
 
 /// Which customer records a write may change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +65,7 @@ impl Touches {
 
 #[derive(Default)]
 struct Shard {
-    records: HashMap<String, Arc<CustomerRecord>>,
+    records: HashMap<String, (Arc<CustomerRecord>, Instant)>,
     /// Bumped by every invalidation that reaches the shard.
     epoch: u64,
 }
@@ -120,8 +129,8 @@ impl RecordCache {
         shard
             .records
             .get(id)
-            .filter(|r| r.row.tenant_id == tenant)
-            .cloned()
+            .filter(|(r, filled)| r.row.tenant_id == tenant && filled.elapsed() < MAX_AGE)
+            .map(|(r, _)| r.clone())
     }
 
     /// Takes the ticket for filling `id` later.
@@ -152,9 +161,10 @@ impl RecordCache {
                 shard.records.remove(&victim);
             }
         }
-        shard
-            .records
-            .insert(record.row.id.clone(), Arc::new(record.clone()));
+        shard.records.insert(
+            record.row.id.clone(),
+            (Arc::new(record.clone()), Instant::now()),
+        );
     }
 
     /// Drops what `touches` names.

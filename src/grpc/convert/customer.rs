@@ -87,6 +87,16 @@ pub fn new_customer(customer: Option<pb::Customer>, reason: &str) -> AppResult<N
         attributes: checks.take(customer::attributes("customer.attributes", &attributes)),
     };
     let relationship_id = optional_id(&mut checks, "customer.relationship_id", &relationship_id);
+    if group_ids.len() > customer::MAX_GROUPS_ON_CREATE {
+        checks.take::<()>(Err(crate::error::AppError::invalid(
+            "customer.group_ids",
+            format!(
+                "names {} groups; a customer joins at most {} at creation (add more with AddCustomersToGroup)",
+                group_ids.len(),
+                customer::MAX_GROUPS_ON_CREATE
+            ),
+        )));
+    }
     let mut groups: Vec<String> = Vec::new();
     for (i, raw) in group_ids.iter().enumerate() {
         let id = checks.take(ids::parse(&format!("customer.group_ids[{i}]"), raw));
