@@ -131,18 +131,20 @@ async fn hear(db: &DatabaseConnection, listener: &mut PgListener, cache: &Record
             Ok(Err(error)) => return error.to_string(),
             Err(_) if probe.is_some() => return "a probe did not come back in time".into(),
             Err(_) => {
+                // The probe's time runs from before it is sent: sending goes
+                // through the pool, whose connections may be dead as well.
+                let started = tokio::time::Instant::now();
                 let token = crate::domain::ids::new_id();
-                let sent = db
-                    .execute_raw(Statement::from_sql_and_values(
-                        DatabaseBackend::Postgres,
-                        "SELECT pg_notify($1, $2)",
-                        [CHANNEL.into(), format!("{PROBE_PREFIX}{token}").into()],
-                    ))
-                    .await;
-                if let Err(error) = sent {
-                    return format!("cannot send a probe: {error}");
+                let send = db.execute_raw(Statement::from_sql_and_values(
+                    DatabaseBackend::Postgres,
+                    "SELECT pg_notify($1, $2)",
+                    [CHANNEL.into(), format!("{PROBE_PREFIX}{token}").into()],
+                ));
+                match tokio::time::timeout(PROBE_TIMEOUT, send).await {
+                    Ok(Ok(_)) => probe = Some((token, started)),
+                    Ok(Err(error)) => return format!("cannot send a probe: {error}"),
+                    Err(_) => return "a probe could not be sent in time".into(),
                 }
-                probe = Some((token, tokio::time::Instant::now()));
             }
         }
     }

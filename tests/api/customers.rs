@@ -8,13 +8,14 @@ use crm_classify::{
     pb::{
         AddCustomersToGroupRequest, BatchChangeRelationshipRequest, ChangeRelationshipRequest,
         ContactChannel, CountCustomersByRelationshipRequest, CountCustomersByRelationshipResponse,
-        CreateCustomerRequest, CreateGroupRequest, Customer, DeleteCustomerRequest,
-        DeleteGroupRequest, DeleteRelationshipRequest, DeleteSourceRequest, GetCustomerRequest,
-        GetRelationshipRequest, GetSourceReportRequest, Group, ListContactsRequest,
-        ListCustomersRequest, ListGroupsRequest, ListRelationshipHistoryRequest,
-        ListSourcesRequest, RecordContactRequest, RecordContactResponse, Relationship,
-        RelationshipChangeCause, RemoveCustomersFromGroupRequest, RestoreCustomerRequest,
-        RestoreGroupRequest, Source, SourceReportRow, UpdateCustomerRequest,
+        CreateCustomerRequest, CreateGroupRequest, CreateRelationshipRequest, Customer,
+        DeleteCustomerRequest, DeleteGroupRequest, DeleteRelationshipRequest, DeleteSourceRequest,
+        GetCustomerRequest, GetRelationshipRequest, GetSourceReportRequest, Group,
+        ListContactsRequest, ListCustomersRequest, ListGroupsRequest,
+        ListRelationshipHistoryRequest, ListSourcesRequest, RecordContactRequest,
+        RecordContactResponse, Relationship, RelationshipChangeCause,
+        RemoveCustomersFromGroupRequest, RestoreCustomerRequest, RestoreGroupRequest, Source,
+        SourceReportRow, UpdateCustomerRequest,
     },
 };
 use prost_types::Timestamp;
@@ -22,10 +23,10 @@ use tonic::{Code, Response, Status};
 
 use crate::fixtures::{
     self, Customers, SEEDED, change, change_request, count, create_customer, create_request,
-    get_customer, history, list_pages, named, new_group, new_group_under, new_source, rel,
-    relationships, stored, total, unknown_id, update_request,
+    get_customer, history, list_pages, named, new_group, new_group_under, new_groups, new_source,
+    rel, relationships, stored, total, unknown_id, update_request,
 };
-use crate::helpers::{TestApp, concurrently, expect_code, new_tenant, violated_fields};
+use crate::helpers::{TestApp, at_most, concurrently, expect_code, new_tenant, violated_fields};
 use crate::on_both_databases;
 
 async fn delete(client: &mut Customers, id: &str) -> Customer {
@@ -513,6 +514,41 @@ on_both_databases! {
         assert_eq!(stored(&mut customers).await, 1, "nothing was written");
         assert_eq!(group_count(&app, &vip.id).await, 1, "no membership was written");
         assert_eq!(source_count(&app, &web.id).await, 1);
+    }
+
+    async fn a_create_names_at_most_a_hundred_groups(app: TestApp) {
+        let mut customers = app.customers();
+        // 101 distinct well-formed ids: refused for their number, whether the
+        // groups exist or not.
+        let unknown: Vec<String> = (0..101).map(|_| unknown_id()).collect();
+        assert_eq!(unknown.iter().collect::<HashSet<_>>().len(), 101);
+        let status = expect_code(customers.create_customer(create_request(Customer { group_ids: unknown, ..named("Quá nhiều nhóm") })).await, Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), vec!["customer.group_ids"], "{status:?}");
+
+        let groups = new_groups(&app, "Nhóm", 101).await;
+        let all: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+        let status = expect_code(customers.create_customer(create_request(Customer { group_ids: all.clone(), ..named("Quá nhiều nhóm") })).await, Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), vec!["customer.group_ids"], "{status:?}");
+        assert_eq!(stored(&mut customers).await, 0, "nothing was written");
+
+        let hundred = &all[..100];
+        let expected: HashSet<String> = hundred.iter().cloned().collect();
+        let created = create_customer(&mut customers, Customer { group_ids: hundred.to_vec(), ..named("Trăm nhóm") }).await;
+        assert_eq!(created.group_ids.len(), 100, "the created customer lists its 100 groups");
+        assert_eq!(created.group_ids.iter().cloned().collect::<HashSet<_>>(), expected);
+        let read = get_customer(&mut customers, &created.id).await;
+        assert_eq!(read.group_ids.len(), 100, "Get lists the 100 groups");
+        assert_eq!(read.group_ids.iter().cloned().collect::<HashSet<_>>(), expected);
+        let listed = app.groups().list_groups(ListGroupsRequest { page_size: 1000, ..Default::default() }).await.expect("list groups").into_inner().groups;
+        assert_eq!(listed.len(), 101);
+        for group in &listed {
+            let want = i64::from(expected.contains(&group.id));
+            assert_eq!(group.customer_count, want, "customer_count of {}", group.name);
+        }
+        assert_eq!(fixtures::group_count(&app, &all[0]).await, 1);
+        assert_eq!(fixtures::group_count(&app, &all[99]).await, 1);
+        assert_eq!(fixtures::group_count(&app, &all[100]).await, 0, "the group left out");
+        assert_eq!(stored(&mut customers).await, 1);
     }
 
     async fn profile_completion_is_the_share_of_the_seven_profile_fields(app: TestApp) {
@@ -1306,5 +1342,77 @@ on_both_databases! {
         check("a restore", &mut customers).await;
         app.relationships().delete_relationship(DeleteRelationshipRequest { id: closed.clone(), etag: String::new(), reassign_to_id: hot.clone() }).await.expect("reassign");
         check("a reassignment", &mut customers).await;
+    }
+
+    async fn a_batch_change_spanning_thousands_of_group_counters_keeps_each_right(app: TestApp) {
+        // Each customer holds a relationship of its own and is in every group;
+        // moving them all to one more relationship changes GROUPS × (CUSTOMERS
+        // + 1) = 20,000 per-(group, relationship) counters, 80,000 bound values:
+        // more than one statement may bind on SQLite (32,766) or PostgreSQL
+        // (65,535), so the counter upserts must go in chunks, and every chunk
+        // must land.
+        const GROUPS: usize = 250;
+        const CUSTOMERS: usize = 79;
+        let mut relationship_client = app.relationships();
+        let seeded = relationships(&mut relationship_client).await;
+        let mut held: Vec<String> = ["NEW", "APPROACHED", "HOT", "POTENTIAL", "LOST", "CLOSED"].iter().map(|code| rel(&seeded, code)).collect();
+        while held.len() <= CUSTOMERS {
+            let relationship = Relationship { name: format!("Mức {}", held.len()), ..Default::default() };
+            let created = relationship_client.create_relationship(CreateRelationshipRequest { relationship: Some(relationship), request_id: String::new() }).await.expect("create relationship");
+            held.push(created.into_inner().relationship.expect("relationship").id);
+        }
+        let target = held.pop().expect("the target relationship");
+        let ids: Vec<String> = at_most(8, CUSTOMERS, |i| {
+            let (mut client, relationship_id) = (app.customers(), held[i].clone());
+            async move { create_customer(&mut client, Customer { relationship_id, ..named(&format!("Khách {i}")) }).await.id }
+        })
+        .await;
+        let groups = new_groups(&app, "Vùng", GROUPS).await;
+        let added = at_most(8, GROUPS, |i| {
+            let (mut client, request) = (app.customers(), AddCustomersToGroupRequest { group_id: groups[i].id.clone(), customer_ids: ids.clone() });
+            async move { client.add_customers_to_group(request).await.expect("add customers to group").into_inner().added_count }
+        })
+        .await;
+        assert!(added.iter().all(|n| *n == CUSTOMERS as i64), "every customer joined every group");
+        let mut customers = app.customers();
+        let before = count(&mut customers, CountCustomersByRelationshipRequest { group_id: groups[0].id.clone(), ..Default::default() }).await;
+        for entry in &before.counts {
+            let want = i64::from(held.contains(&entry.relationship_id));
+            assert_eq!(entry.count, want, "{} in a group before the batch", entry.code);
+        }
+
+        let moved = customers.batch_change_relationship(batch_request(&ids, &target)).await.expect("batch change relationship").into_inner();
+        assert_eq!(moved.changes.len(), CUSTOMERS);
+
+        // Every customer now holds the target: in every group's bar and in the
+        // tenant's.
+        let check = |what: &str, bar: &CountCustomersByRelationshipResponse| {
+            assert_eq!(bar.total, CUSTOMERS as i64, "total of {what}");
+            assert_eq!(bar.counts.len(), CUSTOMERS + 2, "entries of {what}");
+            for entry in &bar.counts {
+                let want = if entry.relationship_id == target { CUSTOMERS as i64 } else { 0 };
+                assert_eq!(entry.count, want, "{} in {what}", entry.code);
+            }
+        };
+        let bars = at_most(8, GROUPS, |i| {
+            let (mut client, group_id) = (app.customers(), groups[i].id.clone());
+            async move { count(&mut client, CountCustomersByRelationshipRequest { group_id, ..Default::default() }).await }
+        })
+        .await;
+        for (group, bar) in groups.iter().zip(&bars) {
+            check(&format!("group {}", group.name), bar);
+        }
+        check("the tenant", &count(&mut customers, CountCustomersByRelationshipRequest::default()).await);
+        // The counters agree with a recount of the rows (include_subgroups).
+        for group in [&groups[0], &groups[GROUPS / 2], &groups[GROUPS - 1]] {
+            let recount = count(&mut customers, CountCustomersByRelationshipRequest { group_id: group.id.clone(), include_subgroups: true, ..Default::default() }).await;
+            check(&format!("a recount of {}", group.name), &recount);
+        }
+        let listed = app.groups().list_groups(ListGroupsRequest { page_size: 1000, ..Default::default() }).await.expect("list groups").into_inner().groups;
+        assert_eq!(listed.len(), GROUPS);
+        for group in &listed {
+            assert_eq!(group.customer_count, CUSTOMERS as i64, "customer_count of {}", group.name);
+        }
+        assert_eq!(fixtures::relationship_count(&app, &target).await, CUSTOMERS as i64, "the target's customer_count");
     }
 }

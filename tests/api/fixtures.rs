@@ -15,7 +15,7 @@ use crm_classify::pb::{
 };
 use prost_types::FieldMask;
 
-use crate::helpers::{Svc, TestApp};
+use crate::helpers::{Svc, TestApp, at_most};
 
 /// A CustomerService client of the test harness.
 pub type Customers = CustomerServiceClient<Svc>;
@@ -287,6 +287,22 @@ pub async fn new_group_under(app: &TestApp, name: &str, parent_id: &str) -> Grou
 /// Creates a top-level group named `name`.
 pub async fn new_group(app: &TestApp, name: &str) -> Group {
     new_group_under(app, name, "").await
+}
+
+/// Creates `n` top-level groups named `{prefix} 0`, `{prefix} 1`, …, a few
+/// at a time; returns them in that order.
+pub async fn new_groups(app: &TestApp, prefix: &str, n: usize) -> Vec<Group> {
+    at_most(8, n, |i| {
+        let (mut client, name) = (app.groups(), format!("{prefix} {i}"));
+        async move {
+            let group = Group {
+                name,
+                ..Default::default()
+            };
+            create_group(&mut client, group).await
+        }
+    })
+    .await
 }
 
 /// A group's `customer_count` as GetGroup reports it.

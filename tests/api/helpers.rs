@@ -355,3 +355,14 @@ where
     }
     results
 }
+
+/// Runs `call(0)`, …, `call(n - 1)` with at most `limit` of them under way
+/// at once and returns their results in order.
+pub async fn at_most<T, F, Fut>(limit: usize, n: usize, call: F) -> Vec<T>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = T>,
+{
+    use futures::stream::{self, StreamExt};
+    stream::iter(0..n).map(call).buffered(limit).collect().await
+}

@@ -9,10 +9,13 @@
 //! the new state. It also checks that a cached record is never served to
 //! another tenant, that a write under concurrent reads leaves the last written
 //! state in the cache, and, on PostgreSQL, that a write through one server
-//! reaches the cache of another server on the same database.
+//! reaches the cache of another server on the same database, and that a
+//! server whose invalidation listener went silently deaf (its network flow
+//! dropped without a reset) stops serving what it cached.
 
 use std::{
     collections::BTreeSet,
+    future::pending,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -28,6 +31,15 @@ use crm_classify::pb::{
     UpdateCustomerRequest,
 };
 use prost_types::FieldMask;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{
+        TcpListener, TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+    task::{JoinHandle, JoinSet},
+    time::timeout,
+};
 use tonic::Code;
 
 use crate::fixtures::{
@@ -489,4 +501,308 @@ async fn a_write_through_one_replica_reaches_the_other_replicas_cache() {
     );
     assert_eq!(seen.name, "Đổi tên qua A");
     assert_eq!(seen.etag, changed.etag);
+}
+
+/// A TCP proxy in front of PostgreSQL whose flows can go silent: a silent
+/// flow forwards no byte in either direction, yet closes neither socket. To
+/// both ends that is a network flow that died without a word. Its tasks end
+/// when it is dropped.
+struct SilentProxy {
+    /// The database URL that goes through the proxy.
+    url: String,
+    state: Arc<ProxyState>,
+    accepting: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    /// Every flow is silent, new ones too.
+    all_silent: AtomicBool,
+    flows: Mutex<Vec<Arc<Flow>>>,
+}
+
+/// One client connection and its upstream connection.
+#[derive(Default)]
+struct Flow {
+    /// The client sent LISTEN on it: it carries an invalidation listener.
+    listening: AtomicBool,
+    silent: AtomicBool,
+}
+
+impl ProxyState {
+    fn is_silent(&self, flow: &Flow) -> bool {
+        self.all_silent.load(Ordering::SeqCst) || flow.silent.load(Ordering::SeqCst)
+    }
+}
+
+impl SilentProxy {
+    /// Starts a proxy on 127.0.0.1 to the server of the PostgreSQL `url`.
+    async fn start(url: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        // postgres://USER@HOST:PORT/DATABASE?…: HOST:PORT is replaced.
+        let scheme_end = url.find("://").expect("a URL") + 3;
+        let rest = &url[scheme_end..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let host_start = rest[..authority_end].rfind('@').map_or(0, |i| i + 1);
+        let host_port = &rest[host_start..authority_end];
+        let upstream = if host_port.contains(':') {
+            host_port.to_owned()
+        } else {
+            format!("{host_port}:5432")
+        };
+        let through = format!(
+            "{}127.0.0.1:{port}{}",
+            &url[..scheme_end + host_start],
+            &rest[authority_end..]
+        );
+        let state = Arc::new(ProxyState::default());
+        let accepting = tokio::spawn(accept(listener, upstream, state.clone()));
+        Self {
+            url: through,
+            state,
+            accepting,
+        }
+    }
+
+    /// Silences every flow, for good, and every flow opened from now on.
+    fn silence_everything(&self) {
+        self.state.all_silent.store(true, Ordering::SeqCst);
+    }
+
+    /// Silences, for good, the flows that carry a listener now (waiting up
+    /// to 5 s for one); returns how many. Other flows, and flows opened from
+    /// now on, keep forwarding.
+    async fn silence_listeners(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let silenced = {
+                let flows = self.state.flows.lock().unwrap();
+                let listening = flows.iter().filter(|f| f.listening.load(Ordering::SeqCst));
+                listening
+                    .inspect(|f| f.silent.store(true, Ordering::SeqCst))
+                    .count()
+            };
+            if silenced > 0 || Instant::now() >= deadline {
+                return silenced;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for SilentProxy {
+    fn drop(&mut self) {
+        // Dropping the accept loop drops its JoinSet, which aborts every
+        // pipe and so closes every socket.
+        self.accepting.abort();
+    }
+}
+
+async fn accept(listener: TcpListener, upstream: String, state: Arc<ProxyState>) {
+    let mut pipes = JoinSet::new();
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
+        while pipes.try_join_next().is_some() {}
+        let flow = Arc::new(Flow::default());
+        state.flows.lock().unwrap().push(flow.clone());
+        let (client_read, client_write) = client.into_split();
+        if state.all_silent.load(Ordering::SeqCst) {
+            // Nobody answers: hold the connection and swallow what comes.
+            pipes.spawn(async move {
+                let _keep_open = client_write;
+                swallow(client_read).await;
+            });
+            continue;
+        }
+        let Ok(server) = TcpStream::connect(&upstream).await else {
+            continue;
+        };
+        let (server_read, server_write) = server.into_split();
+        let (to_server, to_client) = (
+            Pipe {
+                flow: flow.clone(),
+                state: state.clone(),
+                from_client: true,
+            },
+            Pipe {
+                flow,
+                state: state.clone(),
+                from_client: false,
+            },
+        );
+        pipes.spawn(to_server.run(client_read, server_write));
+        pipes.spawn(to_client.run(server_read, client_write));
+    }
+}
+
+/// Reads and drops whatever `from` sends; never closes it.
+async fn swallow(mut from: OwnedReadHalf) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    while let Ok(n) = from.read(&mut buffer).await {
+        if n == 0 {
+            break;
+        }
+    }
+    pending::<()>().await
+}
+
+/// One direction of a flow.
+struct Pipe {
+    flow: Arc<Flow>,
+    state: Arc<ProxyState>,
+    from_client: bool,
+}
+
+impl Pipe {
+    /// Copies `from` to `to` until either ends; once the flow is silent it
+    /// swallows what `from` sends and closes nothing.
+    async fn run(self, mut from: OwnedReadHalf, mut to: OwnedWriteHalf) {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            // 0: the end went away (or failed).
+            let n: usize = from.read(&mut buffer).await.unwrap_or_default();
+            if self.from_client {
+                // A listener's connection goes back to the pool after an
+                // UNLISTEN.
+                let sent = |text: &[u8]| buffer[..n].windows(text.len()).any(|w| w == text);
+                if sent(b"UNLISTEN") {
+                    self.flow.listening.store(false, Ordering::SeqCst);
+                } else if sent(b"LISTEN \"") {
+                    self.flow.listening.store(true, Ordering::SeqCst);
+                }
+            }
+            if self.state.is_silent(&self.flow) {
+                // Keep `to` open whatever `from` does.
+                let _keep_open = to;
+                if n > 0 {
+                    swallow(from).await;
+                }
+                return pending().await;
+            }
+            if n == 0 || to.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Servers A (straight to PostgreSQL) and B (through a proxy of its own)
+/// on one database, both serving one tenant, and a customer created through
+/// A whose record B has cached. `None` when PostgreSQL is not configured.
+async fn a_replica_behind_a_proxy() -> Option<(TestApp, SilentProxy, TestApp, Customer)> {
+    let url = postgres_database_url()?;
+    let a = TestApp::spawn(Backend::Postgres)
+        .await
+        .expect("PostgreSQL is configured");
+    let proxy = SilentProxy::start(&url).await;
+    let mut b = timeout(
+        Duration::from_secs(30),
+        TestApp::spawn_on_url(Backend::Postgres, proxy.url.clone()),
+    )
+    .await
+    .expect("B starts through the proxy");
+    b.tenant = a.tenant.clone();
+    // Give B time to start listening, so its cache is on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = create_customer(&mut a.customers(), named("Khách mất liên lạc")).await;
+    let cached = timeout(
+        Duration::from_secs(10),
+        get_customer(&mut b.customers(), &c.id),
+    )
+    .await
+    .expect("B answers while the proxy forwards");
+    assert_eq!(cached.etag, c.etag);
+    Some((a, proxy, b, cached))
+}
+
+/// Long enough for a replica's listener to miss its probe (sent after
+/// 500 ms without a notice, given 500 ms to come back) and switch its
+/// cache off.
+const DEAF_NOTICED_WITHIN: Duration = Duration::from_secs(2);
+
+/// Everything between server B and PostgreSQL goes silent: its invalidation
+/// listener hears nothing more, and neither do its other connections. B must
+/// notice (its listener probes itself after a short quiet) and stop serving
+/// the records it cached, so a change written through A afterwards is never
+/// hidden behind B's cached copy. B may fail the read instead (its database
+/// is out of reach), but must not answer with the old record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_the_database_stops_serving_its_cache() {
+    let Some((a, proxy, b, cached)) = a_replica_behind_a_proxy().await else {
+        eprintln!("skipped: CRM_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let hot = rel(&relationships(&mut a.relationships()).await, "HOT");
+    assert_ne!(cached.relationship_id, hot);
+
+    proxy.silence_everything();
+    tokio::time::sleep(DEAF_NOTICED_WITHIN).await;
+    let changed = change(&mut a.customers(), &cached.id, &hot).await;
+
+    let started = Instant::now();
+    let request = GetCustomerRequest {
+        id: cached.id.clone(),
+    };
+    match timeout(Duration::from_secs(8), b.customers().get_customer(request)).await {
+        Err(_) => eprintln!("B's read timed out after {:?}", started.elapsed()),
+        Ok(Err(status)) => eprintln!(
+            "B's read failed after {:?}: {:?} {}",
+            started.elapsed(),
+            status.code(),
+            status.message()
+        ),
+        Ok(Ok(response)) => {
+            let seen = response.into_inner().customer.expect("customer");
+            assert_ne!(
+                seen.etag, cached.etag,
+                "B served the record it cached before it was cut off, {:?} after it was cut off",
+                DEAF_NOTICED_WITHIN
+            );
+            assert_eq!(seen.relationship_id, hot);
+            assert_eq!(seen.etag, changed.etag);
+        }
+    }
+    drop(b);
+    drop(proxy);
+}
+
+/// Only the flow of server B's invalidation listener goes silent; its other
+/// connections keep working. B must notice within a second or so, switch its
+/// cache off and listen again, so the next read after A's change shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_listener_alone_goes_deaf_stops_serving_its_cache() {
+    let Some((a, proxy, b, cached)) = a_replica_behind_a_proxy().await else {
+        eprintln!("skipped: CRM_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let hot = rel(&relationships(&mut a.relationships()).await, "HOT");
+    assert_ne!(cached.relationship_id, hot);
+
+    assert_eq!(
+        proxy.silence_listeners().await,
+        1,
+        "B listens on one connection"
+    );
+    tokio::time::sleep(DEAF_NOTICED_WITHIN).await;
+    let changed = change(&mut a.customers(), &cached.id, &hot).await;
+
+    let seen = timeout(
+        Duration::from_secs(8),
+        get_customer(&mut b.customers(), &cached.id),
+    )
+    .await
+    .expect("B answers: only its listener's flow is silent");
+    assert_ne!(
+        seen.etag, cached.etag,
+        "B served the record it cached before its listener went deaf"
+    );
+    assert_eq!(seen.relationship_id, hot);
+    assert_eq!(seen.etag, changed.etag);
+    drop(b);
+    drop(proxy);
 }
