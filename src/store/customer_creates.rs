@@ -24,11 +24,13 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, OnceLock},
+    time::Duration,
 };
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
-    TryIntoModel, sea_query::Expr,
+    ActiveValue::Set,
+    ConnectionTrait, EntityTrait, TryIntoModel,
+    sea_query::{Expr, ExprTrait, Query, UnionType},
 };
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -37,7 +39,7 @@ use super::{
     customers::{CustomerRecord, check_assignable_relationship, contact_point_taken, set_profile},
     idempotency::{self, Claim},
     record_cache::Touches,
-    resource::{self, in_tenant},
+    resource,
 };
 use crate::{
     changes::{self, Move, Origin},
@@ -50,6 +52,9 @@ use crate::{
 
 /// Most creates committed in one transaction.
 const MAX_BATCH: usize = 64;
+/// How long a batch may wait for creates to make it as large as the one
+/// before (see [`gather`]).
+const LINGER: Duration = Duration::from_millis(1);
 /// Most creates waiting for their batch; more are UNAVAILABLE (retry).
 const MAX_QUEUED: usize = 4096;
 /// Memberships inserted per statement (each binds six values).
@@ -271,31 +276,14 @@ async fn create_in_tenant(
     }
 
     // Phones and emails: free in the database and among the creates before.
-    let profiles = |accepted: &[Accepted]| -> Vec<(usize, String, String)> {
-        accepted
-            .iter()
-            .map(|a| {
-                let p = &creates[a.index].input.profile;
-                (a.index, p.phone.clone(), p.email.clone())
-            })
-            .collect()
-    };
-    let mut phones = taken(
-        tx,
-        tenant,
-        customer::Column::Phone,
-        "phone <> ''",
-        profiles(&accepted).iter().map(|p| p.1.clone()),
-    )
-    .await?;
-    let mut emails = taken(
-        tx,
-        tenant,
-        customer::Column::Email,
-        "email <> ''",
-        profiles(&accepted).iter().map(|p| p.2.clone()),
-    )
-    .await?;
+    let mut phones = HashSet::new();
+    let mut emails = HashSet::new();
+    for a in &accepted {
+        let profile = &creates[a.index].input.profile;
+        phones.insert(profile.phone.clone());
+        emails.insert(profile.email.clone());
+    }
+    let (mut phones, mut emails) = taken(tx, tenant, phones, emails).await?;
     accepted.retain(|a| {
         let profile = &creates[a.index].input.profile;
         let clash = [
@@ -342,35 +330,61 @@ async fn create_in_tenant(
 /// The operation name request ids are kept under.
 const OPERATION: &str = "CreateCustomer";
 
-/// Which of `values` (empty ones skipped) active customers of the tenant
-/// have in `column`, and who has them. `indexed` repeats the partial unique
-/// index's predicate, so the planners use it.
+/// Which of `phones` and of `emails` (empty ones skipped) active customers
+/// of the tenant have, and who has them, read in one statement. Each part
+/// repeats its partial unique index's predicate, so the planners use it.
 async fn taken(
     tx: &impl ConnectionTrait,
     tenant: &str,
-    column: customer::Column,
-    indexed: &'static str,
-    values: impl Iterator<Item = String>,
-) -> AppResult<HashMap<String, String>> {
-    let values: Vec<String> = values
-        .filter(|v| !v.is_empty())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    if values.is_empty() {
-        return Ok(HashMap::new());
+    phones: HashSet<String>,
+    emails: HashSet<String>,
+) -> AppResult<(HashMap<String, String>, HashMap<String, String>)> {
+    use customer::Column as C;
+    let part = |what: &str, column: C, indexed: &'static str, values: HashSet<String>| {
+        let values: Vec<String> = values.into_iter().filter(|v| !v.is_empty()).collect();
+        (!values.is_empty()).then(|| {
+            Query::select()
+                .expr(Expr::val(what))
+                .column(column)
+                .column(C::Id)
+                .from(customer::Entity)
+                .and_where(Expr::col(C::TenantId).eq(tenant))
+                .and_where(Expr::col(column).is_in(values))
+                .and_where(Expr::cust(indexed))
+                .and_where(Expr::col(C::DeleteTime).is_null())
+                .to_owned()
+        })
+    };
+    let mut parts = [
+        part("phone", C::Phone, "phone <> ''", phones),
+        part("email", C::Email, "email <> ''", emails),
+    ]
+    .into_iter()
+    .flatten();
+    let (mut phones, mut emails) = (HashMap::new(), HashMap::new());
+    let Some(mut query) = parts.next() else {
+        return Ok((phones, emails));
+    };
+    for other in parts {
+        query.union(UnionType::All, other);
     }
-    let rows: Vec<(String, String)> = in_tenant::<customer::Entity>(tenant)
-        .filter(column.is_in(values))
-        .filter(Expr::cust(indexed))
-        .filter(customer::Column::DeleteTime.is_null())
-        .select_only()
-        .column(column)
-        .column(customer::Column::Id)
-        .into_tuple()
-        .all(tx)
-        .await?;
-    Ok(rows.into_iter().collect())
+    for row in tx
+        .query_all_raw(tx.get_database_backend().build(&query))
+        .await?
+    {
+        let (what, value, id): (String, String, String) = (
+            row.try_get_by_index(0)?,
+            row.try_get_by_index(1)?,
+            row.try_get_by_index(2)?,
+        );
+        let taken = if what == "phone" {
+            &mut phones
+        } else {
+            &mut emails
+        };
+        taken.insert(value, id);
+    }
+    Ok((phones, emails))
 }
 
 /// Inserts the accepted customers, their memberships and their log entries.
@@ -459,13 +473,20 @@ async fn write_accepted(
         .collect())
 }
 
-/// The relationships, sources and groups a set of creates names, read in
-/// one statement each.
+/// What the checks need of a relationship, source or group a create names.
+struct Named {
+    delete_time: Option<i64>,
+    /// Relationships only: the stored kind.
+    kind: String,
+}
+
+/// The relationships, sources and groups a set of creates names (and the
+/// default relationship), read in one statement.
 struct Catalog {
-    relationships: HashMap<String, relationship::Model>,
+    relationships: HashMap<String, Named>,
     default_relationship: Option<String>,
-    sources: HashMap<String, customer_source::Model>,
-    groups: HashMap<String, customer_group::Model>,
+    sources: HashMap<String, Named>,
+    groups: HashMap<String, Named>,
 }
 
 impl Catalog {
@@ -482,37 +503,86 @@ impl Catalog {
                 .filter(|(_, d)| d.is_none())
                 .map(|(c, _)| &c.input)
         };
-        let named_relationships: HashSet<String> = pending()
+        let relationship_ids: HashSet<String> = pending()
             .filter_map(|i| i.relationship_id.clone())
             .collect();
-        let relationships: Vec<relationship::Model> = in_tenant::<relationship::Entity>(tenant)
-            .filter(
-                sea_orm::Condition::any()
-                    .add(relationship::Column::IsDefault.eq(true))
-                    .add(relationship::Column::Id.is_in(named_relationships)),
-            )
-            .all(tx)
-            .await?;
-        let default_relationship = relationships
-            .iter()
-            .find(|r| r.is_default)
-            .map(|r| r.id.clone());
         let source_ids: HashSet<String> = pending()
             .filter_map(|i| i.profile.source_id.clone())
             .collect();
         let group_ids: HashSet<String> = pending().flat_map(|i| i.group_ids.clone()).collect();
-        Ok(Self {
-            relationships: by_id(relationships, |r| &r.id),
-            default_relationship,
-            sources: by_id(
-                find_all::<customer_source::Entity>(tx, tenant, source_ids).await?,
-                |s| &s.id,
-            ),
-            groups: by_id(
-                find_all::<customer_group::Entity>(tx, tenant, group_ids).await?,
-                |g| &g.id,
-            ),
-        })
+
+        use relationship::Column as R;
+        let mut query = Query::select()
+            .expr(Expr::val("relationship"))
+            .columns([R::Id, R::DeleteTime, R::Kind, R::IsDefault])
+            .from(relationship::Entity)
+            .and_where(Expr::col(R::TenantId).eq(tenant))
+            .cond_where(
+                sea_orm::Condition::any()
+                    .add(Expr::col(R::IsDefault).eq(true))
+                    .add(Expr::col(R::Id).is_in(relationship_ids)),
+            )
+            .to_owned();
+        if !source_ids.is_empty() {
+            use customer_source::Column as S;
+            query.union(
+                UnionType::All,
+                Query::select()
+                    .expr(Expr::val("source"))
+                    .columns([S::Id, S::DeleteTime])
+                    .expr(Expr::val(""))
+                    .expr(Expr::val(false))
+                    .from(customer_source::Entity)
+                    .and_where(Expr::col(S::TenantId).eq(tenant))
+                    .and_where(Expr::col(S::Id).is_in(source_ids))
+                    .to_owned(),
+            );
+        }
+        if !group_ids.is_empty() {
+            use customer_group::Column as G;
+            query.union(
+                UnionType::All,
+                Query::select()
+                    .expr(Expr::val("group"))
+                    .columns([G::Id, G::DeleteTime])
+                    .expr(Expr::val(""))
+                    .expr(Expr::val(false))
+                    .from(customer_group::Entity)
+                    .and_where(Expr::col(G::TenantId).eq(tenant))
+                    .and_where(Expr::col(G::Id).is_in(group_ids))
+                    .to_owned(),
+            );
+        }
+        let mut catalog = Self {
+            relationships: HashMap::new(),
+            default_relationship: None,
+            sources: HashMap::new(),
+            groups: HashMap::new(),
+        };
+        for row in tx
+            .query_all_raw(tx.get_database_backend().build(&query))
+            .await?
+        {
+            let what: String = row.try_get_by_index(0)?;
+            let id: String = row.try_get_by_index(1)?;
+            let named = Named {
+                delete_time: row.try_get_by_index(2)?,
+                kind: row.try_get_by_index(3)?,
+            };
+            let is_default: bool = row.try_get_by_index(4)?;
+            let into = match what.as_str() {
+                "relationship" => {
+                    if is_default {
+                        catalog.default_relationship = Some(id.clone());
+                    }
+                    &mut catalog.relationships
+                }
+                "source" => &mut catalog.sources,
+                _ => &mut catalog.groups,
+            };
+            into.insert(id, named);
+        }
+        Ok(catalog)
     }
 
     /// The create's checks, in the order a lone create runs them; returns
@@ -521,12 +591,12 @@ impl Catalog {
         let input = &create.input;
         let relationship_id = match &input.relationship_id {
             Some(id) => {
-                let row = self
+                let named = self
                     .relationships
                     .get(id)
                     .ok_or_else(|| AppError::not_found("relationship", id.clone()))?;
-                check_assignable_relationship(row)?;
-                row.id.clone()
+                check_assignable_relationship(id, named.delete_time, &named.kind)?;
+                id.clone()
             }
             None => self.default_relationship.clone().ok_or_else(|| {
                 AppError::Internal(format!(
@@ -540,36 +610,17 @@ impl Catalog {
                 .sources
                 .get(id)
                 .ok_or_else(|| AppError::not_found("source", id.clone()))?;
-            resource::ensure_active::<customer_source::Entity>(source, "assigning it")?;
+            resource::ensure_undeleted("source", id, source.delete_time, "assigning it")?;
         }
         for id in &input.group_ids {
             let group = self
                 .groups
                 .get(id)
                 .ok_or_else(|| AppError::not_found("group", id.clone()))?;
-            resource::ensure_active::<customer_group::Entity>(group, "adding customers to it")?;
+            resource::ensure_undeleted("group", id, group.delete_time, "adding customers to it")?;
         }
         Ok(relationship_id)
     }
-}
-
-/// The rows `ids` of the tenant that exist, deleted or not.
-async fn find_all<E: resource::Resource>(
-    tx: &impl ConnectionTrait,
-    tenant: &str,
-    ids: HashSet<String>,
-) -> AppResult<Vec<E::Model>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(in_tenant::<E>(tenant)
-        .filter(E::id_col().is_in(ids))
-        .all(tx)
-        .await?)
-}
-
-fn by_id<M>(rows: Vec<M>, id: impl Fn(&M) -> &String) -> HashMap<String, M> {
-    rows.into_iter().map(|r| (id(&r).clone(), r)).collect()
 }
 
 /// Whether the caller of `queued` still waits for it.
@@ -585,27 +636,54 @@ async fn drain(store: Store, mut receiver: mpsc::Receiver<Queued>) {
         POSTGRES_BATCHES_AT_ONCE
     };
     let slots = Arc::new(Semaphore::new(at_once));
+    let mut last_size = 1;
     while let Some(first) = receiver.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        // A create whose caller went away before its batch began is
-        // dropped: nothing has been done for it.
-        let mut batch: Vec<Queued> = Some(first).into_iter().filter(waited_for).collect();
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(next) if waited_for(&next) => batch.push(next),
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
+        let batch = gather(&mut receiver, first, last_size).await;
         if batch.is_empty() {
             continue;
         }
+        last_size = batch.len();
         let store = store.clone();
         tokio::spawn(async move {
             store.commit_batch(batch).await;
             drop(slot);
         });
     }
+}
+
+/// The batch that starts with `first`: what is queued already, and, when
+/// the previous batch was larger, what arrives within [`LINGER`] until it
+/// is as large. Under steady load the callers answered by one batch send
+/// their next creates a moment after it ends; without the wait the next
+/// batch would take the first of them alone, and batches would alternate
+/// between one create and all the others. Creates whose callers went away
+/// before their batch began are dropped: nothing has been done for them.
+async fn gather(
+    receiver: &mut mpsc::Receiver<Queued>,
+    first: Queued,
+    expected: usize,
+) -> Vec<Queued> {
+    let mut batch: Vec<Queued> = Some(first).into_iter().filter(waited_for).collect();
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut received = 1;
+    while received < MAX_BATCH {
+        let next = match receiver.try_recv() {
+            Ok(next) => next,
+            Err(_) if received < expected => {
+                match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                    Ok(Some(next)) => next,
+                    _ => break,
+                }
+            }
+            Err(_) => break,
+        };
+        received += 1;
+        if waited_for(&next) {
+            batch.push(next);
+        }
+    }
+    batch
 }

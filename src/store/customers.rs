@@ -34,7 +34,6 @@ use crate::{
         customer, customer_group, customer_source, group_member, relationship, relationship_change,
     },
     error::{AppError, AppResult},
-    store::relationships::kind_of,
 };
 
 /// A customer with the ids of the active groups it belongs to.
@@ -54,16 +53,22 @@ pub async fn assignable_relationship(
     id: &str,
 ) -> AppResult<relationship::Model> {
     let row = resource::find::<relationship::Entity>(tx, tenant, id).await?;
-    check_assignable_relationship(&row)?;
+    check_assignable_relationship(&row.id, row.delete_time, &row.kind)?;
     Ok(row)
 }
 
-/// FAILED_PRECONDITION unless customers may be given `row` by hand: it
-/// must be active and manual.
-pub fn check_assignable_relationship(row: &relationship::Model) -> AppResult<()> {
-    resource::ensure_active::<relationship::Entity>(row, "assigning it")?;
-    if kind_of(row)? == Kind::AutomaticInactivity {
-        let id = &row.id;
+/// FAILED_PRECONDITION unless customers may be given the relationship `id`
+/// (deleted at `delete_time`, of the stored `kind`) by hand: it must be
+/// active and manual.
+pub fn check_assignable_relationship(
+    id: &str,
+    delete_time: Option<i64>,
+    kind: &str,
+) -> AppResult<()> {
+    resource::ensure_undeleted("relationship", id, delete_time, "assigning it")?;
+    let kind = Kind::from_stored(kind)
+        .ok_or_else(|| AppError::Internal(format!("relationship {id} has kind {kind}")))?;
+    if kind == Kind::AutomaticInactivity {
         return Err(AppError::precondition(
             "AUTOMATIC_RELATIONSHIP",
             id,

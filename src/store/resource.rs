@@ -163,16 +163,23 @@ pub fn check_etag<E: Resource>(row: &E::Model, expected: &str) -> AppResult<()> 
 
 /// FAILED_PRECONDITION when the row is deleted.
 pub fn ensure_active<E: Resource>(row: &E::Model, action: &str) -> AppResult<()> {
-    match row.delete_time() {
+    ensure_undeleted(E::RESOURCE, row.id(), row.delete_time(), action)
+}
+
+/// FAILED_PRECONDITION when the `resource` `id`, deleted at `delete_time`,
+/// is deleted: [`ensure_active`] for callers that read only those columns.
+pub fn ensure_undeleted(
+    resource: &str,
+    id: &str,
+    delete_time: Option<i64>,
+    action: &str,
+) -> AppResult<()> {
+    match delete_time {
         None => Ok(()),
         Some(_) => Err(AppError::precondition(
             "DELETED",
-            row.id(),
-            format!(
-                "{} `{}` is deleted; restore it before {action}",
-                E::RESOURCE,
-                row.id()
-            ),
+            id,
+            format!("{resource} `{id}` is deleted; restore it before {action}"),
         )),
     }
 }
