@@ -35,6 +35,7 @@ pub struct Application {
     local_addr: SocketAddr,
     store: Store,
     shutdown_grace: Duration,
+    heartbeat_interval: Duration,
 }
 
 impl Application {
@@ -61,6 +62,7 @@ impl Application {
             local_addr,
             store,
             shutdown_grace: config.shutdown_grace,
+            heartbeat_interval: config.heartbeat_interval,
         })
     }
 
@@ -80,6 +82,7 @@ impl Application {
             local_addr,
             store,
             shutdown_grace,
+            heartbeat_interval,
         } = self;
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -89,9 +92,13 @@ impl Application {
             reporter.clone(),
             reachable,
         ));
-        let coherence = tokio::spawn({
+        let replicas = tokio::spawn({
             let store = store.clone();
-            async move { store.keep_cache_coherent().await }
+            async move { store.hear_replicas().await }
+        });
+        let feed_reader = tokio::spawn({
+            let feed = store.feed().clone();
+            async move { feed.run().await }
         });
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -103,13 +110,16 @@ impl Application {
             .build_v1alpha()?;
 
         let draining = Arc::new(Notify::new());
+        let feed_to_close = store.feed().clone();
         let signal = {
             let draining = draining.clone();
             async move {
                 shutdown.await;
                 tracing::info!(grace = ?shutdown_grace, "shutting down: no new calls, waiting for calls in flight");
                 watcher.abort();
-                coherence.abort();
+                replicas.abort();
+                // Open change streams end with UNAVAILABLE (clients resume).
+                feed_to_close.close();
                 health::set_all(&reporter, ServingStatus::NotServing).await;
                 draining.notify_one();
             }
@@ -124,6 +134,7 @@ impl Application {
             .add_service(SourceServiceServer::new(SourceApi::new(store.clone())))
             .add_service(RelationshipServiceServer::new(RelationshipApi::new(
                 store.clone(),
+                heartbeat_interval,
             )))
             .add_service(CustomerServiceServer::new(CustomerApi::new(store.clone())))
             .serve_with_incoming_shutdown(
@@ -139,6 +150,7 @@ impl Application {
                 tokio::time::sleep(shutdown_grace).await;
             } => tracing::warn!("shutdown grace period over; abandoning the calls still in flight"),
         }
+        feed_reader.abort();
         store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -76,6 +76,14 @@ pub enum AppError {
     /// The database cannot be reached.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The service is stopping (or too busy to take the call); retry, on
+    /// another replica or a moment later.
+    #[error("{0}")]
+    Busy(String),
+    /// A position outside what is retained, e.g. a change-stream resume
+    /// point that was trimmed.
+    #[error("{0}")]
+    OutOfRange(String),
     /// A transient write conflict that survived every retry.
     #[error("write conflict ({0:?})")]
     Conflict(ConflictKind),
@@ -216,6 +224,8 @@ impl From<AppError> for Status {
                 ErrorDetails::with_precondition_failure_violation(reason, subject, message),
             ),
             AppError::Aborted(message) => Status::aborted(message),
+            AppError::Busy(message) => Status::unavailable(message),
+            AppError::OutOfRange(message) => Status::out_of_range(message),
             AppError::Unavailable(detail) => {
                 tracing::warn!(%detail, "database unavailable");
                 Status::unavailable("the database is unavailable; retry later")

@@ -21,6 +21,9 @@
 //! unused). Numbers therefore become visible in order and none is skipped.
 //! On SQLite the write transaction already excludes every other writer.
 
+pub mod feed;
+pub mod watch;
+
 use std::collections::BTreeMap;
 
 use sea_orm::{
@@ -117,14 +120,19 @@ pub async fn record_each(
             change_time: now,
         })
         .collect();
-    relationship_change::Entity::insert_many(
-        entries
-            .iter()
-            .cloned()
-            .map(relationship_change::ActiveModel::from),
-    )
-    .exec_without_returning(tx)
-    .await?;
+    // In chunks well below the databases' limits on bound values (a
+    // relationship's deletion may move every customer of the tenant).
+    for chunk in entries.chunks(LOG_ROWS_PER_STATEMENT) {
+        relationship_change::Entity::insert_many(
+            chunk
+                .iter()
+                .cloned()
+                .map(relationship_change::ActiveModel::from),
+        )
+        .exec_without_returning(tx)
+        .await?;
+    }
+    crate::store::replicas::announce_changes(tx, tenant).await?;
     Ok(entries)
 }
 
@@ -234,6 +242,9 @@ async fn group_count_deltas(
     }
     Ok(deltas)
 }
+
+/// Log entries written per statement (each binds nine values).
+const LOG_ROWS_PER_STATEMENT: usize = 1000;
 
 /// Counter rows written per statement (each binds four values).
 const COUNTER_ROWS_PER_STATEMENT: usize = 1000;

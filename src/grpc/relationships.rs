@@ -1,14 +1,21 @@
 //! RelationshipService handlers.
 
+use std::{collections::HashSet, pin::Pin, time::Duration};
+
+use futures::{Stream, StreamExt};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{
-    context, convert::catalog as convert, idempotency_key, page_request, target,
-    with_customer_counts,
+    context,
+    convert::{Checks, catalog as convert},
+    idempotency_key, page_request, target, with_customer_counts,
 };
 use crate::{
+    changes::watch::{self, Event, Filter, Watch},
     domain::{ids, paging::DeletedFilter, tenant::TenantId},
     entity::relationship,
+    error::AppResult,
     pb::{self, relationship_service_server::RelationshipService},
     store::Store,
 };
@@ -17,12 +24,18 @@ use crate::{
 #[derive(Clone)]
 pub struct RelationshipApi {
     store: Store,
+    heartbeat: Duration,
 }
 
+/// The change stream as tonic sends it.
+type ChangeStream =
+    Pin<Box<dyn Stream<Item = Result<pb::WatchRelationshipChangesResponse, Status>> + Send>>;
+
 impl RelationshipApi {
-    /// A service over `store`.
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    /// A service over `store`; change streams send a heartbeat after
+    /// `heartbeat` without an event.
+    pub fn new(store: Store, heartbeat: Duration) -> Self {
+        Self { store, heartbeat }
     }
 
     /// Messages for `rows`, with their customer counts.
@@ -52,8 +65,61 @@ impl RelationshipApi {
     }
 }
 
+/// The filters of a WatchRelationshipChanges request.
+fn watch_filter(request: &pb::WatchRelationshipChangesRequest) -> AppResult<Filter> {
+    let mut checks = Checks::default();
+    let mut ids_of = |field: &str, raw: &[String]| -> HashSet<String> {
+        raw.iter()
+            .enumerate()
+            .map(|(i, id)| checks.take(ids::parse(&format!("{field}[{i}]"), id)))
+            .collect()
+    };
+    let filter = Filter {
+        relationship_ids: ids_of("relationship_ids", &request.relationship_ids),
+        group_ids: ids_of("group_ids", &request.group_ids),
+        customer_ids: ids_of("customer_ids", &request.customer_ids),
+        owner_ids: request.owner_ids.iter().cloned().collect(),
+    };
+    checks.finish()?;
+    Ok(filter)
+}
+
+impl From<Event> for pb::WatchRelationshipChangesResponse {
+    fn from(event: Event) -> Self {
+        use pb::watch_relationship_changes_response::Event as E;
+        Self {
+            event: Some(match event {
+                Event::Change(change) => E::Change(change.into()),
+                Event::Heartbeat(latest_sequence) => {
+                    E::Heartbeat(pb::Heartbeat { latest_sequence })
+                }
+            }),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl RelationshipService for RelationshipApi {
+    type WatchRelationshipChangesStream = ChangeStream;
+
+    async fn watch_relationship_changes(
+        &self,
+        request: Request<pb::WatchRelationshipChangesRequest>,
+    ) -> Result<Response<ChangeStream>, Status> {
+        let ctx = context(&self.store, &request).await?;
+        let request = request.into_inner();
+        let watch = Watch {
+            tenant: ctx.tenant.as_str().to_owned(),
+            after_sequence: request.after_sequence,
+            filter: watch_filter(&request)?,
+            heartbeat: self.heartbeat,
+        };
+        let events = watch::start(self.store.db().clone(), self.store.feed(), watch).await?;
+        let stream =
+            ReceiverStream::new(events).map(|event| event.map(Into::into).map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn create_relationship(
         &self,
         request: Request<pb::CreateRelationshipRequest>,

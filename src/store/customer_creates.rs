@@ -101,16 +101,16 @@ impl Store {
             reply,
         };
         self.create_queue().try_send(queued).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => AppError::Unavailable(format!(
+            mpsc::error::TrySendError::Full(_) => AppError::Busy(format!(
                 "{MAX_QUEUED} creates are waiting already; retry shortly"
             )),
             mpsc::error::TrySendError::Closed(_) => {
-                AppError::Unavailable("the service is shutting down".into())
+                AppError::Busy("the service is shutting down".into())
             }
         })?;
         answer
             .await
-            .map_err(|_| AppError::Unavailable("the service is shutting down".into()))?
+            .map_err(|_| AppError::Busy("the service is shutting down".into()))?
     }
 
     fn create_queue(&self) -> &mpsc::Sender<Queued> {

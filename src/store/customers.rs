@@ -209,34 +209,46 @@ async fn records_of(
     query: Select<customer::Entity>,
 ) -> AppResult<Vec<CustomerRecord>> {
     let backend = db.get_database_backend();
-    let aggregate = match backend {
-        DatabaseBackend::Postgres => "string_agg",
-        _ => "group_concat",
-    };
-    let group_ids = Expr::cust(format!(
-        r#"(SELECT {aggregate}(m.group_id, ',') FROM group_members m
-            JOIN customer_groups g ON g.id = m.group_id AND g.delete_time IS NULL
-            WHERE m.tenant_id = "customers"."tenant_id" AND m.customer_id = "customers"."id")"#
-    ));
+    let group_ids =
+        active_group_ids_of(backend, r#""customers"."tenant_id""#, r#""customers"."id""#);
     let rows = db
         .query_all_raw(query.expr_as(group_ids, GROUP_IDS).build(backend))
         .await?;
     rows.iter()
         .map(|row| {
-            let joined: Option<String> = row.try_get("", GROUP_IDS)?;
-            let mut group_ids: Vec<String> = joined
-                .iter()
-                .flat_map(|j| j.split(','))
-                .filter(|id| !id.is_empty())
-                .map(str::to_owned)
-                .collect();
-            group_ids.sort();
             Ok(CustomerRecord {
+                group_ids: split_group_ids(row.try_get("", GROUP_IDS)?),
                 row: customer::Model::from_query_result(row, "")?,
-                group_ids,
             })
         })
         .collect()
+}
+
+/// A scalar sub-select of the active group ids of the customer whose
+/// tenant and id the SQL expressions `tenant` and `customer` give, joined
+/// with commas (NULL when none); read back with [`split_group_ids`].
+pub fn active_group_ids_of(backend: DatabaseBackend, tenant: &str, customer: &str) -> Expr {
+    let aggregate = match backend {
+        DatabaseBackend::Postgres => "string_agg",
+        _ => "group_concat",
+    };
+    Expr::cust(format!(
+        r#"(SELECT {aggregate}(m.group_id, ',') FROM group_members m
+            JOIN customer_groups g ON g.id = m.group_id AND g.delete_time IS NULL
+            WHERE m.tenant_id = {tenant} AND m.customer_id = {customer})"#
+    ))
+}
+
+/// The sorted ids of a column made by [`active_group_ids_of`].
+pub fn split_group_ids(joined: Option<String>) -> Vec<String> {
+    let mut ids: Vec<String> = joined
+        .iter()
+        .flat_map(|j| j.split(','))
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect();
+    ids.sort();
+    ids
 }
 
 /// Customer `id` of the tenant with its active groups, deleted or not;

@@ -16,10 +16,10 @@ pub mod customers;
 pub mod database;
 pub mod groups;
 pub mod idempotency;
-pub mod invalidation;
 pub mod memberships;
 pub mod record_cache;
 pub mod relationships;
+pub mod replicas;
 pub mod resource;
 pub mod sources;
 pub mod tenants;
@@ -37,6 +37,7 @@ use sea_orm::{
 };
 use tokio::sync::Mutex;
 
+use crate::changes::feed::Feed;
 use crate::{
     clock::SharedClock,
     config::SeedLocale,
@@ -64,23 +65,25 @@ pub struct Store {
     provisioned: Arc<RwLock<HashSet<String>>>,
     records: RecordCache,
     creates: customer_creates::CreateQueue,
+    feed: Feed,
 }
 
 impl Store {
     /// Wraps a connected database, with a record cache of the default size.
-    /// On PostgreSQL the cache stays off until [`Store::keep_cache_coherent`]
+    /// On PostgreSQL the cache stays off until [`Store::hear_replicas`]
     /// listens for the other replicas' writes.
     pub fn new(db: DatabaseConnection, clock: SharedClock, seed_locale: SeedLocale) -> Self {
         let sqlite = db.get_database_backend() == DatabaseBackend::Sqlite;
         Self {
             writer: db.clone(),
-            db,
             clock,
             seed_locale,
             write_queue: sqlite.then(|| Arc::new(Mutex::new(()))),
             provisioned: Arc::default(),
             records: RecordCache::new(DEFAULT_RECORD_CACHE, sqlite),
             creates: Default::default(),
+            feed: Feed::new(db.clone()),
+            db,
         }
     }
 
@@ -98,16 +101,23 @@ impl Store {
         self
     }
 
+    /// The change stream's fan-out.
+    pub fn feed(&self) -> &Feed {
+        &self.feed
+    }
+
     /// The customer-record cache.
     pub fn records(&self) -> &RecordCache {
         &self.records
     }
 
-    /// Applies the other replicas' writes to the record cache, for as long
-    /// as the returned future runs (PostgreSQL; on SQLite it ends at once).
-    pub async fn keep_cache_coherent(&self) {
+    /// Hears the other replicas' writes, for as long as the returned future
+    /// runs: drops their customers from the record cache and wakes the
+    /// change feed for their changes (PostgreSQL; on SQLite, with one
+    /// server per database, it ends at once).
+    pub async fn hear_replicas(&self) {
         if self.db.get_database_backend() == DatabaseBackend::Postgres {
-            invalidation::listen(self.db.clone(), self.records.clone()).await;
+            replicas::listen(self.db.clone(), self.records.clone(), self.feed.clone()).await;
         }
     }
 
@@ -150,7 +160,11 @@ impl Store {
         let store = self.clone();
         tokio::spawn(async move {
             let _invalidate = Invalidate(&store.records, &touches);
-            store.write_attempts(&touches, &op).await
+            let result = store.write_attempts(&touches, &op).await;
+            // Whatever it wrote, watchers of the change stream look now
+            // rather than at the next poll.
+            store.feed.wake();
+            result
         })
         .await
         .map_err(|e| AppError::Internal(format!("a write failed: {e}")))?
@@ -192,7 +206,7 @@ impl Store {
             })
             .await?;
         let result = match op(&tx).await {
-            Ok(value) => invalidation::announce(&tx, touches).await.map(|()| value),
+            Ok(value) => replicas::announce(&tx, touches).await.map(|()| value),
             Err(err) => Err(err),
         };
         match result {

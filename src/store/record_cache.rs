@@ -17,7 +17,7 @@
 //!   refused.
 //! * With several replicas on PostgreSQL, every write also sends its
 //!   invalidation with `pg_notify` inside its transaction (delivered at
-//!   commit) and each replica applies the others' (see `invalidation`). While
+//!   commit) and each replica applies the others' (see `replicas`). While
 //!   a replica is not listening, its cache is switched off.
 //!
 //! * An entry serves reads for at most 30 s, a backstop against changes

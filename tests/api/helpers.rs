@@ -67,6 +67,8 @@ pub type Svc = InterceptedService<Channel, Headers>;
 /// A running server and what a test needs to talk to it.
 pub struct TestApp {
     pub channel: Channel,
+    /// The address the server listens on.
+    pub addr: std::net::SocketAddr,
     pub tenant: String,
     pub clock: Arc<ManualClock>,
     stop: Option<oneshot::Sender<()>>,
@@ -95,6 +97,20 @@ impl TestApp {
 
     /// Starts a server with options.
     pub async fn spawn_with(backend: Backend, options: Options) -> Option<Self> {
+        Self::spawn_configured(backend, options, None).await
+    }
+
+    /// Starts a server whose change streams send a heartbeat after
+    /// `heartbeat` without an event (the server's default is 15 s).
+    pub async fn spawn_with_heartbeat(backend: Backend, heartbeat: Duration) -> Option<Self> {
+        Self::spawn_configured(backend, Options::default(), Some(heartbeat)).await
+    }
+
+    async fn spawn_configured(
+        backend: Backend,
+        options: Options,
+        heartbeat: Option<Duration>,
+    ) -> Option<Self> {
         let (database_url, dir) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -105,12 +121,12 @@ impl TestApp {
             }
             Backend::Postgres => (postgres_database_url()?, None),
         };
-        Some(Self::spawn_on(backend, database_url, dir, options).await)
+        Some(Self::spawn_on(backend, database_url, dir, options, heartbeat).await)
     }
 
     /// Starts a server on a database of the caller's.
     pub async fn spawn_on_url(backend: Backend, database_url: String) -> Self {
-        Self::spawn_on(backend, database_url, None, Options::default()).await
+        Self::spawn_on(backend, database_url, None, Options::default(), None).await
     }
 
     async fn spawn_on(
@@ -118,12 +134,16 @@ impl TestApp {
         database_url: String,
         dir: Option<tempfile::TempDir>,
         options: Options,
+        heartbeat: Option<Duration>,
     ) -> Self {
         let mut config = Config::from_defaults();
         config.listen = "127.0.0.1:0".parse().expect("address");
         config.database_url = database_url;
         config.seed_locale = options.seed_locale;
         config.shutdown_grace = Duration::from_secs(2);
+        if let Some(heartbeat) = heartbeat {
+            config.heartbeat_interval = heartbeat;
+        }
         let clock = Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap(),
         ));
@@ -146,6 +166,7 @@ impl TestApp {
             .expect("connect to test server");
         Self {
             channel,
+            addr,
             tenant: new_tenant(),
             clock,
             stop: Some(stop),
@@ -199,6 +220,30 @@ impl TestApp {
 
     pub fn relationships_of(&self, tenant: &str) -> RelationshipServiceClient<Svc> {
         RelationshipServiceClient::with_interceptor(self.channel.clone(), self.headers(tenant))
+    }
+
+    /// A relationship client of the test tenant over a connection of its
+    /// own whose HTTP/2 receive windows are `window` bytes, so that a
+    /// stream it does not read holds the server back after that much.
+    pub async fn relationships_narrow(&self, window: u32) -> RelationshipServiceClient<Svc> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .expect("uri")
+            .initial_stream_window_size(window)
+            .initial_connection_window_size(window)
+            .connect()
+            .await
+            .expect("connect to test server");
+        RelationshipServiceClient::with_interceptor(channel, self.headers(&self.tenant))
+    }
+}
+
+impl TestApp {
+    /// Tells the server to stop, as dropping the TestApp does, but keeps
+    /// the channel: calls in flight (open streams) can be seen ending.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 
@@ -288,9 +333,32 @@ async fn create_run_database(base_url: &str) -> String {
     with_database(base_url, &name)
 }
 
-/// Runs a test body on SQLite and, when configured, on PostgreSQL.
+/// Runs a test body on SQLite and, when configured, on PostgreSQL; with
+/// `(app: TestApp, heartbeat = DURATION)` the server's change streams send
+/// a heartbeat after that idle time.
 #[macro_export]
 macro_rules! on_both_databases {
+    ($(async fn $name:ident($app:ident: TestApp, heartbeat = $heartbeat:expr) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                let $app = $crate::helpers::TestApp::spawn_with_heartbeat($crate::helpers::Backend::Sqlite, $heartbeat).await.expect("sqlite");
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                let Some($app) = $crate::helpers::TestApp::spawn_with_heartbeat($crate::helpers::Backend::Postgres, $heartbeat).await else {
+                    eprintln!("skipped: CRM_TEST_POSTGRES_URL is not set");
+                    return;
+                };
+                $body
+            }
+        }
+    )*};
     ($(async fn $name:ident($app:ident: TestApp) $body:block)*) => {$(
         mod $name {
             #[allow(unused_imports)]

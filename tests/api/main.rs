@@ -5,6 +5,7 @@
 mod fixtures;
 mod helpers;
 
+mod change_stream;
 mod create_batches;
 mod customers;
 mod groups;

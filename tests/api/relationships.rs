@@ -4,16 +4,19 @@
 use crm_classify::{
     config::SeedLocale,
     pb::{
-        CreateRelationshipRequest, DeleteRelationshipRequest, GetRelationshipRequest,
-        ListRelationshipsRequest, Relationship, RelationshipKind, RestoreRelationshipRequest,
+        CountCustomersByRelationshipRequest, CreateRelationshipRequest, Customer,
+        DeleteRelationshipRequest, GetRelationshipRequest, ListRelationshipsRequest, Relationship,
+        RelationshipChangeCause, RelationshipKind, RestoreRelationshipRequest,
         UpdateRelationshipRequest,
     },
 };
 use tonic::Code;
 
-use crate::fixtures::{Relationships, SEEDED, by_code, mask, relationships};
+use crate::fixtures::{
+    Relationships, SEEDED, by_code, count, create_customer, history, mask, named, relationships,
+};
 use crate::helpers::{
-    Backend, Options, TestApp, concurrently, expect_code, new_tenant, violated_fields,
+    Backend, Options, TestApp, at_most, concurrently, expect_code, new_tenant, violated_fields,
 };
 use crate::on_both_databases;
 
@@ -312,5 +315,42 @@ on_both_databases! {
             token = page.next_page_token;
         }
         assert_eq!(seen, ["NEW", "APPROACHED", "HOT", "LOST", "CLOSED", "DONT_FORGET"]);
+    }
+}
+
+on_both_databases! {
+    async fn deleting_a_relationship_held_by_thousands_reassigns_every_one(app: TestApp) {
+        // More holders than one statement could log (nine values a change).
+        const HOLDERS: usize = 4_000;
+        let rels = relationships(&mut app.relationships()).await;
+        let (hot, closed) = (by_code(&rels, "HOT").id.clone(), by_code(&rels, "CLOSED").id.clone());
+        let created = at_most(32, HOLDERS, |i| {
+            let mut client = app.customers();
+            let hot = hot.clone();
+            async move {
+                let customer = Customer { relationship_id: hot, ..named(&format!("Holder {i}")) };
+                create_customer(&mut client, customer).await.id
+            }
+        })
+        .await;
+        assert_eq!(created.len(), HOLDERS);
+
+        let deleted = app
+            .relationships()
+            .delete_relationship(DeleteRelationshipRequest { id: hot.clone(), etag: String::new(), reassign_to_id: closed.clone() })
+            .await
+            .expect("delete a relationship with thousands of holders")
+            .into_inner();
+        assert_eq!(deleted.reassigned_customer_count, HOLDERS as i64);
+
+        let bar = count(&mut app.customers(), CountCustomersByRelationshipRequest::default()).await;
+        let of = |id: &str| bar.counts.iter().find(|c| c.relationship_id == id).map(|c| c.count);
+        assert_eq!(of(&closed), Some(HOLDERS as i64));
+        assert_eq!(of(&hot), None, "a deleted relationship leaves the summary bar");
+        for id in [&created[0], &created[HOLDERS - 1]] {
+            let last = history(&mut app.customers(), id).await.pop().expect("a history row");
+            assert_eq!(last.cause, RelationshipChangeCause::RelationshipDeleted as i32);
+            assert_eq!((last.old_relationship_id.as_str(), last.new_relationship_id.as_str()), (hot.as_str(), closed.as_str()));
+        }
     }
 }

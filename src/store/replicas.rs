@@ -1,4 +1,6 @@
-//! Keeping the record caches of several replicas right on PostgreSQL.
+//! What replicas sharing one PostgreSQL database tell each other: which
+//! customer records to drop from their caches, and that the change log
+//! grew (so their change feeds read it now rather than at the next poll).
 //!
 //! A write announces the customers it changed with `pg_notify` inside its
 //! own transaction, so the notice is delivered when, and only if, it
@@ -17,10 +19,12 @@ use sea_orm::{
 };
 
 use super::record_cache::{RecordCache, Touches};
-use crate::error::AppResult;
+use crate::{changes::feed::Feed, error::AppResult};
 
-/// The notification channel.
+/// The notification channel of cache invalidations.
 const CHANNEL: &str = "crm_classify_records";
+/// The notification channel of new changes; the payload is the tenant.
+const CHANGES_CHANNEL: &str = "crm_classify_changes";
 /// A notice longer than this names no ids: every cache is cleared instead
 /// (PostgreSQL limits a payload to 8000 bytes).
 const MAX_PAYLOAD: usize = 7000;
@@ -63,23 +67,36 @@ fn touches_of(payload: &str) -> Touches {
 
 /// Sends the notice of `touches` in the transaction `tx` (PostgreSQL only).
 pub async fn announce(tx: &impl ConnectionTrait, touches: &Touches) -> AppResult<()> {
-    if tx.get_database_backend() != DatabaseBackend::Postgres {
-        return Ok(());
+    match payload(touches) {
+        Some(payload) => notify(tx, CHANNEL, payload).await,
+        None => Ok(()),
     }
-    if let Some(payload) = payload(touches) {
-        tx.execute_raw(Statement::from_sql_and_values(
+}
+
+/// Announces, in the transaction `tx`, that `tenant`'s change log grew
+/// (PostgreSQL only).
+pub async fn announce_changes(tx: &impl ConnectionTrait, tenant: &str) -> AppResult<()> {
+    notify(tx, CHANGES_CHANNEL, tenant.to_owned()).await
+}
+
+/// `pg_notify(channel, payload)` on `db` (in its transaction, if it is one:
+/// delivered at commit); nothing on SQLite.
+async fn notify(db: &impl ConnectionTrait, channel: &str, payload: String) -> AppResult<()> {
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        db.execute_raw(Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
             "SELECT pg_notify($1, $2)",
-            [CHANNEL.into(), payload.into()],
+            [channel.into(), payload.into()],
         ))
         .await?;
     }
     Ok(())
 }
 
-/// Applies the other replicas' notices to `cache` for as long as it runs;
-/// keeps the cache off whenever it is not sure to hear them.
-pub async fn listen(db: DatabaseConnection, cache: RecordCache) {
+/// Applies the other replicas' notices to `cache` and `feed` for as long as
+/// it runs; keeps the cache off whenever it is not sure to hear them. (The
+/// feed also polls, so it needs no such care.)
+pub async fn listen(db: DatabaseConnection, cache: RecordCache, feed: Feed) {
     let pool = db.get_postgres_connection_pool().clone();
     loop {
         cache.set_enabled(false);
@@ -88,11 +105,11 @@ pub async fn listen(db: DatabaseConnection, cache: RecordCache) {
                 // Report a lost connection at once instead of reconnecting
                 // first, so the cache goes off before any notice is missed.
                 listener.eager_reconnect(false);
-                match listener.listen(CHANNEL).await {
+                match listener.listen_all([CHANNEL, CHANGES_CHANNEL]).await {
                     Ok(()) => {
                         cache.set_enabled(true);
                         tracing::debug!("listening for cache invalidations");
-                        let why = hear(&db, &mut listener, &cache).await;
+                        let why = hear(&db, &mut listener, &cache, &feed).await;
                         tracing::warn!(%why, "stopped hearing cache invalidations; cache off");
                     }
                     Err(error) => tracing::warn!(%error, "cannot listen for cache invalidations"),
@@ -107,7 +124,12 @@ pub async fn listen(db: DatabaseConnection, cache: RecordCache) {
 
 /// Applies notices until the listener fails or stops answering probes;
 /// returns why it stopped.
-async fn hear(db: &DatabaseConnection, listener: &mut PgListener, cache: &RecordCache) -> String {
+async fn hear(
+    db: &DatabaseConnection,
+    listener: &mut PgListener,
+    cache: &RecordCache,
+    feed: &Feed,
+) -> String {
     let mut probe: Option<(String, tokio::time::Instant)> = None;
     loop {
         let wait = match &probe {
@@ -117,6 +139,7 @@ async fn hear(db: &DatabaseConnection, listener: &mut PgListener, cache: &Record
             None => QUIET_LIMIT,
         };
         match tokio::time::timeout(wait, listener.try_recv()).await {
+            Ok(Ok(Some(notice))) if notice.channel() == CHANGES_CHANNEL => feed.wake(),
             Ok(Ok(Some(notice))) => {
                 let payload = notice.payload();
                 if let Some(token) = payload.strip_prefix(PROBE_PREFIX) {
@@ -135,11 +158,7 @@ async fn hear(db: &DatabaseConnection, listener: &mut PgListener, cache: &Record
                 // through the pool, whose connections may be dead as well.
                 let started = tokio::time::Instant::now();
                 let token = crate::domain::ids::new_id();
-                let send = db.execute_raw(Statement::from_sql_and_values(
-                    DatabaseBackend::Postgres,
-                    "SELECT pg_notify($1, $2)",
-                    [CHANNEL.into(), format!("{PROBE_PREFIX}{token}").into()],
-                ));
+                let send = notify(db, CHANNEL, format!("{PROBE_PREFIX}{token}"));
                 match tokio::time::timeout(PROBE_TIMEOUT, send).await {
                     Ok(Ok(_)) => probe = Some((token, started)),
                     Ok(Err(error)) => return format!("cannot send a probe: {error}"),

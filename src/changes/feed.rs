@@ -1,0 +1,232 @@
+//! The change stream's fan-out: one reader per server tails the change log
+//! of every tenant that has watchers here and hands each new change to
+//! them, so a thousand watchers cost one query per wake-up, not a thousand.
+//!
+//! The reader wakes when this server commits a change ([`Feed::wake`]) and
+//! otherwise polls every [`POLL`], which is how changes made through other
+//! replicas arrive (and a safety net for missed wake-ups). Each tenant's
+//! changes go out on a bounded broadcast channel: a watcher that falls
+//! behind loses its place in the channel, not memory, and catches up from
+//! the database (see `watch`).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, sea_query::Expr,
+};
+use tokio::sync::{Notify, broadcast, watch};
+
+use crate::{
+    entity::{change_counter, relationship_change},
+    error::AppResult,
+    store::customers::{active_group_ids_of, split_group_ids},
+};
+
+/// How often the reader looks for changes nobody woke it for.
+pub const POLL: Duration = Duration::from_millis(250);
+/// Changes read per statement.
+pub const PAGE: u64 = 500;
+/// Changes a tenant's channel holds for watchers that are behind.
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// One change, with what the stream's filters look at: the customer's
+/// owner and active groups when the change was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The change.
+    pub change: relationship_change::Model,
+    /// The customer's owner.
+    pub owner_id: String,
+    /// The customer's active groups.
+    pub group_ids: Vec<String>,
+}
+
+/// The changes of `tenant` after sequence `after`, at most `limit`, in
+/// order.
+pub async fn read_after(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    after: i64,
+    limit: u64,
+) -> AppResult<Vec<Entry>> {
+    const OWNER: &str = "watch_owner_id";
+    const GROUPS: &str = "watch_group_ids";
+    let backend = db.get_database_backend();
+    let changes = r#""relationship_changes""#;
+    let query = relationship_change::Entity::find()
+        .filter(relationship_change::Column::TenantId.eq(tenant))
+        .filter(relationship_change::Column::Sequence.gt(after))
+        .order_by_asc(relationship_change::Column::Sequence)
+        .limit(limit)
+        .expr_as(
+            Expr::cust(format!(
+                r#"(SELECT c.owner_id FROM customers c WHERE c.id = {changes}."customer_id")"#
+            )),
+            OWNER,
+        )
+        .expr_as(
+            active_group_ids_of(
+                backend,
+                &format!(r#"{changes}."tenant_id""#),
+                &format!(r#"{changes}."customer_id""#),
+            ),
+            GROUPS,
+        );
+    let rows = db.query_all_raw(query.build(backend)).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Entry {
+                change: relationship_change::Model::from_query_result(row, "")?,
+                owner_id: row
+                    .try_get::<Option<String>>("", OWNER)?
+                    .unwrap_or_default(),
+                group_ids: split_group_ids(row.try_get("", GROUPS)?),
+            })
+        })
+        .collect()
+}
+
+/// The tenant's latest sequence (0 before its first change).
+pub async fn latest_sequence(db: &impl ConnectionTrait, tenant: &str) -> AppResult<i64> {
+    Ok(change_counter::Entity::find_by_id(tenant.to_owned())
+        .one(db)
+        .await?
+        .map_or(0, |c| c.last_sequence))
+}
+
+/// A tenant's channel and how far the reader has published its log.
+struct Channel {
+    sender: broadcast::Sender<Arc<Entry>>,
+    published: i64,
+}
+
+/// The fan-out; cheap to clone (shared).
+#[derive(Clone)]
+pub struct Feed {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    tenants: Mutex<HashMap<String, Channel>>,
+    wake: Notify,
+    closed: watch::Sender<bool>,
+}
+
+/// What a new watcher gets: the live changes after `published`, which it
+/// replays up to from the database.
+pub struct Subscription {
+    /// Changes after `published`, as the reader publishes them.
+    pub live: broadcast::Receiver<Arc<Entry>>,
+    /// The last sequence published before `live` began.
+    pub published: i64,
+    /// Turns true when the server shuts down.
+    pub closed: watch::Receiver<bool>,
+}
+
+impl Feed {
+    /// A feed reading from `db`; nothing is read until [`Feed::run`] runs.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                tenants: Mutex::default(),
+                wake: Notify::new(),
+                closed: watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// Tells the reader that this server committed a change.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Ends every stream (with UNAVAILABLE) and stops the reader.
+    pub fn close(&self) {
+        self.inner.closed.send_replace(true);
+        self.inner.wake.notify_one();
+    }
+
+    fn tenants(&self) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
+        self.inner.tenants.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts watching `tenant`'s live changes.
+    pub async fn subscribe(&self, tenant: &str) -> AppResult<Subscription> {
+        // Read before taking the lock; a change committed meanwhile is after
+        // it, so the reader publishes it.
+        let latest = latest_sequence(&self.inner.db, tenant).await?;
+        let mut tenants = self.tenants();
+        let channel = tenants.entry(tenant.to_owned()).or_insert_with(|| Channel {
+            sender: broadcast::channel(CHANNEL_CAPACITY).0,
+            published: latest,
+        });
+        Ok(Subscription {
+            live: channel.sender.subscribe(),
+            published: channel.published,
+            closed: self.inner.closed.subscribe(),
+        })
+    }
+
+    /// The reader: publishes new changes until the feed is closed.
+    pub async fn run(&self) {
+        let mut closed = self.inner.closed.subscribe();
+        loop {
+            if *closed.borrow() {
+                return;
+            }
+            if let Err(error) = self.publish().await {
+                tracing::warn!(%error, "reading the change log failed; trying again");
+            }
+            tokio::select! {
+                () = self.inner.wake.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+                _ = closed.changed() => {}
+            }
+        }
+    }
+
+    /// Publishes what each watched tenant committed since last time, and
+    /// forgets tenants nobody watches any more.
+    async fn publish(&self) -> AppResult<()> {
+        let watched: Vec<(String, i64)> = {
+            let mut tenants = self.tenants();
+            tenants.retain(|_, c| c.sender.receiver_count() > 0);
+            tenants
+                .iter()
+                .map(|(t, c)| (t.clone(), c.published))
+                .collect()
+        };
+        for (tenant, mut published) in watched {
+            loop {
+                let entries = read_after(&self.inner.db, &tenant, published, PAGE).await?;
+                let Some(last) = entries.last().map(|e| e.change.sequence) else {
+                    break;
+                };
+                let full = entries.len() as u64 == PAGE;
+                {
+                    let mut tenants = self.tenants();
+                    let Some(channel) = tenants.get_mut(&tenant) else {
+                        break;
+                    };
+                    for entry in entries {
+                        // No receiver left is not an error: nobody to tell.
+                        let _ = channel.sender.send(Arc::new(entry));
+                    }
+                    channel.published = last;
+                }
+                published = last;
+                if !full {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,251 @@
+//! One watcher of the change stream: the retained changes after its resume
+//! point from the database, then the live ones from the [`Feed`], in
+//! sequence order with no gap and no duplicate, filtered, with a heartbeat
+//! whenever it has sent nothing for the heartbeat interval.
+//!
+//! The watcher keeps the last sequence it has dealt with. A live change
+//! at or below it is a duplicate and skipped; one further ahead than the
+//! next means the watcher fell behind (its channel dropped what it had not
+//! read), and the changes in between are read from the database first. So a
+//! slow watcher costs a bounded buffer, never a growing one, and never holds
+//! up the others.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+
+use super::feed::{Entry, Feed, PAGE, Subscription, latest_sequence, read_after};
+use crate::{entity::relationship_change, error::AppError, error::AppResult};
+
+/// Events buffered for a client that is slow to read them.
+const OUTBOX: usize = 64;
+
+/// Which changes a watcher wants; an empty set does not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// The change's old or new relationship is one of these.
+    pub relationship_ids: HashSet<String>,
+    /// The customer is in one of these groups.
+    pub group_ids: HashSet<String>,
+    /// The customer's owner is one of these.
+    pub owner_ids: HashSet<String>,
+    /// The customer is one of these.
+    pub customer_ids: HashSet<String>,
+}
+
+impl Filter {
+    /// Whether `entry` passes every filter given.
+    pub fn matches(&self, entry: &Entry) -> bool {
+        let change = &entry.change;
+        let any = |set: &HashSet<String>, mut values: std::slice::Iter<'_, String>| {
+            set.is_empty() || values.any(|v| set.contains(v))
+        };
+        any(
+            &self.relationship_ids,
+            [
+                change.old_relationship_id.clone(),
+                change.new_relationship_id.clone(),
+            ]
+            .iter(),
+        ) && any(&self.group_ids, entry.group_ids.iter())
+            && any(
+                &self.owner_ids,
+                std::slice::from_ref(&entry.owner_id).iter(),
+            )
+            && any(
+                &self.customer_ids,
+                std::slice::from_ref(&change.customer_id).iter(),
+            )
+    }
+}
+
+/// What a watcher sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A change that matched.
+    Change(relationship_change::Model),
+    /// Nothing sent for a while; every change up to this sequence has been
+    /// dealt with.
+    Heartbeat(i64),
+}
+
+/// A watcher's request.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    /// The tenant.
+    pub tenant: String,
+    /// Resume after this sequence; 0: from now.
+    pub after_sequence: i64,
+    /// Which changes.
+    pub filter: Filter,
+    /// Idle time before a heartbeat.
+    pub heartbeat: Duration,
+}
+
+/// Starts a watcher. Errors about the request (a resume point out of
+/// range) come back here; later ones end the returned stream.
+pub async fn start(
+    db: DatabaseConnection,
+    feed: &Feed,
+    watch: Watch,
+) -> AppResult<mpsc::Receiver<AppResult<Event>>> {
+    if watch.after_sequence < 0 {
+        return Err(AppError::invalid("after_sequence", "must not be negative"));
+    }
+    // Subscribe first: every change after `published` then reaches us live.
+    let subscription = feed.subscribe(&watch.tenant).await?;
+    let last = if watch.after_sequence == 0 {
+        // "From now" is the latest committed change, which the reader may
+        // not have published yet.
+        subscription
+            .published
+            .max(latest_sequence(&db, &watch.tenant).await?)
+    } else {
+        check_resume_point(&db, &watch.tenant, watch.after_sequence).await?;
+        watch.after_sequence
+    };
+    let (outbox, events) = mpsc::channel(OUTBOX);
+    let watcher = Watcher {
+        db,
+        watch,
+        outbox,
+        last,
+    };
+    tokio::spawn(watcher.run(subscription));
+    Ok(events)
+}
+
+/// OUT_OF_RANGE unless the changes after `after` are all retained and
+/// `after` is not beyond the latest change.
+async fn check_resume_point(db: &DatabaseConnection, tenant: &str, after: i64) -> AppResult<()> {
+    let latest = latest_sequence(db, tenant).await?;
+    if after > latest {
+        return Err(AppError::OutOfRange(format!(
+            "after_sequence {after} is beyond the latest change ({latest}); re-read, then watch from 0"
+        )));
+    }
+    if after < latest {
+        let next = read_after(db, tenant, after, 1).await?;
+        if next.first().map(|e| e.change.sequence) != Some(after + 1) {
+            return Err(AppError::OutOfRange(format!(
+                "the changes after {after} are no longer retained; re-read, then watch from 0"
+            )));
+        }
+    }
+    Ok(())
+}
+
+struct Watcher {
+    db: DatabaseConnection,
+    watch: Watch,
+    outbox: mpsc::Sender<AppResult<Event>>,
+    /// The last sequence dealt with (sent or filtered out).
+    last: i64,
+}
+
+/// Why a watcher stops.
+enum Stop {
+    /// The client went away.
+    Gone,
+    /// An error to send the client.
+    Failed(AppError),
+}
+
+impl Watcher {
+    async fn run(mut self, subscription: Subscription) {
+        if let Err(Stop::Failed(err)) = self.serve(subscription).await {
+            let _ = self.outbox.send(Err(err)).await;
+        }
+    }
+
+    async fn serve(&mut self, subscription: Subscription) -> Result<(), Stop> {
+        let Subscription {
+            mut live,
+            published,
+            mut closed,
+        } = subscription;
+        self.catch_up(published).await?;
+        let mut idle_until = tokio::time::Instant::now() + self.watch.heartbeat;
+        loop {
+            tokio::select! {
+                received = live.recv() => match received {
+                    Ok(entry) => {
+                        if self.take(entry).await? {
+                            idle_until = tokio::time::Instant::now() + self.watch.heartbeat;
+                        }
+                    }
+                    // Fell behind: the next change received is further
+                    // ahead, and take() reads the ones between.
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return Err(Stop::Failed(closing())),
+                },
+                () = tokio::time::sleep_until(idle_until) => {
+                    self.send(Event::Heartbeat(self.last)).await?;
+                    idle_until = tokio::time::Instant::now() + self.watch.heartbeat;
+                }
+                _ = closed.changed() => return Err(Stop::Failed(closing())),
+                () = self.outbox.closed() => return Err(Stop::Gone),
+            }
+        }
+    }
+
+    /// Deals with a live change; returns whether something was sent.
+    async fn take(&mut self, entry: Arc<Entry>) -> Result<bool, Stop> {
+        let sequence = entry.change.sequence;
+        if sequence <= self.last {
+            return Ok(false);
+        }
+        let mut sent = false;
+        if sequence > self.last + 1 {
+            sent = self.catch_up(sequence - 1).await?;
+        }
+        Ok(self.deal_with(&entry).await? || sent)
+    }
+
+    /// Sends the retained changes after `last` up to `upto` from the
+    /// database; returns whether something was sent.
+    async fn catch_up(&mut self, upto: i64) -> Result<bool, Stop> {
+        let mut sent = false;
+        while self.last < upto {
+            let entries = read_after(&self.db, &self.watch.tenant, self.last, PAGE)
+                .await
+                .map_err(Stop::Failed)?;
+            if entries.is_empty() {
+                // Not committed yet as far as this read can see; the live
+                // channel brings them.
+                break;
+            }
+            for entry in entries.iter().take_while(|e| e.change.sequence <= upto) {
+                sent |= self.deal_with(entry).await?;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Sends `entry` if it matches, and moves past it; it must be the next
+    /// sequence.
+    async fn deal_with(&mut self, entry: &Entry) -> Result<bool, Stop> {
+        let sequence = entry.change.sequence;
+        if sequence != self.last + 1 {
+            return Err(Stop::Failed(AppError::OutOfRange(format!(
+                "change {} is no longer retained; re-read, then watch from 0",
+                self.last + 1
+            ))));
+        }
+        self.last = sequence;
+        if !self.watch.filter.matches(entry) {
+            return Ok(false);
+        }
+        self.send(Event::Change(entry.change.clone())).await?;
+        Ok(true)
+    }
+
+    async fn send(&self, event: Event) -> Result<(), Stop> {
+        self.outbox.send(Ok(event)).await.map_err(|_| Stop::Gone)
+    }
+}
+
+fn closing() -> AppError {
+    AppError::Busy("the server is shutting down; resume from the last sequence seen".into())
+}
