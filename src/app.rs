@@ -26,6 +26,10 @@ use crate::{
     store::{Store, database},
 };
 
+/// How often an idle connection is pinged, and how long the answer may take.
+const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Why the service could not start or stopped with an error.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -46,6 +50,9 @@ impl Application {
 
     /// Builds the service on `clock` (tests pass a manual clock).
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> Result<Self, StartError> {
+        if config.heartbeat_interval.is_zero() {
+            return Err("--heartbeat-interval must be more than 0".into());
+        }
         let db = database::connect(&config.database_url).await?;
         if config.migrate {
             database::migrate(&db).await?;
@@ -126,6 +133,11 @@ impl Application {
         };
 
         let server = Server::builder()
+            // A client that vanishes without closing its connection (a
+            // watcher of the change stream, say) is found within a minute
+            // and its calls end, instead of waiting for TCP to give up.
+            .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
             .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
             .add_service(health_service)
             .add_service(reflection_v1)

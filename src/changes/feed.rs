@@ -23,7 +23,7 @@ use tokio::sync::{Notify, broadcast, watch};
 
 use crate::{
     entity::{change_counter, relationship_change},
-    error::AppResult,
+    error::{AppError, AppResult},
     store::customers::{active_group_ids_of, split_group_ids},
 };
 
@@ -31,8 +31,11 @@ use crate::{
 pub const POLL: Duration = Duration::from_millis(250);
 /// Changes read per statement.
 pub const PAGE: u64 = 500;
-/// Changes a tenant's channel holds for watchers that are behind.
+/// Pages of changes a tenant's channel holds for watchers that are behind.
 const CHANNEL_CAPACITY: usize = 1024;
+
+/// Consecutive changes of one tenant, in sequence order, as one message.
+pub type Batch = Arc<[Entry]>;
 
 /// One change, with what the stream's filters look at: the customer's
 /// owner and active groups when the change was read.
@@ -99,9 +102,30 @@ pub async fn latest_sequence(db: &impl ConnectionTrait, tenant: &str) -> AppResu
         .map_or(0, |c| c.last_sequence))
 }
 
+/// The latest sequence of each of `tenants` that has changes.
+async fn latest_sequences(
+    db: &impl ConnectionTrait,
+    tenants: impl Iterator<Item = String>,
+) -> AppResult<HashMap<String, i64>> {
+    let tenants: Vec<String> = tenants.collect();
+    let mut latest = HashMap::with_capacity(tenants.len());
+    for chunk in tenants.chunks(500) {
+        let rows: Vec<(String, i64)> = change_counter::Entity::find()
+            .filter(change_counter::Column::TenantId.is_in(chunk.iter().cloned()))
+            .select_only()
+            .column(change_counter::Column::TenantId)
+            .column(change_counter::Column::LastSequence)
+            .into_tuple()
+            .all(db)
+            .await?;
+        latest.extend(rows);
+    }
+    Ok(latest)
+}
+
 /// A tenant's channel and how far the reader has published its log.
 struct Channel {
-    sender: broadcast::Sender<Arc<Entry>>,
+    sender: broadcast::Sender<Batch>,
     published: i64,
 }
 
@@ -122,7 +146,7 @@ struct Inner {
 /// replays up to from the database.
 pub struct Subscription {
     /// Changes after `published`, as the reader publishes them.
-    pub live: broadcast::Receiver<Arc<Entry>>,
+    pub live: broadcast::Receiver<Batch>,
     /// The last sequence published before `live` began.
     pub published: i64,
     /// Turns true when the server shuts down.
@@ -157,8 +181,27 @@ impl Feed {
         self.inner.tenants.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts watching `tenant`'s live changes.
+    /// Whether the feed was closed (the server is shutting down).
+    pub fn is_closed(&self) -> bool {
+        *self.inner.closed.borrow()
+    }
+
+    /// Completes when the feed is closed.
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closed = self.inner.closed.subscribe();
+        async move {
+            let _ = closed.wait_for(|c| *c).await;
+        }
+    }
+
+    /// Starts watching `tenant`'s live changes; UNAVAILABLE once the feed is
+    /// closed.
     pub async fn subscribe(&self, tenant: &str) -> AppResult<Subscription> {
+        if self.is_closed() {
+            return Err(AppError::Busy(
+                "the server is shutting down; watch through another replica or later".into(),
+            ));
+        }
         // Read before taking the lock; a change committed meanwhile is after
         // it, so the reader publishes it.
         let latest = latest_sequence(&self.inner.db, tenant).await?;
@@ -203,30 +246,46 @@ impl Feed {
                 .map(|(t, c)| (t.clone(), c.published))
                 .collect()
         };
-        for (tenant, mut published) in watched {
-            loop {
-                let entries = read_after(&self.inner.db, &tenant, published, PAGE).await?;
-                let Some(last) = entries.last().map(|e| e.change.sequence) else {
-                    break;
-                };
-                let full = entries.len() as u64 == PAGE;
-                {
-                    let mut tenants = self.tenants();
-                    let Some(channel) = tenants.get_mut(&tenant) else {
-                        break;
-                    };
-                    for entry in entries {
-                        // No receiver left is not an error: nobody to tell.
-                        let _ = channel.sender.send(Arc::new(entry));
-                    }
-                    channel.published = last;
-                }
-                published = last;
-                if !full {
-                    break;
-                }
+        // One cheap statement tells which watched tenants have new changes;
+        // only those are read.
+        let latest =
+            latest_sequences(&self.inner.db, watched.iter().map(|(t, _)| t.clone())).await?;
+        for (tenant, published) in watched {
+            if latest.get(&tenant).is_none_or(|&l| l <= published) {
+                continue;
+            }
+            // One tenant's failure does not hold up the others.
+            if let Err(error) = self.publish_tenant(&tenant, published).await {
+                tracing::warn!(%error, %tenant, "reading a tenant's change log failed; trying again");
             }
         }
         Ok(())
+    }
+
+    /// Publishes `tenant`'s changes after `published`.
+    async fn publish_tenant(&self, tenant: &str, mut published: i64) -> AppResult<()> {
+        loop {
+            let entries = read_after(&self.inner.db, tenant, published, PAGE).await?;
+            let Some(last) = entries.last().map(|e| e.change.sequence) else {
+                return Ok(());
+            };
+            let full = entries.len() as u64 == PAGE;
+            {
+                let mut tenants = self.tenants();
+                let Some(channel) = tenants.get_mut(tenant) else {
+                    return Ok(());
+                };
+                // One message a page: a burst of thousands of changes fills
+                // a few slots, so watchers keep up instead of all falling
+                // back to the database at once. No receiver left is not an
+                // error: nobody to tell.
+                let _ = channel.sender.send(Arc::from(entries));
+                channel.published = last;
+            }
+            published = last;
+            if !full {
+                return Ok(());
+            }
+        }
     }
 }

@@ -10,8 +10,9 @@
 //! slow watcher costs a bounded buffer, never a growing one, and never holds
 //! up the others.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashSet, time::Duration};
 
+use futures::FutureExt;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 
@@ -170,8 +171,12 @@ impl Watcher {
         loop {
             tokio::select! {
                 received = live.recv() => match received {
-                    Ok(entry) => {
-                        if self.take(entry).await? {
+                    Ok(batch) => {
+                        let mut sent = false;
+                        for entry in batch.iter() {
+                            sent |= self.take(entry).await?;
+                        }
+                        if sent {
                             idle_until = tokio::time::Instant::now() + self.watch.heartbeat;
                         }
                     }
@@ -184,14 +189,14 @@ impl Watcher {
                     self.send(Event::Heartbeat(self.last)).await?;
                     idle_until = tokio::time::Instant::now() + self.watch.heartbeat;
                 }
-                _ = closed.changed() => return Err(Stop::Failed(closing())),
+                () = closed.wait_for(|c| *c).map(|_| ()) => return Err(Stop::Failed(closing())),
                 () = self.outbox.closed() => return Err(Stop::Gone),
             }
         }
     }
 
     /// Deals with a live change; returns whether something was sent.
-    async fn take(&mut self, entry: Arc<Entry>) -> Result<bool, Stop> {
+    async fn take(&mut self, entry: &Entry) -> Result<bool, Stop> {
         let sequence = entry.change.sequence;
         if sequence <= self.last {
             return Ok(false);
@@ -200,7 +205,7 @@ impl Watcher {
         if sequence > self.last + 1 {
             sent = self.catch_up(sequence - 1).await?;
         }
-        Ok(self.deal_with(&entry).await? || sent)
+        Ok(self.deal_with(entry).await? || sent)
     }
 
     /// Sends the retained changes after `last` up to `upto` from the
@@ -216,7 +221,12 @@ impl Watcher {
                 // channel brings them.
                 break;
             }
-            for entry in entries.iter().take_while(|e| e.change.sequence <= upto) {
+            for entry in &entries {
+                if entry.change.sequence > upto && entry.change.sequence == self.last + 1 {
+                    break;
+                }
+                // An entry past the next sequence (the ones between are no
+                // longer retained) is refused here, so the loop never spins.
                 sent |= self.deal_with(entry).await?;
             }
         }

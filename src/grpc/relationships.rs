@@ -2,7 +2,7 @@
 
 use std::{collections::HashSet, pin::Pin, time::Duration};
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, future, stream};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -114,10 +114,24 @@ impl RelationshipService for RelationshipApi {
             filter: watch_filter(&request)?,
             heartbeat: self.heartbeat,
         };
-        let events = watch::start(self.store.db().clone(), self.store.feed(), watch).await?;
-        let stream =
-            ReceiverStream::new(events).map(|event| event.map(Into::into).map_err(Status::from));
-        Ok(Response::new(Box::pin(stream)))
+        let feed = self.store.feed().clone();
+        let events = watch::start(self.store.db().clone(), &feed, watch).await?;
+        // At shutdown the stream ends at once with UNAVAILABLE, even when
+        // events wait in its buffer for a client that does not read them.
+        let closing = feed.closing();
+        let end = stream::once(async move {
+            feed.is_closed().then(|| {
+                Err(Status::unavailable(
+                    "the server is shutting down; resume from the last sequence seen",
+                ))
+            })
+        })
+        .filter_map(future::ready);
+        let events = ReceiverStream::new(events)
+            .map(|event| event.map(Into::into).map_err(Status::from))
+            .take_until(closing)
+            .chain(end);
+        Ok(Response::new(Box::pin(events)))
     }
 
     async fn create_relationship(

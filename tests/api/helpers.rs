@@ -24,7 +24,7 @@ use crm_classify::{
     },
 };
 use sea_orm::{ConnectionTrait, Database};
-use tokio::sync::oneshot;
+use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{
     Code, Request, Status,
     metadata::MetadataValue,
@@ -72,6 +72,8 @@ pub struct TestApp {
     pub tenant: String,
     pub clock: Arc<ManualClock>,
     stop: Option<oneshot::Sender<()>>,
+    /// The server task; it completes when the server has shut down.
+    server: Option<JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -152,7 +154,7 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("server failed to start on {backend:?}: {e}"));
         let addr = app.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             app.run_until_stopped(async {
                 let _ = stopped.await;
             })
@@ -170,8 +172,14 @@ impl TestApp {
             tenant: new_tenant(),
             clock,
             stop: Some(stop),
+            server: Some(server),
             _dir: dir,
         }
+    }
+
+    /// The test tenant's channel, for calls made without a generated client.
+    pub fn svc(&self) -> Svc {
+        InterceptedService::new(self.channel.clone(), self.headers(&self.tenant))
     }
 
     fn headers(&self, tenant: &str) -> Headers {
@@ -244,6 +252,23 @@ impl TestApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Stops the server and waits (at most `limit`) until it has shut
+    /// down; how long that took. Fails the test if it takes longer or the
+    /// server task failed.
+    pub async fn stop_and_wait(&mut self, limit: Duration) -> Duration {
+        let started = std::time::Instant::now();
+        self.stop();
+        let server = self
+            .server
+            .take()
+            .expect("the server was not waited for yet");
+        tokio::time::timeout(limit, server)
+            .await
+            .unwrap_or_else(|_| panic!("the server was still shutting down after {limit:?}"))
+            .expect("the server task");
+        started.elapsed()
     }
 }
 
