@@ -1000,29 +1000,7 @@ async fn a_stalled_stream(app: &TestApp) -> (Events, i64) {
     .into_inner();
     let mut reading = watch(app, after(0)).await;
     let total = (CUSTOMERS * (1 + BATCHES)) as i64;
-    let ids: Vec<String> = at_most(16, CUSTOMERS, |i| {
-        let mut client = app.customers();
-        async move {
-            client
-                .create_customer(create_request_with(named(&format!("S{i}")), "", ""))
-                .await
-                .expect("create customer")
-                .into_inner()
-                .customer
-                .expect("customer")
-                .id
-        }
-    })
-    .await;
-    let mut customers = app.customers();
-    for batch in 0..BATCHES {
-        let moved = customers
-            .batch_change_relationship(batch_request(&ids, &cycle[batch % 2], ""))
-            .await
-            .expect("batch change")
-            .into_inner();
-        assert_eq!(moved.changes.len(), CUSTOMERS);
-    }
+    create_and_cycle(app, "S", CUSTOMERS, BATCHES, &cycle).await;
     // Every change is live, so the stalled watcher has them all to send.
     assert_eq!(
         changes_through(&mut reading, total).await.len(),
@@ -1401,29 +1379,7 @@ async fn a_slow_watcher_catches_up(app: &TestApp) {
         );
     });
 
-    let ids: Vec<String> = at_most(16, CUSTOMERS, |i| {
-        let mut client = app.customers();
-        async move {
-            client
-                .create_customer(create_request_with(named(&format!("K{i}")), "", ""))
-                .await
-                .expect("create customer")
-                .into_inner()
-                .customer
-                .expect("customer")
-                .id
-        }
-    })
-    .await;
-    let mut customers = app.customers();
-    for batch in 0..BATCHES {
-        let moved = customers
-            .batch_change_relationship(batch_request(&ids, &cycle[batch % 3], ""))
-            .await
-            .expect("batch change")
-            .into_inner();
-        assert_eq!(moved.changes.len(), CUSTOMERS);
-    }
+    create_and_cycle(app, "K", CUSTOMERS, BATCHES, &cycle).await;
 
     let got = changes_through(&mut slow, total).await;
     assert_eq!(
@@ -1495,5 +1451,40 @@ async fn replicas_stream_each_others_changes_and_a_watch_from_zero_starts_after_
     }
     for expected in &made[4..] {
         assert_eq!(&next_change(&mut on_two).await, expected, "in order, once");
+    }
+}
+
+/// Creates `customers` customers named `prefix`0, `prefix`1, … and moves
+/// all of them `batches` times, in turn to each relationship of `cycle`.
+async fn create_and_cycle(
+    app: &TestApp,
+    prefix: &str,
+    customers: usize,
+    batches: usize,
+    cycle: &[String],
+) {
+    let ids: Vec<String> = at_most(16, customers, |i| {
+        let mut client = app.customers();
+        let name = format!("{prefix}{i}");
+        async move {
+            client
+                .create_customer(create_request_with(named(&name), "", ""))
+                .await
+                .expect("create customer")
+                .into_inner()
+                .customer
+                .expect("customer")
+                .id
+        }
+    })
+    .await;
+    let mut client = app.customers();
+    for batch in 0..batches {
+        let moved = client
+            .batch_change_relationship(batch_request(&ids, &cycle[batch % cycle.len()], ""))
+            .await
+            .expect("batch change")
+            .into_inner();
+        assert_eq!(moved.changes.len(), customers);
     }
 }
