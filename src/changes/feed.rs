@@ -96,10 +96,8 @@ pub async fn read_after(
 
 /// The tenant's latest sequence (0 before its first change).
 pub async fn latest_sequence(db: &impl ConnectionTrait, tenant: &str) -> AppResult<i64> {
-    Ok(change_counter::Entity::find_by_id(tenant.to_owned())
-        .one(db)
-        .await?
-        .map_or(0, |c| c.last_sequence))
+    let latest = latest_sequences(db, std::iter::once(tenant.to_owned())).await?;
+    Ok(latest.get(tenant).copied().unwrap_or(0))
 }
 
 /// The latest sequence of each of `tenants` that has changes.

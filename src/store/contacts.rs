@@ -4,7 +4,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, Orde
 
 use super::{
     Store,
-    customers::{CustomerRecord, with_groups},
+    customers::{CustomerRecord, find_record},
     record_cache::Touches,
     resource::{self, Revisable},
 };
@@ -69,10 +69,7 @@ impl Store {
                 } else {
                     row
                 };
-                let mut records = with_groups(tx, tenant, vec![row]).await?;
-                let record = records
-                    .pop()
-                    .ok_or_else(|| AppError::Internal("customer vanished".into()))?;
+                let record = find_record(tx, tenant, &row.id).await?;
                 Ok((contact, record))
             })
         })

@@ -36,7 +36,10 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{
     Store,
-    customers::{CustomerRecord, check_assignable_relationship, contact_point_taken, set_profile},
+    customers::{
+        CustomerRecord, check_assignable_relationship, check_group_assignable,
+        check_source_assignable, contact_point_taken, set_profile,
+    },
     idempotency::{self, Claim},
     record_cache::Touches,
     resource,
@@ -177,7 +180,7 @@ impl Store {
                 create_all(tx, &creates, now)
                     .await?
                     .pop()
-                    .unwrap_or_else(|| Err(AppError::Internal("a create went missing".into())))
+                    .unwrap_or_else(went_missing)
             })
         })
         .await
@@ -223,8 +226,13 @@ async fn create_all(
     }
     Ok(results
         .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(AppError::Internal("a create went missing".into()))))
+        .map(|r| r.unwrap_or_else(went_missing))
         .collect())
+}
+
+/// The result of a create that got none (a bug, never expected).
+fn went_missing() -> AppResult<CustomerRecord> {
+    Err(AppError::Internal("a create went missing".into()))
 }
 
 /// What a create that passed its checks will write.
@@ -323,7 +331,7 @@ async fn create_in_tenant(
     }
     Ok(results
         .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(AppError::Internal("a create went missing".into()))))
+        .map(|r| r.unwrap_or_else(went_missing))
         .collect())
 }
 
@@ -523,35 +531,14 @@ impl Catalog {
                     .add(Expr::col(R::Id).is_in(relationship_ids)),
             )
             .to_owned();
-        if !source_ids.is_empty() {
-            use customer_source::Column as S;
-            query.union(
-                UnionType::All,
-                Query::select()
-                    .expr(Expr::val("source"))
-                    .columns([S::Id, S::DeleteTime])
-                    .expr(Expr::val(""))
-                    .expr(Expr::val(false))
-                    .from(customer_source::Entity)
-                    .and_where(Expr::col(S::TenantId).eq(tenant))
-                    .and_where(Expr::col(S::Id).is_in(source_ids))
-                    .to_owned(),
-            );
-        }
-        if !group_ids.is_empty() {
-            use customer_group::Column as G;
-            query.union(
-                UnionType::All,
-                Query::select()
-                    .expr(Expr::val("group"))
-                    .columns([G::Id, G::DeleteTime])
-                    .expr(Expr::val(""))
-                    .expr(Expr::val(false))
-                    .from(customer_group::Entity)
-                    .and_where(Expr::col(G::TenantId).eq(tenant))
-                    .and_where(Expr::col(G::Id).is_in(group_ids))
-                    .to_owned(),
-            );
+        for part in [
+            named_part::<customer_source::Entity>(tenant, source_ids),
+            named_part::<customer_group::Entity>(tenant, group_ids),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            query.union(UnionType::All, part);
         }
         let mut catalog = Self {
             relationships: HashMap::new(),
@@ -577,7 +564,9 @@ impl Catalog {
                     }
                     &mut catalog.relationships
                 }
-                "source" => &mut catalog.sources,
+                s if s == <customer_source::Entity as resource::Resource>::RESOURCE => {
+                    &mut catalog.sources
+                }
                 _ => &mut catalog.groups,
             };
             into.insert(id, named);
@@ -610,17 +599,37 @@ impl Catalog {
                 .sources
                 .get(id)
                 .ok_or_else(|| AppError::not_found("source", id.clone()))?;
-            resource::ensure_undeleted("source", id, source.delete_time, "assigning it")?;
+            check_source_assignable(id, source.delete_time)?;
         }
         for id in &input.group_ids {
             let group = self
                 .groups
                 .get(id)
                 .ok_or_else(|| AppError::not_found("group", id.clone()))?;
-            resource::ensure_undeleted("group", id, group.delete_time, "adding customers to it")?;
+            check_group_assignable(id, group.delete_time)?;
         }
         Ok(relationship_id)
     }
+}
+
+/// The part of the catalog statement reading the rows `ids` of `E` (a
+/// source or group table): what, id, delete time, and the relationship-only
+/// columns empty. `None` when no id is asked for.
+fn named_part<E: resource::Resource>(
+    tenant: &str,
+    ids: HashSet<String>,
+) -> Option<sea_orm::sea_query::SelectStatement> {
+    (!ids.is_empty()).then(|| {
+        Query::select()
+            .expr(Expr::val(E::RESOURCE))
+            .columns([E::id_col(), E::delete_time_col()])
+            .expr(Expr::val(""))
+            .expr(Expr::val(false))
+            .from(E::default())
+            .and_where(Expr::col(E::tenant_col()).eq(tenant))
+            .and_where(Expr::col(E::id_col()).is_in(ids))
+            .to_owned()
+    })
 }
 
 /// Whether the caller of `queued` still waits for it.

@@ -95,7 +95,19 @@ async fn ensure_source_assignable(
     id: &str,
 ) -> AppResult<()> {
     let source = resource::find::<customer_source::Entity>(tx, tenant, id).await?;
-    resource::ensure_active::<customer_source::Entity>(&source, "assigning it")
+    check_source_assignable(&source.id, source.delete_time)
+}
+
+/// FAILED_PRECONDITION unless customers may be given the source `id`
+/// (deleted at `delete_time`): it must be active.
+pub fn check_source_assignable(id: &str, delete_time: Option<i64>) -> AppResult<()> {
+    resource::ensure_undeleted("source", id, delete_time, "assigning it")
+}
+
+/// FAILED_PRECONDITION unless customers may join the group `id` (deleted
+/// at `delete_time`): it must be active.
+pub fn check_group_assignable(id: &str, delete_time: Option<i64>) -> AppResult<()> {
+    resource::ensure_undeleted("group", id, delete_time, "adding customers to it")
 }
 
 /// Groups a customer is added to must exist and be active.
@@ -105,7 +117,7 @@ pub async fn ensure_group_assignable(
     id: &str,
 ) -> AppResult<()> {
     let group = resource::find::<customer_group::Entity>(tx, tenant, id).await?;
-    resource::ensure_active::<customer_group::Entity>(&group, "adding customers to it")
+    check_group_assignable(&group.id, group.delete_time)
 }
 
 /// ALREADY_EXISTS when another active customer has the phone or email.
@@ -253,7 +265,7 @@ pub fn split_group_ids(joined: Option<String>) -> Vec<String> {
 
 /// Customer `id` of the tenant with its active groups, deleted or not;
 /// NOT_FOUND otherwise.
-async fn find_record(
+pub async fn find_record(
     db: &impl ConnectionTrait,
     tenant: &str,
     id: &str,
@@ -263,17 +275,6 @@ async fn find_record(
         .await?
         .pop()
         .ok_or_else(|| AppError::not_found("customer", id))
-}
-
-async fn record_of(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    row: customer::Model,
-) -> AppResult<CustomerRecord> {
-    let mut records = with_groups(db, tenant, vec![row]).await?;
-    records
-        .pop()
-        .ok_or_else(|| AppError::Internal("customer vanished".into()))
 }
 
 fn profile_of(row: &customer::Model) -> Profile {
@@ -518,7 +519,7 @@ impl Store {
                 active.delete_time = Set(delete.then_some(now));
                 active.bump(revision, now);
                 let row = active.update(tx).await?;
-                record_of(tx, tenant, row).await
+                find_record(tx, tenant, &row.id).await
             })
         })
         .await
