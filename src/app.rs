@@ -16,7 +16,7 @@ use crate::{
         customers::CustomerApi, groups::GroupApi, relationships::RelationshipApi,
         sources::SourceApi,
     },
-    health,
+    health, maintenance,
     pb::{
         self, customer_service_server::CustomerServiceServer,
         group_service_server::GroupServiceServer,
@@ -40,6 +40,8 @@ pub struct Application {
     store: Store,
     shutdown_grace: Duration,
     heartbeat_interval: Duration,
+    sweep_interval: Duration,
+    change_retention: Duration,
 }
 
 impl Application {
@@ -52,6 +54,9 @@ impl Application {
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> Result<Self, StartError> {
         if config.heartbeat_interval.is_zero() {
             return Err("--heartbeat-interval must be more than 0".into());
+        }
+        if config.sweep_interval.is_zero() {
+            return Err("--sweep-interval must be more than 0".into());
         }
         let db = database::connect(&config.database_url).await?;
         if config.migrate {
@@ -70,6 +75,8 @@ impl Application {
             store,
             shutdown_grace: config.shutdown_grace,
             heartbeat_interval: config.heartbeat_interval,
+            sweep_interval: config.sweep_interval,
+            change_retention: config.change_retention,
         })
     }
 
@@ -90,6 +97,8 @@ impl Application {
             store,
             shutdown_grace,
             heartbeat_interval,
+            sweep_interval,
+            change_retention,
         } = self;
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -103,6 +112,11 @@ impl Application {
             let store = store.clone();
             async move { store.hear_replicas().await }
         });
+        let upkeep = tokio::spawn(maintenance::run(
+            store.clone(),
+            sweep_interval,
+            change_retention,
+        ));
         let feed_reader = tokio::spawn({
             let feed = store.feed().clone();
             async move { feed.run().await }
@@ -125,6 +139,7 @@ impl Application {
                 tracing::info!(grace = ?shutdown_grace, "shutting down: no new calls, waiting for calls in flight");
                 watcher.abort();
                 replicas.abort();
+                upkeep.abort();
                 // Open change streams end with UNAVAILABLE (clients resume).
                 feed_to_close.close();
                 health::set_all(&reporter, ServingStatus::NotServing).await;

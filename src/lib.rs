@@ -8,6 +8,8 @@
 //! - [`app`]: builds the server (socket, database, services) and runs it
 //!   until the caller's shutdown signal.
 //! - [`health`]: grpc.health.v1 statuses that follow the database.
+//! - [`maintenance`]: background upkeep: the inactivity sweep and the
+//!   change stream's retention.
 //! - [`clock`]: the one source of "now", controllable in tests.
 //! - [`error`]: `AppError`, database error classification, gRPC statuses.
 //! - [`domain`]: validated inputs and rules (codes, names, ids, paging,
@@ -28,6 +30,7 @@ pub mod entity;
 pub mod error;
 pub mod grpc;
 pub mod health;
+pub mod maintenance;
 pub mod pb;
 pub mod store;
 pub mod telemetry;

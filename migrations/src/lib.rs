@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_catalogs;
 mod m20261123_000002_customers;
+mod m20261123_000003_inactivity_and_retention;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_catalogs::Migration),
             Box::new(m20261123_000002_customers::Migration),
+            Box::new(m20261123_000003_inactivity_and_retention::Migration),
         ]
     }
 }

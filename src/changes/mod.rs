@@ -22,6 +22,7 @@
 //! On SQLite the write transaction already excludes every other writer.
 
 pub mod feed;
+pub mod retention;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -334,6 +335,7 @@ async fn allocate(tx: &impl ConnectionTrait, tenant: &str, n: i64) -> AppResult<
     let counter = change_counter::Entity::insert(change_counter::ActiveModel {
         tenant_id: Set(tenant.to_owned()),
         last_sequence: Set(n),
+        ..Default::default()
     })
     .on_conflict(
         OnConflict::column(change_counter::Column::TenantId)

@@ -16,7 +16,10 @@ use futures::FutureExt;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 
-use super::feed::{Entry, Feed, PAGE, Subscription, latest_sequence, read_after};
+use super::{
+    feed::{Entry, Feed, PAGE, Subscription, latest_sequence, read_after},
+    retention,
+};
 use crate::{entity::relationship_change, error::AppError, error::AppResult};
 
 /// Events buffered for a client that is slow to read them.
@@ -120,19 +123,18 @@ pub async fn start(
 /// OUT_OF_RANGE unless the changes after `after` are all retained and
 /// `after` is not beyond the latest change.
 async fn check_resume_point(db: &DatabaseConnection, tenant: &str, after: i64) -> AppResult<()> {
-    let latest = latest_sequence(db, tenant).await?;
-    if after > latest {
+    let range = retention::retained(db, tenant).await?;
+    if after > range.latest {
         return Err(AppError::OutOfRange(format!(
-            "after_sequence {after} is beyond the latest change ({latest}); re-read, then watch from 0"
+            "after_sequence {after} is beyond the latest change ({}); re-read, then watch from 0",
+            range.latest
         )));
     }
-    if after < latest {
-        let next = read_after(db, tenant, after, 1).await?;
-        if next.first().map(|e| e.change.sequence) != Some(after + 1) {
-            return Err(AppError::OutOfRange(format!(
-                "the changes after {after} are no longer retained; re-read, then watch from 0"
-            )));
-        }
+    if after < range.trimmed_through {
+        return Err(AppError::OutOfRange(format!(
+            "the changes after {after} are no longer retained (the oldest replayable follows {}); re-read, then watch from 0",
+            range.trimmed_through
+        )));
     }
     Ok(())
 }

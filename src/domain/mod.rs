@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod change;
 pub mod customer;
 pub mod ids;
+pub mod inactivity;
 pub mod paging;
 pub mod relationship;
 pub mod tenant;

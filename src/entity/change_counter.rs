@@ -11,6 +11,9 @@ pub struct Model {
     pub tenant_id: String,
     /// Highest sequence used.
     pub last_sequence: i64,
+    /// The changes up to this sequence are past the retention period: no
+    /// longer replayable (they stay as history).
+    pub trimmed_through: i64,
 }
 
 /// No navigable relations.

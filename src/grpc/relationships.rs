@@ -8,16 +8,23 @@ use tonic::{Request, Response, Status};
 
 use super::{
     context,
-    convert::{Checks, catalog as convert},
+    convert::{Checks, catalog as convert, micros, timestamp},
     idempotency_key, page_request, target, with_customer_counts,
 };
 use crate::{
     changes::watch::{self, Event, Filter, Watch},
-    domain::{ids, paging::DeletedFilter, tenant::TenantId},
+    domain::{
+        ids,
+        paging::DeletedFilter,
+        tenant::{RequestContext, TenantId},
+    },
     entity::relationship,
-    error::AppResult,
+    error::{AppError, AppResult},
     pb::{self, relationship_service_server::RelationshipService},
-    store::Store,
+    store::{
+        Store,
+        inactivity::{InactivityMove, Sweep},
+    },
 };
 
 /// The RelationshipService implementation.
@@ -84,6 +91,58 @@ fn watch_filter(request: &pb::WatchRelationshipChangesRequest) -> AppResult<Filt
     Ok(filter)
 }
 
+/// Most moves an ApplyInactivityRules response lists.
+const MAX_LISTED_MOVES: usize = 10_000;
+/// Moves listed when the request does not say.
+const DEFAULT_LISTED_MOVES: usize = 100;
+
+/// The application of the inactivity rule a request asks for, judged at
+/// `now` unless it names another time.
+fn inactivity_sweep(
+    ctx: &RequestContext,
+    request: &pb::ApplyInactivityRulesRequest,
+    now: i64,
+) -> AppResult<Sweep> {
+    let mut checks = Checks::default();
+    let as_of = match &request.as_of {
+        None => now,
+        Some(ts) => checks.take(micros("as_of", ts)),
+    };
+    if as_of > now && !request.dry_run {
+        checks.take::<()>(Err(AppError::invalid(
+            "as_of",
+            "may be in the future only with dry_run",
+        )));
+    }
+    let list = match request.page_size {
+        n if n < 0 => checks.take(Err(AppError::invalid("page_size", "may not be negative"))),
+        0 => DEFAULT_LISTED_MOVES,
+        n => (n as usize).min(MAX_LISTED_MOVES),
+    };
+    checks.finish()?;
+    Ok(Sweep {
+        tenant: ctx.tenant.as_str().to_owned(),
+        actor: ctx.actor.0.clone(),
+        as_of,
+        dry_run: request.dry_run,
+        list,
+    })
+}
+
+impl From<InactivityMove> for pb::InactivityMove {
+    fn from(m: InactivityMove) -> Self {
+        Self {
+            customer_id: m.customer_id,
+            from_relationship_id: m.from,
+            to_relationship_id: m.to,
+            last_activity_time: Some(timestamp(m.activity_time)),
+            inactive_days: m.idle_days,
+            reason: m.reason,
+            sequence: m.sequence.unwrap_or_default(),
+        }
+    }
+}
+
 impl From<Event> for pb::WatchRelationshipChangesResponse {
     fn from(event: Event) -> Self {
         use pb::watch_relationship_changes_response::Event as E;
@@ -132,6 +191,19 @@ impl RelationshipService for RelationshipApi {
             .take_until(closing)
             .chain(end);
         Ok(Response::new(Box::pin(events)))
+    }
+
+    async fn apply_inactivity_rules(
+        &self,
+        request: Request<pb::ApplyInactivityRulesRequest>,
+    ) -> Result<Response<pb::ApplyInactivityRulesResponse>, Status> {
+        let ctx = context(&self.store, &request).await?;
+        let sweep = inactivity_sweep(&ctx, request.get_ref(), self.store.now())?;
+        let report = self.store.apply_inactivity_rules(&sweep).await?;
+        Ok(Response::new(pb::ApplyInactivityRulesResponse {
+            move_count: report.count as i64,
+            moves: report.moves.into_iter().map(Into::into).collect(),
+        }))
     }
 
     async fn create_relationship(

@@ -5,6 +5,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, Orde
 use super::{
     Store,
     customers::{CustomerRecord, find_record},
+    inactivity,
     record_cache::Touches,
     resource::{self, Revisable},
 };
@@ -65,7 +66,9 @@ impl Store {
                     active.last_contact_time = Set(Some(contact_time));
                     active.activity_time = Set(contact_time);
                     active.bump(revision, now);
-                    active.update(tx).await?
+                    let row = active.update(tx).await?;
+                    inactivity::restore_on_contact(tx, &ctx, &row, input.channel, now).await?;
+                    row
                 } else {
                     row
                 };

@@ -16,6 +16,7 @@ pub mod customers;
 pub mod database;
 pub mod groups;
 pub mod idempotency;
+pub mod inactivity;
 pub mod memberships;
 pub mod record_cache;
 pub mod relationships;

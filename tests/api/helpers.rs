@@ -81,12 +81,20 @@ pub struct TestApp {
 #[derive(Clone, Copy)]
 pub struct Options {
     pub seed_locale: SeedLocale,
+    /// How often the background upkeep (inactivity sweep, retention) runs.
+    /// An hour unless a test says otherwise, so that no background sweep
+    /// moves customers while a test moves the clock.
+    pub sweep_interval: Duration,
+    /// `--change-retention`.
+    pub change_retention: Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             seed_locale: SeedLocale::En,
+            sweep_interval: Duration::from_secs(3600),
+            change_retention: Config::from_defaults().change_retention,
         }
     }
 }
@@ -128,7 +136,16 @@ impl TestApp {
 
     /// Starts a server on a database of the caller's.
     pub async fn spawn_on_url(backend: Backend, database_url: String) -> Self {
-        Self::spawn_on(backend, database_url, None, Options::default(), None).await
+        Self::spawn_on_url_with(backend, database_url, Options::default()).await
+    }
+
+    /// Starts a server with options on a database of the caller's.
+    pub async fn spawn_on_url_with(
+        backend: Backend,
+        database_url: String,
+        options: Options,
+    ) -> Self {
+        Self::spawn_on(backend, database_url, None, options, None).await
     }
 
     async fn spawn_on(
@@ -143,6 +160,8 @@ impl TestApp {
         config.database_url = database_url;
         config.seed_locale = options.seed_locale;
         config.shutdown_grace = Duration::from_secs(2);
+        config.sweep_interval = options.sweep_interval;
+        config.change_retention = options.change_retention;
         if let Some(heartbeat) = heartbeat {
             config.heartbeat_interval = heartbeat;
         }

@@ -229,6 +229,7 @@ async fn the_vietnamese_seed_option_names_the_relationships_in_vietnamese() {
         Backend::Sqlite,
         Options {
             seed_locale: SeedLocale::Vi,
+            ..Options::default()
         },
     )
     .await

@@ -98,7 +98,7 @@ on_both_databases! {
                 .unwrap_or_else(|| panic!("{service} not described"));
             let expected = match short {
                 "SourceService" => 7,
-                "RelationshipService" => 7,
+                "RelationshipService" => 8,
                 "CustomerService" => 14,
                 _ => 6,
             };

@@ -284,6 +284,7 @@ async fn set_sequence(
     change_counter::Entity::insert(change_counter::ActiveModel {
         tenant_id: Set(tenant.to_owned()),
         last_sequence: Set(last),
+        ..Default::default()
     })
     .on_conflict(
         OnConflict::column(change_counter::Column::TenantId)

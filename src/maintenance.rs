@@ -1,0 +1,37 @@
+//! Background upkeep, every `--sweep-interval`: the inactivity rule for
+//! every tenant, then the change stream's retention (see
+//! [`crate::changes::retention`]). Each replica runs it; both jobs are safe
+//! to run on several replicas at once.
+
+use std::time::Duration;
+
+use tokio::time::MissedTickBehavior;
+
+use crate::{changes::retention, store::Store};
+
+/// Runs the upkeep until dropped; the first round starts at once.
+pub async fn run(store: Store, interval: Duration, retention: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        round(&store, retention).await;
+    }
+}
+
+/// One round of upkeep; failures are logged and tried again next round.
+pub async fn round(store: &Store, retention: Duration) {
+    if let Err(err) = store.sweep_all_tenants().await {
+        tracing::warn!(error = %err, "inactivity sweep failed");
+    }
+    let retention = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+    let cutoff = store.now().saturating_sub(retention);
+    match retention::trim(store.db(), cutoff).await {
+        Ok(0) => {}
+        Ok(trimmed) => tracing::info!(
+            trimmed,
+            "changes past the retention period are no longer replayable"
+        ),
+        Err(err) => tracing::warn!(error = %err, "trimming the change stream failed"),
+    }
+}

@@ -1,0 +1,389 @@
+//! Applying the inactivity rule to stored customers: the background sweep
+//! and `ApplyInactivityRules`.
+//!
+//! For each relationship customers hold, the rule gives activity-time bands
+//! and the automatic relationship each band belongs in (see
+//! [`crate::domain::inactivity`]). The sweep reads each band's customers in
+//! activity order from an index, [`BATCH`] at a time, and moves each batch in
+//! a short transaction of its own, so other writes take turns with it
+//! instead of waiting for the whole sweep.
+//!
+//! Candidates are read outside the transaction; the transaction locks them
+//! and keeps only those still in the band (same relationship, same activity
+//! window, not deleted). So a customer contacted, moved or deleted meanwhile
+//! is left alone, and when two replicas sweep at once the second finds the
+//! customers the first moved no longer matching: each customer moves once,
+//! with one change on the stream. (On PostgreSQL the locking read waits for
+//! the other sweep's transaction and then re-checks its conditions against
+//! the committed row.)
+
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use super::{Store, record_cache::Touches, relationships::kind_of, resource::in_tenant};
+use crate::{
+    changes::{self, Move, Origin},
+    domain::{
+        change::{Cause, Channel},
+        inactivity::{self, AutomaticRule, Band, InactivityRules},
+        relationship::Kind,
+        tenant::RequestContext,
+    },
+    entity::{customer, relationship, relationship_change, tenant},
+    error::AppResult,
+};
+
+/// Customers moved per transaction.
+pub const BATCH: u64 = 500;
+
+/// A customer the rule moves, or would move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InactivityMove {
+    /// The customer.
+    pub customer_id: String,
+    /// The relationship it leaves.
+    pub from: String,
+    /// The automatic relationship it goes to.
+    pub to: String,
+    /// Its last contact, or its creation when never contacted.
+    pub activity_time: i64,
+    /// Whole days without activity at the time judged.
+    pub idle_days: i64,
+    /// What the change log says.
+    pub reason: String,
+    /// The change's sequence; `None` on a dry run.
+    pub sequence: Option<i64>,
+}
+
+/// What one application of the rule did (or would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InactivityReport {
+    /// Customers moved (would move).
+    pub count: u64,
+    /// The first of them, as many as asked for.
+    pub moves: Vec<InactivityMove>,
+}
+
+/// How an application of the rule runs.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    /// The tenant.
+    pub tenant: String,
+    /// Who asked; empty for the background sweep.
+    pub actor: String,
+    /// The moment inactivity is judged at (microseconds).
+    pub as_of: i64,
+    /// Only report.
+    pub dry_run: bool,
+    /// How many moves the report lists.
+    pub list: usize,
+}
+
+/// A customer in a band, as read before its batch is moved.
+type Candidate = (String, i64, Option<i64>);
+
+/// The tenant's automatic rules and every relationship its customers may
+/// hold.
+pub async fn rules_of(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+) -> AppResult<(InactivityRules, Vec<relationship::Model>)> {
+    let rows = in_tenant::<relationship::Entity>(tenant)
+        .order_by_asc(relationship::Column::Id)
+        .all(db)
+        .await?;
+    let mut rules = Vec::new();
+    for row in &rows {
+        if row.delete_time.is_none() && kind_of(row)? == Kind::AutomaticInactivity {
+            rules.push((
+                row.position,
+                AutomaticRule {
+                    relationship_id: row.id.clone(),
+                    inactivity_days: row.inactivity_days,
+                    restore_on_contact: row.restore_on_contact,
+                    exempt_ids: row.exempt_ids().into_iter().collect(),
+                },
+            ));
+        }
+    }
+    Ok((InactivityRules::new(rules), rows))
+}
+
+/// After a contact made `row` (locked, its activity time updated) active
+/// again: when it sits in an automatic relationship that restores on
+/// contact, moves it back to the last manual relationship it held before
+/// the automatic moves (the default one if it never held another), unless
+/// the rule would move it straight back (a contact recorded long after it
+/// happened). Returns whether it moved.
+pub async fn restore_on_contact(
+    tx: &impl ConnectionTrait,
+    ctx: &RequestContext,
+    row: &customer::Model,
+    channel: Channel,
+    now: i64,
+) -> AppResult<bool> {
+    let tenant = ctx.tenant.as_str();
+    let (rules, relationships) = rules_of(tx, tenant).await?;
+    if !rules
+        .rule_of(&row.relationship_id)
+        .is_some_and(|r| r.restore_on_contact)
+    {
+        return Ok(false);
+    }
+    let mut manual = Vec::new();
+    for r in relationships.iter().filter(|r| r.delete_time.is_none()) {
+        if kind_of(r)? == Kind::Manual {
+            manual.push(r);
+        }
+    }
+    let last_manual: Option<String> = relationship_change::Entity::find()
+        .filter(relationship_change::Column::TenantId.eq(tenant))
+        .filter(relationship_change::Column::CustomerId.eq(&row.id))
+        .filter(
+            relationship_change::Column::NewRelationshipId
+                .is_in(manual.iter().map(|r| r.id.clone())),
+        )
+        .order_by_desc(relationship_change::Column::Sequence)
+        .limit(1)
+        .select_only()
+        .column(relationship_change::Column::NewRelationshipId)
+        .into_tuple()
+        .one(tx)
+        .await?;
+    let Some(back) =
+        last_manual.or_else(|| manual.iter().find(|r| r.is_default).map(|r| r.id.clone()))
+    else {
+        return Ok(false);
+    };
+    if rules.target(&back, row.activity_time, now).is_some() {
+        return Ok(false);
+    }
+    let contacted = inactivity::date_of(row.activity_time);
+    let origin = Origin {
+        cause: Cause::ContactResumed,
+        actor: ctx.actor.0.clone(),
+        reason: format!("contacted by {} on {contacted}", channel.as_str()),
+    };
+    let moves = [Move {
+        customer_id: row.id.clone(),
+        from: Some(row.relationship_id.clone()),
+        to: back,
+        active: true,
+        groups: None,
+    }];
+    changes::record(tx, tenant, &moves, &origin, now).await?;
+    Ok(true)
+}
+
+/// The customers of `band` among those holding `current`, after `from`
+/// (activity time, id), at most `limit`, oldest activity first.
+fn in_band(tenant: &str, current: &str, band: &Band<'_>) -> sea_orm::Select<customer::Entity> {
+    let mut query = in_tenant::<customer::Entity>(tenant)
+        .filter(customer::Column::RelationshipId.eq(current))
+        .filter(customer::Column::DeleteTime.is_null())
+        .filter(customer::Column::ActivityTime.lte(band.upto));
+    if let Some(after) = band.after {
+        query = query.filter(customer::Column::ActivityTime.gt(after));
+    }
+    query
+}
+
+async fn candidates(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    current: &str,
+    band: &Band<'_>,
+    from: Option<&(i64, String)>,
+) -> AppResult<Vec<Candidate>> {
+    let mut query = in_band(tenant, current, band);
+    if let Some((activity, id)) = from {
+        query = query.filter(
+            Condition::any()
+                .add(customer::Column::ActivityTime.gt(*activity))
+                .add(
+                    Condition::all()
+                        .add(customer::Column::ActivityTime.eq(*activity))
+                        .add(customer::Column::Id.gt(id.clone())),
+                ),
+        );
+    }
+    Ok(query
+        .order_by_asc(customer::Column::ActivityTime)
+        .order_by_asc(customer::Column::Id)
+        .limit(BATCH)
+        .select_only()
+        .column(customer::Column::Id)
+        .column(customer::Column::ActivityTime)
+        .column(customer::Column::LastContactTime)
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
+impl Store {
+    /// Applies the inactivity rule to one tenant's customers.
+    pub async fn apply_inactivity_rules(&self, sweep: &Sweep) -> AppResult<InactivityReport> {
+        let (rules, relationships) = rules_of(self.db(), &sweep.tenant).await?;
+        let mut report = InactivityReport::default();
+        for current in &relationships {
+            for band in rules.bands(&current.id, sweep.as_of) {
+                self.apply_band(sweep, &current.id, &band, &mut report)
+                    .await?;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn apply_band(
+        &self,
+        sweep: &Sweep,
+        current: &str,
+        band: &Band<'_>,
+        report: &mut InactivityReport,
+    ) -> AppResult<()> {
+        let mut from = None;
+        loop {
+            let batch = candidates(self.db(), &sweep.tenant, current, band, from.as_ref()).await?;
+            let Some((id, activity, _)) = batch.last() else {
+                return Ok(());
+            };
+            from = Some((*activity, id.clone()));
+            let full = batch.len() as u64 == BATCH;
+            let moves = if sweep.dry_run {
+                batch
+                    .into_iter()
+                    .map(|c| planned(sweep, current, band.target, c))
+                    .collect()
+            } else {
+                self.move_batch(sweep, current, band, batch).await?
+            };
+            report.count += moves.len() as u64;
+            let room = sweep.list.saturating_sub(report.moves.len());
+            report.moves.extend(moves.into_iter().take(room));
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Moves those of `batch` still in `band`, in one transaction.
+    async fn move_batch(
+        &self,
+        sweep: &Sweep,
+        current: &str,
+        band: &Band<'_>,
+        batch: Vec<Candidate>,
+    ) -> AppResult<Vec<InactivityMove>> {
+        let ids: Vec<String> = batch.iter().map(|c| c.0.clone()).collect();
+        let (sweep, current, band_after, band_upto, target) = (
+            sweep.clone(),
+            current.to_owned(),
+            band.after,
+            band.upto,
+            band.target.clone(),
+        );
+        let now = self.now();
+        self.write(Touches::Customers(ids.clone()), move |tx| {
+            let (sweep, current, target, ids) =
+                (sweep.clone(), current.clone(), target.clone(), ids.clone());
+            Box::pin(async move {
+                let band = Band {
+                    after: band_after,
+                    upto: band_upto,
+                    target: &target,
+                };
+                // Locked and re-checked: only those still in the band move.
+                let still: Vec<Candidate> = in_band(&sweep.tenant, &current, &band)
+                    .filter(customer::Column::Id.is_in(ids))
+                    .order_by_asc(customer::Column::Id)
+                    .lock_exclusive()
+                    .select_only()
+                    .column(customer::Column::Id)
+                    .column(customer::Column::ActivityTime)
+                    .column(customer::Column::LastContactTime)
+                    .into_tuple()
+                    .all(tx)
+                    .await?;
+                let mut planned: Vec<InactivityMove> = still
+                    .into_iter()
+                    .map(|c| planned(&sweep, &current, &target, c))
+                    .collect();
+                let moves: Vec<Move> = planned
+                    .iter()
+                    .map(|p| Move {
+                        customer_id: p.customer_id.clone(),
+                        from: Some(p.from.clone()),
+                        to: p.to.clone(),
+                        active: true,
+                        groups: None,
+                    })
+                    .collect();
+                let origins: Vec<Origin> = planned
+                    .iter()
+                    .map(|p| Origin {
+                        cause: Cause::AutomaticInactivity,
+                        actor: sweep.actor.clone(),
+                        reason: p.reason.clone(),
+                    })
+                    .collect();
+                let origins: Vec<&Origin> = origins.iter().collect();
+                let entries =
+                    changes::record_each(tx, &sweep.tenant, &moves, &origins, now).await?;
+                for (p, entry) in planned.iter_mut().zip(entries) {
+                    p.sequence = Some(entry.sequence);
+                }
+                Ok(planned)
+            })
+        })
+        .await
+    }
+
+    /// Applies the rule to every tenant as of now; returns how many
+    /// customers moved. A tenant that fails is logged and skipped.
+    pub async fn sweep_all_tenants(&self) -> AppResult<u64> {
+        let tenants: Vec<String> = tenant::Entity::find()
+            .select_only()
+            .column(tenant::Column::Id)
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        let mut moved = 0;
+        for tenant in tenants {
+            let sweep = Sweep {
+                tenant: tenant.clone(),
+                actor: String::new(),
+                as_of: self.now(),
+                dry_run: false,
+                list: 0,
+            };
+            match self.apply_inactivity_rules(&sweep).await {
+                Ok(report) => {
+                    if report.count > 0 {
+                        tracing::info!(%tenant, moved = report.count, "inactivity sweep moved customers");
+                    }
+                    moved += report.count;
+                }
+                Err(err) => tracing::warn!(%tenant, error = %err, "inactivity sweep failed"),
+            }
+        }
+        Ok(moved)
+    }
+}
+
+fn planned(
+    sweep: &Sweep,
+    current: &str,
+    target: &AutomaticRule,
+    (customer_id, activity_time, last_contact): Candidate,
+) -> InactivityMove {
+    InactivityMove {
+        customer_id,
+        from: current.to_owned(),
+        to: target.relationship_id.clone(),
+        activity_time,
+        idle_days: inactivity::idle_days(activity_time, sweep.as_of),
+        reason: inactivity::reason(last_contact, activity_time, sweep.as_of),
+        sequence: None,
+    }
+}
