@@ -112,6 +112,7 @@ impl Application {
             let store = store.clone();
             async move { store.hear_replicas().await }
         });
+        let checkpoints = tokio::spawn(database::checkpoint_regularly(store.db().clone()));
         let upkeep = tokio::spawn(maintenance::run(
             store.clone(),
             sweep_interval,
@@ -178,6 +179,7 @@ impl Application {
             } => tracing::warn!("shutdown grace period over; abandoning the calls still in flight"),
         }
         feed_reader.abort();
+        checkpoints.abort();
         store.close().await;
         tracing::info!("stopped");
         Ok(())

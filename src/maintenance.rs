@@ -9,9 +9,11 @@ use tokio::time::MissedTickBehavior;
 
 use crate::{changes::retention, store::Store};
 
-/// Runs the upkeep until dropped; the first round starts at once.
+/// Runs the upkeep until dropped. The first round comes one interval after
+/// start, so replicas restarted together do not all sweep at once while
+/// they warm up.
 pub async fn run(store: Store, interval: Duration, retention: Duration) {
-    let mut ticks = tokio::time::interval(interval);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;

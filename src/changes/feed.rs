@@ -32,7 +32,11 @@ pub const POLL: Duration = Duration::from_millis(250);
 /// Changes read per statement.
 pub const PAGE: u64 = 500;
 /// Pages of changes a tenant's channel holds for watchers that are behind.
-const CHANNEL_CAPACITY: usize = 1024;
+/// A watcher whose client stopped reading keeps every page published after
+/// it stopped in memory, up to this many (at most 64 × [`PAGE`] changes,
+/// some 15 MB); past that it is told it lagged, lets them go, and later
+/// reads what it missed from the database.
+const CHANNEL_CAPACITY: usize = 64;
 
 /// Consecutive changes of one tenant, in sequence order, as one message.
 pub type Batch = Arc<[Entry]>;

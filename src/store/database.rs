@@ -86,7 +86,15 @@ async fn connect_with(url: &str, role: Role) -> AppResult<DatabaseConnection> {
                 Role::BulkLoad => opts
                     .pragma("cache_size", "-524288")
                     .synchronous(SqliteSynchronous::Off),
-                Role::Writer => opts.pragma("cache_size", WRITER_CACHE_KIB),
+                // Checkpoints happen in the background instead (see
+                // `checkpoint_regularly`): a commit that also copied the
+                // log into the database would hold every other writer up.
+                // After a burst the log file is cut back to 64 MB when it
+                // starts over.
+                Role::Writer => opts
+                    .pragma("cache_size", WRITER_CACHE_KIB)
+                    .pragma("wal_autocheckpoint", "0")
+                    .pragma("journal_size_limit", "67108864"),
                 Role::Pool => opts,
             }
         });
@@ -94,6 +102,31 @@ async fn connect_with(url: &str, role: Role) -> AppResult<DatabaseConnection> {
     Database::connect(options)
         .await
         .map_err(|e| AppError::Unavailable(format!("cannot open the database: {e}")))
+}
+
+/// How often SQLite's write-ahead log is copied into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// On SQLite with a write connection of its own, copies the write-ahead log
+/// into the database every [`CHECKPOINT_EVERY`], for as long as the
+/// returned future runs. A PASSIVE checkpoint waits for nobody: readers and
+/// the writer go on meanwhile, and the log starts over once it has been
+/// copied whole. Ends at once on PostgreSQL.
+pub async fn checkpoint_regularly(db: DatabaseConnection) {
+    if db.get_database_backend() != DatabaseBackend::Sqlite {
+        return;
+    }
+    let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(err) = db
+            .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+            .await
+        {
+            tracing::warn!(error = %err, "checkpointing the write-ahead log failed");
+        }
+    }
 }
 
 /// Applies pending migrations. On PostgreSQL an advisory lock makes replicas

@@ -35,7 +35,12 @@ use crate::{
 };
 
 /// Customers moved per transaction.
-pub const BATCH: u64 = 500;
+pub const BATCH: usize = 500;
+/// Candidates read per statement.
+const READ: u64 = 2_000;
+/// Candidates read before moving them: at most this many are held in
+/// memory.
+const ROUND: usize = 20_000;
 
 /// A customer the rule moves, or would move.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,7 +216,7 @@ async fn candidates(
     Ok(query
         .order_by_asc(customer::Column::ActivityTime)
         .order_by_asc(customer::Column::Id)
-        .limit(BATCH)
+        .limit(READ)
         .select_only()
         .column(customer::Column::Id)
         .column(customer::Column::ActivityTime)
@@ -244,24 +249,40 @@ impl Store {
     ) -> AppResult<()> {
         let mut from = None;
         loop {
-            let batch = candidates(self.db(), &sweep.tenant, current, band, from.as_ref()).await?;
-            let Some((id, activity, _)) = batch.last() else {
-                return Ok(());
-            };
-            from = Some((*activity, id.clone()));
-            let full = batch.len() as u64 == BATCH;
-            let moves = if sweep.dry_run {
-                batch
-                    .into_iter()
-                    .map(|c| planned(sweep, current, band.target, c))
-                    .collect()
-            } else {
-                self.move_batch(sweep, current, band, batch).await?
-            };
-            report.count += moves.len() as u64;
-            let room = sweep.list.saturating_sub(report.moves.len());
-            report.moves.extend(moves.into_iter().take(room));
-            if !full {
+            // A round of candidates in activity order, moved in id order:
+            // ids follow creation, and so do the rows and most index entries
+            // a move rewrites, so each batch touches far fewer pages.
+            let mut round = Vec::new();
+            let mut exhausted = false;
+            while round.len() < ROUND {
+                let read =
+                    candidates(self.db(), &sweep.tenant, current, band, from.as_ref()).await?;
+                if let Some((id, activity, _)) = read.last() {
+                    from = Some((*activity, id.clone()));
+                }
+                exhausted = (read.len() as u64) < READ;
+                round.extend(read);
+                if exhausted {
+                    break;
+                }
+            }
+            round.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let mut round = round.into_iter().peekable();
+            while round.peek().is_some() {
+                let batch: Vec<Candidate> = round.by_ref().take(BATCH).collect();
+                let moves = if sweep.dry_run {
+                    batch
+                        .into_iter()
+                        .map(|c| planned(sweep, current, band.target, c))
+                        .collect()
+                } else {
+                    self.move_batch(sweep, current, band, batch).await?
+                };
+                report.count += moves.len() as u64;
+                let room = sweep.list.saturating_sub(report.moves.len());
+                report.moves.extend(moves.into_iter().take(room));
+            }
+            if exhausted {
                 return Ok(());
             }
         }

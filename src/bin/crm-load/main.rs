@@ -2,11 +2,13 @@
 //! customers straight into the database (with every derived table kept
 //! consistent); `run` drives a running server over gRPC with C concurrent
 //! clients per RPC for a fixed time and prints calls/s and p50/p99 latency,
-//! with grpc.health.v1 Check on the same server as the transport baseline.
+//! with grpc.health.v1 Check on the same server as the transport baseline;
+//! `sweep` times the inactivity sweep while other writes go on.
 //! See BENCHMARKS.md for the commands and results.
 
 mod drive;
 mod seed;
+mod sweep;
 
 use std::time::Duration;
 
@@ -26,6 +28,9 @@ enum Command {
     Seed(seed::SeedArgs),
     /// Drive a running server and print throughput and latency per RPC.
     Run(drive::RunArgs),
+    /// Time ApplyInactivityRules on a seeded tenant while writers keep
+    /// changing relationships, and print their latency alone and during it.
+    Sweep(sweep::SweepArgs),
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -37,5 +42,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     match Cli::parse().command {
         Command::Seed(args) => seed::run(args).await,
         Command::Run(args) => drive::run(args).await,
+        Command::Sweep(args) => sweep::run(args).await,
     }
 }

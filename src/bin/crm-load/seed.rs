@@ -49,6 +49,12 @@ pub struct SeedArgs {
     /// Random seed, for repeatable data.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Share of customers left without contact for more than 30 days (due
+    /// for Don't Forget at the next sweep); the others were contacted in
+    /// the last 29 days. 0.1 makes the sweep benchmark's 100,000 of
+    /// 1,000,000.
+    #[arg(long, default_value_t = 0.1)]
+    idle_share: f64,
 }
 
 /// Customers per multi-row INSERT (kept under SQLite's 32766 variables).
@@ -131,6 +137,9 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
     let mut rng = fastrand::Rng::with_seed(args.seed);
     let now = chrono::Utc::now().timestamp_micros();
     let year = 365 * 86_400 * 1_000_000_i64;
+    // Only customers created more than 31 days ago can be idle that long:
+    // they are 334 of the year's 365 days.
+    let idle_chance = (args.idle_share * 365.0 / 334.0).min(1.0);
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     let mut group_counts = changes::GroupDeltas::new();
     let mut sequence = current_sequence(&db, tenant.as_str()).await?;
@@ -165,9 +174,7 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
                     revenue: rng.i64(0..50_000_000),
                     attributes: BTreeMap::new(),
                 };
-                let contacted = rng
-                    .bool()
-                    .then(|| created + rng.i64(0..Ord::max(now - created, 1)));
+                let contacted = last_contact(&mut rng, created, now, idle_chance);
                 let id = ids::new_id();
                 for group in pick_groups(&mut rng, &groups) {
                     *group_counts
@@ -294,4 +301,19 @@ async fn set_sequence(
     .exec_without_returning(db)
     .await?;
     Ok(())
+}
+
+/// A seeded customer's last contact: for one created more than 31 days ago,
+/// with probability `idle_chance` none since then (never contacted, or
+/// contacted once long ago); otherwise one in the last 29 days.
+fn last_contact(rng: &mut fastrand::Rng, created: i64, now: i64, idle_chance: f64) -> Option<i64> {
+    let day = 86_400 * 1_000_000_i64;
+    let idle_before = now - 31 * day;
+    if created < idle_before && rng.f64() < idle_chance {
+        return rng
+            .bool()
+            .then(|| created + rng.i64(0..Ord::max(idle_before - created, 1)));
+    }
+    let recent_from = Ord::max(created, now - 29 * day);
+    Some(recent_from + rng.i64(0..Ord::max(now - recent_from, 1)))
 }
