@@ -2,11 +2,14 @@
 //! customers straight into the database (with every derived table kept
 //! consistent); `run` drives a running server over gRPC with C concurrent
 //! clients per RPC for a fixed time and prints calls/s and p50/p99 latency,
-//! with grpc.health.v1 Check on the same server as the transport baseline.
+//! with grpc.health.v1 Check on the same server as the transport baseline;
+//! `watch` benchmarks the relationship change stream (latency to many
+//! watchers, throughput, a watcher that stops reading).
 //! See BENCHMARKS.md for the commands and results.
 
 mod drive;
 mod seed;
+mod watch;
 
 use std::time::Duration;
 
@@ -26,6 +29,9 @@ enum Command {
     Seed(seed::SeedArgs),
     /// Drive a running server and print throughput and latency per RPC.
     Run(drive::RunArgs),
+    /// Benchmark the relationship change stream: delivery latency to many
+    /// watchers, throughput, and a watcher that stops reading.
+    Watch(watch::WatchArgs),
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -37,5 +43,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     match Cli::parse().command {
         Command::Seed(args) => seed::run(args).await,
         Command::Run(args) => drive::run(args).await,
+        Command::Watch(args) => watch::run(args).await,
     }
 }
