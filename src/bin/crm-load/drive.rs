@@ -52,8 +52,9 @@ pub struct RunArgs {
     sample: usize,
 }
 
+/// Sends `x-tenant-id` with every call.
 #[derive(Clone)]
-struct Tenant(MetadataValue<tonic::metadata::Ascii>);
+pub(crate) struct Tenant(pub(crate) MetadataValue<tonic::metadata::Ascii>);
 
 impl Interceptor for Tenant {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
@@ -62,7 +63,7 @@ impl Interceptor for Tenant {
     }
 }
 
-type Svc = InterceptedService<Channel, Tenant>;
+pub(crate) type Svc = InterceptedService<Channel, Tenant>;
 
 /// What the scenarios pick their requests from.
 struct Fixture {
@@ -184,14 +185,23 @@ struct Outcome {
 
 impl Outcome {
     fn percentile(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((self.latencies_us.len() as f64 * p).ceil() as usize)
-            .clamp(1, self.latencies_us.len())
-            - 1;
-        self.latencies_us[i] as f64 / 1000.0
+        percentile_ms(&self.latencies_us, p)
     }
+}
+
+/// The value at quantile `p` (0–1) of `sorted`, by the nearest-rank rule.
+pub(crate) fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    Some(sorted[i])
+}
+
+/// [`percentile`] of sorted microsecond latencies, in milliseconds (NaN
+/// when there are none).
+pub(crate) fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
+    percentile(sorted_us, p).map_or(f64::NAN, |us| us as f64 / 1000.0)
 }
 
 async fn run_scenario(
@@ -370,18 +380,24 @@ async fn load_fixture(
 }
 
 /// Records the highest VmRSS of process `pid`, in KiB.
-async fn sample_rss(pid: u32, peak: Arc<Mutex<u64>>) {
+pub(crate) async fn sample_rss(pid: u32, peak: Arc<Mutex<u64>>) {
     loop {
-        if let Ok(status) = tokio::fs::read_to_string(format!("/proc/{pid}/status")).await
-            && let Some(kib) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<u64>().ok())
-        {
+        if let Some(kib) = rss_kib(pid).await {
             let mut peak = peak.lock().unwrap_or_else(|e| e.into_inner());
             *peak = (*peak).max(kib);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The current VmRSS of process `pid`, in KiB.
+pub(crate) async fn rss_kib(pid: u32) -> Option<u64> {
+    let status = tokio::fs::read_to_string(format!("/proc/{pid}/status"))
+        .await
+        .ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
 }

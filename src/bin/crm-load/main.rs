@@ -3,12 +3,15 @@
 //! consistent); `run` drives a running server over gRPC with C concurrent
 //! clients per RPC for a fixed time and prints calls/s and p50/p99 latency,
 //! with grpc.health.v1 Check on the same server as the transport baseline;
-//! `sweep` times the inactivity sweep while other writes go on.
+//! `sweep` times the inactivity sweep while other writes go on;
+//! `watch` benchmarks the relationship change stream (latency to many
+//! watchers, throughput, a watcher that stops reading).
 //! See BENCHMARKS.md for the commands and results.
 
 mod drive;
 mod seed;
 mod sweep;
+mod watch;
 
 use std::time::Duration;
 
@@ -31,6 +34,9 @@ enum Command {
     /// Time ApplyInactivityRules on a seeded tenant while writers keep
     /// changing relationships, and print their latency alone and during it.
     Sweep(sweep::SweepArgs),
+    /// Benchmark the relationship change stream: delivery latency to many
+    /// watchers, throughput, and a watcher that stops reading.
+    Watch(watch::WatchArgs),
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -43,5 +49,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Command::Seed(args) => seed::run(args).await,
         Command::Run(args) => drive::run(args).await,
         Command::Sweep(args) => sweep::run(args).await,
+        Command::Watch(args) => watch::run(args).await,
     }
 }

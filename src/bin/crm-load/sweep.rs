@@ -18,12 +18,9 @@ use crm_classify::pb::{
     ListRelationshipsRequest, customer_service_client::CustomerServiceClient,
     relationship_service_client::RelationshipServiceClient,
 };
-use tonic::{
-    Request, Status,
-    metadata::{Ascii, MetadataValue},
-    service::Interceptor,
-    transport::{Channel, Endpoint},
-};
+use tonic::{metadata::MetadataValue, transport::Endpoint};
+
+use super::drive::{Svc, Tenant, percentile_ms};
 
 /// Options of `crm-load sweep`.
 #[derive(Debug, Args)]
@@ -44,16 +41,6 @@ pub struct SweepArgs {
     /// How long the writers run alone first.
     #[arg(long, default_value = "5s", value_parser = super::parse_duration)]
     baseline: Duration,
-}
-
-#[derive(Clone)]
-struct Tenant(MetadataValue<Ascii>);
-
-impl Interceptor for Tenant {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert("x-tenant-id", self.0.clone());
-        Ok(request)
-    }
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -159,8 +146,7 @@ pub async fn run(args: SweepArgs) -> Result<(), Error> {
 /// The writers' calls.
 #[derive(Clone)]
 struct Work {
-    customers:
-        CustomerServiceClient<tonic::service::interceptor::InterceptedService<Channel, Tenant>>,
+    customers: CustomerServiceClient<Svc>,
     customer_ids: Arc<Vec<String>>,
     targets: Arc<Vec<String>>,
     pace: Duration,
@@ -174,13 +160,7 @@ struct Outcome {
 
 impl Outcome {
     fn percentile(&self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((self.latencies_us.len() as f64 * p).ceil() as usize)
-            .clamp(1, self.latencies_us.len())
-            - 1;
-        self.latencies_us[i] as f64 / 1000.0
+        percentile_ms(&self.latencies_us, p)
     }
 }
 
