@@ -17,8 +17,10 @@
 //! the other sweep's transaction and then re-checks its conditions against
 //! the committed row.)
 
+use futures::{StreamExt, TryStreamExt, stream};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 use super::{Store, record_cache::Touches, relationships::kind_of, resource::in_tenant};
@@ -267,17 +269,25 @@ impl Store {
                 }
             }
             round.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            let mut round = round.into_iter().peekable();
-            while round.peek().is_some() {
-                let batch: Vec<Candidate> = round.by_ref().take(BATCH).collect();
-                let moves = if sweep.dry_run {
-                    batch
-                        .into_iter()
-                        .map(|c| planned(sweep, current, band.target, c))
-                        .collect()
-                } else {
-                    self.move_batch(sweep, current, band, batch).await?
-                };
+            let batches: Vec<Vec<Candidate>> = round.chunks(BATCH).map(<[_]>::to_vec).collect();
+            let moved: Vec<Vec<InactivityMove>> = if sweep.dry_run {
+                batches
+                    .into_iter()
+                    .map(|batch| {
+                        batch
+                            .into_iter()
+                            .map(|c| planned(sweep, current, band.target, c))
+                            .collect()
+                    })
+                    .collect()
+            } else {
+                stream::iter(batches)
+                    .map(|batch| self.move_batch(sweep, current, band, batch))
+                    .buffered(self.sweep_parallelism())
+                    .try_collect()
+                    .await?
+            };
+            for moves in moved {
                 report.count += moves.len() as u64;
                 let room = sweep.list.saturating_sub(report.moves.len());
                 report.moves.extend(moves.into_iter().take(room));
@@ -285,6 +295,18 @@ impl Store {
             if exhausted {
                 return Ok(());
             }
+        }
+    }
+
+    /// Batches moved at once: SQLite has one writer anyway; on PostgreSQL
+    /// batches (of different customers) update their rows side by side and
+    /// take turns only on the shared counters at the end. Two measured best
+    /// (`crm-load sweep`, 2 cores): 24 s serially, 18 s with two, no faster
+    /// with three or four and other writes' p99 higher.
+    fn sweep_parallelism(&self) -> usize {
+        match self.db().get_database_backend() {
+            DatabaseBackend::Postgres => 2,
+            _ => 1,
         }
     }
 
