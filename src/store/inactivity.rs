@@ -19,8 +19,8 @@
 
 use futures::{StreamExt, TryStreamExt, stream};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
 use super::{Store, record_cache::Touches, relationships::kind_of, resource::in_tenant};
@@ -37,12 +37,24 @@ use crate::{
 };
 
 /// Customers moved per transaction.
+#[cfg(not(test))]
 pub const BATCH: usize = 500;
 /// Candidates read per statement.
+#[cfg(not(test))]
 const READ: u64 = 2_000;
 /// Candidates read before moving them: at most this many are held in
 /// memory.
+#[cfg(not(test))]
 const ROUND: usize = 20_000;
+
+// Small sizes for the unit tests, so a few dozen customers take several
+// reads, rounds and batches, with partial ones at each level.
+#[cfg(test)]
+pub const BATCH: usize = 6;
+#[cfg(test)]
+const READ: u64 = 7;
+#[cfg(test)]
+const ROUND: usize = 20;
 
 /// A customer the rule moves, or would move.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -428,5 +440,103 @@ fn planned(
         idle_days: inactivity::idle_days(activity_time, sweep.as_of),
         reason: inactivity::reason(last_contact, activity_time, sweep.as_of),
         sequence: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashSet, sync::Arc};
+
+    use chrono::{Duration, TimeZone, Utc};
+
+    use super::*;
+    use crate::{
+        clock::ManualClock,
+        config::SeedLocale,
+        domain::{
+            customer::{NewCustomer, Profile},
+            tenant::{Actor, TenantId},
+        },
+        store::database,
+    };
+
+    /// Every due customer moves exactly once however the candidates split
+    /// into reads, rounds and batches; a dry run counts the same ones.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rounds_and_batches_move_every_due_customer_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("crm.db").display());
+        let db = database::connect(&url).await.expect("connect");
+        database::migrate(&db).await.expect("migrate");
+        let start = Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap();
+        let clock = Arc::new(ManualClock::new(start));
+        let store = Store::new(db, clock.clone(), SeedLocale::En);
+        let tenant = TenantId::parse(Some("sweep-test")).expect("tenant");
+        store.provision(&tenant).await.expect("provision");
+        let ctx = RequestContext {
+            tenant,
+            actor: Actor(String::new()),
+        };
+        const CUSTOMERS: usize = 47;
+        for i in 0..CUSTOMERS {
+            let input = NewCustomer {
+                profile: Profile {
+                    name: format!("Customer {i}"),
+                    ..Default::default()
+                },
+                relationship_id: None,
+                group_ids: Vec::new(),
+                reason: String::new(),
+            };
+            store
+                .create_customer(&ctx, &input, None)
+                .await
+                .expect("create");
+            // Activity order differs from creation (id) order.
+            clock.set(start + Duration::seconds(((i * 17) % CUSTOMERS) as i64));
+        }
+        clock.set(start + Duration::days(31));
+        let sweep = |dry_run| Sweep {
+            tenant: "sweep-test".into(),
+            actor: String::new(),
+            as_of: store.now(),
+            dry_run,
+            list: 1000,
+        };
+
+        let preview = store
+            .apply_inactivity_rules(&sweep(true))
+            .await
+            .expect("dry run");
+        assert_eq!(preview.count, CUSTOMERS as u64);
+        assert!(preview.moves.iter().all(|m| m.sequence.is_none()));
+
+        let report = store
+            .apply_inactivity_rules(&sweep(false))
+            .await
+            .expect("sweep");
+        assert_eq!(report.count, CUSTOMERS as u64);
+        let customers: HashSet<&str> = report
+            .moves
+            .iter()
+            .map(|m| m.customer_id.as_str())
+            .collect();
+        assert_eq!(customers.len(), CUSTOMERS, "each customer once");
+        let previewed: HashSet<&str> = preview
+            .moves
+            .iter()
+            .map(|m| m.customer_id.as_str())
+            .collect();
+        assert_eq!(customers, previewed);
+        let mut sequences: Vec<i64> = report.moves.iter().filter_map(|m| m.sequence).collect();
+        sequences.sort_unstable();
+        let created = CUSTOMERS as i64;
+        assert_eq!(sequences, (created + 1..=2 * created).collect::<Vec<_>>());
+
+        let again = store
+            .apply_inactivity_rules(&sweep(false))
+            .await
+            .expect("again");
+        assert_eq!(again.count, 0);
     }
 }
