@@ -10,6 +10,7 @@ mod create_batches;
 mod customers;
 mod groups;
 mod inactivity;
+mod processes;
 mod record_cache;
 mod relationships;
 mod retention;
