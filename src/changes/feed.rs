@@ -16,15 +16,15 @@ use std::{
 };
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, sea_query::Expr,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use tokio::sync::{Notify, broadcast, watch};
 
 use crate::{
     entity::{change_counter, relationship_change},
     error::{AppError, AppResult},
-    store::customers::{active_group_ids_of, split_group_ids},
+    store::customers::split_group_ids,
 };
 
 /// How often the reader looks for changes nobody woke it for.
@@ -42,14 +42,14 @@ const CHANNEL_CAPACITY: usize = 64;
 pub type Batch = Arc<[Entry]>;
 
 /// One change, with what the stream's filters look at: the customer's
-/// owner and active groups when the change was read.
+/// owner and groups when the change was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The change.
     pub change: relationship_change::Model,
     /// The customer's owner.
     pub owner_id: String,
-    /// The customer's active groups.
+    /// The customer's groups.
     pub group_ids: Vec<String>,
 }
 
@@ -61,41 +61,26 @@ pub async fn read_after(
     after: i64,
     limit: u64,
 ) -> AppResult<Vec<Entry>> {
-    const OWNER: &str = "watch_owner_id";
-    const GROUPS: &str = "watch_group_ids";
-    let backend = db.get_database_backend();
-    let changes = r#""relationship_changes""#;
-    let query = relationship_change::Entity::find()
+    let rows = relationship_change::Entity::find()
         .filter(relationship_change::Column::TenantId.eq(tenant))
         .filter(relationship_change::Column::Sequence.gt(after))
         .order_by_asc(relationship_change::Column::Sequence)
         .limit(limit)
-        .expr_as(
-            Expr::cust(format!(
-                r#"(SELECT c.owner_id FROM customers c WHERE c.id = {changes}."customer_id")"#
-            )),
-            OWNER,
-        )
-        .expr_as(
-            active_group_ids_of(
-                backend,
-                &format!(r#"{changes}."tenant_id""#),
-                &format!(r#"{changes}."customer_id""#),
-            ),
-            GROUPS,
-        );
-    let rows = db.query_all_raw(query.build(backend)).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Entry {
-                change: relationship_change::Model::from_query_result(row, "")?,
-                owner_id: row
-                    .try_get::<Option<String>>("", OWNER)?
-                    .unwrap_or_default(),
-                group_ids: split_group_ids(row.try_get("", GROUPS)?),
-            })
-        })
-        .collect()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(Entry::from).collect())
+}
+
+impl From<relationship_change::Model> for Entry {
+    fn from(mut change: relationship_change::Model) -> Self {
+        let owner_id = std::mem::take(&mut change.owner_id);
+        let group_ids = split_group_ids(Some(std::mem::take(&mut change.group_ids)));
+        Self {
+            change,
+            owner_id,
+            group_ids,
+        }
+    }
 }
 
 /// The tenant's latest sequence (0 before its first change).

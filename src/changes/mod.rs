@@ -55,6 +55,8 @@ pub struct Move {
     pub to: String,
     /// Whether the customer is active (deleted customers are not counted).
     pub active: bool,
+    /// The customer's owner (the log keeps it for the stream's filters).
+    pub owner: String,
     /// The groups the customer belongs to, when the caller knows them
     /// (saves looking them up).
     pub groups: Option<Vec<String>>,
@@ -101,7 +103,8 @@ pub async fn record_each(
     }
     move_customers(tx, tenant, moves, now).await?;
     adjust_counts(tx, tenant, &count_deltas(moves)).await?;
-    adjust_group_counts(tx, tenant, &group_count_deltas(tx, tenant, moves).await?).await?;
+    let memberships = memberships_of_moved(tx, tenant, moves).await?;
+    adjust_group_counts(tx, tenant, &group_count_deltas(moves, &memberships)).await?;
 
     let last = allocate(tx, tenant, moves.len() as i64).await?;
     let first = last - moves.len() as i64 + 1;
@@ -119,6 +122,11 @@ pub async fn record_each(
             actor_id: origin.actor.clone(),
             reason: origin.reason.clone(),
             change_time: now,
+            owner_id: m.owner.clone(),
+            group_ids: memberships
+                .get(&m.customer_id)
+                .map(|groups| groups.join(","))
+                .unwrap_or_default(),
         })
         .collect();
     // In chunks well below the databases' limits on bound values (a
@@ -216,11 +224,13 @@ pub async fn memberships_of(
     Ok(groups)
 }
 
-async fn group_count_deltas(
+/// The groups of each moved customer (deleted customers' are not needed):
+/// those the caller gave, the others looked up.
+async fn memberships_of_moved(
     tx: &impl ConnectionTrait,
     tenant: &str,
     moves: &[Move],
-) -> AppResult<GroupDeltas> {
+) -> AppResult<BTreeMap<String, Vec<String>>> {
     let unknown: Vec<String> = moves
         .iter()
         .filter(|m| m.active && m.groups.is_none())
@@ -232,6 +242,10 @@ async fn group_count_deltas(
             memberships.insert(m.customer_id.clone(), groups.clone());
         }
     }
+    Ok(memberships)
+}
+
+fn group_count_deltas(moves: &[Move], memberships: &BTreeMap<String, Vec<String>>) -> GroupDeltas {
     let mut deltas = GroupDeltas::new();
     for m in moves.iter().filter(|m| m.active) {
         for group in memberships.get(&m.customer_id).into_iter().flatten() {
@@ -241,10 +255,10 @@ async fn group_count_deltas(
             *deltas.entry((group.clone(), m.to.clone())).or_default() += 1;
         }
     }
-    Ok(deltas)
+    deltas
 }
 
-/// Log entries written per statement (each binds nine values).
+/// Log entries written per statement (each binds eleven values).
 const LOG_ROWS_PER_STATEMENT: usize = 1000;
 
 /// Counter rows written per statement (each binds four values).

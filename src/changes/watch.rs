@@ -68,7 +68,7 @@ impl Filter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A change that matched.
-    Change(relationship_change::Model),
+    Change(Box<relationship_change::Model>),
     /// Nothing sent for a while; every change up to this sequence has been
     /// dealt with.
     Heartbeat(i64),
@@ -249,7 +249,8 @@ impl Watcher {
         if !self.watch.filter.matches(entry) {
             return Ok(false);
         }
-        self.send(Event::Change(entry.change.clone())).await?;
+        self.send(Event::Change(Box::new(entry.change.clone())))
+            .await?;
         Ok(true)
     }
 

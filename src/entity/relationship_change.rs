@@ -27,6 +27,10 @@ pub struct Model {
     pub reason: String,
     /// When.
     pub change_time: i64,
+    /// The customer's owner when the change was made.
+    pub owner_id: String,
+    /// The customer's groups when the change was made, comma-separated.
+    pub group_ids: String,
 }
 
 /// No navigable relations.

@@ -148,7 +148,7 @@ impl From<Event> for pb::WatchRelationshipChangesResponse {
         use pb::watch_relationship_changes_response::Event as E;
         Self {
             event: Some(match event {
-                Event::Change(change) => E::Change(change.into()),
+                Event::Change(change) => E::Change((*change).into()),
                 Event::Heartbeat(latest_sequence) => {
                     E::Heartbeat(pb::Heartbeat { latest_sequence })
                 }

@@ -465,6 +465,7 @@ async fn write_accepted(
             from: None,
             to: a.relationship_id.clone(),
             active: true,
+            owner: creates[a.index].input.profile.owner_id.clone(),
             groups: Some(creates[a.index].input.group_ids.clone()),
         })
         .collect();

@@ -450,6 +450,7 @@ impl Store {
                         from: Some(old_relationship),
                         to,
                         active: true,
+                        owner: profile.owner_id.clone(),
                         groups: None,
                     };
                     changes::record(tx, tenant, &[moved], &origin, now).await?;
@@ -568,6 +569,7 @@ impl Store {
                         from: Some(row.relationship_id.clone()),
                         to,
                         active: true,
+                        owner: row.owner_id.clone(),
                         groups: None,
                     };
                     changes::record(tx, tenant, &[moved], &origin, now)
@@ -616,6 +618,7 @@ impl Store {
                             from: Some(row.relationship_id.clone()),
                             to: to.clone(),
                             active: true,
+                            owner: row.owner_id.clone(),
                             groups: None,
                         });
                     }

@@ -99,8 +99,9 @@ pub struct Sweep {
     pub list: usize,
 }
 
-/// A customer in a band, as read before its batch is moved.
-type Candidate = (String, i64, Option<i64>);
+/// A customer in a band, as read before its batch is moved: id, activity
+/// time, last contact, owner.
+type Candidate = (String, i64, Option<i64>, String);
 
 /// The tenant's automatic rules and every relationship its customers may
 /// hold.
@@ -189,6 +190,7 @@ pub async fn restore_on_contact(
         from: Some(row.relationship_id.clone()),
         to: back,
         active: true,
+        owner: row.owner_id.clone(),
         groups: None,
     }];
     changes::record(tx, tenant, &moves, &origin, now).await?;
@@ -235,6 +237,7 @@ async fn candidates(
         .column(customer::Column::Id)
         .column(customer::Column::ActivityTime)
         .column(customer::Column::LastContactTime)
+        .column(customer::Column::OwnerId)
         .into_tuple()
         .all(db)
         .await?)
@@ -271,7 +274,7 @@ impl Store {
             while round.len() < ROUND {
                 let read =
                     candidates(self.db(), &sweep.tenant, current, band, from.as_ref()).await?;
-                if let Some((id, activity, _)) = read.last() {
+                if let Some((id, activity, ..)) = read.last() {
                     from = Some((*activity, id.clone()));
                 }
                 exhausted = (read.len() as u64) < READ;
@@ -357,22 +360,24 @@ impl Store {
                     .column(customer::Column::Id)
                     .column(customer::Column::ActivityTime)
                     .column(customer::Column::LastContactTime)
+                    .column(customer::Column::OwnerId)
                     .into_tuple()
                     .all(tx)
                     .await?;
+                let moves: Vec<Move> = still
+                    .iter()
+                    .map(|(id, _, _, owner)| Move {
+                        customer_id: id.clone(),
+                        from: Some(current.clone()),
+                        to: target.relationship_id.clone(),
+                        active: true,
+                        owner: owner.clone(),
+                        groups: None,
+                    })
+                    .collect();
                 let mut planned: Vec<InactivityMove> = still
                     .into_iter()
                     .map(|c| planned(&sweep, &current, &target, c))
-                    .collect();
-                let moves: Vec<Move> = planned
-                    .iter()
-                    .map(|p| Move {
-                        customer_id: p.customer_id.clone(),
-                        from: Some(p.from.clone()),
-                        to: p.to.clone(),
-                        active: true,
-                        groups: None,
-                    })
                     .collect();
                 let origins: Vec<Origin> = planned
                     .iter()
@@ -430,7 +435,7 @@ fn planned(
     sweep: &Sweep,
     current: &str,
     target: &AutomaticRule,
-    (customer_id, activity_time, last_contact): Candidate,
+    (customer_id, activity_time, last_contact, _owner): Candidate,
 ) -> InactivityMove {
     InactivityMove {
         customer_id,

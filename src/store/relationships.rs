@@ -56,11 +56,12 @@ async fn reassign_holders(
     now: i64,
 ) -> AppResult<u64> {
     let tenant = ctx.tenant.as_str();
-    let holders: Vec<(String, Option<i64>)> = in_tenant::<customer::Entity>(tenant)
+    let holders: Vec<(String, Option<i64>, String)> = in_tenant::<customer::Entity>(tenant)
         .filter(customer::Column::RelationshipId.eq(from))
         .select_only()
         .column(customer::Column::Id)
         .column(customer::Column::DeleteTime)
+        .column(customer::Column::OwnerId)
         .into_tuple()
         .all(tx)
         .await?;
@@ -79,11 +80,12 @@ async fn reassign_holders(
     };
     let moves: Vec<Move> = holders
         .into_iter()
-        .map(|(customer_id, delete_time)| Move {
+        .map(|(customer_id, delete_time, owner)| Move {
             customer_id,
             from: Some(from.to_owned()),
             to: to.to_owned(),
             active: delete_time.is_none(),
+            owner,
             groups: None,
         })
         .collect();

@@ -17,8 +17,9 @@ use std::{
 
 use crm_classify::pb::{
     BatchChangeRelationshipRequest, ChangeRelationshipRequest, Customer, DeleteRelationshipRequest,
-    RelationshipChange, RelationshipChangeCause, WatchRelationshipChangesRequest,
-    WatchRelationshipChangesResponse, watch_relationship_changes_response::Event,
+    RelationshipChange, RelationshipChangeCause, RemoveCustomersFromGroupRequest,
+    WatchRelationshipChangesRequest, WatchRelationshipChangesResponse,
+    watch_relationship_changes_response::Event,
 };
 use tokio::{
     sync::oneshot,
@@ -727,6 +728,58 @@ async fn filters_pick_exactly_the_matching_changes(app: &TestApp) {
 
 // 5. Heartbeats.
 
+/// Group and owner filters judge the customer as it was when the change was
+/// made: a replay after the customer left a group and changed hands still
+/// matches its old group and owner, not its new ones.
+async fn filters_judge_the_customer_as_it_was_at_the_change(app: &TestApp) {
+    let rels = relationships(&mut app.relationships()).await;
+    let group = new_group(app, "Nhóm cũ").await.id;
+    let mut customers = app.customers();
+    let customer = Customer {
+        owner_id: "ann".into(),
+        group_ids: vec![group.clone()],
+        ..named("Chuyển nhóm")
+    };
+    let (customer, _) = create_for(&mut customers, customer, "").await; // 1
+    let while_in = change_for(&mut customers, &customer.id, &rel(&rels, "HOT"), "").await; // 2
+    customers
+        .remove_customers_from_group(RemoveCustomersFromGroupRequest {
+            group_id: group.clone(),
+            customer_ids: vec![customer.id.clone()],
+        })
+        .await
+        .expect("remove from group");
+    customers
+        .update_customer(update_request(
+            Customer {
+                id: customer.id.clone(),
+                owner_id: "bob".into(),
+                ..Default::default()
+            },
+            &["owner_id"],
+        ))
+        .await
+        .expect("hand over");
+    let after_leaving = change_for(&mut customers, &customer.id, &rel(&rels, "LOST"), "").await; // 3
+    assert_eq!((while_in.sequence, after_leaving.sequence), (2, 3));
+
+    let replay = |filter: WatchRelationshipChangesRequest| async move {
+        let mut events = watch(app, filter).await;
+        sequences(&changes_through(&mut events, 3).await)
+    };
+    let in_group = WatchRelationshipChangesRequest {
+        group_ids: vec![group.clone()],
+        ..after(1)
+    };
+    assert_eq!(replay(in_group).await, [2]);
+    let owned_by = |owner: &str| WatchRelationshipChangesRequest {
+        owner_ids: strings(&[owner]),
+        ..after(1)
+    };
+    assert_eq!(replay(owned_by("ann")).await, [2]);
+    assert_eq!(replay(owned_by("bob")).await, [3]);
+}
+
 async fn heartbeats_report_the_latest_sequence(app: &TestApp) {
     // A tenant without changes: a heartbeat of 0.
     let mut empty = watch_of(app, &new_tenant(), after(0)).await;
@@ -1303,6 +1356,10 @@ on_both_databases! {
 
     async fn filters_stream_exactly_the_matching_changes(app: TestApp, heartbeat = HEARTBEAT) {
         filters_pick_exactly_the_matching_changes(&app).await;
+    }
+
+    async fn filters_match_groups_and_owner_at_the_time_of_the_change(app: TestApp, heartbeat = HEARTBEAT) {
+        filters_judge_the_customer_as_it_was_at_the_change(&app).await;
     }
 
     async fn idle_and_filtered_streams_get_heartbeats_of_the_latest_sequence(app: TestApp, heartbeat = HEARTBEAT) {

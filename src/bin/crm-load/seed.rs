@@ -176,7 +176,9 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
                 };
                 let contacted = last_contact(&mut rng, created, now, idle_chance);
                 let id = ids::new_id();
-                for group in pick_groups(&mut rng, &groups) {
+                let joined = pick_groups(&mut rng, &groups);
+                let group_ids = joined.join(",");
+                for group in joined {
                     *group_counts
                         .entry((group.clone(), relationship_id.clone()))
                         .or_default() += 1;
@@ -200,6 +202,8 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
                     actor_id: Set(String::new()),
                     reason: Set("seeded by crm-load".to_owned()),
                     change_time: Set(created),
+                    owner_id: Set(profile.owner_id.clone()),
+                    group_ids: Set(group_ids),
                 });
                 rows.push(customer::ActiveModel {
                     id: Set(id),
