@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_catalogs;
 mod m20261123_000002_customers;
 mod m20261123_000003_inactivity_and_retention;
+mod m20261123_000004_change_filters;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_catalogs::Migration),
             Box::new(m20261123_000002_customers::Migration),
             Box::new(m20261123_000003_inactivity_and_retention::Migration),
+            Box::new(m20261123_000004_change_filters::Migration),
         ]
     }
 }

@@ -1,4 +1,4 @@
-//! The inactivity sweep, the change stream's retention and filters.
+//! The inactivity sweep and the change stream's retention.
 //!
 //! - `customers_active_by_relationship_activity` lets the sweep read, for
 //!   each relationship customers hold, only those idle long enough to move:
@@ -8,11 +8,6 @@
 //! - `change_counters.trimmed_through`: the changes up to this sequence are
 //!   past `--change-retention` and no longer replayable. The rows stay, as
 //!   the customers' relationship history (`ListRelationshipHistory`).
-//! - `relationship_changes.owner_id` and `.group_ids`: the customer's owner
-//!   and groups (comma-separated ids) when the change was made, which the
-//!   stream's `owner_ids` and `group_ids` filters match. Changes recorded
-//!   before this migration have none and pass only unfiltered watches on
-//!   those fields.
 
 use sea_orm_migration::prelude::*;
 
@@ -26,13 +21,9 @@ const UP: &[&str] = &[
         ON customers (tenant_id, relationship_id, activity_time, id)
         WHERE delete_time IS NULL",
     "ALTER TABLE change_counters ADD COLUMN trimmed_through BIGINT NOT NULL DEFAULT 0",
-    "ALTER TABLE relationship_changes ADD COLUMN owner_id TEXT NOT NULL DEFAULT ''",
-    "ALTER TABLE relationship_changes ADD COLUMN group_ids TEXT NOT NULL DEFAULT ''",
 ];
 
 const DOWN: &[&str] = &[
-    "ALTER TABLE relationship_changes DROP COLUMN group_ids",
-    "ALTER TABLE relationship_changes DROP COLUMN owner_id",
     "ALTER TABLE change_counters DROP COLUMN trimmed_through",
     "DROP INDEX customers_active_by_relationship_activity",
 ];

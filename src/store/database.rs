@@ -89,12 +89,9 @@ async fn connect_with(url: &str, role: Role) -> AppResult<DatabaseConnection> {
                 // Checkpoints happen in the background instead (see
                 // `checkpoint_regularly`): a commit that also copied the
                 // log into the database would hold every other writer up.
-                // After a burst the log file is cut back to 64 MB when it
-                // starts over.
                 Role::Writer => opts
                     .pragma("cache_size", WRITER_CACHE_KIB)
-                    .pragma("wal_autocheckpoint", "0")
-                    .pragma("journal_size_limit", "67108864"),
+                    .pragma("wal_autocheckpoint", "0"),
                 Role::Pool => opts,
             }
         });
