@@ -257,6 +257,8 @@ impl Store {
         Ok(report)
     }
 
+    /// Applies one band of the rule to the customers holding `current`,
+    /// adding what it moved (would move) to `report`.
     async fn apply_band(
         &self,
         sweep: &Sweep,
