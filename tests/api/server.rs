@@ -344,3 +344,33 @@ fn the_migrate_command_creates_the_schema_and_exits() {
         .expect("run migrate");
     assert!(!status.success(), "an unreachable database is a failure");
 }
+
+/// Intervals of zero would spin: the server refuses to start with them and
+/// names the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_intervals_are_refused_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = || {
+        let mut config = crm_classify::config::Config::from_defaults();
+        config.listen = "127.0.0.1:0".parse().expect("address");
+        config.database_url = format!("sqlite://{}", dir.path().join("crm.db").display());
+        config
+    };
+    let mut no_heartbeat = base();
+    no_heartbeat.heartbeat_interval = Duration::ZERO;
+    let mut no_sweep = base();
+    no_sweep.sweep_interval = Duration::ZERO;
+    for (config, flag) in [
+        (no_heartbeat, "--heartbeat-interval"),
+        (no_sweep, "--sweep-interval"),
+    ] {
+        match crm_classify::app::Application::build(config).await {
+            Ok(_) => panic!("started with {flag} 0"),
+            Err(err) => assert!(err.to_string().contains(flag), "{err}"),
+        }
+    }
+    assert!(
+        crm_classify::app::Application::build(base()).await.is_ok(),
+        "the defaults start"
+    );
+}
