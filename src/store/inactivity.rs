@@ -36,9 +36,11 @@ use crate::{
     error::AppResult,
 };
 
-/// Customers moved per transaction.
+/// Customers moved per transaction. Another write waits for at most about
+/// one batch: 500 kept other writes' p99 during a large sweep at 67–135 ms
+/// on SQLite, 250 at 41–49 ms with the sweep no slower (`crm-load sweep`).
 #[cfg(not(test))]
-pub const BATCH: usize = 500;
+pub const BATCH: usize = 250;
 /// Candidates read per statement.
 #[cfg(not(test))]
 const READ: u64 = 2_000;
@@ -286,9 +288,7 @@ impl Store {
                 }
             }
             round.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            let (parallel, batch_size) = self.sweep_pace();
-            let batches: Vec<Vec<Candidate>> =
-                round.chunks(batch_size).map(<[_]>::to_vec).collect();
+            let batches: Vec<Vec<Candidate>> = round.chunks(BATCH).map(<[_]>::to_vec).collect();
             let moved: Vec<Vec<InactivityMove>> = if sweep.dry_run {
                 batches
                     .into_iter()
@@ -302,7 +302,7 @@ impl Store {
             } else {
                 stream::iter(batches)
                     .map(|batch| self.move_batch(sweep, current, band, batch))
-                    .buffered(parallel)
+                    .buffered(self.sweep_parallelism())
                     .try_collect()
                     .await?
             };
@@ -317,20 +317,18 @@ impl Store {
         }
     }
 
-    /// How many batches are moved at once, and how many customers each.
+    /// How many batches are moved at once.
     ///
-    /// SQLite has one writer anyway: one batch of [`BATCH`] at a time. On
-    /// PostgreSQL batches (of different customers) update their rows side
-    /// by side and take turns only on the shared counters at the end, but
-    /// another write that needs one of those counters waits for a whole
-    /// batch. Measured with `crm-load sweep` (2 cores): one batch of 500 at
-    /// a time 24 s; two at once 18–21 s with other writes' p99 at 78–101
-    /// ms; two of 250 at once the same speed with that p99 at 66–70 ms;
-    /// three or four no faster.
-    fn sweep_pace(&self) -> (usize, usize) {
+    /// SQLite has one writer anyway. On PostgreSQL batches (of different
+    /// customers) update their rows side by side and take turns only on the
+    /// shared counters at the end. Measured with `crm-load sweep` (2
+    /// cores): one batch of 500 at a time 24 s; two at once 18–21 s; two of
+    /// 250 at once as fast, with other writes' p99 at 66–89 ms instead of
+    /// 78–101 ms; three or four no faster.
+    fn sweep_parallelism(&self) -> usize {
         match self.db().get_database_backend() {
-            DatabaseBackend::Postgres => (2, BATCH.div_ceil(2)),
-            _ => (1, BATCH),
+            DatabaseBackend::Postgres => 2,
+            _ => 1,
         }
     }
 
