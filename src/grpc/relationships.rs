@@ -106,14 +106,14 @@ fn inactivity_sweep(
     let mut checks = Checks::default();
     let as_of = match &request.as_of {
         None => now,
-        Some(ts) => checks.take(micros("as_of", ts)),
+        Some(ts) => match micros("as_of", ts) {
+            Ok(as_of) if as_of != now && !request.dry_run => checks.take(Err(AppError::invalid(
+                "as_of",
+                "may be set only with dry_run; a real run judges inactivity as of now",
+            ))),
+            parsed => checks.take(parsed),
+        },
     };
-    if as_of > now && !request.dry_run {
-        checks.take::<()>(Err(AppError::invalid(
-            "as_of",
-            "may be in the future only with dry_run",
-        )));
-    }
     let list = match request.page_size {
         n if n < 0 => checks.take(Err(AppError::invalid("page_size", "may not be negative"))),
         0 => DEFAULT_LISTED_MOVES,

@@ -17,6 +17,8 @@
 //! the other sweep's transaction and then re-checks its conditions against
 //! the committed row.)
 
+use std::collections::HashSet;
+
 use futures::{StreamExt, TryStreamExt, stream};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
@@ -221,15 +223,19 @@ async fn candidates(
 ) -> AppResult<Vec<Candidate>> {
     let mut query = in_band(tenant, current, band);
     if let Some((activity, id)) = from {
-        query = query.filter(
-            Condition::any()
-                .add(customer::Column::ActivityTime.gt(*activity))
-                .add(
-                    Condition::all()
-                        .add(customer::Column::ActivityTime.eq(*activity))
-                        .add(customer::Column::Id.gt(id.clone())),
-                ),
-        );
+        // The first condition starts the index range; the second skips
+        // the customers of that activity time already read.
+        query = query
+            .filter(customer::Column::ActivityTime.gte(*activity))
+            .filter(
+                Condition::any()
+                    .add(customer::Column::ActivityTime.gt(*activity))
+                    .add(
+                        Condition::all()
+                            .add(customer::Column::ActivityTime.eq(*activity))
+                            .add(customer::Column::Id.gt(id.clone())),
+                    ),
+            );
     }
     Ok(query
         .order_by_asc(customer::Column::ActivityTime)
@@ -248,7 +254,11 @@ async fn candidates(
 impl Store {
     /// Applies the inactivity rule to one tenant's customers.
     pub async fn apply_inactivity_rules(&self, sweep: &Sweep) -> AppResult<InactivityReport> {
-        let (rules, relationships) = rules_of(self.db(), &sweep.tenant).await?;
+        let (rules, mut relationships) = rules_of(self.db(), &sweep.tenant).await?;
+        // Holders of automatic relationships first: a customer this run
+        // moves into one is then not looked at again until the next run
+        // (so it moves once per run, as a dry run reports).
+        relationships.sort_by_key(|r| rules.rule_of(&r.id).is_none());
         let mut report = InactivityReport::default();
         for current in &relationships {
             for band in rules.bands(&current.id, sweep.as_of) {
@@ -358,6 +368,22 @@ impl Store {
                     upto: band_upto,
                     target: &target,
                 };
+                // The target must still be the rule the band came from: a
+                // relationship deleted or changed since the sweep read the
+                // rules takes nobody.
+                let live = in_tenant::<relationship::Entity>(&sweep.tenant)
+                    .filter(relationship::Column::Id.eq(&target.relationship_id))
+                    .lock_shared()
+                    .one(tx)
+                    .await?;
+                let unchanged = live.is_some_and(|r| {
+                    r.delete_time.is_none()
+                        && r.inactivity_days == target.inactivity_days
+                        && r.exempt_ids().into_iter().collect::<HashSet<_>>() == target.exempt_ids
+                });
+                if !unchanged {
+                    return Ok(Vec::new());
+                }
                 // Locked and re-checked: only those still in the band move.
                 let still: Vec<Candidate> = in_band(&sweep.tenant, &current, &band)
                     .filter(customer::Column::Id.is_in(ids))

@@ -329,6 +329,16 @@ async fn bad_requests_are_refused(app: &TestApp) {
         Code::InvalidArgument,
     );
     assert_eq!(violated_fields(&status), ["as_of"]);
+    // Nor may a real run look back: it would move customers by old inactivity.
+    let past = ApplyInactivityRulesRequest {
+        as_of: Some(ts(app.clock.now() - days(60))),
+        ..run()
+    };
+    let status = expect_code(
+        client.apply_inactivity_rules(past).await,
+        Code::InvalidArgument,
+    );
+    assert_eq!(violated_fields(&status), ["as_of"]);
     // A preview of the future is fine.
     client
         .apply_inactivity_rules(ApplyInactivityRulesRequest {
