@@ -193,7 +193,8 @@ mod tests {
         assert_eq!(target("df", 89), None);
         assert_eq!(target("df", 90).as_deref(), Some("dormant"));
         assert_eq!(target("dormant", 200), None);
-        // Exempt from the 90-day one only: it stops at 30.
+        // Exempt from the 90-day one only: the 30-day one takes it (a later
+        // run judges it again from there).
         assert_eq!(target("closed", 200).as_deref(), Some("df"));
         // Contacted while dormant (and not restored): idle again at 30.
         assert_eq!(target("dormant", 30).as_deref(), Some("df"));
