@@ -106,16 +106,22 @@ struct Payload {
     k: Cursor,
 }
 
+/// A request's `page_size`: `default` for 0, at most `max`; negative is
+/// INVALID_ARGUMENT.
+pub fn page_size_of(page_size: i32, default: u64, max: u64) -> AppResult<u64> {
+    match page_size {
+        n if n < 0 => Err(AppError::invalid("page_size", "may not be negative")),
+        0 => Ok(default),
+        n => Ok((n as u64).min(max)),
+    }
+}
+
 impl PageRequest {
     /// Validates `page_size` and `page_token`. `filters` fingerprints every
     /// filter of the request (see [`fingerprint`]), so a token only works with
     /// the filters it was issued for.
     pub fn parse(page_size: i32, page_token: &str, filters: String) -> AppResult<Self> {
-        let size = match page_size {
-            n if n < 0 => return Err(AppError::invalid("page_size", "may not be negative")),
-            0 => DEFAULT_PAGE_SIZE,
-            n => (n as u64).min(MAX_PAGE_SIZE),
-        };
+        let size = page_size_of(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let after = if page_token.is_empty() {
             None
         } else {

@@ -15,7 +15,7 @@ use crate::{
     changes::watch::{self, Event, Filter, Watch},
     domain::{
         ids,
-        paging::DeletedFilter,
+        paging::{DeletedFilter, page_size_of},
         tenant::{RequestContext, TenantId},
     },
     entity::relationship,
@@ -92,9 +92,9 @@ fn watch_filter(request: &pb::WatchRelationshipChangesRequest) -> AppResult<Filt
 }
 
 /// Most moves an ApplyInactivityRules response lists.
-const MAX_LISTED_MOVES: usize = 10_000;
+const MAX_LISTED_MOVES: u64 = 10_000;
 /// Moves listed when the request does not say.
-const DEFAULT_LISTED_MOVES: usize = 100;
+const DEFAULT_LISTED_MOVES: u64 = 100;
 
 /// The application of the inactivity rule a request asks for, judged at
 /// `now` unless it names another time.
@@ -114,11 +114,11 @@ fn inactivity_sweep(
             parsed => checks.take(parsed),
         },
     };
-    let list = match request.page_size {
-        n if n < 0 => checks.take(Err(AppError::invalid("page_size", "may not be negative"))),
-        0 => DEFAULT_LISTED_MOVES,
-        n => (n as usize).min(MAX_LISTED_MOVES),
-    };
+    let list = checks.take(page_size_of(
+        request.page_size,
+        DEFAULT_LISTED_MOVES,
+        MAX_LISTED_MOVES,
+    )) as usize;
     checks.finish()?;
     Ok(Sweep {
         tenant: ctx.tenant.as_str().to_owned(),

@@ -214,6 +214,19 @@ fn in_band(tenant: &str, current: &str, band: &Band<'_>) -> sea_orm::Select<cust
     query
 }
 
+/// The columns of a [`Candidate`].
+fn as_candidates(
+    query: sea_orm::Select<customer::Entity>,
+) -> sea_orm::Selector<sea_orm::SelectGetableTuple<Candidate>> {
+    query
+        .select_only()
+        .column(customer::Column::Id)
+        .column(customer::Column::ActivityTime)
+        .column(customer::Column::LastContactTime)
+        .column(customer::Column::OwnerId)
+        .into_tuple()
+}
+
 async fn candidates(
     db: &impl ConnectionTrait,
     tenant: &str,
@@ -237,18 +250,11 @@ async fn candidates(
                     ),
             );
     }
-    Ok(query
+    let query = query
         .order_by_asc(customer::Column::ActivityTime)
         .order_by_asc(customer::Column::Id)
-        .limit(READ)
-        .select_only()
-        .column(customer::Column::Id)
-        .column(customer::Column::ActivityTime)
-        .column(customer::Column::LastContactTime)
-        .column(customer::Column::OwnerId)
-        .into_tuple()
-        .all(db)
-        .await?)
+        .limit(READ);
+    Ok(as_candidates(query).all(db).await?)
 }
 
 impl Store {
@@ -385,18 +391,11 @@ impl Store {
                     return Ok(Vec::new());
                 }
                 // Locked and re-checked: only those still in the band move.
-                let still: Vec<Candidate> = in_band(&sweep.tenant, &current, &band)
+                let still = in_band(&sweep.tenant, &current, &band)
                     .filter(customer::Column::Id.is_in(ids))
                     .order_by_asc(customer::Column::Id)
-                    .lock_exclusive()
-                    .select_only()
-                    .column(customer::Column::Id)
-                    .column(customer::Column::ActivityTime)
-                    .column(customer::Column::LastContactTime)
-                    .column(customer::Column::OwnerId)
-                    .into_tuple()
-                    .all(tx)
-                    .await?;
+                    .lock_exclusive();
+                let still: Vec<Candidate> = as_candidates(still).all(tx).await?;
                 let moves: Vec<Move> = still
                     .iter()
                     .map(|(id, _, _, owner)| Move {

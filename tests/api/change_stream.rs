@@ -25,12 +25,12 @@ use tokio::{
     sync::oneshot,
     time::{Instant, timeout, timeout_at},
 };
-use tonic::{Code, Status, Streaming, codegen::http::uri::PathAndQuery};
+use tonic::{Code, Status, codegen::http::uri::PathAndQuery};
 use tonic_prost::ProstCodec;
 
 use crate::fixtures::{
-    Customers, create_request_with, history, named, new_group, rel, relationships, unknown_id,
-    update_request,
+    Customers, Events, create_request_with, history, named, new_group, next_event_by, read_through,
+    rel, relationships, sequences, unknown_id, update_request,
 };
 use crate::helpers::{
     Backend, TestApp, at_most, concurrently, new_tenant, postgres_database_url, violated_fields,
@@ -41,9 +41,6 @@ use crate::on_both_databases;
 const HEARTBEAT: Duration = Duration::from_millis(200);
 /// The longest any single wait may take.
 const WAIT: Duration = Duration::from_secs(5);
-
-/// An open change stream.
-type Events = Streaming<WatchRelationshipChangesResponse>;
 
 /// A request resuming after `sequence`, without filters.
 fn after(sequence: i64) -> WatchRelationshipChangesRequest {
@@ -105,17 +102,6 @@ async fn watch_error(
     }
 }
 
-/// The next event before `deadline`; fails the test if the stream errs,
-/// ends or stays silent.
-async fn next_event_by(events: &mut Events, deadline: Instant) -> Event {
-    match timeout_at(deadline, events.message()).await {
-        Err(_) => panic!("no event in time"),
-        Ok(Err(status)) => panic!("the stream failed: {status:?}"),
-        Ok(Ok(None)) => panic!("the stream ended"),
-        Ok(Ok(Some(response))) => response.event.expect("an event is set"),
-    }
-}
-
 /// The next event, within [`WAIT`].
 async fn next_event(events: &mut Events) -> Event {
     next_event_by(events, Instant::now() + WAIT).await
@@ -142,51 +128,15 @@ async fn next_heartbeat(events: &mut Events) -> i64 {
 /// Every change the stream sends until a heartbeat reports that everything
 /// up to `latest` (the tenant's latest change) has been considered.
 async fn changes_through(events: &mut Events, latest: i64) -> Vec<RelationshipChange> {
-    let deadline = Instant::now() + WAIT;
-    let mut changes: Vec<RelationshipChange> = Vec::new();
-    loop {
-        let event = match timeout_at(deadline, events.message()).await {
-            Err(_) => panic!(
-                "no heartbeat reporting sequence {latest} within {WAIT:?}; changes received: {:?}",
-                sequences(&changes)
-            ),
-            Ok(Err(status)) => panic!(
-                "the stream failed after changes {:?}: {status:?}",
-                sequences(&changes)
-            ),
-            Ok(Ok(None)) => panic!("the stream ended after changes {:?}", sequences(&changes)),
-            Ok(Ok(Some(response))) => response.event.expect("an event is set"),
-        };
-        match event {
-            Event::Change(change) => {
-                assert!(
-                    change.sequence <= latest,
-                    "change {} is beyond the latest change ({latest}): {change:?}",
-                    change.sequence
-                );
-                changes.push(change);
-            }
-            Event::Heartbeat(heartbeat) => {
-                let sent = changes.last().map_or(0, |c| c.sequence);
-                assert!(
-                    heartbeat.latest_sequence >= sent,
-                    "a heartbeat ({}) behind a change already sent ({sent})",
-                    heartbeat.latest_sequence
-                );
-                if heartbeat.latest_sequence >= latest {
-                    assert_eq!(
-                        heartbeat.latest_sequence, latest,
-                        "a heartbeat beyond the latest change"
-                    );
-                    return changes;
-                }
-            }
-        }
+    let (changes, reported) = read_through(events, latest, Instant::now() + WAIT).await;
+    assert_eq!(reported, latest, "a heartbeat beyond the latest change");
+    if let Some(beyond) = changes.iter().find(|c| c.sequence > latest) {
+        panic!(
+            "change {} is beyond the latest change ({latest}): {beyond:?}",
+            beyond.sequence
+        );
     }
-}
-
-fn sequences(changes: &[RelationshipChange]) -> Vec<i64> {
-    changes.iter().map(|c| c.sequence).collect()
+    changes
 }
 
 /// Moves a customer; the call must succeed and record a change.

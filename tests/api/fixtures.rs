@@ -2,6 +2,7 @@
 //! and one-call helpers that create, read and count through the API. The
 //! server harness (starting servers, handing out clients) is in `helpers`.
 
+use crm_classify::pb::watch_relationship_changes_response::Event;
 use crm_classify::pb::{
     ChangeRelationshipRequest, ChangeRelationshipResponse, CountCustomersByRelationshipRequest,
     CountCustomersByRelationshipResponse, CreateCustomerRequest, CreateGroupRequest,
@@ -339,4 +340,64 @@ pub async fn source_count(app: &TestApp, id: &str) -> i64 {
         .source
         .expect("source")
         .customer_count
+}
+
+// The change stream.
+
+/// An open change stream.
+pub type Events = tonic::Streaming<crm_classify::pb::WatchRelationshipChangesResponse>;
+
+/// The sequences of `changes`, in order.
+pub fn sequences(changes: &[RelationshipChange]) -> Vec<i64> {
+    changes.iter().map(|c| c.sequence).collect()
+}
+
+/// The next event before `deadline`; fails the test if the stream errs,
+/// ends or stays silent.
+pub async fn next_event_by(events: &mut Events, deadline: tokio::time::Instant) -> Event {
+    match tokio::time::timeout_at(deadline, events.message()).await {
+        Err(_) => panic!("no event in time"),
+        Ok(Err(status)) => panic!("the stream failed: {status:?}"),
+        Ok(Ok(None)) => panic!("the stream ended"),
+        Ok(Ok(Some(response))) => response.event.expect("an event is set"),
+    }
+}
+
+/// Every change the stream sends until a heartbeat reports at least
+/// `at_least`, before `deadline`; returns them and that heartbeat's
+/// `latest_sequence`. A heartbeat never lags a change already sent.
+pub async fn read_through(
+    events: &mut Events,
+    at_least: i64,
+    deadline: tokio::time::Instant,
+) -> (Vec<RelationshipChange>, i64) {
+    let mut changes: Vec<RelationshipChange> = Vec::new();
+    loop {
+        let event = match tokio::time::timeout_at(deadline, events.message()).await {
+            Err(_) => panic!(
+                "no heartbeat reporting sequence {at_least} in time; changes received: {:?}",
+                sequences(&changes)
+            ),
+            Ok(Err(status)) => panic!(
+                "the stream failed after changes {:?}: {status:?}",
+                sequences(&changes)
+            ),
+            Ok(Ok(None)) => panic!("the stream ended after changes {:?}", sequences(&changes)),
+            Ok(Ok(Some(response))) => response.event.expect("an event is set"),
+        };
+        match event {
+            Event::Change(change) => changes.push(change),
+            Event::Heartbeat(heartbeat) => {
+                let sent = changes.last().map_or(0, |c| c.sequence);
+                assert!(
+                    heartbeat.latest_sequence >= sent,
+                    "a heartbeat ({}) behind a change already sent ({sent})",
+                    heartbeat.latest_sequence
+                );
+                if heartbeat.latest_sequence >= at_least {
+                    return (changes, heartbeat.latest_sequence);
+                }
+            }
+        }
+    }
 }

@@ -47,6 +47,16 @@ pub struct Headers {
     actor: Option<String>,
 }
 
+impl Headers {
+    /// Headers naming `tenant`, without an actor.
+    pub fn tenant(tenant: &str) -> Self {
+        Self {
+            tenant: tenant.to_owned(),
+            actor: None,
+        }
+    }
+}
+
 impl Interceptor for Headers {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let tenant = MetadataValue::try_from(self.tenant.as_str())
@@ -202,10 +212,7 @@ impl TestApp {
     }
 
     fn headers(&self, tenant: &str) -> Headers {
-        Headers {
-            tenant: tenant.to_owned(),
-            actor: None,
-        }
+        Headers::tenant(tenant)
     }
 
     pub fn groups(&self) -> GroupServiceClient<Svc> {

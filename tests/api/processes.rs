@@ -23,25 +23,23 @@ use std::{
 };
 
 use crm_classify::pb::{
-    ChangeRelationshipRequest, CreateCustomerRequest, Customer, GetCustomerRequest,
-    ListRelationshipHistoryRequest, ListRelationshipsRequest, Relationship, RelationshipChange,
-    WatchRelationshipChangesRequest, WatchRelationshipChangesResponse,
+    CreateCustomerRequest, Customer, GetCustomerRequest, ListRelationshipHistoryRequest,
+    RelationshipChange, WatchRelationshipChangesRequest,
     customer_service_client::CustomerServiceClient,
     relationship_service_client::RelationshipServiceClient,
     watch_relationship_changes_response::Event,
 };
 use tokio::{
     sync::oneshot,
-    time::{Instant, timeout, timeout_at},
+    time::{Instant, timeout},
 };
-use tonic::{
-    Request, Status, Streaming,
-    metadata::{Ascii, MetadataValue},
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
-};
+use tonic::{Status, transport::Channel};
 
-use crate::helpers::{new_tenant, postgres_database_url};
+use crate::fixtures::{
+    Customers, Events, Relationships, change_request, next_event_by, read_through, rel,
+    relationships, sequences,
+};
+use crate::helpers::{Headers, new_tenant, postgres_database_url};
 
 /// The heartbeat interval of this file's servers: an idle stream reports
 /// how far it has got this often.
@@ -141,7 +139,7 @@ impl Server {
         .await
         .expect("connecting timed out")
         .unwrap_or_else(|e| panic!("connect to {}: {e}", self.addr));
-        let tenant = TenantHeader(MetadataValue::try_from(tenant).expect("tenant header"));
+        let tenant = Headers::tenant(tenant);
         (
             CustomerServiceClient::with_interceptor(channel.clone(), tenant.clone()),
             RelationshipServiceClient::with_interceptor(channel, tenant),
@@ -198,47 +196,11 @@ fn listening_address(line: &str) -> Option<SocketAddr> {
 
 // Clients.
 
-/// Adds `x-tenant-id` to every call.
-#[derive(Clone)]
-struct TenantHeader(MetadataValue<Ascii>);
-
-impl Interceptor for TenantHeader {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert("x-tenant-id", self.0.clone());
-        Ok(request)
-    }
-}
-
-type Svc = InterceptedService<Channel, TenantHeader>;
-type Customers = CustomerServiceClient<Svc>;
-type Relationships = RelationshipServiceClient<Svc>;
-type Events = Streaming<WatchRelationshipChangesResponse>;
-
 /// Awaits a call that must answer within [`WAIT`].
 async fn within<T>(what: &str, call: impl Future<Output = T>) -> T {
     timeout(WAIT, call)
         .await
         .unwrap_or_else(|_| panic!("{what}: no answer within {WAIT:?}"))
-}
-
-/// The tenant's relationships (seeded on first use).
-async fn relationships(client: &mut Relationships) -> Vec<Relationship> {
-    within(
-        "list relationships",
-        client.list_relationships(ListRelationshipsRequest::default()),
-    )
-    .await
-    .expect("list relationships")
-    .into_inner()
-    .relationships
-}
-
-fn rel(list: &[Relationship], code: &str) -> String {
-    list.iter()
-        .find(|r| r.code == code)
-        .unwrap_or_else(|| panic!("no relationship {code} in {list:?}"))
-        .id
-        .clone()
 }
 
 /// Creates a customer named `name`; returns it and its CREATED change.
@@ -271,15 +233,6 @@ async fn create(client: &mut Customers, name: &str) -> (Customer, RelationshipCh
     .changes;
     assert_eq!(history.len(), 1, "a new customer's history: {history:?}");
     (customer, history[0].clone())
-}
-
-fn change_request(customer_id: &str, relationship_id: &str) -> ChangeRelationshipRequest {
-    ChangeRelationshipRequest {
-        customer_id: customer_id.to_owned(),
-        relationship_id: relationship_id.to_owned(),
-        reason: String::new(),
-        etag: String::new(),
-    }
 }
 
 /// Moves a customer to another relationship; returns the recorded change.
@@ -327,59 +280,12 @@ async fn watch(client: &mut Relationships, after_sequence: i64) -> Events {
         .into_inner()
 }
 
-/// The next event before `deadline`; fails the test if the stream errs,
-/// ends or stays silent.
-async fn next_event(events: &mut Events, deadline: Instant) -> Event {
-    match timeout_at(deadline, events.message()).await {
-        Err(_) => panic!("no event in time"),
-        Ok(Err(status)) => panic!("the stream failed: {status:?}"),
-        Ok(Ok(None)) => panic!("the stream ended"),
-        Ok(Ok(Some(response))) => response.event.expect("an event is set"),
-    }
-}
-
 /// The next event, which must be a heartbeat: its `latest_sequence`.
 async fn heartbeat(events: &mut Events) -> i64 {
-    match next_event(events, Instant::now() + WAIT).await {
+    match next_event_by(events, Instant::now() + WAIT).await {
         Event::Heartbeat(heartbeat) => heartbeat.latest_sequence,
         Event::Change(change) => panic!("expected a heartbeat, got change {change:?}"),
     }
-}
-
-/// Every change the stream sends until a heartbeat reports at least
-/// `at_least`, before `deadline`; returns them and that heartbeat's
-/// `latest_sequence`.
-async fn read_through(
-    events: &mut Events,
-    at_least: i64,
-    deadline: Instant,
-) -> (Vec<RelationshipChange>, i64) {
-    let mut changes: Vec<RelationshipChange> = Vec::new();
-    loop {
-        let event = match timeout_at(deadline, events.message()).await {
-            Err(_) => panic!(
-                "no heartbeat reporting sequence {at_least} in time; changes received: {:?}",
-                sequences(&changes)
-            ),
-            Ok(Err(status)) => panic!(
-                "the stream failed after changes {:?}: {status:?}",
-                sequences(&changes)
-            ),
-            Ok(Ok(None)) => panic!("the stream ended after changes {:?}", sequences(&changes)),
-            Ok(Ok(Some(response))) => response.event.expect("an event is set"),
-        };
-        match event {
-            Event::Change(change) => changes.push(change),
-            Event::Heartbeat(heartbeat) if heartbeat.latest_sequence >= at_least => {
-                return (changes, heartbeat.latest_sequence);
-            }
-            Event::Heartbeat(_) => {}
-        }
-    }
-}
-
-fn sequences(changes: &[RelationshipChange]) -> Vec<i64> {
-    changes.iter().map(|c| c.sequence).collect()
 }
 
 // 1. SIGKILL during writes.
