@@ -9,6 +9,7 @@ mod m20261123_000001_catalogs;
 mod m20261123_000002_customers;
 mod m20261123_000003_inactivity_and_retention;
 mod m20261123_000004_change_filters;
+mod m20261202_000005_fewer_relationship_indexes;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_customers::Migration),
             Box::new(m20261123_000003_inactivity_and_retention::Migration),
             Box::new(m20261123_000004_change_filters::Migration),
+            Box::new(m20261202_000005_fewer_relationship_indexes::Migration),
         ]
     }
 }

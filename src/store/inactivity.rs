@@ -1,23 +1,24 @@
 //! Applying the inactivity rule to stored customers: the background sweep
 //! and `ApplyInactivityRules`.
 //!
-//! For each relationship customers hold, the rule gives activity-time bands
-//! and the automatic relationship each band belongs in (see
-//! [`crate::domain::inactivity`]). The sweep reads each band's customers in
-//! activity order from an index, [`BATCH`] at a time, and moves each batch in
-//! a short transaction of its own, so other writes take turns with it
-//! instead of waiting for the whole sweep.
+//! A sweep reads the tenant's active customers whose activity is old enough
+//! for some rule, oldest activity first, from the index on activity time
+//! (one that does not hold the relationship, so moving a customer does not
+//! rewrite it), and asks the rule where each belongs (see
+//! [`crate::domain::inactivity`]). It gathers the ids of those that move
+//! and moves them in id order, [`BATCH`] at a time, each batch in a short
+//! transaction of its own, so other writes take turns with it instead of
+//! waiting for the whole sweep.
 //!
-//! Candidates are read outside the transaction; the transaction locks them
-//! and keeps only those still in the band (same relationship, same activity
-//! window, not deleted). So a customer contacted, moved or deleted meanwhile
-//! is left alone, and when two replicas sweep at once the second finds the
-//! customers the first moved no longer matching: each customer moves once,
-//! with one change on the stream. (On PostgreSQL the locking read waits for
-//! the other sweep's transaction and then re-checks its conditions against
-//! the committed row.)
+//! The transaction locks the batch's customers and judges them again from
+//! their rows as they are then: a customer contacted, moved or deleted
+//! meanwhile is judged from what it is now, and when two replicas sweep at
+//! once the second finds the customers the first moved already where they
+//! belong: each customer moves once, with one change on the stream. (On
+//! PostgreSQL the locking read waits for the other sweep's transaction and
+//! then reads the committed row.)
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use futures::{StreamExt, TryStreamExt, stream};
 use sea_orm::{
@@ -30,7 +31,7 @@ use crate::{
     changes::{self, Move, Origin},
     domain::{
         change::{Cause, Channel},
-        inactivity::{self, AutomaticRule, Band, InactivityRules},
+        inactivity::{self, AutomaticRule, InactivityRules},
         relationship::Kind,
         tenant::RequestContext,
     },
@@ -46,10 +47,14 @@ pub const BATCH: usize = 250;
 /// Candidates read per statement.
 #[cfg(not(test))]
 const READ: u64 = 2_000;
-/// Candidates read before moving them: at most this many are held in
-/// memory.
+/// Candidates (their ids) gathered before moving them, so that they are
+/// moved in id order: at most this many ids are held in memory (~13 MB).
+/// Ids follow creation, and so do the table rows and most index entries a
+/// move rewrites, so the fewer the rounds, the fewer pages each batch
+/// touches: moving 100,000 of 1,000,000 customers in rounds of 20,000 took
+/// about twice as long as in one round (see BENCHMARKS.md).
 #[cfg(not(test))]
-const ROUND: usize = 20_000;
+const ROUND: usize = 200_000;
 
 // Small sizes for the unit tests, so a few dozen customers take several
 // reads, rounds and batches, with partial ones at each level.
@@ -88,6 +93,18 @@ pub struct InactivityReport {
     pub moves: Vec<InactivityMove>,
 }
 
+impl InactivityReport {
+    /// Counts `moves`, listing them while fewer than `list` are listed.
+    fn add(&mut self, moves: impl IntoIterator<Item = InactivityMove>, list: usize) {
+        for m in moves {
+            self.count += 1;
+            if self.moves.len() < list {
+                self.moves.push(m);
+            }
+        }
+    }
+}
+
 /// How an application of the rule runs.
 #[derive(Debug, Clone)]
 pub struct Sweep {
@@ -102,10 +119,6 @@ pub struct Sweep {
     /// How many moves the report lists.
     pub list: usize,
 }
-
-/// A customer in a band, as read before its batch is moved: id, activity
-/// time, last contact, owner.
-type Candidate = (String, i64, Option<i64>, String);
 
 /// The tenant's automatic rules and every relationship its customers may
 /// hold.
@@ -201,17 +214,15 @@ pub async fn restore_on_contact(
     Ok(true)
 }
 
-/// The customers of `band` among those holding `current`, after `from`
-/// (activity time, id), at most `limit`, oldest activity first.
-fn in_band(tenant: &str, current: &str, band: &Band<'_>) -> sea_orm::Select<customer::Entity> {
-    let mut query = in_tenant::<customer::Entity>(tenant)
-        .filter(customer::Column::RelationshipId.eq(current))
+/// A customer that may be due: id, relationship, activity time, last
+/// contact, owner.
+type Candidate = (String, String, i64, Option<i64>, String);
+
+/// The tenant's active customers whose activity time is at most `upto`.
+fn idle_since(tenant: &str, upto: i64) -> sea_orm::Select<customer::Entity> {
+    in_tenant::<customer::Entity>(tenant)
         .filter(customer::Column::DeleteTime.is_null())
-        .filter(customer::Column::ActivityTime.lte(band.upto));
-    if let Some(after) = band.after {
-        query = query.filter(customer::Column::ActivityTime.gt(after));
-    }
-    query
+        .filter(customer::Column::ActivityTime.lte(upto))
 }
 
 /// The columns of a [`Candidate`].
@@ -221,20 +232,22 @@ fn as_candidates(
     query
         .select_only()
         .column(customer::Column::Id)
+        .column(customer::Column::RelationshipId)
         .column(customer::Column::ActivityTime)
         .column(customer::Column::LastContactTime)
         .column(customer::Column::OwnerId)
         .into_tuple()
 }
 
+/// The next [`READ`] customers idle since `upto`, after `from` (activity
+/// time, id), oldest activity first.
 async fn candidates(
     db: &impl ConnectionTrait,
     tenant: &str,
-    current: &str,
-    band: &Band<'_>,
+    upto: i64,
     from: Option<&(i64, String)>,
 ) -> AppResult<Vec<Candidate>> {
-    let mut query = in_band(tenant, current, band);
+    let mut query = idle_since(tenant, upto);
     if let Some((activity, id)) = from {
         // The first condition starts the index range; the second skips
         // the customers of that activity time already read.
@@ -259,76 +272,55 @@ async fn candidates(
 
 impl Store {
     /// Applies the inactivity rule to one tenant's customers.
+    ///
+    /// Each customer is read once per run (its activity time, the order of
+    /// the reading, does not change when it moves), so it moves at most
+    /// once per run, as a dry run reports.
     pub async fn apply_inactivity_rules(&self, sweep: &Sweep) -> AppResult<InactivityReport> {
-        let (rules, mut relationships) = rules_of(self.db(), &sweep.tenant).await?;
-        // Holders of automatic relationships first: a customer this run
-        // moves into one is then not looked at again until the next run
-        // (so it moves once per run, as a dry run reports).
-        relationships.sort_by_key(|r| rules.rule_of(&r.id).is_none());
+        let (rules, _) = rules_of(self.db(), &sweep.tenant).await?;
+        let rules = Arc::new(rules);
         let mut report = InactivityReport::default();
-        for current in &relationships {
-            for band in rules.bands(&current.id, sweep.as_of) {
-                self.apply_band(sweep, &current.id, &band, &mut report)
-                    .await?;
-            }
-        }
-        Ok(report)
-    }
-
-    /// Applies one band of the rule to the customers holding `current`,
-    /// adding what it moved (would move) to `report`.
-    async fn apply_band(
-        &self,
-        sweep: &Sweep,
-        current: &str,
-        band: &Band<'_>,
-        report: &mut InactivityReport,
-    ) -> AppResult<()> {
+        let Some(upto) = rules.latest_due(sweep.as_of) else {
+            return Ok(report);
+        };
         let mut from = None;
         loop {
-            // A round of candidates in activity order, moved in id order:
-            // ids follow creation, and so do the rows and most index entries
-            // a move rewrites, so each batch touches far fewer pages.
-            let mut round = Vec::new();
+            // A round of due customers read in activity order, moved in id
+            // order (see [`ROUND`]). A dry run lists them as read.
+            let mut round: Vec<String> = Vec::new();
             let mut exhausted = false;
             while round.len() < ROUND {
-                let read =
-                    candidates(self.db(), &sweep.tenant, current, band, from.as_ref()).await?;
-                if let Some((id, activity, ..)) = read.last() {
+                let read = candidates(self.db(), &sweep.tenant, upto, from.as_ref()).await?;
+                if let Some((id, _, activity, ..)) = read.last() {
                     from = Some((*activity, id.clone()));
                 }
                 exhausted = (read.len() as u64) < READ;
-                round.extend(read);
+                for candidate in read {
+                    let Some(target) = rules.target(&candidate.1, candidate.2, sweep.as_of) else {
+                        continue;
+                    };
+                    if sweep.dry_run {
+                        report.add([planned(sweep, target, candidate)], sweep.list);
+                    } else {
+                        round.push(candidate.0);
+                    }
+                }
                 if exhausted {
                     break;
                 }
             }
-            round.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            let batches: Vec<Vec<Candidate>> = round.chunks(BATCH).map(<[_]>::to_vec).collect();
-            let moved: Vec<Vec<InactivityMove>> = if sweep.dry_run {
-                batches
-                    .into_iter()
-                    .map(|batch| {
-                        batch
-                            .into_iter()
-                            .map(|c| planned(sweep, current, band.target, c))
-                            .collect()
-                    })
-                    .collect()
-            } else {
-                stream::iter(batches)
-                    .map(|batch| self.move_batch(sweep, current, band, batch))
-                    .buffered(self.sweep_parallelism())
-                    .try_collect()
-                    .await?
-            };
+            round.sort_unstable();
+            let batches: Vec<Vec<String>> = round.chunks(BATCH).map(<[_]>::to_vec).collect();
+            let moved: Vec<Vec<InactivityMove>> = stream::iter(batches)
+                .map(|batch| self.move_batch(sweep, &rules, batch))
+                .buffered(self.sweep_parallelism())
+                .try_collect()
+                .await?;
             for moves in moved {
-                report.count += moves.len() as u64;
-                let room = sweep.list.saturating_sub(report.moves.len());
-                report.moves.extend(moves.into_iter().take(room));
+                report.add(moves, sweep.list);
             }
             if exhausted {
-                return Ok(());
+                return Ok(report);
             }
         }
     }
@@ -348,70 +340,64 @@ impl Store {
         }
     }
 
-    /// Moves those of `batch` still in `band`, in one transaction.
+    /// Moves those of the customers `ids` that are due, in one transaction.
     async fn move_batch(
         &self,
         sweep: &Sweep,
-        current: &str,
-        band: &Band<'_>,
-        batch: Vec<Candidate>,
+        rules: &Arc<InactivityRules>,
+        ids: Vec<String>,
     ) -> AppResult<Vec<InactivityMove>> {
-        let ids: Vec<String> = batch.iter().map(|c| c.0.clone()).collect();
-        let (sweep, current, band_after, band_upto, target) = (
-            sweep.clone(),
-            current.to_owned(),
-            band.after,
-            band.upto,
-            band.target.clone(),
-        );
+        let (sweep, rules) = (sweep.clone(), rules.clone());
         let now = self.now();
         self.write(Touches::Customers(ids.clone()), move |tx| {
-            let (sweep, current, target, ids) =
-                (sweep.clone(), current.clone(), target.clone(), ids.clone());
+            let (sweep, rules, ids) = (sweep.clone(), rules.clone(), ids.clone());
             Box::pin(async move {
-                let band = Band {
-                    after: band_after,
-                    upto: band_upto,
-                    target: &target,
-                };
-                // The target must still be the rule the band came from: a
-                // relationship deleted or changed since the sweep read the
-                // rules takes nobody.
-                let live = in_tenant::<relationship::Entity>(&sweep.tenant)
-                    .filter(relationship::Column::Id.eq(&target.relationship_id))
+                // A target must still be the rule the sweep read: a
+                // relationship deleted or changed since takes nobody.
+                let targets = in_tenant::<relationship::Entity>(&sweep.tenant)
+                    .filter(relationship::Column::Id.is_in(rules.relationship_ids()))
+                    .order_by_asc(relationship::Column::Id)
                     .lock_shared()
-                    .one(tx)
+                    .all(tx)
                     .await?;
-                let unchanged = live.is_some_and(|r| {
-                    r.delete_time.is_none()
-                        && r.inactivity_days == target.inactivity_days
-                        && r.exempt_ids().into_iter().collect::<HashSet<_>>() == target.exempt_ids
-                });
-                if !unchanged {
-                    return Ok(Vec::new());
-                }
-                // Locked and re-checked: only those still in the band move.
-                let still = in_band(&sweep.tenant, &current, &band)
+                let live: HashSet<String> = targets
+                    .into_iter()
+                    .filter(|r| {
+                        rules.rule_of(&r.id).is_some_and(|rule| {
+                            r.delete_time.is_none()
+                                && r.inactivity_days == rule.inactivity_days
+                                && r.exempt_ids().into_iter().collect::<HashSet<_>>()
+                                    == rule.exempt_ids
+                        })
+                    })
+                    .map(|r| r.id)
+                    .collect();
+                // Locked, then judged again as they are now.
+                let locked = in_tenant::<customer::Entity>(&sweep.tenant)
+                    .filter(customer::Column::DeleteTime.is_null())
                     .filter(customer::Column::Id.is_in(ids))
                     .order_by_asc(customer::Column::Id)
                     .lock_exclusive();
-                let still: Vec<Candidate> = as_candidates(still).all(tx).await?;
-                let moves: Vec<Move> = still
-                    .iter()
-                    .map(|(id, _, _, owner)| Move {
-                        customer_id: id.clone(),
-                        from: Some(current.clone()),
+                let mut moves = Vec::new();
+                let mut planned_moves = Vec::new();
+                for candidate in as_candidates(locked).all(tx).await? {
+                    let Some(target) = rules
+                        .target(&candidate.1, candidate.2, sweep.as_of)
+                        .filter(|t| live.contains(&t.relationship_id))
+                    else {
+                        continue;
+                    };
+                    moves.push(Move {
+                        customer_id: candidate.0.clone(),
+                        from: Some(candidate.1.clone()),
                         to: target.relationship_id.clone(),
                         active: true,
-                        owner: owner.clone(),
+                        owner: candidate.4.clone(),
                         groups: None,
-                    })
-                    .collect();
-                let mut planned: Vec<InactivityMove> = still
-                    .into_iter()
-                    .map(|c| planned(&sweep, &current, &target, c))
-                    .collect();
-                let origins: Vec<Origin> = planned
+                    });
+                    planned_moves.push(planned(&sweep, target, candidate));
+                }
+                let origins: Vec<Origin> = planned_moves
                     .iter()
                     .map(|p| Origin {
                         cause: Cause::AutomaticInactivity,
@@ -422,10 +408,10 @@ impl Store {
                 let origins: Vec<&Origin> = origins.iter().collect();
                 let entries =
                     changes::record_each(tx, &sweep.tenant, &moves, &origins, now).await?;
-                for (p, entry) in planned.iter_mut().zip(entries) {
+                for (p, entry) in planned_moves.iter_mut().zip(entries) {
                     p.sequence = Some(entry.sequence);
                 }
-                Ok(planned)
+                Ok(planned_moves)
             })
         })
         .await
@@ -463,15 +449,15 @@ impl Store {
     }
 }
 
+/// The move of `candidate` to `target`, as the report lists it.
 fn planned(
     sweep: &Sweep,
-    current: &str,
     target: &AutomaticRule,
-    (customer_id, activity_time, last_contact, _owner): Candidate,
+    (customer_id, from, activity_time, last_contact, _owner): Candidate,
 ) -> InactivityMove {
     InactivityMove {
         customer_id,
-        from: current.to_owned(),
+        from,
         to: target.relationship_id.clone(),
         activity_time,
         idle_days: inactivity::idle_days(activity_time, sweep.as_of),

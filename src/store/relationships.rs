@@ -56,15 +56,27 @@ async fn reassign_holders(
     now: i64,
 ) -> AppResult<u64> {
     let tenant = ctx.tenant.as_str();
-    let holders: Vec<(String, Option<i64>, String)> = in_tenant::<customer::Entity>(tenant)
-        .filter(customer::Column::RelationshipId.eq(from))
-        .select_only()
-        .column(customer::Column::Id)
-        .column(customer::Column::DeleteTime)
-        .column(customer::Column::OwnerId)
-        .into_tuple()
-        .all(tx)
-        .await?;
+    // Active and deleted holders apart: each has an index of its own.
+    let mut holders: Vec<(String, Option<i64>, String)> = Vec::new();
+    for deleted in [false, true] {
+        let delete_time = customer::Column::DeleteTime;
+        holders.extend(
+            in_tenant::<customer::Entity>(tenant)
+                .filter(customer::Column::RelationshipId.eq(from))
+                .filter(if deleted {
+                    delete_time.is_not_null()
+                } else {
+                    delete_time.is_null()
+                })
+                .select_only()
+                .column(customer::Column::Id)
+                .column(customer::Column::DeleteTime)
+                .column(customer::Column::OwnerId)
+                .into_tuple::<(String, Option<i64>, String)>()
+                .all(tx)
+                .await?,
+        );
+    }
     if holders.is_empty() {
         return Ok(0);
     }
