@@ -102,8 +102,11 @@ pub async fn record_each(
         return Ok(Vec::new());
     }
     move_customers(tx, tenant, moves, now).await?;
-    adjust_counts(tx, tenant, &count_deltas(moves)).await?;
     let memberships = memberships_of_moved(tx, tenant, moves).await?;
+    // The counters last: their row locks, which every writer of the tenant
+    // needs, are held from here to the commit (on PostgreSQL; SQLite has
+    // one writer anyway).
+    adjust_counts(tx, tenant, &count_deltas(moves)).await?;
     adjust_group_counts(tx, tenant, &group_count_deltas(moves, &memberships)).await?;
 
     let last = allocate(tx, tenant, moves.len() as i64).await?;

@@ -332,7 +332,9 @@ impl Store {
     /// shared counters at the end. Measured with `crm-load sweep` (2
     /// cores): one batch of 500 at a time 24 s; two at once 18–21 s; two of
     /// 250 at once as fast, with other writes' p99 at 66–89 ms instead of
-    /// 78–101 ms; three or four no faster.
+    /// 78–101 ms; three or four no faster (again on 2026-12-02, with the
+    /// one-pass sweep: 15.8 and 15.0 s against 15.6–17.0 s, and other
+    /// writes' p99 at 98–113 ms).
     fn sweep_parallelism(&self) -> usize {
         match self.db().get_database_backend() {
             DatabaseBackend::Postgres => 2,

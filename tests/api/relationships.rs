@@ -5,15 +5,16 @@ use crm_classify::{
     config::SeedLocale,
     pb::{
         CountCustomersByRelationshipRequest, CreateRelationshipRequest, Customer,
-        DeleteRelationshipRequest, GetRelationshipRequest, ListRelationshipsRequest, Relationship,
-        RelationshipChangeCause, RelationshipKind, RestoreRelationshipRequest,
-        UpdateRelationshipRequest,
+        DeleteCustomerRequest, DeleteRelationshipRequest, GetRelationshipRequest,
+        ListRelationshipsRequest, Relationship, RelationshipChangeCause, RelationshipKind,
+        RestoreRelationshipRequest, UpdateRelationshipRequest,
     },
 };
 use tonic::Code;
 
 use crate::fixtures::{
-    Relationships, SEEDED, by_code, count, create_customer, history, mask, named, relationships,
+    Relationships, SEEDED, by_code, count, create_customer, get_customer, history, mask, named,
+    relationships,
 };
 use crate::helpers::{
     Backend, Options, TestApp, at_most, concurrently, expect_code, new_tenant, violated_fields,
@@ -320,6 +321,29 @@ on_both_databases! {
 }
 
 on_both_databases! {
+    async fn deleting_a_relationship_moves_its_deleted_holders_too(app: TestApp) {
+        let rels = relationships(&mut app.relationships()).await;
+        let (hot, closed) = (by_code(&rels, "HOT").id.clone(), by_code(&rels, "CLOSED").id.clone());
+        let mut customers = app.customers();
+        let active = create_customer(&mut customers, Customer { relationship_id: hot.clone(), ..named("Active holder") }).await;
+        let gone = create_customer(&mut customers, Customer { relationship_id: hot.clone(), ..named("Deleted holder") }).await;
+        customers.delete_customer(DeleteCustomerRequest { id: gone.id.clone(), etag: String::new() }).await.expect("delete customer");
+
+        let deleted = app.relationships()
+            .delete_relationship(DeleteRelationshipRequest { id: hot.clone(), etag: String::new(), reassign_to_id: closed.clone() })
+            .await
+            .expect("delete the relationship")
+            .into_inner();
+        assert_eq!(deleted.reassigned_customer_count, 2, "the deleted holder moves too");
+        for id in [&active.id, &gone.id] {
+            assert_eq!(get_customer(&mut customers, id).await.relationship_id, closed);
+        }
+        assert!(get_customer(&mut customers, &gone.id).await.delete_time.is_some(), "still deleted");
+        let bar = count(&mut customers, CountCustomersByRelationshipRequest::default()).await;
+        let closed_count = bar.counts.iter().find(|c| c.relationship_id == closed).map(|c| c.count);
+        assert_eq!(closed_count, Some(1), "deleted customers are not counted");
+    }
+
     async fn deleting_a_relationship_held_by_thousands_reassigns_every_one(app: TestApp) {
         // More holders than one statement could log (nine values a change).
         const HOLDERS: usize = 4_000;
