@@ -10,10 +10,9 @@
 //! - `customers_active_by_relationship_activity` goes: the sweep reads the
 //!   customers idle long enough through `customers_active_by_activity`,
 //!   which a move does not touch. A sweep now reads every idle customer,
-//!   also those already where the rule wants them (about 5 µs each: half a
-//!   second per 100,000 on SQLite), where it used to skip them; in exchange
-//!   moving 100,000 of 1,000,000 customers takes a third less time (see
-//!   BENCHMARKS.md).
+//!   also those already where the rule wants them (0.5–0.8 s per 100,000),
+//!   where it used to skip them; in exchange moving 100,000 of 1,000,000
+//!   customers takes a third less time (see BENCHMARKS.md).
 
 use sea_orm_migration::prelude::*;
 
