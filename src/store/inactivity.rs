@@ -3,22 +3,24 @@
 //!
 //! A sweep reads the tenant's active customers whose activity is old enough
 //! for some rule, oldest activity first, from the index on activity time
-//! (one that does not hold the relationship, so moving a customer does not
-//! rewrite it), and asks the rule where each belongs (see
-//! [`crate::domain::inactivity`]). It gathers the ids of those that move
-//! and moves them in id order, [`BATCH`] at a time, each batch in a short
-//! transaction of its own, so other writes take turns with it instead of
-//! waiting for the whole sweep.
+//! (on SQLite a move does not rewrite it: it does not hold the
+//! relationship), and asks the rule where each belongs (see
+//! [`crate::domain::inactivity`]). Each customer is read once per run, so
+//! it moves at most once per run, as a dry run reports. The sweep gathers
+//! the ids of those that move and moves them in id order, [`BATCH`] at a
+//! time, each batch in a short transaction of its own, so other writes take
+//! turns with it instead of waiting for the whole sweep.
 //!
-//! The transaction locks the batch's customers and judges them again from
-//! their rows as they are then: a customer contacted, moved or deleted
-//! meanwhile is judged from what it is now, and when two replicas sweep at
-//! once the second finds the customers the first moved already where they
-//! belong: each customer moves once, with one change on the stream. (On
-//! PostgreSQL the locking read waits for the other sweep's transaction and
-//! then reads the committed row.)
+//! The transaction checks that the rules are still those read, locks the
+//! batch's customers and judges them again from their rows as they are
+//! then: a customer contacted, moved or deleted meanwhile is judged from
+//! what it is now, and when two replicas sweep at once the second finds the
+//! customers the first moved already where they belong: each customer
+//! moves once, with one change on the stream. (On PostgreSQL the locking
+//! read waits for the other sweep's transaction and then reads the
+//! committed row.)
 
-use std::{collections::HashSet, sync::Arc};
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt, stream};
 use sea_orm::{
@@ -26,7 +28,12 @@ use sea_orm::{
     QuerySelect,
 };
 
-use super::{Store, record_cache::Touches, relationships::kind_of, resource::in_tenant};
+use super::{
+    Store, lock_scope_shared,
+    record_cache::Touches,
+    relationships::{self, kind_of},
+    resource::in_tenant,
+};
 use crate::{
     changes::{self, Move, Origin},
     domain::{
@@ -310,7 +317,11 @@ impl Store {
                 }
             }
             round.sort_unstable();
-            let batches: Vec<Vec<String>> = round.chunks(BATCH).map(<[_]>::to_vec).collect();
+            let mut ids = round.into_iter().peekable();
+            let mut batches: Vec<Vec<String>> = Vec::new();
+            while ids.peek().is_some() {
+                batches.push(ids.by_ref().take(BATCH).collect());
+            }
             let moved: Vec<Vec<InactivityMove>> = stream::iter(batches)
                 .map(|batch| self.move_batch(sweep, &rules, batch))
                 .buffered(self.sweep_parallelism())
@@ -354,26 +365,16 @@ impl Store {
         self.write(Touches::Customers(ids.clone()), move |tx| {
             let (sweep, rules, ids) = (sweep.clone(), rules.clone(), ids.clone());
             Box::pin(async move {
-                // A target must still be the rule the sweep read: a
-                // relationship deleted or changed since takes nobody.
-                let targets = in_tenant::<relationship::Entity>(&sweep.tenant)
-                    .filter(relationship::Column::Id.is_in(rules.relationship_ids()))
-                    .order_by_asc(relationship::Column::Id)
-                    .lock_shared()
-                    .all(tx)
-                    .await?;
-                let live: HashSet<String> = targets
-                    .into_iter()
-                    .filter(|r| {
-                        rules.rule_of(&r.id).is_some_and(|rule| {
-                            r.delete_time.is_none()
-                                && r.inactivity_days == rule.inactivity_days
-                                && r.exempt_ids().into_iter().collect::<HashSet<_>>()
-                                    == rule.exempt_ids
-                        })
-                    })
-                    .map(|r| r.id)
-                    .collect();
+                // The rules must still be those the sweep read: a rule
+                // added, deleted or changed since takes nobody (the next
+                // sweep applies it). Relationship writers hold this scope
+                // exclusively, so the rules stay as read until the commit;
+                // and as they take it before any row, nothing here waits
+                // for a row lock they hold while they wait for this batch.
+                lock_scope_shared(tx, &sweep.tenant, relationships::SCOPE).await?;
+                if rules_of(tx, &sweep.tenant).await?.0 != *rules {
+                    return Ok(Vec::new());
+                }
                 // Locked, then judged again as they are now.
                 let locked = in_tenant::<customer::Entity>(&sweep.tenant)
                     .filter(customer::Column::DeleteTime.is_null())
@@ -383,10 +384,7 @@ impl Store {
                 let mut moves = Vec::new();
                 let mut planned_moves = Vec::new();
                 for candidate in as_candidates(locked).all(tx).await? {
-                    let Some(target) = rules
-                        .target(&candidate.1, candidate.2, sweep.as_of)
-                        .filter(|t| live.contains(&t.relationship_id))
-                    else {
+                    let Some(target) = rules.target(&candidate.1, candidate.2, sweep.as_of) else {
                         continue;
                     };
                     moves.push(Move {
@@ -485,10 +483,12 @@ mod tests {
         store::database,
     };
 
-    /// Every due customer moves exactly once however the candidates split
-    /// into reads, rounds and batches; a dry run counts the same ones.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn rounds_and_batches_move_every_due_customer_once() {
+    /// A store on a fresh SQLite file (kept while the returned directory
+    /// lives) with tenant `sweep-test` and `n` customers created a second
+    /// apart in an order unlike their ids, the clock then 31 days on.
+    async fn store_with_idle_customers(
+        n: usize,
+    ) -> (tempfile::TempDir, Store, Arc<ManualClock>, RequestContext) {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("crm.db").display());
         let db = database::connect(&url).await.expect("connect");
@@ -502,8 +502,7 @@ mod tests {
             tenant,
             actor: Actor(String::new()),
         };
-        const CUSTOMERS: usize = 47;
-        for i in 0..CUSTOMERS {
+        for i in 0..n {
             let input = NewCustomer {
                 profile: Profile {
                     name: format!("Customer {i}"),
@@ -518,9 +517,18 @@ mod tests {
                 .await
                 .expect("create");
             // Activity order differs from creation (id) order.
-            clock.set(start + Duration::seconds(((i * 17) % CUSTOMERS) as i64));
+            clock.set(start + Duration::seconds(((i * 17) % n) as i64));
         }
         clock.set(start + Duration::days(31));
+        (dir, store, clock, ctx)
+    }
+
+    /// Every due customer moves exactly once however the candidates split
+    /// into reads, rounds and batches; a dry run counts the same ones.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rounds_and_batches_move_every_due_customer_once() {
+        const CUSTOMERS: usize = 47;
+        let (_dir, store, _clock, _ctx) = store_with_idle_customers(CUSTOMERS).await;
         let sweep = |dry_run| Sweep {
             tenant: "sweep-test".into(),
             actor: String::new(),
@@ -563,5 +571,57 @@ mod tests {
             .await
             .expect("again");
         assert_eq!(again.count, 0);
+    }
+
+    /// A batch whose rules changed since the sweep read them moves nobody;
+    /// with the rules as they are, it moves the due customers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_under_changed_rules_moves_nobody() {
+        let (_dir, store, _clock, _ctx) = store_with_idle_customers(5).await;
+        let tenant = "sweep-test";
+        let sweep = Sweep {
+            tenant: tenant.into(),
+            actor: String::new(),
+            as_of: store.now(),
+            dry_run: false,
+            list: 100,
+        };
+        let (read, _) = rules_of(store.db(), tenant).await.expect("rules");
+        let ids: Vec<String> = in_tenant::<customer::Entity>(tenant)
+            .select_only()
+            .column(customer::Column::Id)
+            .into_tuple()
+            .all(store.db())
+            .await
+            .expect("ids");
+        let automatic: Vec<String> = read.relationship_ids().map(str::to_owned).collect();
+        relationship::Entity::update_many()
+            .col_expr(relationship::Column::InactivityDays, 45.into())
+            .filter(relationship::Column::Id.is_in(automatic))
+            .exec(store.db())
+            .await
+            .expect("change the threshold");
+
+        let stale = store
+            .move_batch(&sweep, &Arc::new(read), ids.clone())
+            .await
+            .expect("stale batch");
+        assert!(stale.is_empty(), "moved under stale rules: {stale:?}");
+        let (current, _) = rules_of(store.db(), tenant).await.expect("rules");
+        let none_due = store
+            .move_batch(&sweep, &Arc::new(current), ids.clone())
+            .await
+            .expect("batch");
+        assert!(none_due.is_empty(), "31 days is not 45");
+        let due = Sweep {
+            as_of: sweep.as_of + 15 * inactivity::DAY_MICROS,
+            ..sweep
+        };
+        let (current, _) = rules_of(store.db(), tenant).await.expect("rules");
+        let moved = store
+            .move_batch(&due, &Arc::new(current), ids)
+            .await
+            .expect("batch");
+        assert_eq!(moved.len(), 5);
     }
 }

@@ -266,10 +266,30 @@ fn backoff(attempt: u32) -> Duration {
 /// transaction ends. PostgreSQL uses a transaction-scoped advisory lock; on
 /// SQLite the write transaction already excludes every other writer.
 pub async fn lock_scope(tx: &impl ConnectionTrait, tenant: &str, scope: &str) -> AppResult<()> {
+    advisory_lock(tx, tenant, scope, "pg_advisory_xact_lock").await
+}
+
+/// Like [`lock_scope`], shared: transactions that only rely on the scope
+/// staying as it is run side by side, and wait for (or hold off) those that
+/// change it.
+pub async fn lock_scope_shared(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    scope: &str,
+) -> AppResult<()> {
+    advisory_lock(tx, tenant, scope, "pg_advisory_xact_lock_shared").await
+}
+
+async fn advisory_lock(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    scope: &str,
+    function: &str,
+) -> AppResult<()> {
     if tx.get_database_backend() == DatabaseBackend::Postgres {
         tx.execute_raw(Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            format!("SELECT {function}(hashtextextended($1, 0))"),
             [format!("{scope}:{tenant}").into()],
         ))
         .await?;

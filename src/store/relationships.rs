@@ -37,7 +37,8 @@ use crate::{
     error::{AppError, AppResult},
 };
 
-const SCOPE: &str = "relationships";
+/// The advisory-lock scope every change to a tenant's relationships takes.
+pub(super) const SCOPE: &str = "relationships";
 
 /// The stored kind of a row.
 pub fn kind_of(row: &Model) -> AppResult<Kind> {
@@ -68,6 +69,10 @@ async fn reassign_holders(
                 } else {
                     delete_time.is_null()
                 })
+                // Locked: a holder moved meanwhile (by hand, by the sweep)
+                // is re-checked on PostgreSQL and left out.
+                .order_by_asc(customer::Column::Id)
+                .lock_exclusive()
                 .select_only()
                 .column(customer::Column::Id)
                 .column(customer::Column::DeleteTime)

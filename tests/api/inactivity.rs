@@ -12,14 +12,16 @@ use crm_classify::{
     clock::Clock,
     pb::{
         ApplyInactivityRulesRequest, ApplyInactivityRulesResponse, ContactChannel,
-        CreateRelationshipRequest, RecordContactRequest, Relationship, RelationshipChangeCause,
+        CountCustomersByRelationshipRequest, CreateRelationshipRequest, Customer,
+        DeleteRelationshipRequest, RecordContactRequest, Relationship, RelationshipChangeCause,
         RelationshipKind, UpdateRelationshipRequest, WatchRelationshipChangesRequest,
     },
 };
 use tonic::Code;
 
 use crate::fixtures::{
-    Customers, change, create_customer, get_customer, history, mask, named, rel, relationships,
+    Customers, change, count, create_customer, get_customer, history, mask, named, rel,
+    relationships,
 };
 use crate::helpers::{
     Backend, Options, TestApp, at_most, concurrently, expect_code, postgres_database_url,
@@ -424,6 +426,88 @@ async fn concurrent_runs_move_each_customer_once(app: &TestApp) {
     }
 }
 
+/// A relationship deleted (its holders reassigned) while a sweep moves the
+/// same customers: both finish, every customer ends in one of the two
+/// targets, its history is one unbroken chain ending where it is, and the
+/// summary bar counts what the customers hold.
+async fn a_relationship_deleted_during_a_sweep_leaves_history_and_counts_whole(app: &TestApp) {
+    let rels = relationships(&mut app.relationships()).await;
+    let (hot, closed, dont_forget) = (
+        rel(&rels, "HOT"),
+        rel(&rels, "CLOSED"),
+        rel(&rels, "DONT_FORGET"),
+    );
+    let ids = at_most(16, MANY, |i| {
+        let mut customers = app.customers();
+        let hot = hot.clone();
+        async move {
+            let customer = Customer {
+                relationship_id: hot,
+                ..named(&format!("Holder {i}"))
+            };
+            create_customer(&mut customers, customer).await.id
+        }
+    })
+    .await;
+    app.clock.advance(days(30));
+    let mut relationships_client = app.relationships();
+    let delete = relationships_client.delete_relationship(DeleteRelationshipRequest {
+        id: hot.clone(),
+        etag: String::new(),
+        reassign_to_id: closed.clone(),
+    });
+    let (swept, deleted) = tokio::join!(apply(app, run()), delete);
+    let reassigned = deleted
+        .expect("delete HOT")
+        .into_inner()
+        .reassigned_customer_count;
+    assert!(
+        swept.move_count + reassigned >= MANY as i64,
+        "each customer moved at least once"
+    );
+
+    let held = at_most(16, MANY, |i| {
+        let mut customers = app.customers();
+        let id = ids[i].clone();
+        async move {
+            let now = relationship_of(&mut customers, &id).await;
+            let chain = history(&mut customers, &id).await;
+            for pair in chain.windows(2) {
+                assert_eq!(
+                    pair[0].new_relationship_id, pair[1].old_relationship_id,
+                    "{id}: {chain:?}"
+                );
+            }
+            assert_eq!(
+                chain.last().expect("history").new_relationship_id,
+                now,
+                "{id}"
+            );
+            now
+        }
+    })
+    .await;
+    let in_closed = held.iter().filter(|r| **r == closed).count() as i64;
+    let in_dont_forget = held.iter().filter(|r| **r == dont_forget).count() as i64;
+    assert_eq!(
+        in_closed + in_dont_forget,
+        MANY as i64,
+        "nobody left on HOT"
+    );
+    let bar = count(
+        &mut app.customers(),
+        CountCustomersByRelationshipRequest::default(),
+    )
+    .await;
+    let of = |id: &str| {
+        bar.counts
+            .iter()
+            .find(|c| c.relationship_id == id)
+            .map_or(0, |c| c.count)
+    };
+    assert_eq!((of(&closed), of(&dont_forget)), (in_closed, in_dont_forget));
+}
+
 async fn contact_restores_the_last_manual_relationship(app: &TestApp) {
     let rels = relationships(&mut app.relationships()).await;
     let (new, hot, dont_forget) = (
@@ -503,6 +587,10 @@ on_both_databases! {
 
     async fn a_contact_restores_the_previous_relationship(app: TestApp) {
         contact_restores_the_last_manual_relationship(&app).await;
+    }
+
+    async fn deleting_a_relationship_during_a_sweep_keeps_history_and_counts(app: TestApp) {
+        a_relationship_deleted_during_a_sweep_leaves_history_and_counts_whole(&app).await;
     }
 }
 
