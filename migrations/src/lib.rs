@@ -10,6 +10,7 @@ mod m20261123_000002_customers;
 mod m20261123_000003_inactivity_and_retention;
 mod m20261123_000004_change_filters;
 mod m20261202_000005_fewer_relationship_indexes;
+mod m20261202_000006_placed_customers;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_inactivity_and_retention::Migration),
             Box::new(m20261123_000004_change_filters::Migration),
             Box::new(m20261202_000005_fewer_relationship_indexes::Migration),
+            Box::new(m20261202_000006_placed_customers::Migration),
         ]
     }
 }

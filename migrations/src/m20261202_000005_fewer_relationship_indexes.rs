@@ -11,14 +11,10 @@
 //!   index: its total now counts by reading the tenant's customers (0.3 s
 //!   for 1,000,000 on SQLite, about what counting 150,000 entries of the
 //!   full index took); its pages read `customers_by_create` as before.
-//! - `customers_active_by_relationship_activity` goes: the sweep reads the
-//!   customers idle long enough through `customers_active_by_activity`,
-//!   which does not hold the relationship: on SQLite a move leaves it
-//!   alone (on PostgreSQL a move adds an entry to every index anyway). A
-//!   sweep now reads every idle customer, also those already where the
-//!   rule wants them (0.5–0.8 s per 100,000), where it used to skip them;
-//!   in exchange moving 100,000 of 1,000,000 customers takes a third less
-//!   time (see BENCHMARKS.md).
+//! - `customers_active_by_relationship_activity` goes: it held every
+//!   active customer, so a move into an automatic relationship rewrote two
+//!   of its pages (the old entry and the new). Migration 6 replaces it with
+//!   an index of the customers not yet in an automatic relationship.
 
 use sea_orm_migration::prelude::*;
 

@@ -25,7 +25,7 @@ pub mod feed;
 pub mod retention;
 pub mod watch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use sea_orm::{
     ActiveModelTrait,
@@ -35,10 +35,10 @@ use sea_orm::{
 };
 
 use crate::{
-    domain::change::Cause,
+    domain::{change::Cause, relationship::Kind},
     entity::{
-        change_counter, customer, group_member, group_relationship_count, relationship_change,
-        relationship_count,
+        change_counter, customer, group_member, group_relationship_count, relationship,
+        relationship_change, relationship_count,
     },
     error::{AppError, AppResult},
 };
@@ -163,10 +163,25 @@ async fn move_customers(
             .or_default()
             .push(m.customer_id.clone());
     }
+    let automatic: HashSet<String> = relationship::Entity::find()
+        .filter(relationship::Column::TenantId.eq(tenant))
+        .filter(relationship::Column::Id.is_in(by_target.keys().copied()))
+        .filter(relationship::Column::Kind.eq(Kind::AutomaticInactivity.as_str()))
+        .select_only()
+        .column(relationship::Column::Id)
+        .into_tuple()
+        .all(tx)
+        .await?
+        .into_iter()
+        .collect();
     for (to, ids) in by_target {
         for chunk in ids.chunks(500) {
             customer::Entity::update_many()
                 .col_expr(customer::Column::RelationshipId, Expr::value(to))
+                .col_expr(
+                    customer::Column::AutomaticRelationship,
+                    Expr::value(automatic.contains(to)),
+                )
                 .col_expr(
                     customer::Column::Revision,
                     Expr::col(customer::Column::Revision).add(1),

@@ -79,13 +79,6 @@ impl InactivityRules {
         self.rules.is_empty()
     }
 
-    /// The latest activity time any rule finds old enough at `as_of`:
-    /// customers active since then stay where they are. `None` without
-    /// rules.
-    pub fn latest_due(&self, as_of: i64) -> Option<i64> {
-        self.rules.iter().map(|r| r.cutoff(as_of)).max()
-    }
-
     /// The automatic relationships, strongest first.
     pub fn relationship_ids(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().map(|r| r.relationship_id.as_str())
@@ -228,19 +221,6 @@ mod tests {
             (bands[1].after, bands[1].upto),
             (Some(days_ago(90)), days_ago(30))
         );
-    }
-
-    #[test]
-    fn only_activity_up_to_the_smallest_threshold_can_be_due() {
-        assert_eq!(InactivityRules::default().latest_due(NOW), None);
-        let rules = InactivityRules::new(vec![
-            (7, rule("df", 30, &[])),
-            (8, rule("dormant", 90, &[])),
-        ]);
-        let latest = rules.latest_due(NOW).expect("rules");
-        assert_eq!(latest, days_ago(30));
-        assert!(rules.target("new", latest, NOW).is_some());
-        assert!(rules.target("new", latest + 1, NOW).is_none());
     }
 
     #[test]

@@ -415,6 +415,8 @@ async fn write_accepted(
             create_time: Set(now),
             update_time: Set(now),
             delete_time: Set(None),
+            // Customers are created in manual relationships only.
+            automatic_relationship: Set(false),
             ..Default::default()
         };
         set_profile(&mut active, &creates[a.index].input.profile);

@@ -1,15 +1,16 @@
 //! Applying the inactivity rule to stored customers: the background sweep
 //! and `ApplyInactivityRules`.
 //!
-//! A sweep reads the tenant's active customers whose activity is old enough
-//! for some rule, oldest activity first, from the index on activity time
-//! (on SQLite a move does not rewrite it: it does not hold the
-//! relationship), and asks the rule where each belongs (see
-//! [`crate::domain::inactivity`]). Each customer is read once per run, so
-//! it moves at most once per run, as a dry run reports. The sweep gathers
-//! the ids of those that move and moves them in id order, [`BATCH`] at a
-//! time, each batch in a short transaction of its own, so other writes take
-//! turns with it instead of waiting for the whole sweep.
+//! For each relationship customers hold, the rule gives activity-time bands
+//! and the automatic relationship each band belongs in (see
+//! [`crate::domain::inactivity`]). The sweep reads each band's customers in
+//! activity order from an index; for a manual relationship one that leaves
+//! out customers already in an automatic relationship
+//! (`customers_unplaced_by_relationship_activity`), so customers the rule
+//! has placed are never read again while they stay there. It gathers the
+//! ids of those due and moves them in id order, [`BATCH`] at a time, each
+//! batch in a short transaction of its own, so other writes take turns
+//! with it instead of waiting for the whole sweep.
 //!
 //! The transaction checks that the rules are still those read, locks the
 //! batch's customers and judges them again from their rows as they are
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt, stream};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, sea_query::Expr,
 };
 
 use super::{
@@ -38,7 +39,7 @@ use crate::{
     changes::{self, Move, Origin},
     domain::{
         change::{Cause, Channel},
-        inactivity::{self, AutomaticRule, InactivityRules},
+        inactivity::{self, AutomaticRule, Band, InactivityRules},
         relationship::Kind,
         tenant::RequestContext,
     },
@@ -225,11 +226,27 @@ pub async fn restore_on_contact(
 /// contact, owner.
 type Candidate = (String, String, i64, Option<i64>, String);
 
-/// The tenant's active customers whose activity time is at most `upto`.
-fn idle_since(tenant: &str, upto: i64) -> sea_orm::Select<customer::Entity> {
-    in_tenant::<customer::Entity>(tenant)
+/// The active customers holding `current` whose activity time lies in
+/// `band`. For a manual relationship the query names the partial index's
+/// condition (`automatic_relationship = FALSE`, as a literal: a bound value
+/// would not let the databases use the index).
+fn in_band(
+    tenant: &str,
+    current: &str,
+    automatic: bool,
+    band: &Band<'_>,
+) -> sea_orm::Select<customer::Entity> {
+    let mut query = in_tenant::<customer::Entity>(tenant)
+        .filter(customer::Column::RelationshipId.eq(current))
         .filter(customer::Column::DeleteTime.is_null())
-        .filter(customer::Column::ActivityTime.lte(upto))
+        .filter(customer::Column::ActivityTime.lte(band.upto));
+    if !automatic {
+        query = query.filter(Expr::cust("automatic_relationship = FALSE"));
+    }
+    if let Some(after) = band.after {
+        query = query.filter(customer::Column::ActivityTime.gt(after));
+    }
+    query
 }
 
 /// The columns of a [`Candidate`].
@@ -246,15 +263,16 @@ fn as_candidates(
         .into_tuple()
 }
 
-/// The next [`READ`] customers idle since `upto`, after `from` (activity
-/// time, id), oldest activity first.
+/// The next [`READ`] customers of `band` among those holding `current`,
+/// after `from` (activity time, id), oldest activity first.
 async fn candidates(
     db: &impl ConnectionTrait,
     tenant: &str,
-    upto: i64,
+    (current, automatic): (&str, bool),
+    band: &Band<'_>,
     from: Option<&(i64, String)>,
 ) -> AppResult<Vec<Candidate>> {
-    let mut query = idle_since(tenant, upto);
+    let mut query = in_band(tenant, current, automatic, band);
     if let Some((activity, id)) = from {
         // The first condition starts the index range; the second skips
         // the customers of that activity time already read.
@@ -280,60 +298,84 @@ async fn candidates(
 impl Store {
     /// Applies the inactivity rule to one tenant's customers.
     ///
-    /// Each customer is read once per run (its activity time, the order of
-    /// the reading, does not change when it moves), so it moves at most
-    /// once per run, as a dry run reports.
+    /// Holders of automatic relationships are read and moved first, then
+    /// those of manual ones: a customer this run moves into an automatic
+    /// relationship is then not read again until the next run, so each
+    /// customer moves at most once per run, as a dry run reports.
     pub async fn apply_inactivity_rules(&self, sweep: &Sweep) -> AppResult<InactivityReport> {
-        let (rules, _) = rules_of(self.db(), &sweep.tenant).await?;
+        let (rules, relationships) = rules_of(self.db(), &sweep.tenant).await?;
         let rules = Arc::new(rules);
         let mut report = InactivityReport::default();
-        let Some(upto) = rules.latest_due(sweep.as_of) else {
-            return Ok(report);
-        };
-        let mut from = None;
-        loop {
-            // A round of due customers read in activity order, moved in id
-            // order (see [`ROUND`]). A dry run lists them as read.
+        for automatic_holders in [true, false] {
+            // Ids of customers due, gathered over every band and relationship
+            // of the phase and moved in id order (see [`ROUND`]).
             let mut round: Vec<String> = Vec::new();
-            let mut exhausted = false;
-            while round.len() < ROUND {
-                let read = candidates(self.db(), &sweep.tenant, upto, from.as_ref()).await?;
-                if let Some((id, _, activity, ..)) = read.last() {
-                    from = Some((*activity, id.clone()));
+            for current in &relationships {
+                let automatic = rules.rule_of(&current.id).is_some();
+                if automatic != automatic_holders {
+                    continue;
                 }
-                exhausted = (read.len() as u64) < READ;
-                for candidate in read {
-                    let Some(target) = rules.target(&candidate.1, candidate.2, sweep.as_of) else {
-                        continue;
-                    };
-                    if sweep.dry_run {
-                        report.add([planned(sweep, target, candidate)], sweep.list);
-                    } else {
-                        round.push(candidate.0);
+                for band in rules.bands(&current.id, sweep.as_of) {
+                    let mut from = None;
+                    loop {
+                        let read = candidates(
+                            self.db(),
+                            &sweep.tenant,
+                            (&current.id, automatic),
+                            &band,
+                            from.as_ref(),
+                        )
+                        .await?;
+                        if let Some((id, _, activity, ..)) = read.last() {
+                            from = Some((*activity, id.clone()));
+                        }
+                        let exhausted = (read.len() as u64) < READ;
+                        for candidate in read {
+                            if sweep.dry_run {
+                                report.add([planned(sweep, band.target, candidate)], sweep.list);
+                            } else {
+                                round.push(candidate.0);
+                            }
+                        }
+                        if round.len() >= ROUND {
+                            self.move_round(sweep, &rules, std::mem::take(&mut round), &mut report)
+                                .await?;
+                        }
+                        if exhausted {
+                            break;
+                        }
                     }
                 }
-                if exhausted {
-                    break;
-                }
             }
-            round.sort_unstable();
-            let mut ids = round.into_iter().peekable();
-            let mut batches: Vec<Vec<String>> = Vec::new();
-            while ids.peek().is_some() {
-                batches.push(ids.by_ref().take(BATCH).collect());
-            }
-            let moved: Vec<Vec<InactivityMove>> = stream::iter(batches)
-                .map(|batch| self.move_batch(sweep, &rules, batch))
-                .buffered(self.sweep_parallelism())
-                .try_collect()
-                .await?;
-            for moves in moved {
-                report.add(moves, sweep.list);
-            }
-            if exhausted {
-                return Ok(report);
-            }
+            self.move_round(sweep, &rules, round, &mut report).await?;
         }
+        Ok(report)
+    }
+
+    /// Moves the due customers among `round`, in id order, [`BATCH`] per
+    /// transaction, adding what moved to `report`.
+    async fn move_round(
+        &self,
+        sweep: &Sweep,
+        rules: &Arc<InactivityRules>,
+        mut round: Vec<String>,
+        report: &mut InactivityReport,
+    ) -> AppResult<()> {
+        round.sort_unstable();
+        let mut ids = round.into_iter().peekable();
+        let mut batches: Vec<Vec<String>> = Vec::new();
+        while ids.peek().is_some() {
+            batches.push(ids.by_ref().take(BATCH).collect());
+        }
+        let moved: Vec<Vec<InactivityMove>> = stream::iter(batches)
+            .map(|batch| self.move_batch(sweep, rules, batch))
+            .buffered(self.sweep_parallelism())
+            .try_collect()
+            .await?;
+        for moves in moved {
+            report.add(moves, sweep.list);
+        }
+        Ok(())
     }
 
     /// How many batches are moved at once.

@@ -558,6 +558,15 @@ async fn contact_restores_the_last_manual_relationship(app: &TestApp) {
         dont_forget
     );
     assert_eq!(apply(app, run()).await.move_count, 0, "nobody flips back");
+    // Back in manual relationships, the restored ones are swept again once
+    // idle again.
+    app.clock.advance(days(30));
+    let again = apply(app, run()).await;
+    let mut again = moved(&again);
+    again.sort();
+    let mut restored = vec![hot_one.id.clone(), fresh.id.clone()];
+    restored.sort();
+    assert_eq!(again, restored);
 }
 
 on_both_databases! {

@@ -227,6 +227,8 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
                     create_time: Set(created),
                     update_time: Set(created),
                     delete_time: Set(None),
+                    // The seed spreads customers over manual relationships.
+                    automatic_relationship: Set(false),
                 });
             }
             customer::Entity::insert_many(rows)
