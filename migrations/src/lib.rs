@@ -5,6 +5,27 @@
 
 pub use sea_orm_migration::prelude::*;
 
+/// The `Migration` of a module whose `UP` and `DOWN` statements (`&[&str]`)
+/// are the whole of it. Its name is the module's file name, as for any
+/// migration.
+macro_rules! sql_migration {
+    () => {
+        #[derive(DeriveMigrationName)]
+        pub struct Migration;
+
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                crate::execute_all(manager, UP).await
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                crate::execute_all(manager, DOWN).await
+            }
+        }
+    };
+}
+
 mod m20261123_000001_catalogs;
 mod m20261123_000002_customers;
 mod m20261123_000003_inactivity_and_retention;
@@ -29,28 +50,22 @@ impl MigratorTrait for Migrator {
     }
 }
 
-/// Runs each statement in order.
-pub(crate) async fn execute_all<S: AsRef<str>>(
+/// Runs each statement in order, `{SORT_TEXT}` replaced for the backend:
+/// sort keys are compared bytewise on PostgreSQL (`COLLATE "C"`) exactly
+/// as on SQLite, so lists page in the same order whatever the server's
+/// locale.
+pub(crate) async fn execute_all(
     manager: &SchemaManager<'_>,
-    statements: &[S],
+    statements: &[&str],
 ) -> Result<(), DbErr> {
-    let db = manager.get_connection();
-    for sql in statements {
-        db.execute_unprepared(sql.as_ref()).await?;
-    }
-    Ok(())
-}
-
-/// The statements with `{SORT_TEXT}` replaced for the backend: sort keys are
-/// compared bytewise on PostgreSQL (`COLLATE "C"`) exactly as on SQLite, so
-/// lists page in the same order whatever the server's locale.
-pub(crate) fn for_backend(manager: &SchemaManager<'_>, statements: &[&str]) -> Vec<String> {
     let sort_text = match manager.get_database_backend() {
         sea_orm::DatabaseBackend::Postgres => "TEXT COLLATE \"C\"",
         _ => "TEXT",
     };
-    statements
-        .iter()
-        .map(|sql| sql.replace("{SORT_TEXT}", sort_text))
-        .collect()
+    let db = manager.get_connection();
+    for sql in statements {
+        db.execute_unprepared(&sql.replace("{SORT_TEXT}", sort_text))
+            .await?;
+    }
+    Ok(())
 }

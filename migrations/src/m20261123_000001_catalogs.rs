@@ -13,11 +13,6 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::execute_all;
-
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 const UP: &[&str] = &[
     "CREATE TABLE tenants (
         id TEXT PRIMARY KEY,
@@ -107,13 +102,4 @@ const DOWN: &[&str] = &[
     "DROP TABLE tenants",
 ];
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        execute_all(manager, &crate::for_backend(manager, UP)).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        execute_all(manager, DOWN).await
-    }
-}
+sql_migration!();

@@ -11,11 +11,6 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::execute_all;
-
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 const UP: &[&str] = &[
     "CREATE INDEX customers_active_by_relationship_activity
         ON customers (tenant_id, relationship_id, activity_time, id)
@@ -28,13 +23,4 @@ const DOWN: &[&str] = &[
     "DROP INDEX customers_active_by_relationship_activity",
 ];
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        execute_all(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        execute_all(manager, DOWN).await
-    }
-}
+sql_migration!();

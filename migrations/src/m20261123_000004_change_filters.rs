@@ -6,11 +6,6 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::execute_all;
-
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 const UP: &[&str] = &[
     "ALTER TABLE relationship_changes ADD COLUMN owner_id TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE relationship_changes ADD COLUMN group_ids TEXT NOT NULL DEFAULT ''",
@@ -21,13 +16,4 @@ const DOWN: &[&str] = &[
     "ALTER TABLE relationship_changes DROP COLUMN owner_id",
 ];
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        execute_all(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        execute_all(manager, DOWN).await
-    }
-}
+sql_migration!();

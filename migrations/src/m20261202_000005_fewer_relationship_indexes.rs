@@ -18,11 +18,6 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::execute_all;
-
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 const UP: &[&str] = &[
     "CREATE INDEX customers_deleted_by_relationship ON customers (tenant_id, relationship_id)
         WHERE delete_time IS NOT NULL",
@@ -38,13 +33,4 @@ const DOWN: &[&str] = &[
     "DROP INDEX customers_deleted_by_relationship",
 ];
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        execute_all(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        execute_all(manager, DOWN).await
-    }
-}
+sql_migration!();

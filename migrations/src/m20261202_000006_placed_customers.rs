@@ -15,11 +15,6 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::execute_all;
-
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
 const UP: &[&str] = &[
     "ALTER TABLE customers ADD COLUMN automatic_relationship BOOLEAN NOT NULL DEFAULT FALSE",
     "UPDATE customers SET automatic_relationship = TRUE
@@ -34,13 +29,4 @@ const DOWN: &[&str] = &[
     "ALTER TABLE customers DROP COLUMN automatic_relationship",
 ];
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        execute_all(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        execute_all(manager, DOWN).await
-    }
-}
+sql_migration!();

@@ -143,3 +143,29 @@ pub async fn migrate(db: &DatabaseConnection) -> AppResult<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use migrations::{Migrator, MigratorTrait};
+
+    /// A migration's name is what a database records as applied: each must
+    /// stay its file's name, however the migration is written.
+    #[test]
+    fn migrations_are_named_after_their_files() {
+        let names: Vec<String> = Migrator::migrations()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "m20261123_000001_catalogs",
+                "m20261123_000002_customers",
+                "m20261123_000003_inactivity_and_retention",
+                "m20261123_000004_change_filters",
+                "m20261202_000005_fewer_relationship_indexes",
+                "m20261202_000006_placed_customers",
+            ]
+        );
+    }
+}
