@@ -79,11 +79,6 @@ impl InactivityRules {
         self.rules.is_empty()
     }
 
-    /// The automatic relationships, strongest first.
-    pub fn relationship_ids(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().map(|r| r.relationship_id.as_str())
-    }
-
     /// The rule of the automatic relationship `id`, if it is one.
     pub fn rule_of(&self, id: &str) -> Option<&AutomaticRule> {
         self.rules.iter().find(|r| r.relationship_id == id)

@@ -410,9 +410,8 @@ impl Store {
     /// shared counters at the end. Measured with `crm-load sweep` (2
     /// cores): one batch of 500 at a time 24 s; two at once 18–21 s; two of
     /// 250 at once as fast, with other writes' p99 at 66–89 ms instead of
-    /// 78–101 ms; three or four no faster (again on 2026-12-02, with the
-    /// one-pass sweep: 15.8 and 15.0 s against 15.6–17.0 s, and other
-    /// writes' p99 at 98–113 ms).
+    /// 78–101 ms; three or four no faster (again on 2026-12-02: 15.8 and
+    /// 15.0 s against 15.6–17.0 s, and other writes' p99 at 98–113 ms).
     fn sweep_parallelism(&self) -> usize {
         match self.db().get_database_backend() {
             DatabaseBackend::Postgres => 2,
@@ -553,9 +552,7 @@ mod tests {
     /// A store on a fresh SQLite file (kept while the returned directory
     /// lives) with tenant `sweep-test` and `n` customers created a second
     /// apart in an order unlike their ids, the clock then 31 days on.
-    async fn store_with_idle_customers(
-        n: usize,
-    ) -> (tempfile::TempDir, Store, Arc<ManualClock>, RequestContext) {
+    async fn store_with_idle_customers(n: usize) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("crm.db").display());
         let db = database::connect(&url).await.expect("connect");
@@ -587,7 +584,7 @@ mod tests {
             clock.set(start + Duration::seconds(((i * 17) % n) as i64));
         }
         clock.set(start + Duration::days(31));
-        (dir, store, clock, ctx)
+        (dir, store)
     }
 
     /// Every due customer moves exactly once however the candidates split
@@ -595,7 +592,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rounds_and_batches_move_every_due_customer_once() {
         const CUSTOMERS: usize = 47;
-        let (_dir, store, _clock, _ctx) = store_with_idle_customers(CUSTOMERS).await;
+        let (_dir, store) = store_with_idle_customers(CUSTOMERS).await;
         let sweep = |dry_run| Sweep {
             tenant: "sweep-test".into(),
             actor: String::new(),
@@ -644,7 +641,7 @@ mod tests {
     /// with the rules as they are, it moves the due customers.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_under_changed_rules_moves_nobody() {
-        let (_dir, store, _clock, _ctx) = store_with_idle_customers(5).await;
+        let (_dir, store) = store_with_idle_customers(5).await;
         let tenant = "sweep-test";
         let sweep = Sweep {
             tenant: tenant.into(),
@@ -661,10 +658,9 @@ mod tests {
             .all(store.db())
             .await
             .expect("ids");
-        let automatic: Vec<String> = read.relationship_ids().map(str::to_owned).collect();
         relationship::Entity::update_many()
             .col_expr(relationship::Column::InactivityDays, 45.into())
-            .filter(relationship::Column::Id.is_in(automatic))
+            .filter(relationship::Column::Kind.eq(Kind::AutomaticInactivity.as_str()))
             .exec(store.db())
             .await
             .expect("change the threshold");

@@ -368,14 +368,15 @@ async fn bad_requests_are_refused(app: &TestApp) {
 /// More customers than one batch of the sweep.
 const MANY: usize = 600;
 
-async fn create_many(app: &TestApp, n: usize) -> Vec<String> {
+/// `n` new customers in `relationship_id` (empty: the default one).
+async fn create_many(app: &TestApp, n: usize, relationship_id: &str) -> Vec<String> {
     at_most(16, n, |i| {
         let mut customers = app.customers();
-        async move {
-            create_customer(&mut customers, named(&format!("Customer {i}")))
-                .await
-                .id
-        }
+        let customer = Customer {
+            relationship_id: relationship_id.to_owned(),
+            ..named(&format!("Customer {i}"))
+        };
+        async move { create_customer(&mut customers, customer).await.id }
     })
     .await
 }
@@ -397,7 +398,7 @@ fn sequences_once(responses: &[ApplyInactivityRulesResponse]) -> Vec<i64> {
 }
 
 async fn concurrent_runs_move_each_customer_once(app: &TestApp) {
-    let ids = create_many(app, MANY).await;
+    let ids = create_many(app, MANY, "").await;
     app.clock.advance(days(30));
     let responses = concurrently(4, |_| {
         let mut client = app.relationships();
@@ -437,18 +438,7 @@ async fn a_relationship_deleted_during_a_sweep_leaves_history_and_counts_whole(a
         rel(&rels, "CLOSED"),
         rel(&rels, "DONT_FORGET"),
     );
-    let ids = at_most(16, MANY, |i| {
-        let mut customers = app.customers();
-        let hot = hot.clone();
-        async move {
-            let customer = Customer {
-                relationship_id: hot,
-                ..named(&format!("Holder {i}"))
-            };
-            create_customer(&mut customers, customer).await.id
-        }
-    })
-    .await;
+    let ids = create_many(app, MANY, &hot).await;
     app.clock.advance(days(30));
     let mut relationships_client = app.relationships();
     let delete = relationships_client.delete_relationship(DeleteRelationshipRequest {
@@ -655,7 +645,7 @@ async fn two_replicas_sweeping_at_once_move_each_customer_once() {
     let one = TestApp::spawn_on_url(Backend::Postgres, url.clone()).await;
     let mut two = TestApp::spawn_on_url(Backend::Postgres, url).await;
     two.tenant = one.tenant.clone();
-    create_many(&one, MANY).await;
+    create_many(&one, MANY, "").await;
     one.clock.advance(days(30));
     two.clock.set(one.clock.now());
     let (a, b) = tokio::join!(apply(&one, run()), apply(&two, run()));
