@@ -33,7 +33,8 @@ use crate::fixtures::{
     rel, relationships, sequences, unknown_id, update_request,
 };
 use crate::helpers::{
-    Backend, TestApp, at_most, concurrently, new_tenant, postgres_database_url, violated_fields,
+    Backend, SHUTDOWN_GRACE, TestApp, at_most, concurrently, new_tenant, postgres_database_url,
+    violated_fields,
 };
 use crate::on_both_databases;
 
@@ -974,11 +975,11 @@ async fn streams_end_unavailable_on_shutdown(mut app: TestApp) {
         };
         assert_eq!(status.code(), Code::Unavailable, "{name}: {status:?}");
     }
-    // Before the shutdown grace (2 s) ran out: the server ended them.
+    // Long before the shutdown grace ran out: the server ended them.
     let took = stopped.elapsed();
     assert!(
-        took < Duration::from_millis(1500),
-        "the streams ended {took:?} after the stop"
+        took < SHUTDOWN_GRACE / 2,
+        "the streams ended {took:?} after the stop (grace {SHUTDOWN_GRACE:?})"
     );
 }
 
@@ -1034,10 +1035,13 @@ async fn read_to_the_end(events: &mut Events) -> (Status, i64) {
 }
 
 /// At shutdown a stream its client stopped reading ends at once: read
-/// afterwards, it has only the changes already on the connection (not the
-/// ones waiting in the server's buffer for it, some sixty changes) before
-/// UNAVAILABLE, and the server has shut down soon after, well within its
-/// 2 s grace.
+/// afterwards, it has the changes already on their way (on the connection
+/// or in the encoder's last chunk; usually some twenty) but not the
+/// hundreds still to send, then UNAVAILABLE, and the server has shut down
+/// soon after, long before its grace ran out.
+///
+/// How many changes were on their way depends on how the encoder batched
+/// them, so the bound is loose: a quarter of all.
 async fn a_stalled_stream_ends_at_once_on_shutdown(mut app: TestApp) {
     let (mut stalled, total) = a_stalled_stream(&app).await;
     let stopped = Instant::now();
@@ -1049,15 +1053,15 @@ async fn a_stalled_stream_ends_at_once_on_shutdown(mut app: TestApp) {
         "after change {last}: {status:?}"
     );
     assert!(
-        last < 64.min(total),
-        "after the stop the stream still sent changes from the server's buffer: \
-         it ended after change {last}"
+        last < total / 4,
+        "after the stop the stream still sent the changes waiting for it: \
+         it ended after change {last} of {total}"
     );
     app.stop_and_wait(WAIT).await;
     let took = stopped.elapsed();
     assert!(
-        took < Duration::from_secs(1),
-        "the server took {took:?} to shut down (grace 2 s)"
+        took < SHUTDOWN_GRACE / 2,
+        "the server took {took:?} to shut down (grace {SHUTDOWN_GRACE:?})"
     );
 }
 
@@ -1073,8 +1077,8 @@ async fn a_stalled_stream_does_not_hold_up_shutdown(mut app: TestApp) {
     let (mut stalled, total) = a_stalled_stream(&app).await;
     let took = app.stop_and_wait(WAIT).await;
     assert!(
-        took < Duration::from_secs(1),
-        "the server took {took:?} to shut down (grace 2 s) with a stalled stream open"
+        took < SHUTDOWN_GRACE / 2,
+        "the server took {took:?} to shut down (grace {SHUTDOWN_GRACE:?}) with a stalled stream open"
     );
     let (status, last) = read_to_the_end(&mut stalled).await;
     assert_eq!(

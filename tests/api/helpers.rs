@@ -169,7 +169,7 @@ impl TestApp {
         config.listen = "127.0.0.1:0".parse().expect("address");
         config.database_url = database_url;
         config.seed_locale = options.seed_locale;
-        config.shutdown_grace = Duration::from_secs(2);
+        config.shutdown_grace = SHUTDOWN_GRACE;
         config.sweep_interval = options.sweep_interval;
         config.change_retention = options.change_retention;
         if let Some(heartbeat) = heartbeat {
@@ -305,6 +305,12 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// The test servers' shutdown grace. Long, so that a shutdown that waited
+/// for it (instead of ending the calls in flight) stands apart from one
+/// that was merely slow on a busy machine: tests expect shutdowns well
+/// within half of it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A fresh tenant id, for tests that need a second tenant.
 pub fn new_tenant() -> String {
