@@ -58,10 +58,7 @@ impl Application {
         if config.sweep_interval.is_zero() {
             return Err("--sweep-interval must be more than 0".into());
         }
-        let db = database::connect(&config.database_url).await?;
-        if config.migrate {
-            database::migrate(&db).await?;
-        }
+        let db = database::open(&config.database_url, config.migrate).await?;
         let mut store =
             Store::new(db, clock, config.seed_locale).with_record_cache(config.record_cache);
         if let Some(writer) = database::connect_writer(&config.database_url).await? {

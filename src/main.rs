@@ -36,8 +36,7 @@ async fn serve(config: crm_classify::Config) -> Result<(), crm_classify::app::St
 }
 
 async fn migrate(url: &str) -> Result<(), crm_classify::app::StartError> {
-    let db = database::connect(url).await?;
-    database::migrate(&db).await?;
+    database::migrate_url(url).await?;
     tracing::info!("migrations applied");
     Ok(())
 }

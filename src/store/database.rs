@@ -23,6 +23,40 @@ pub async fn connect(url: &str) -> AppResult<DatabaseConnection> {
     connect_with(url, Role::Pool).await
 }
 
+/// The service's pool on `url`, pending migrations applied first when
+/// `migrate` is set.
+///
+/// Migrating runs on a connection of its own, closed before the pool
+/// opens: a SQLite connection plans with the statistics it read when it
+/// opened, even once it has created indexes itself, so only connections
+/// opened afterwards use those migrating wrote (see
+/// [`super::planner_statistics`]).
+pub async fn open(url: &str, migrate: bool) -> AppResult<DatabaseConnection> {
+    if migrate {
+        if is_in_memory(url) {
+            // Exists only while a connection to it is open.
+            let db = connect(url).await?;
+            self::migrate(&db).await?;
+            return Ok(db);
+        }
+        migrate_url(url).await?;
+    }
+    connect(url).await
+}
+
+/// Applies pending migrations to the database at `url` on a connection of
+/// its own, closed afterwards.
+pub async fn migrate_url(url: &str) -> AppResult<()> {
+    let db = connect_with(url, Role::Migrator).await?;
+    migrate(&db).await?;
+    db.close().await?;
+    Ok(())
+}
+
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
 /// On SQLite, a connection of its own for write transactions, with a large
 /// page cache. SQLite has one writer at a time anyway; keeping it on one
 /// connection keeps that cache warm, where writes taking turns on pooled
@@ -32,8 +66,7 @@ pub async fn connect(url: &str) -> AppResult<DatabaseConnection> {
 pub async fn connect_writer(url: &str) -> AppResult<Option<DatabaseConnection>> {
     // An in-memory database exists once per connection: the pool's is the
     // migrated one, so writes stay on the pool.
-    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-    if !url.starts_with("sqlite:") || in_memory {
+    if !url.starts_with("sqlite:") || is_in_memory(url) {
         return Ok(None);
     }
     connect_with(url, Role::Writer).await.map(Some)
@@ -55,6 +88,8 @@ enum Role {
     Writer,
     /// The benchmark seeder.
     BulkLoad,
+    /// Applying migrations.
+    Migrator,
 }
 
 /// Pages of SQLite's write connection cache, in KiB (negative: a size).
@@ -63,16 +98,18 @@ const WRITER_CACHE_KIB: &str = "-16384";
 async fn connect_with(url: &str, role: Role) -> AppResult<DatabaseConnection> {
     let is_sqlite = url.starts_with("sqlite:");
     let mut options = ConnectOptions::new(url.to_owned());
+    let connections = match role {
+        Role::Pool if is_sqlite => 8,
+        Role::Pool => 20,
+        Role::Writer | Role::BulkLoad | Role::Migrator => 1,
+    };
     options
-        .max_connections(if is_sqlite { 8 } else { 20 })
+        .max_connections(connections)
         .min_connections(1)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_timeout(ACQUIRE_TIMEOUT)
         .sqlx_logging(false);
     if is_sqlite {
-        if role != Role::Pool {
-            options.max_connections(1).min_connections(1);
-        }
         options.map_sqlx_sqlite_opts(move |opts| {
             let opts = opts
                 .create_if_missing(true)
@@ -92,7 +129,7 @@ async fn connect_with(url: &str, role: Role) -> AppResult<DatabaseConnection> {
                 Role::Writer => opts
                     .pragma("cache_size", WRITER_CACHE_KIB)
                     .pragma("wal_autocheckpoint", "0"),
-                Role::Pool => opts,
+                Role::Pool | Role::Migrator => opts,
             }
         });
     }
@@ -127,7 +164,8 @@ pub async fn checkpoint_regularly(db: DatabaseConnection) {
 }
 
 /// Applies pending migrations. On PostgreSQL an advisory lock makes replicas
-/// that start together migrate one after the other.
+/// that start together migrate one after the other; on SQLite the planner
+/// statistics follow (see [`super::planner_statistics`]).
 pub async fn migrate(db: &DatabaseConnection) -> AppResult<()> {
     if db.get_database_backend() == DatabaseBackend::Postgres {
         let tx = db.begin().await?;
@@ -140,6 +178,7 @@ pub async fn migrate(db: &DatabaseConnection) -> AppResult<()> {
         tx.commit().await?;
     } else {
         Migrator::up(db, None).await?;
+        super::planner_statistics::write_missing(db).await?;
     }
     Ok(())
 }

@@ -25,8 +25,8 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt, stream};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TryGetableMany, sea_query::Expr,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Expr,
 };
 
 use super::{
@@ -44,7 +44,7 @@ use crate::{
         tenant::RequestContext,
     },
     entity::{customer, relationship, relationship_change, tenant},
-    error::{AppError, AppResult},
+    error::AppResult,
 };
 
 /// Customers moved per transaction. Another write waits for at most about
@@ -292,32 +292,7 @@ async fn candidates(
         .order_by_asc(customer::Column::ActivityTime)
         .order_by_asc(customer::Column::Id)
         .limit(READ);
-    let backend = db.get_database_backend();
-    if automatic || backend != DatabaseBackend::Sqlite {
-        return Ok(as_candidates(query).all(db).await?);
-    }
-    // SQLite without planner statistics (a server never runs ANALYZE)
-    // prefers, for a range with both ends on activity time, the index of
-    // every active customer, reading the placed ones again on every sweep.
-    // (Sampled statistics were tried instead and made other statements of
-    // the sweep pick far worse plans.)
-    let mut statement = as_candidates(query).into_statement(backend);
-    statement.sql = statement.sql.replacen(
-        r#"FROM "customers""#,
-        r#"FROM "customers" INDEXED BY "customers_unplaced_by_relationship_activity""#,
-        1,
-    );
-    if !statement.sql.contains("INDEXED BY") {
-        return Err(AppError::Internal(format!(
-            "cannot name the sweep's index in {}",
-            statement.sql
-        )));
-    }
-    db.query_all_raw(statement)
-        .await?
-        .iter()
-        .map(|row| Candidate::try_get_many_by_index(row).map_err(|e| DbErr::from(e).into()))
-        .collect()
+    Ok(as_candidates(query).all(db).await?)
 }
 
 impl Store {

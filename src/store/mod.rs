@@ -18,6 +18,7 @@ pub mod groups;
 pub mod idempotency;
 pub mod inactivity;
 pub mod memberships;
+pub mod planner_statistics;
 pub mod record_cache;
 pub mod relationships;
 pub mod replicas;

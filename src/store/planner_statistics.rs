@@ -1,0 +1,283 @@
+//! Planner statistics for SQLite, written once instead of measured.
+//!
+//! SQLite's planner chooses among indexes by the statistics `ANALYZE`
+//! leaves in `sqlite_stat1`. Without them it guesses that an equality on an
+//! index's first column narrows a search to some ten rows. Every index here
+//! starts with `tenant_id`, which in a database of one tenant selects every
+//! row, so the guess sends statements the wrong way: the sweep's
+//! `UPDATE customers … WHERE tenant_id = ? AND id IN (…)` walked the whole
+//! tenant through `customers_by_create` instead of looking up 250 ids, and
+//! a sweep of 100,000 of 1,000,000 customers took 434 s instead of 15 s,
+//! other writes waiting seconds behind it.
+//!
+//! The server does not run `ANALYZE` itself: on a large database it reads
+//! every index while holding the write lock, and a sampled one (with
+//! `analysis_limit`) made worse choices for the sweep than none. Instead,
+//! migrating writes the statistics below for every index that has none:
+//! those `ANALYZE` measured on a tenant of a million customers (`crm-load
+//! seed`), on which every benchmark in BENCHMARKS.md ran. They describe how
+//! selective each index's leading columns are, which holds for a small
+//! database as for a large one. Statistics already present (an operator's
+//! own `ANALYZE`) are kept.
+
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, TransactionTrait};
+
+use crate::error::AppResult;
+
+/// `(table, index, statistics)` as `sqlite_stat1` holds them: the rows of
+/// the table, then for each leading run of the index's columns how many
+/// rows share one value of it on average.
+pub const STATISTICS: &[(&str, &str, &str)] = &[
+    (
+        "change_counters",
+        "sqlite_autoindex_change_counters_1",
+        "1 1",
+    ),
+    ("contacts", "contacts_by_customer", "1000000 1000000 5 1 1"),
+    ("contacts", "sqlite_autoindex_contacts_1", "1000000 1"),
+    ("customer_groups", "customer_groups_by_name", "20 20 1 1"),
+    ("customer_groups", "customer_groups_by_parent", "20 20 4"),
+    ("customer_groups", "customer_groups_code", "20 20 1"),
+    (
+        "customer_groups",
+        "customer_groups_sibling_name",
+        "20 20 4 1",
+    ),
+    (
+        "customer_groups",
+        "sqlite_autoindex_customer_groups_1",
+        "20 1",
+    ),
+    ("customer_sources", "customer_sources_by_name", "5 5 1 1"),
+    ("customer_sources", "customer_sources_code", "5 5 1"),
+    ("customer_sources", "customer_sources_name", "5 5 1"),
+    (
+        "customer_sources",
+        "sqlite_autoindex_customer_sources_1",
+        "5 1",
+    ),
+    (
+        "customers",
+        "customers_active_by_activity",
+        "1000000 1000000 1 1",
+    ),
+    (
+        "customers",
+        "customers_active_by_create",
+        "1000000 1000000 1 1",
+    ),
+    (
+        "customers",
+        "customers_active_by_name",
+        "1000000 1000000 1 1",
+    ),
+    (
+        "customers",
+        "customers_active_by_owner",
+        "1000000 1000000 20000 1 1",
+    ),
+    (
+        "customers",
+        "customers_active_by_relationship",
+        "1000000 1000000 166667 1 1",
+    ),
+    (
+        "customers",
+        "customers_active_by_source",
+        "1000000 1000000 166667 27778",
+    ),
+    ("customers", "customers_by_create", "1000000 1000000 1 1"),
+    ("customers", "customers_deleted_by_relationship", "0 0 0"),
+    ("customers", "customers_email", "1000000 1000000 1"),
+    ("customers", "customers_phone", "1000000 1000000 1"),
+    (
+        "customers",
+        "customers_unplaced_by_relationship_activity",
+        "1000000 1000000 166667 1 1",
+    ),
+    ("customers", "sqlite_autoindex_customers_1", "1000000 1"),
+    (
+        "group_members",
+        "group_members_by_customer",
+        "1200000 1200000 2",
+    ),
+    (
+        "group_members",
+        "group_members_by_relationship",
+        "1200000 1200000 60000 60000 10000 1 1",
+    ),
+    (
+        "group_members",
+        "group_members_by_time",
+        "1200000 1200000 60000 60000 1 1",
+    ),
+    (
+        "group_members",
+        "sqlite_autoindex_group_members_1",
+        "1200000 1200000 60000 1",
+    ),
+    (
+        "group_relationship_counts",
+        "sqlite_autoindex_group_relationship_counts_1",
+        "120 120 6 1",
+    ),
+    ("idempotency_keys", "idempotency_keys_by_time", "100000 1"),
+    (
+        "idempotency_keys",
+        "sqlite_autoindex_idempotency_keys_1",
+        "100000 100000 10000 1",
+    ),
+    (
+        "relationship_changes",
+        "relationship_changes_by_customer",
+        "1000000 1000000 1 1",
+    ),
+    (
+        "relationship_changes",
+        "sqlite_autoindex_relationship_changes_1",
+        "1000000 1000000 1",
+    ),
+    (
+        "relationship_counts",
+        "sqlite_autoindex_relationship_counts_1",
+        "6 6 1",
+    ),
+    ("relationships", "relationships_by_position", "7 7 1 1"),
+    ("relationships", "relationships_code", "7 7 1"),
+    ("relationships", "relationships_name", "7 7 1"),
+    ("relationships", "relationships_one_default", "1 1"),
+    ("relationships", "sqlite_autoindex_relationships_1", "7 1"),
+    (
+        "seaql_migrations",
+        "sqlite_autoindex_seaql_migrations_1",
+        "10 1",
+    ),
+    ("tenants", "sqlite_autoindex_tenants_1", "1 1"),
+];
+
+/// On SQLite, writes [`STATISTICS`] for each index that has none and makes
+/// this connection's planner use them (connections opened later read them
+/// as they open). Nothing on PostgreSQL, which gathers its own
+/// (autovacuum).
+///
+/// Other connections already open keep planning without them until they
+/// reopen (see [`database::open`](super::database::open)).
+pub async fn write_missing(db: &DatabaseConnection) -> AppResult<()> {
+    let backend = db.get_database_backend();
+    if backend != DatabaseBackend::Sqlite {
+        return Ok(());
+    }
+    // One connection throughout: the reload at the end applies to it.
+    let tx = db.begin().await?;
+    // Creates `sqlite_stat1` when missing, measuring nothing else (the
+    // schema table has no index).
+    tx.execute_unprepared("ANALYZE sqlite_schema").await?;
+    for (table, index, stat) in STATISTICS {
+        tx.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "INSERT INTO sqlite_stat1 (tbl, idx, stat) SELECT ?, ?, ? \
+             WHERE NOT EXISTS (SELECT 1 FROM sqlite_stat1 WHERE tbl = ? AND idx = ?)",
+            [*table, *index, *stat, *table, *index].map(Into::into),
+        ))
+        .await?;
+    }
+    // Loads the statistics into this connection's planner.
+    tx.execute_unprepared("ANALYZE sqlite_schema").await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+
+    use super::STATISTICS;
+    use crate::store::database;
+
+    async fn rows(db: &DatabaseConnection, sql: &str) -> Vec<Vec<String>> {
+        db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .expect(sql)
+            .iter()
+            .map(|row| {
+                (0..)
+                    .map_while(|i| row.try_get_by_index::<String>(i).ok())
+                    .collect()
+            })
+            .collect()
+    }
+
+    async fn migrated() -> (tempfile::TempDir, DatabaseConnection) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("crm.db").display());
+        let db = database::open(&url, true).await.expect("open");
+        (dir, db)
+    }
+
+    /// Every index of the migrated schema has statistics, and none are
+    /// written for an index that no longer exists: a migration that adds
+    /// or drops an index must say how selective it is here.
+    #[tokio::test]
+    async fn every_index_of_the_schema_has_statistics() {
+        let (_dir, db) = migrated().await;
+        let indexes: BTreeSet<(String, String)> = rows(
+            &db,
+            "SELECT tbl_name, name FROM sqlite_schema WHERE type = 'index' \
+             AND tbl_name NOT LIKE 'sqlite_%'",
+        )
+        .await
+        .into_iter()
+        .map(|row| (row[0].clone(), row[1].clone()))
+        .collect();
+        let described: BTreeSet<(String, String)> = STATISTICS
+            .iter()
+            .map(|(table, index, _)| (table.to_string(), index.to_string()))
+            .collect();
+        assert_eq!(indexes, described);
+        let written = rows(&db, "SELECT tbl, idx FROM sqlite_stat1").await.len();
+        assert_eq!(written, STATISTICS.len());
+    }
+
+    /// With them, a lookup of customers by id within a tenant uses the
+    /// primary key, not an index that starts with the tenant (which the
+    /// planner, without statistics, takes for a narrow one).
+    #[tokio::test]
+    async fn a_lookup_by_ids_uses_the_primary_key() {
+        let (_dir, db) = migrated().await;
+        let sql = "EXPLAIN QUERY PLAN UPDATE customers SET revision = revision + 1 \
+                   WHERE tenant_id = 't' AND id IN ('a', 'b', 'c')";
+        let detail: Vec<String> = db
+            .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .expect(sql)
+            .iter()
+            .map(|row| row.try_get::<String>("", "detail").expect("detail"))
+            .collect();
+        assert!(
+            detail
+                .iter()
+                .any(|d| d.contains("USING INDEX sqlite_autoindex_customers_1")),
+            "{detail:?}"
+        );
+    }
+
+    /// Statistics already there (an operator's `ANALYZE`) stay as they are.
+    #[tokio::test]
+    async fn measured_statistics_are_kept() {
+        let (_dir, db) = migrated().await;
+        db.execute_unprepared(
+            "UPDATE sqlite_stat1 SET stat = '42 42 1' WHERE idx = 'customers_phone'",
+        )
+        .await
+        .expect("update");
+        database::migrate(&db).await.expect("migrate again");
+        let stat = rows(
+            &db,
+            "SELECT stat FROM sqlite_stat1 WHERE idx = 'customers_phone'",
+        )
+        .await;
+        assert_eq!(stat, [["42 42 1"]]);
+    }
+}
