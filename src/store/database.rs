@@ -163,7 +163,10 @@ pub async fn checkpoint_regularly(db: DatabaseConnection) {
     }
 }
 
-/// Applies pending migrations. On PostgreSQL an advisory lock makes replicas
+/// Applies pending migrations. On SQLite `db` must be a single connection
+/// (as [`open`] and [`migrate_url`] use): a pooled connection that did not
+/// see another's schema change may refuse the next one (`index … already
+/// exists`). On PostgreSQL an advisory lock makes replicas
 /// that start together migrate one after the other; on SQLite the planner
 /// statistics follow (see [`super::planner_statistics`]).
 pub async fn migrate(db: &DatabaseConnection) -> AppResult<()> {
@@ -204,6 +207,7 @@ mod tests {
                 "m20261123_000004_change_filters",
                 "m20261202_000005_fewer_relationship_indexes",
                 "m20261202_000006_placed_customers",
+                "m20261205_000007_source_index_without_relationship",
             ]
         );
     }

@@ -530,8 +530,7 @@ mod tests {
     async fn store_with_idle_customers(n: usize) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("crm.db").display());
-        let db = database::connect(&url).await.expect("connect");
-        database::migrate(&db).await.expect("migrate");
+        let db = database::open(&url, true).await.expect("open");
         let start = Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap();
         let clock = Arc::new(ManualClock::new(start));
         let store = Store::new(db, clock.clone(), SeedLocale::En);
