@@ -101,8 +101,8 @@ pub async fn record_each(
     if moves.is_empty() {
         return Ok(Vec::new());
     }
-    move_customers(tx, tenant, moves, now).await?;
-    let memberships = memberships_of_moved(tx, tenant, moves).await?;
+    let updated = move_customers(tx, tenant, moves, now).await?;
+    let memberships = memberships_of_moved(tx, tenant, moves, updated).await?;
     // The counters last: their row locks, which every writer of the tenant
     // needs, are held from here to the commit (on PostgreSQL; SQLite has
     // one writer anyway).
@@ -149,13 +149,14 @@ pub async fn record_each(
 }
 
 /// Points existing customers (and their memberships' copies) at their new
-/// relationship.
+/// relationship. Returns the groups of the customers moved, as the
+/// memberships' update found them (a customer in no group is missing).
 async fn move_customers(
     tx: &impl ConnectionTrait,
     tenant: &str,
     moves: &[Move],
     now: i64,
-) -> AppResult<()> {
+) -> AppResult<Memberships> {
     let mut by_target: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for m in moves.iter().filter(|m| m.from.is_some()) {
         by_target
@@ -174,6 +175,7 @@ async fn move_customers(
         .await?
         .into_iter()
         .collect();
+    let mut memberships = Memberships::new();
     for (to, ids) in by_target {
         for chunk in ids.chunks(500) {
             customer::Entity::update_many()
@@ -191,15 +193,24 @@ async fn move_customers(
                 .filter(customer::Column::Id.is_in(chunk.iter().cloned()))
                 .exec(tx)
                 .await?;
-            group_member::Entity::update_many()
+            let updated = group_member::Entity::update_many()
                 .col_expr(group_member::Column::RelationshipId, Expr::value(to))
                 .filter(group_member::Column::TenantId.eq(tenant))
                 .filter(group_member::Column::CustomerId.is_in(chunk.iter().cloned()))
-                .exec(tx)
+                .exec_with_returning(tx)
                 .await?;
+            for member in updated {
+                memberships
+                    .entry(member.customer_id)
+                    .or_default()
+                    .push(member.group_id);
+            }
         }
     }
-    Ok(())
+    memberships
+        .values_mut()
+        .for_each(|groups| groups.sort_unstable());
+    Ok(memberships)
 }
 
 fn count_deltas(moves: &[Move]) -> BTreeMap<String, i64> {
@@ -217,14 +228,17 @@ fn count_deltas(moves: &[Move]) -> BTreeMap<String, i64> {
 /// `(group_id, relationship_id)`.
 pub type GroupDeltas = BTreeMap<(String, String), i64>;
 
+/// Each customer's groups, in id order.
+pub type Memberships = BTreeMap<String, Vec<String>>;
+
 /// The groups each of `customer_ids` belongs to (deleted groups included:
 /// their counts are kept so a restore finds them right).
 pub async fn memberships_of(
     tx: &impl ConnectionTrait,
     tenant: &str,
     customer_ids: &[String],
-) -> AppResult<BTreeMap<String, Vec<String>>> {
-    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+) -> AppResult<Memberships> {
+    let mut groups = Memberships::new();
     for chunk in customer_ids.chunks(500) {
         let rows: Vec<(String, String)> = group_member::Entity::find()
             .filter(group_member::Column::TenantId.eq(tenant))
@@ -239,31 +253,40 @@ pub async fn memberships_of(
             groups.entry(customer_id).or_default().push(group_id);
         }
     }
+    groups.values_mut().for_each(|ids| ids.sort_unstable());
     Ok(groups)
 }
 
 /// The groups of each moved customer (deleted customers' are not needed):
-/// those the caller gave, the others looked up.
+/// those the caller gave, else those the memberships' update found
+/// (`updated`, which covers every customer that held a relationship
+/// before), the others looked up.
 async fn memberships_of_moved(
     tx: &impl ConnectionTrait,
     tenant: &str,
     moves: &[Move],
-) -> AppResult<BTreeMap<String, Vec<String>>> {
+    updated: Memberships,
+) -> AppResult<Memberships> {
     let unknown: Vec<String> = moves
         .iter()
-        .filter(|m| m.active && m.groups.is_none())
+        .filter(|m| m.active && m.groups.is_none() && m.from.is_none())
         .map(|m| m.customer_id.clone())
         .collect();
     let mut memberships = memberships_of(tx, tenant, &unknown).await?;
     for m in moves.iter().filter(|m| m.active) {
-        if let Some(groups) = &m.groups {
-            memberships.insert(m.customer_id.clone(), groups.clone());
+        let groups = match &m.groups {
+            Some(groups) => Some(groups.clone()),
+            None if m.from.is_some() => updated.get(&m.customer_id).cloned(),
+            None => continue,
+        };
+        if let Some(groups) = groups {
+            memberships.insert(m.customer_id.clone(), groups);
         }
     }
     Ok(memberships)
 }
 
-fn group_count_deltas(moves: &[Move], memberships: &BTreeMap<String, Vec<String>>) -> GroupDeltas {
+fn group_count_deltas(moves: &[Move], memberships: &Memberships) -> GroupDeltas {
     let mut deltas = GroupDeltas::new();
     for m in moves.iter().filter(|m| m.active) {
         for group in memberships.get(&m.customer_id).into_iter().flatten() {
