@@ -130,7 +130,7 @@ async fn connect_with(url: &str, role: Role) -> AppResult<DatabaseConnection> {
                 // changes many rows (a sweep batch's UPDATE) saves each page
                 // it changes first, so that it can be undone alone, and
                 // past 64 KiB that copy went to a temporary file (8 % of
-                // the sweep's time in `perf`).
+                // a sweep's samples in `perf`; 5 % in memory).
                 Role::Writer => opts
                     .pragma("cache_size", WRITER_CACHE_KIB)
                     .pragma("wal_autocheckpoint", "0")

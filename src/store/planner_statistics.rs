@@ -12,10 +12,12 @@
 //!
 //! The server does not run `ANALYZE` itself: on a large database it reads
 //! every index while holding the write lock, and a sampled one (with
-//! `analysis_limit`) made worse choices for the sweep than none. Instead,
+//! `analysis_limit`) still left that sweep at 209 s. Instead,
 //! migrating writes the statistics below for every index that has none:
 //! those `ANALYZE` measured on a tenant of a million customers (`crm-load
-//! seed`), on which every benchmark in BENCHMARKS.md ran. They describe how
+//! seed`), on which every benchmark in BENCHMARKS.md ran; estimates of the
+//! same kind for the tables the seed leaves empty (contacts, idempotency
+//! keys) and for indexes changed since. They describe how
 //! selective each index's leading columns are, which holds for a small
 //! database as for a large one. Statistics already present (an operator's
 //! own `ANALYZE`) are kept.
