@@ -207,9 +207,6 @@ async fn move_customers(
             }
         }
     }
-    memberships
-        .values_mut()
-        .for_each(|groups| groups.sort_unstable());
     Ok(memberships)
 }
 
@@ -228,7 +225,7 @@ fn count_deltas(moves: &[Move]) -> BTreeMap<String, i64> {
 /// `(group_id, relationship_id)`.
 pub type GroupDeltas = BTreeMap<(String, String), i64>;
 
-/// Each customer's groups, in id order.
+/// Each customer's groups, by customer id.
 pub type Memberships = BTreeMap<String, Vec<String>>;
 
 /// The groups each of `customer_ids` belongs to (deleted groups included:
@@ -253,19 +250,18 @@ pub async fn memberships_of(
             groups.entry(customer_id).or_default().push(group_id);
         }
     }
-    groups.values_mut().for_each(|ids| ids.sort_unstable());
     Ok(groups)
 }
 
-/// The groups of each moved customer (deleted customers' are not needed):
-/// those the caller gave, else those the memberships' update found
+/// The groups of each moved customer (deleted customers' are not needed),
+/// sorted: those the caller gave, else those the memberships' update found
 /// (`updated`, which covers every customer that held a relationship
 /// before), the others looked up.
 async fn memberships_of_moved(
     tx: &impl ConnectionTrait,
     tenant: &str,
     moves: &[Move],
-    updated: Memberships,
+    mut updated: Memberships,
 ) -> AppResult<Memberships> {
     let unknown: Vec<String> = moves
         .iter()
@@ -276,13 +272,16 @@ async fn memberships_of_moved(
     for m in moves.iter().filter(|m| m.active) {
         let groups = match &m.groups {
             Some(groups) => Some(groups.clone()),
-            None if m.from.is_some() => updated.get(&m.customer_id).cloned(),
-            None => continue,
+            None => updated.remove(&m.customer_id),
         };
         if let Some(groups) = groups {
             memberships.insert(m.customer_id.clone(), groups);
         }
     }
+    // The same order whichever statement found them (RETURNING has none).
+    memberships
+        .values_mut()
+        .for_each(|groups| groups.sort_unstable());
     Ok(memberships)
 }
 

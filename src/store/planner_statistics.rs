@@ -26,136 +26,61 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, T
 
 use crate::error::AppResult;
 
-/// `(table, index, statistics)` as `sqlite_stat1` holds them: the rows of
-/// the table, then for each leading run of the index's columns how many
-/// rows share one value of it on average.
-pub const STATISTICS: &[(&str, &str, &str)] = &[
-    (
-        "change_counters",
-        "sqlite_autoindex_change_counters_1",
-        "1 1",
-    ),
-    ("contacts", "contacts_by_customer", "1000000 1000000 5 1 1"),
-    ("contacts", "sqlite_autoindex_contacts_1", "1000000 1"),
-    ("customer_groups", "customer_groups_by_name", "20 20 1 1"),
-    ("customer_groups", "customer_groups_by_parent", "20 20 4"),
-    ("customer_groups", "customer_groups_code", "20 20 1"),
-    (
-        "customer_groups",
-        "customer_groups_sibling_name",
-        "20 20 4 1",
-    ),
-    (
-        "customer_groups",
-        "sqlite_autoindex_customer_groups_1",
-        "20 1",
-    ),
-    ("customer_sources", "customer_sources_by_name", "5 5 1 1"),
-    ("customer_sources", "customer_sources_code", "5 5 1"),
-    ("customer_sources", "customer_sources_name", "5 5 1"),
-    (
-        "customer_sources",
-        "sqlite_autoindex_customer_sources_1",
-        "5 1",
-    ),
-    (
-        "customers",
-        "customers_active_by_activity",
-        "1000000 1000000 1 1",
-    ),
-    (
-        "customers",
-        "customers_active_by_create",
-        "1000000 1000000 1 1",
-    ),
-    (
-        "customers",
-        "customers_active_by_name",
-        "1000000 1000000 1 1",
-    ),
-    (
-        "customers",
-        "customers_active_by_owner",
-        "1000000 1000000 20000 1 1",
-    ),
-    (
-        "customers",
-        "customers_active_by_relationship",
-        "1000000 1000000 166667 1 1",
-    ),
-    (
-        "customers",
-        "customers_active_by_source",
-        "1000000 1000000 200000 1 1",
-    ),
-    ("customers", "customers_by_create", "1000000 1000000 1 1"),
-    ("customers", "customers_deleted_by_relationship", "0 0 0"),
-    ("customers", "customers_email", "1000000 1000000 1"),
-    ("customers", "customers_phone", "1000000 1000000 1"),
-    (
-        "customers",
-        "customers_unplaced_by_relationship_activity",
-        "1000000 1000000 166667 1 1",
-    ),
-    ("customers", "sqlite_autoindex_customers_1", "1000000 1"),
-    (
-        "group_members",
-        "group_members_by_customer",
-        "1200000 1200000 2",
-    ),
-    (
-        "group_members",
-        "group_members_by_relationship",
-        "1200000 1200000 60000 60000 10000 1 1",
-    ),
-    (
-        "group_members",
-        "group_members_by_time",
-        "1200000 1200000 60000 60000 1 1",
-    ),
-    (
-        "group_members",
-        "sqlite_autoindex_group_members_1",
-        "1200000 1200000 60000 1",
-    ),
-    (
-        "group_relationship_counts",
-        "sqlite_autoindex_group_relationship_counts_1",
-        "120 120 6 1",
-    ),
-    ("idempotency_keys", "idempotency_keys_by_time", "100000 1"),
-    (
-        "idempotency_keys",
-        "sqlite_autoindex_idempotency_keys_1",
-        "100000 100000 10000 1",
-    ),
-    (
-        "relationship_changes",
-        "relationship_changes_by_customer",
-        "1000000 1000000 1 1",
-    ),
-    (
-        "relationship_changes",
-        "sqlite_autoindex_relationship_changes_1",
-        "1000000 1000000 1",
-    ),
-    (
-        "relationship_counts",
-        "sqlite_autoindex_relationship_counts_1",
-        "6 6 1",
-    ),
-    ("relationships", "relationships_by_position", "7 7 1 1"),
-    ("relationships", "relationships_code", "7 7 1"),
-    ("relationships", "relationships_name", "7 7 1"),
-    ("relationships", "relationships_one_default", "1 1"),
-    ("relationships", "sqlite_autoindex_relationships_1", "7 1"),
-    (
-        "seaql_migrations",
-        "sqlite_autoindex_seaql_migrations_1",
-        "10 1",
-    ),
-    ("tenants", "sqlite_autoindex_tenants_1", "1 1"),
-];
+/// `table index statistics`, a line each, as `sqlite_stat1` holds them:
+/// the statistics are the rows of the table, then for each leading run of
+/// the index's columns how many rows share one value of it on average.
+const STATISTICS: &str = "
+    change_counters sqlite_autoindex_change_counters_1 1 1
+    contacts contacts_by_customer 1000000 1000000 5 1 1
+    contacts sqlite_autoindex_contacts_1 1000000 1
+    customer_groups customer_groups_by_name 20 20 1 1
+    customer_groups customer_groups_by_parent 20 20 4
+    customer_groups customer_groups_code 20 20 1
+    customer_groups customer_groups_sibling_name 20 20 4 1
+    customer_groups sqlite_autoindex_customer_groups_1 20 1
+    customer_sources customer_sources_by_name 5 5 1 1
+    customer_sources customer_sources_code 5 5 1
+    customer_sources customer_sources_name 5 5 1
+    customer_sources sqlite_autoindex_customer_sources_1 5 1
+    customers customers_active_by_activity 1000000 1000000 1 1
+    customers customers_active_by_create 1000000 1000000 1 1
+    customers customers_active_by_name 1000000 1000000 1 1
+    customers customers_active_by_owner 1000000 1000000 20000 1 1
+    customers customers_active_by_relationship 1000000 1000000 166667 1 1
+    customers customers_active_by_source 1000000 1000000 200000 1 1
+    customers customers_by_create 1000000 1000000 1 1
+    customers customers_deleted_by_relationship 0 0 0
+    customers customers_email 1000000 1000000 1
+    customers customers_phone 1000000 1000000 1
+    customers customers_unplaced_by_relationship_activity 1000000 1000000 166667 1 1
+    customers sqlite_autoindex_customers_1 1000000 1
+    group_members group_members_by_customer 1200000 1200000 2
+    group_members group_members_by_relationship 1200000 1200000 60000 60000 10000 1 1
+    group_members group_members_by_time 1200000 1200000 60000 60000 1 1
+    group_members sqlite_autoindex_group_members_1 1200000 1200000 60000 1
+    group_relationship_counts sqlite_autoindex_group_relationship_counts_1 120 120 6 1
+    idempotency_keys idempotency_keys_by_time 100000 1
+    idempotency_keys sqlite_autoindex_idempotency_keys_1 100000 100000 10000 1
+    relationship_changes relationship_changes_by_customer 1000000 1000000 1 1
+    relationship_changes sqlite_autoindex_relationship_changes_1 1000000 1000000 1
+    relationship_counts sqlite_autoindex_relationship_counts_1 6 6 1
+    relationships relationships_by_position 7 7 1 1
+    relationships relationships_code 7 7 1
+    relationships relationships_name 7 7 1
+    relationships relationships_one_default 1 1
+    relationships sqlite_autoindex_relationships_1 7 1
+    seaql_migrations sqlite_autoindex_seaql_migrations_1 10 1
+    tenants sqlite_autoindex_tenants_1 1 1
+";
+
+/// The rows of [`STATISTICS`]: `(table, index, statistics)`.
+fn statistics() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
+    STATISTICS.lines().filter_map(|line| {
+        let (table, rest) = line.trim().split_once(' ')?;
+        let (index, stat) = rest.split_once(' ')?;
+        Some((table, index, stat))
+    })
+}
 
 /// On SQLite, writes [`STATISTICS`] for each index that has none and makes
 /// this connection's planner use them (connections opened later read them
@@ -174,12 +99,12 @@ pub async fn write_missing(db: &DatabaseConnection) -> AppResult<()> {
     // Creates `sqlite_stat1` when missing, measuring nothing else (the
     // schema table has no index).
     tx.execute_unprepared("ANALYZE sqlite_schema").await?;
-    for (table, index, stat) in STATISTICS {
+    for (table, index, stat) in statistics() {
         tx.execute_raw(Statement::from_sql_and_values(
             backend,
             "INSERT INTO sqlite_stat1 (tbl, idx, stat) SELECT ?, ?, ? \
              WHERE NOT EXISTS (SELECT 1 FROM sqlite_stat1 WHERE tbl = ? AND idx = ?)",
-            [*table, *index, *stat, *table, *index].map(Into::into),
+            [table, index, stat, table, index].map(Into::into),
         ))
         .await?;
     }
@@ -195,27 +120,30 @@ mod tests {
 
     use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
-    use super::STATISTICS;
+    use super::statistics;
     use crate::store::database;
 
-    async fn rows(db: &DatabaseConnection, sql: &str) -> Vec<Vec<String>> {
+    /// The text `columns` of each row `sql` returns.
+    async fn rows(db: &DatabaseConnection, sql: &str, columns: &[&str]) -> Vec<Vec<String>> {
         db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
             .await
             .expect(sql)
             .iter()
             .map(|row| {
-                (0..)
-                    .map_while(|i| row.try_get_by_index::<String>(i).ok())
+                columns
+                    .iter()
+                    .map(|column| row.try_get::<String>("", column).expect(column))
                     .collect()
             })
             .collect()
     }
 
-    async fn migrated() -> (tempfile::TempDir, DatabaseConnection) {
+    /// A migrated database (kept while the directory lives) and its URL.
+    async fn migrated() -> (tempfile::TempDir, String, DatabaseConnection) {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("crm.db").display());
         let db = database::open(&url, true).await.expect("open");
-        (dir, db)
+        (dir, url, db)
     }
 
     /// Every index of the migrated schema has statistics, and none are
@@ -223,23 +151,26 @@ mod tests {
     /// or drops an index must say how selective it is here.
     #[tokio::test]
     async fn every_index_of_the_schema_has_statistics() {
-        let (_dir, db) = migrated().await;
-        let indexes: BTreeSet<(String, String)> = rows(
+        let (_dir, _, db) = migrated().await;
+        let indexes: BTreeSet<Vec<String>> = rows(
             &db,
             "SELECT tbl_name, name FROM sqlite_schema WHERE type = 'index' \
              AND tbl_name NOT LIKE 'sqlite_%'",
+            &["tbl_name", "name"],
         )
         .await
         .into_iter()
-        .map(|row| (row[0].clone(), row[1].clone()))
         .collect();
-        let described: BTreeSet<(String, String)> = STATISTICS
-            .iter()
-            .map(|(table, index, _)| (table.to_string(), index.to_string()))
+        let described: BTreeSet<Vec<String>> = statistics()
+            .map(|(table, index, _)| vec![table.to_owned(), index.to_owned()])
             .collect();
         assert_eq!(indexes, described);
-        let written = rows(&db, "SELECT tbl, idx FROM sqlite_stat1").await.len();
-        assert_eq!(written, STATISTICS.len());
+        let written: BTreeSet<Vec<String>> =
+            rows(&db, "SELECT tbl, idx FROM sqlite_stat1", &["tbl", "idx"])
+                .await
+                .into_iter()
+                .collect();
+        assert_eq!(written, described);
     }
 
     /// With them, a lookup of customers by id within a tenant uses the
@@ -247,38 +178,36 @@ mod tests {
     /// planner, without statistics, takes for a narrow one).
     #[tokio::test]
     async fn a_lookup_by_ids_uses_the_primary_key() {
-        let (_dir, db) = migrated().await;
-        let sql = "EXPLAIN QUERY PLAN UPDATE customers SET revision = revision + 1 \
-                   WHERE tenant_id = 't' AND id IN ('a', 'b', 'c')";
-        let detail: Vec<String> = db
-            .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
-            .await
-            .expect(sql)
-            .iter()
-            .map(|row| row.try_get::<String>("", "detail").expect("detail"))
-            .collect();
+        let (_dir, _, db) = migrated().await;
+        let plan = rows(
+            &db,
+            "EXPLAIN QUERY PLAN UPDATE customers SET revision = revision + 1 \
+             WHERE tenant_id = 't' AND id IN ('a', 'b', 'c')",
+            &["detail"],
+        )
+        .await
+        .concat();
         assert!(
-            detail
-                .iter()
+            plan.iter()
                 .any(|d| d.contains("USING INDEX sqlite_autoindex_customers_1")),
-            "{detail:?}"
+            "{plan:?}"
         );
     }
 
     /// Statistics already there (an operator's `ANALYZE`) stay as they are.
     #[tokio::test]
     async fn measured_statistics_are_kept() {
-        let (dir, db) = migrated().await;
+        let (_dir, url, db) = migrated().await;
         db.execute_unprepared(
             "UPDATE sqlite_stat1 SET stat = '42 42 1' WHERE idx = 'customers_phone'",
         )
         .await
         .expect("update");
-        let url = format!("sqlite://{}", dir.path().join("crm.db").display());
         database::migrate_url(&url).await.expect("migrate again");
         let stat = rows(
             &db,
             "SELECT stat FROM sqlite_stat1 WHERE idx = 'customers_phone'",
+            &["stat"],
         )
         .await;
         assert_eq!(stat, [["42 42 1"]]);
