@@ -48,10 +48,16 @@ use crate::{
 };
 
 /// Customers moved per transaction. Another write waits for at most about
-/// one batch: 500 kept other writes' p99 during a large sweep at 67–135 ms
-/// on SQLite, 250 at 41–49 ms with the sweep no slower (`crm-load sweep`).
+/// one batch, and between two batches the writes that waited take their
+/// turn, so the size trades the sweep's speed against the other writes'
+/// latency. Measured with `crm-load sweep` (4 writers, 2026-12-06): 500
+/// against 250, SQLite 9.8 s against 13.1 s (median of 4; other writes'
+/// p99 51–76 ms against 30–48 ms), PostgreSQL 10.1 s against 11.0 s (p99
+/// 46–57 ms against 38–57 ms); 1,000 on PostgreSQL was barely faster (9.9
+/// s) with p99 up to 81 ms. (On 2026-11-23, with slower batches, 500 was
+/// no faster than 250 and pushed SQLite's p99 to 67–135 ms.)
 #[cfg(not(test))]
-pub const BATCH: usize = 250;
+pub const BATCH: usize = 500;
 /// Candidates read per statement.
 #[cfg(not(test))]
 const READ: u64 = 2_000;
@@ -386,7 +392,9 @@ impl Store {
     /// cores): one batch of 500 at a time 24 s; two at once 18–21 s; two of
     /// 250 at once as fast, with other writes' p99 at 66–89 ms instead of
     /// 78–101 ms; three or four no faster (again on 2026-12-02: 15.8 and
-    /// 15.0 s against 15.6–17.0 s, and other writes' p99 at 98–113 ms).
+    /// 15.0 s against 15.6–17.0 s, and other writes' p99 at 98–113 ms;
+    /// on 2026-12-06 three batches of 500: 10.3–11.8 s against 11.6–12.3 s,
+    /// other writes' p99 100–137 ms against 57–79 ms).
     fn sweep_parallelism(&self) -> usize {
         match self.db().get_database_backend() {
             DatabaseBackend::Postgres => 2,
