@@ -103,6 +103,10 @@ pub async fn record_each(
     }
     let updated = move_customers(tx, tenant, moves, now).await?;
     let memberships = memberships_of_moved(tx, tenant, moves, updated).await?;
+    // Delivered at commit whenever it is sent, so sent before the counters
+    // and the sequence, whose row locks every writer of the tenant waits
+    // for: one round trip fewer while they are held.
+    crate::store::replicas::announce_changes(tx, tenant).await?;
     // The counters last: their row locks, which every writer of the tenant
     // needs, are held from here to the commit (on PostgreSQL; SQLite has
     // one writer anyway).
@@ -144,7 +148,6 @@ pub async fn record_each(
         .exec_without_returning(tx)
         .await?;
     }
-    crate::store::replicas::announce_changes(tx, tenant).await?;
     Ok(entries)
 }
 

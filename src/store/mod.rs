@@ -207,8 +207,12 @@ impl Store {
                 ..Default::default()
             })
             .await?;
-        let result = match op(&tx).await {
-            Ok(value) => replicas::announce(&tx, touches).await.map(|()| value),
+        // The notice first: it is delivered at commit (or dropped with a
+        // rollback) whenever it is sent, and sent later it would cost a
+        // round trip while the write holds the row locks other writers
+        // wait for.
+        let result = match replicas::announce(&tx, touches).await {
+            Ok(()) => op(&tx).await,
             Err(err) => Err(err),
         };
         match result {
