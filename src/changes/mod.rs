@@ -3,7 +3,8 @@
 //!
 //! Every change of a customer's relationship — on create, by hand, in bulk,
 //! through an update, on reassignment, by the inactivity rule — goes through
-//! [`record`], inside the writer's own transaction: the customer row, its
+//! [`record`] (or its two halves, [`apply`] and [`Applied::log`]), inside
+//! the writer's own transaction: the customer row, its
 //! memberships' copies, the summary-bar counts and the log entry commit or
 //! roll back together, so an acknowledged change is never lost and a
 //! rolled-back one is never seen.
@@ -83,7 +84,7 @@ pub async fn record(
     origin: &Origin,
     now: i64,
 ) -> AppResult<Vec<relationship_change::Model>> {
-    record_each(tx, tenant, moves, &vec![origin; moves.len()], now).await
+    apply(tx, tenant, moves, now).await?.log(tx, origin).await
 }
 
 /// Like [`record`], each move with its own origin (`origins[i]` made
@@ -95,60 +96,124 @@ pub async fn record_each(
     origins: &[&Origin],
     now: i64,
 ) -> AppResult<Vec<relationship_change::Model>> {
-    if moves.len() != origins.len() {
-        return Err(AppError::Internal("a move without its origin".into()));
-    }
+    apply(tx, tenant, moves, now)
+        .await?
+        .log_each(tx, origins)
+        .await
+}
+
+/// The first half of [`record`]: points the customers and their
+/// memberships' copies at their new relationship. [`Applied::log`] (or
+/// [`Applied::log_each`]) must follow in the same transaction; between the
+/// two the caller may read back what it returns, before the counters and
+/// the tenant's sequence are locked: every writer of the tenant waits for
+/// those row locks until the commit (on PostgreSQL; SQLite has one writer
+/// anyway), so the less done after taking them, the more writes a tenant
+/// takes per second.
+pub async fn apply<'m>(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    moves: &'m [Move],
+    now: i64,
+) -> AppResult<Applied<'m>> {
+    let mut applied = Applied {
+        tenant: tenant.to_owned(),
+        moves,
+        memberships: Memberships::new(),
+        now,
+    };
     if moves.is_empty() {
-        return Ok(Vec::new());
+        return Ok(applied);
     }
     let updated = move_customers(tx, tenant, moves, now).await?;
-    let memberships = memberships_of_moved(tx, tenant, moves, updated).await?;
-    // Delivered at commit whenever it is sent, so sent before the counters
-    // and the sequence, whose row locks every writer of the tenant waits
-    // for: one round trip fewer while they are held.
+    applied.memberships = memberships_of_moved(tx, tenant, moves, updated).await?;
+    // Delivered at commit whenever it is sent, so sent before the locks.
     crate::store::replicas::announce_changes(tx, tenant).await?;
-    // The counters last: their row locks, which every writer of the tenant
-    // needs, are held from here to the commit (on PostgreSQL; SQLite has
-    // one writer anyway).
-    adjust_counts(tx, tenant, &count_deltas(moves)).await?;
-    adjust_group_counts(tx, tenant, &group_count_deltas(moves, &memberships)).await?;
+    Ok(applied)
+}
 
-    let last = allocate(tx, tenant, moves.len() as i64).await?;
-    let first = last - moves.len() as i64 + 1;
-    let entries: Vec<relationship_change::Model> = moves
-        .iter()
-        .zip(origins)
-        .zip(first..)
-        .map(|((m, origin), sequence)| relationship_change::Model {
-            tenant_id: tenant.to_owned(),
-            sequence,
-            customer_id: m.customer_id.clone(),
-            old_relationship_id: m.from.clone().unwrap_or_default(),
-            new_relationship_id: m.to.clone(),
-            cause: origin.cause.as_str().to_owned(),
-            actor_id: origin.actor.clone(),
-            reason: origin.reason.clone(),
-            change_time: now,
-            owner_id: m.owner.clone(),
-            group_ids: memberships
-                .get(&m.customer_id)
-                .map(|groups| groups.join(","))
-                .unwrap_or_default(),
-        })
-        .collect();
-    // In chunks well below the databases' limits on bound values (a
-    // relationship's deletion may move every customer of the tenant).
-    for chunk in entries.chunks(LOG_ROWS_PER_STATEMENT) {
-        relationship_change::Entity::insert_many(
-            chunk
-                .iter()
-                .cloned()
-                .map(relationship_change::ActiveModel::from),
-        )
-        .exec_without_returning(tx)
-        .await?;
+/// Moves applied by [`apply`], to be counted and logged.
+#[must_use = "applied moves must be logged"]
+pub struct Applied<'m> {
+    tenant: String,
+    moves: &'m [Move],
+    memberships: Memberships,
+    now: i64,
+}
+
+impl Applied<'_> {
+    /// Counts the moves in the summary bars and appends their log entries,
+    /// all made for the same reason. Returns the entries in sequence order.
+    pub async fn log(
+        self,
+        tx: &impl ConnectionTrait,
+        origin: &Origin,
+    ) -> AppResult<Vec<relationship_change::Model>> {
+        let origins = vec![origin; self.moves.len()];
+        self.log_each(tx, &origins).await
     }
-    Ok(entries)
+
+    /// Like [`Applied::log`], each move with its own origin.
+    pub async fn log_each(
+        self,
+        tx: &impl ConnectionTrait,
+        origins: &[&Origin],
+    ) -> AppResult<Vec<relationship_change::Model>> {
+        let Applied {
+            tenant,
+            moves,
+            memberships,
+            now,
+        } = self;
+        if moves.len() != origins.len() {
+            return Err(AppError::Internal("a move without its origin".into()));
+        }
+        if moves.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tenant = tenant.as_str();
+        // The counters before the sequence, and both as late as can be:
+        // their row locks are held from here to the commit.
+        adjust_counts(tx, tenant, &count_deltas(moves)).await?;
+        adjust_group_counts(tx, tenant, &group_count_deltas(moves, &memberships)).await?;
+
+        let last = allocate(tx, tenant, moves.len() as i64).await?;
+        let first = last - moves.len() as i64 + 1;
+        let entries: Vec<relationship_change::Model> = moves
+            .iter()
+            .zip(origins)
+            .zip(first..)
+            .map(|((m, origin), sequence)| relationship_change::Model {
+                tenant_id: tenant.to_owned(),
+                sequence,
+                customer_id: m.customer_id.clone(),
+                old_relationship_id: m.from.clone().unwrap_or_default(),
+                new_relationship_id: m.to.clone(),
+                cause: origin.cause.as_str().to_owned(),
+                actor_id: origin.actor.clone(),
+                reason: origin.reason.clone(),
+                change_time: now,
+                owner_id: m.owner.clone(),
+                group_ids: memberships
+                    .get(&m.customer_id)
+                    .map(|groups| groups.join(","))
+                    .unwrap_or_default(),
+            })
+            .collect();
+        // In chunks well below the databases' limits on bound values (a
+        // relationship's deletion may move every customer of the tenant).
+        for chunk in entries.chunks(LOG_ROWS_PER_STATEMENT) {
+            relationship_change::Entity::insert_many(
+                chunk
+                    .iter()
+                    .cloned()
+                    .map(relationship_change::ActiveModel::from),
+            )
+            .exec_without_returning(tx)
+            .await?;
+        }
+        Ok(entries)
+    }
 }
 
 /// Points existing customers (and their memberships' copies) at their new

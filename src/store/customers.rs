@@ -439,23 +439,27 @@ impl Store {
                 set_profile(&mut active, &profile);
                 active.bump(revision, now);
                 active.update(tx).await?;
-                if let Some(to) = new_relationship {
-                    let origin = Origin {
-                        cause: Cause::Manual,
-                        actor: ctx.actor.0.clone(),
-                        reason,
-                    };
-                    let moved = Move {
+                let moves: Vec<Move> = new_relationship
+                    .map(|to| Move {
                         customer_id: id.clone(),
                         from: Some(old_relationship),
                         to,
                         active: true,
                         owner: profile.owner_id.clone(),
                         groups: None,
-                    };
-                    changes::record(tx, tenant, &[moved], &origin, now).await?;
-                }
-                find_record(tx, tenant, &id).await
+                    })
+                    .into_iter()
+                    .collect();
+                let applied = changes::apply(tx, tenant, &moves, now).await?;
+                // Read back before the log locks the tenant's counters.
+                let record = find_record(tx, tenant, &id).await?;
+                let origin = Origin {
+                    cause: Cause::Manual,
+                    actor: ctx.actor.0.clone(),
+                    reason,
+                };
+                applied.log(tx, &origin).await?;
+                Ok(record)
             })
         })
         .await
@@ -556,27 +560,27 @@ impl Store {
                 let to = assignable_relationship(tx, tenant, &relationship_id)
                     .await?
                     .id;
-                let change = if to == row.relationship_id {
-                    None
-                } else {
-                    let origin = Origin {
-                        cause: Cause::Manual,
-                        actor: ctx.actor.0.clone(),
-                        reason,
-                    };
-                    let moved = Move {
+                let moves: Vec<Move> = (to != row.relationship_id)
+                    .then(|| Move {
                         customer_id: row.id.clone(),
                         from: Some(row.relationship_id.clone()),
                         to,
                         active: true,
                         owner: row.owner_id.clone(),
                         groups: None,
-                    };
-                    changes::record(tx, tenant, &[moved], &origin, now)
-                        .await?
-                        .pop()
+                    })
+                    .into_iter()
+                    .collect();
+                let applied = changes::apply(tx, tenant, &moves, now).await?;
+                // Read back before the log locks the tenant's counters.
+                let record = find_record(tx, tenant, &row.id).await?;
+                let origin = Origin {
+                    cause: Cause::Manual,
+                    actor: ctx.actor.0.clone(),
+                    reason,
                 };
-                Ok((find_record(tx, tenant, &row.id).await?, change))
+                let change = applied.log(tx, &origin).await?.pop();
+                Ok((record, change))
             })
         })
         .await
