@@ -116,20 +116,19 @@ pub async fn apply<'m>(
     moves: &'m [Move],
     now: i64,
 ) -> AppResult<Applied<'m>> {
-    let mut applied = Applied {
+    let mut memberships = Memberships::new();
+    if !moves.is_empty() {
+        let updated = move_customers(tx, tenant, moves, now).await?;
+        memberships = memberships_of_moved(tx, tenant, moves, updated).await?;
+        // Delivered at commit whenever it is sent, so sent before the locks.
+        crate::store::replicas::announce_changes(tx, tenant).await?;
+    }
+    Ok(Applied {
         tenant: tenant.to_owned(),
         moves,
-        memberships: Memberships::new(),
+        memberships,
         now,
-    };
-    if moves.is_empty() {
-        return Ok(applied);
-    }
-    let updated = move_customers(tx, tenant, moves, now).await?;
-    applied.memberships = memberships_of_moved(tx, tenant, moves, updated).await?;
-    // Delivered at commit whenever it is sent, so sent before the locks.
-    crate::store::replicas::announce_changes(tx, tenant).await?;
-    Ok(applied)
+    })
 }
 
 /// Moves applied by [`apply`], to be counted and logged.

@@ -265,6 +265,31 @@ pub fn split_group_ids(joined: Option<String>) -> Vec<String> {
 
 /// Customer `id` of the tenant with its active groups, deleted or not;
 /// NOT_FOUND otherwise.
+/// Records `moved` (if any), made by hand for `reason`, and returns the
+/// customer `id`'s record with the change logged. The record is read
+/// between the move and its log entry: the log locks the tenant's counters
+/// and sequence until the commit, and every writer of the tenant waits for
+/// them (see [`changes::apply`]).
+async fn record_by_hand(
+    tx: &impl ConnectionTrait,
+    ctx: &RequestContext,
+    id: &str,
+    moved: Option<Move>,
+    reason: String,
+    now: i64,
+) -> AppResult<(CustomerRecord, Option<relationship_change::Model>)> {
+    let tenant = ctx.tenant.as_str();
+    let applied = changes::apply(tx, tenant, moved.as_slice(), now).await?;
+    let record = find_record(tx, tenant, id).await?;
+    let origin = Origin {
+        cause: Cause::Manual,
+        actor: ctx.actor.0.clone(),
+        reason,
+    };
+    let change = applied.log(tx, &origin).await?.pop();
+    Ok((record, change))
+}
+
 pub async fn find_record(
     db: &impl ConnectionTrait,
     tenant: &str,
@@ -439,26 +464,15 @@ impl Store {
                 set_profile(&mut active, &profile);
                 active.bump(revision, now);
                 active.update(tx).await?;
-                let moves: Vec<Move> = new_relationship
-                    .map(|to| Move {
-                        customer_id: id.clone(),
-                        from: Some(old_relationship),
-                        to,
-                        active: true,
-                        owner: profile.owner_id.clone(),
-                        groups: None,
-                    })
-                    .into_iter()
-                    .collect();
-                let applied = changes::apply(tx, tenant, &moves, now).await?;
-                // Read back before the log locks the tenant's counters.
-                let record = find_record(tx, tenant, &id).await?;
-                let origin = Origin {
-                    cause: Cause::Manual,
-                    actor: ctx.actor.0.clone(),
-                    reason,
-                };
-                applied.log(tx, &origin).await?;
+                let moved = new_relationship.map(|to| Move {
+                    customer_id: id.clone(),
+                    from: Some(old_relationship),
+                    to,
+                    active: true,
+                    owner: profile.owner_id.clone(),
+                    groups: None,
+                });
+                let (record, _) = record_by_hand(tx, &ctx, &id, moved, reason, now).await?;
                 Ok(record)
             })
         })
@@ -560,27 +574,15 @@ impl Store {
                 let to = assignable_relationship(tx, tenant, &relationship_id)
                     .await?
                     .id;
-                let moves: Vec<Move> = (to != row.relationship_id)
-                    .then(|| Move {
-                        customer_id: row.id.clone(),
-                        from: Some(row.relationship_id.clone()),
-                        to,
-                        active: true,
-                        owner: row.owner_id.clone(),
-                        groups: None,
-                    })
-                    .into_iter()
-                    .collect();
-                let applied = changes::apply(tx, tenant, &moves, now).await?;
-                // Read back before the log locks the tenant's counters.
-                let record = find_record(tx, tenant, &row.id).await?;
-                let origin = Origin {
-                    cause: Cause::Manual,
-                    actor: ctx.actor.0.clone(),
-                    reason,
-                };
-                let change = applied.log(tx, &origin).await?.pop();
-                Ok((record, change))
+                let moved = (to != row.relationship_id).then(|| Move {
+                    customer_id: row.id.clone(),
+                    from: Some(row.relationship_id.clone()),
+                    to,
+                    active: true,
+                    owner: row.owner_id.clone(),
+                    groups: None,
+                });
+                record_by_hand(tx, &ctx, &row.id, moved, reason, now).await
             })
         })
         .await

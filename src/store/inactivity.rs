@@ -51,11 +51,12 @@ use crate::{
 /// one batch, and between two batches the writes that waited take their
 /// turn, so the size trades the sweep's speed against the other writes'
 /// latency. Measured with `crm-load sweep` (4 writers, 2026-12-06): 500
-/// against 250, SQLite 9.8 s against 13.1 s (median of 4; other writes'
-/// p99 51–76 ms against 30–48 ms), PostgreSQL 10.1 s against 11.0 s (p99
-/// 46–57 ms against 38–57 ms); 1,000 on PostgreSQL was barely faster (9.9
-/// s) with p99 up to 81 ms. (On 2026-11-23, with slower batches, 500 was
-/// no faster than 250 and pushed SQLite's p99 to 67–135 ms.)
+/// against 250, SQLite 8.3 s against 10.7 s (median of 4; other writes'
+/// p99 44–55 ms against 32–42 ms), PostgreSQL 10.7 s against 13.2 s (p99
+/// 49–64 ms against 48–62 ms); 1,000 on PostgreSQL was barely faster than
+/// 500 (9.9 s against 10.3 s) with p99 up to 81 ms. (On 2026-11-23, with
+/// slower batches, 500 was no faster than 250 and pushed SQLite's p99 to
+/// 67–135 ms.)
 #[cfg(not(test))]
 pub const BATCH: usize = 500;
 /// Candidates read per statement.
