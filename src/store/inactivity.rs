@@ -229,9 +229,13 @@ pub async fn restore_on_contact(
     Ok(true)
 }
 
-/// A customer that may be due: id, relationship, activity time, last
+/// A customer of a band: id, activity time, and on a dry run (which says
+/// why each would move) its last contact.
+type Candidate = (String, i64, Option<i64>);
+
+/// A batch's customer as locked: id, relationship, activity time, last
 /// contact, owner.
-type Candidate = (String, String, i64, Option<i64>, String);
+type Locked = (String, String, i64, Option<i64>, String);
 
 /// The active customers holding `current` whose activity time lies in
 /// `band`. For a manual relationship the query names the partial index's
@@ -256,10 +260,10 @@ fn in_band(
     query
 }
 
-/// The columns of a [`Candidate`].
-fn as_candidates(
+/// The columns of a [`Locked`] customer.
+fn as_locked(
     query: sea_orm::Select<customer::Entity>,
-) -> sea_orm::Selector<sea_orm::SelectGetableTuple<Candidate>> {
+) -> sea_orm::Selector<sea_orm::SelectGetableTuple<Locked>> {
     query
         .select_only()
         .column(customer::Column::Id)
@@ -271,15 +275,19 @@ fn as_candidates(
 }
 
 /// The next [`READ`] customers of `band` among those holding `current`,
-/// after `from` (activity time, id), oldest activity first.
+/// after `from` (activity time, id), oldest activity first. Only a dry run
+/// reads the last contact: without it the columns read are those of
+/// `customers_unplaced_by_relationship_activity`, which then answers alone,
+/// without reading the table (a sweep keeps only the ids: each batch reads
+/// its customers again).
 async fn candidates(
     db: &impl ConnectionTrait,
-    tenant: &str,
+    sweep: &Sweep,
     (current, automatic): (&str, bool),
     band: &Band<'_>,
     from: Option<&(i64, String)>,
 ) -> AppResult<Vec<Candidate>> {
-    let mut query = in_band(tenant, current, automatic, band);
+    let mut query = in_band(&sweep.tenant, current, automatic, band);
     if let Some((activity, id)) = from {
         // The first condition starts the index range; the second skips
         // the customers of that activity time already read.
@@ -298,8 +306,25 @@ async fn candidates(
     let query = query
         .order_by_asc(customer::Column::ActivityTime)
         .order_by_asc(customer::Column::Id)
-        .limit(READ);
-    Ok(as_candidates(query).all(db).await?)
+        .limit(READ)
+        .select_only()
+        .column(customer::Column::Id)
+        .column(customer::Column::ActivityTime);
+    Ok(if sweep.dry_run {
+        query
+            .column(customer::Column::LastContactTime)
+            .into_tuple()
+            .all(db)
+            .await?
+    } else {
+        query
+            .into_tuple::<(String, i64)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|(id, activity)| (id, activity, None))
+            .collect()
+    })
 }
 
 impl Store {
@@ -327,21 +352,22 @@ impl Store {
                     loop {
                         let read = candidates(
                             self.db(),
-                            &sweep.tenant,
+                            sweep,
                             (&current.id, automatic),
                             &band,
                             from.as_ref(),
                         )
                         .await?;
-                        if let Some((id, _, activity, ..)) = read.last() {
+                        if let Some((id, activity, _)) = read.last() {
                             from = Some((*activity, id.clone()));
                         }
                         let exhausted = (read.len() as u64) < READ;
-                        for candidate in read {
+                        for (id, activity, last_contact) in read {
                             if sweep.dry_run {
-                                report.add([planned(sweep, band.target, candidate)], sweep.list);
+                                let from = (id, current.id.clone(), activity, last_contact);
+                                report.add([planned(sweep, band.target, from)], sweep.list);
                             } else {
-                                round.push(candidate.0);
+                                round.push(id);
                             }
                         }
                         if round.len() >= ROUND {
@@ -433,7 +459,7 @@ impl Store {
                     .lock_exclusive();
                 let mut moves = Vec::new();
                 let mut planned_moves = Vec::new();
-                for candidate in as_candidates(locked).all(tx).await? {
+                for candidate in as_locked(locked).all(tx).await? {
                     let Some(target) = rules.target(&candidate.1, candidate.2, sweep.as_of) else {
                         continue;
                     };
@@ -445,7 +471,12 @@ impl Store {
                         owner: candidate.4.clone(),
                         groups: None,
                     });
-                    planned_moves.push(planned(&sweep, target, candidate));
+                    let (id, current, activity, last_contact, _) = candidate;
+                    planned_moves.push(planned(
+                        &sweep,
+                        target,
+                        (id, current, activity, last_contact),
+                    ));
                 }
                 let origins: Vec<Origin> = planned_moves
                     .iter()
@@ -499,11 +530,12 @@ impl Store {
     }
 }
 
-/// The move of `candidate` to `target`, as the report lists it.
+/// The move to `target` of a customer (id, relationship, activity time,
+/// last contact), as the report lists it.
 fn planned(
     sweep: &Sweep,
     target: &AutomaticRule,
-    (customer_id, from, activity_time, last_contact, _owner): Candidate,
+    (customer_id, from, activity_time, last_contact): (String, String, i64, Option<i64>),
 ) -> InactivityMove {
     InactivityMove {
         customer_id,
