@@ -229,8 +229,8 @@ pub async fn restore_on_contact(
     Ok(true)
 }
 
-/// A customer of a band: id, activity time, and on a dry run (which says
-/// why each would move) its last contact.
+/// A customer of a band: id, activity time, and its last contact, which
+/// only a dry run reads (it says why each would move; otherwise `None`).
 type Candidate = (String, i64, Option<i64>);
 
 /// A batch's customer as locked: id, relationship, activity time, last
@@ -364,8 +364,8 @@ impl Store {
                         let exhausted = (read.len() as u64) < READ;
                         for (id, activity, last_contact) in read {
                             if sweep.dry_run {
-                                let from = (id, current.id.clone(), activity, last_contact);
-                                report.add([planned(sweep, band.target, from)], sweep.list);
+                                let customer = (id, current.id.clone(), activity, last_contact);
+                                report.add([planned(sweep, band.target, customer)], sweep.list);
                             } else {
                                 round.push(id);
                             }
