@@ -263,8 +263,6 @@ pub fn split_group_ids(joined: Option<String>) -> Vec<String> {
     ids
 }
 
-/// Customer `id` of the tenant with its active groups, deleted or not;
-/// NOT_FOUND otherwise.
 /// Records `moved` (if any), made by hand for `reason`, and returns the
 /// customer `id`'s record with the change logged. The record is read
 /// between the move and its log entry: the log locks the tenant's counters
@@ -290,6 +288,8 @@ async fn record_by_hand(
     Ok((record, change))
 }
 
+/// Customer `id` of the tenant with its active groups, deleted or not;
+/// NOT_FOUND otherwise.
 pub async fn find_record(
     db: &impl ConnectionTrait,
     tenant: &str,

@@ -276,10 +276,11 @@ fn as_locked(
 
 /// The next [`READ`] customers of `band` among those holding `current`,
 /// after `from` (activity time, id), oldest activity first. Only a dry run
-/// reads the last contact: without it the columns read are those of
-/// `customers_unplaced_by_relationship_activity`, which then answers alone,
-/// without reading the table (a sweep keeps only the ids: each batch reads
-/// its customers again).
+/// reads the last contact (a sweep keeps only the ids: each batch reads its
+/// customers again): without it every column read is in
+/// `customers_unplaced_by_relationship_activity`, and PostgreSQL answers
+/// from that index alone. (SQLite still reads each row, for the columns of
+/// the index's condition.)
 async fn candidates(
     db: &impl ConnectionTrait,
     sweep: &Sweep,
@@ -310,21 +311,12 @@ async fn candidates(
         .select_only()
         .column(customer::Column::Id)
         .column(customer::Column::ActivityTime);
-    Ok(if sweep.dry_run {
-        query
-            .column(customer::Column::LastContactTime)
-            .into_tuple()
-            .all(db)
-            .await?
+    let query = if sweep.dry_run {
+        query.column(customer::Column::LastContactTime)
     } else {
-        query
-            .into_tuple::<(String, i64)>()
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|(id, activity)| (id, activity, None))
-            .collect()
-    })
+        query.expr(Expr::cust("CAST(NULL AS BIGINT)"))
+    };
+    Ok(query.into_tuple().all(db).await?)
 }
 
 impl Store {
@@ -459,19 +451,20 @@ impl Store {
                     .lock_exclusive();
                 let mut moves = Vec::new();
                 let mut planned_moves = Vec::new();
-                for candidate in as_locked(locked).all(tx).await? {
-                    let Some(target) = rules.target(&candidate.1, candidate.2, sweep.as_of) else {
+                for (id, current, activity, last_contact, owner) in
+                    as_locked(locked).all(tx).await?
+                {
+                    let Some(target) = rules.target(&current, activity, sweep.as_of) else {
                         continue;
                     };
                     moves.push(Move {
-                        customer_id: candidate.0.clone(),
-                        from: Some(candidate.1.clone()),
+                        customer_id: id.clone(),
+                        from: Some(current.clone()),
                         to: target.relationship_id.clone(),
                         active: true,
-                        owner: candidate.4.clone(),
+                        owner,
                         groups: None,
                     });
-                    let (id, current, activity, last_contact, _) = candidate;
                     planned_moves.push(planned(
                         &sweep,
                         target,
