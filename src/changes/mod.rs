@@ -42,6 +42,7 @@ use crate::{
         relationship_change, relationship_count,
     },
     error::{AppError, AppResult},
+    store::relationship_members,
 };
 
 /// One customer's move to another relationship.
@@ -248,10 +249,6 @@ async fn move_customers(
             customer::Entity::update_many()
                 .col_expr(customer::Column::RelationshipId, Expr::value(to))
                 .col_expr(
-                    customer::Column::AutomaticRelationship,
-                    Expr::value(automatic.contains(to)),
-                )
-                .col_expr(
                     customer::Column::Revision,
                     Expr::col(customer::Column::Revision).add(1),
                 )
@@ -259,6 +256,8 @@ async fn move_customers(
                 .filter(customer::Column::TenantId.eq(tenant))
                 .filter(customer::Column::Id.is_in(chunk.iter().cloned()))
                 .exec(tx)
+                .await?;
+            relationship_members::set_relationship(tx, tenant, chunk, to, automatic.contains(to))
                 .await?;
             let updated = group_member::Entity::update_many()
                 .col_expr(group_member::Column::RelationshipId, Expr::value(to))

@@ -51,10 +51,6 @@ pub struct Model {
     pub update_time: i64,
     /// Soft-delete time.
     pub delete_time: Option<i64>,
-    /// Whether `relationship_id` is an automatic relationship (a copy of its
-    /// kind, which never changes): the sweep's index leaves such customers
-    /// out.
-    pub automatic_relationship: bool,
 }
 
 /// No navigable relations.

@@ -12,4 +12,5 @@ pub mod idempotency_key;
 pub mod relationship;
 pub mod relationship_change;
 pub mod relationship_count;
+pub mod relationship_member;
 pub mod tenant;

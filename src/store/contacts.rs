@@ -7,6 +7,7 @@ use super::{
     customers::{CustomerRecord, find_record},
     inactivity,
     record_cache::Touches,
+    relationship_members,
     resource::{self, Revisable},
 };
 use crate::{
@@ -67,6 +68,7 @@ impl Store {
                     active.activity_time = Set(contact_time);
                     active.bump(revision, now);
                     let row = active.update(tx).await?;
+                    relationship_members::set_activity(tx, tenant, &row.id, contact_time).await?;
                     inactivity::restore_on_contact(tx, &ctx, &row, input.channel, now).await?;
                     row
                 } else {

@@ -42,7 +42,7 @@ use super::{
     },
     idempotency::{self, Claim},
     record_cache::Touches,
-    resource,
+    relationship_members, resource,
 };
 use crate::{
     changes::{self, Move, Origin},
@@ -415,8 +415,6 @@ async fn write_accepted(
             create_time: Set(now),
             update_time: Set(now),
             delete_time: Set(None),
-            // Customers are created in manual relationships only.
-            automatic_relationship: Set(false),
             ..Default::default()
         };
         set_profile(&mut active, &creates[a.index].input.profile);
@@ -425,6 +423,7 @@ async fn write_accepted(
     customer::Entity::insert_many(rows.iter().cloned().map(customer::ActiveModel::from))
         .exec_without_returning(tx)
         .await?;
+    relationship_members::insert_created(tx, &rows).await?;
 
     let memberships: Vec<group_member::ActiveModel> = accepted
         .iter()

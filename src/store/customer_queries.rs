@@ -14,6 +14,7 @@ use super::{
     Store,
     customers::{CustomerRecord, with_groups},
     groups::active_descendants,
+    relationship_members,
     resource::{self, in_tenant},
     snapshot,
 };
@@ -25,7 +26,7 @@ use crate::{
     },
     entity::{
         customer, customer_group, customer_source, group_member, group_relationship_count,
-        relationship, relationship_count,
+        relationship, relationship_count, relationship_member,
     },
     error::{AppError, AppResult},
 };
@@ -152,6 +153,37 @@ fn single_group(filter: &CustomerFilter) -> Option<&str> {
         && filter.query.is_none()
         && filter.deleted == DeletedFilter::Active;
     filter.group_id.as_deref().filter(|_| only_group)
+}
+
+/// The relationship, and whether its active or its deleted holders, when
+/// `filter` selects nothing else: such lists read
+/// `relationship_members_by_relationship` instead of probing every
+/// customer.
+fn single_relationship(filter: &CustomerFilter) -> Option<(&str, bool)> {
+    let active = match filter.deleted {
+        DeletedFilter::Active => true,
+        DeletedFilter::Only => false,
+        // Active and deleted holders are two ranges of the index: in one
+        // order only by sorting them all; `customers_by_create` it is.
+        DeletedFilter::All => return None,
+    };
+    let only_relationship = filter.group_id.is_none()
+        && filter.source_id.is_none()
+        && filter.owner_id.is_none()
+        && filter.query.is_none();
+    let relationship_id = filter
+        .relationship_id
+        .as_deref()
+        .filter(|_| only_relationship)?;
+    Some((relationship_id, active))
+}
+
+/// The cursor of a customer in the newest-first order.
+fn newest_key(create_time: i64, id: &str) -> Cursor {
+    Cursor(vec![
+        CursorValue::Int(create_time),
+        CursorValue::Text(id.to_owned()),
+    ])
 }
 
 /// Active members of `group_id`, optionally only those holding
@@ -358,12 +390,7 @@ impl Store {
                 (group_member::Column::CustomerId, CursorKind::Text),
             ];
             let total = group_total(tenant, group_id, filter.relationship_id.as_deref());
-            let key = |m: &group_member::Model| {
-                Cursor(vec![
-                    CursorValue::Int(m.customer_create_time),
-                    CursorValue::Text(m.customer_id.clone()),
-                ])
-            };
+            let key = |m: &group_member::Model| newest_key(m.customer_create_time, &m.customer_id);
             let result = resource::list_page_with_total(
                 self.db(),
                 query,
@@ -377,12 +404,34 @@ impl Store {
             if result.items.is_empty() {
                 ensure_member_filters_exist(self.db(), tenant, group_id, relationship_id).await?;
             }
-            let ids: Vec<String> = result.items.into_iter().map(|m| m.customer_id).collect();
-            return Ok(Page {
-                items: self.customer_records(tenant, &ids).await?,
-                next: result.next,
-                total: result.total,
-            });
+            return self.records_page(tenant, result, |m| m.customer_id).await;
+        }
+        if let (Some((relationship_id, active)), CustomerOrder::Newest) =
+            (single_relationship(filter), order)
+        {
+            use relationship_member::Column as M;
+            let query = relationship_members::holders(tenant, relationship_id, active);
+            let order = [
+                (M::CustomerCreateTime, CursorKind::Int),
+                (M::CustomerId, CursorKind::Text),
+            ];
+            let key =
+                |m: &relationship_member::Model| newest_key(m.customer_create_time, &m.customer_id);
+            let total = counted_total(tenant, filter);
+            let result = resource::list_page_with_total(
+                self.db(),
+                query,
+                order,
+                Order::Desc,
+                page,
+                key,
+                total,
+            )
+            .await?;
+            if result.items.is_empty() {
+                resource::find::<relationship::Entity>(self.db(), tenant, relationship_id).await?;
+            }
+            return self.records_page(tenant, result, |m| m.customer_id).await;
         }
         let query = filtered(self.db(), tenant, filter, true).await?;
         let total = counted_total(tenant, filter);
@@ -396,12 +445,7 @@ impl Store {
                     order,
                     Order::Desc,
                     page,
-                    |c| {
-                        Cursor(vec![
-                            CursorValue::Int(c.create_time),
-                            CursorValue::Text(c.id.clone()),
-                        ])
-                    },
+                    |c| newest_key(c.create_time, &c.id),
                     total,
                 )
                 .await?
@@ -450,6 +494,22 @@ impl Store {
             items: with_groups(self.db(), tenant, result.items).await?,
             next: result.next,
             total: result.total,
+        })
+    }
+
+    /// The customers a page of their copies (`of`, each naming its
+    /// customer by `id`) listed, as a page of records.
+    async fn records_page<M>(
+        &self,
+        tenant: &str,
+        of: Page<M>,
+        id: impl Fn(M) -> String,
+    ) -> AppResult<Page<CustomerRecord>> {
+        let ids: Vec<String> = of.items.into_iter().map(id).collect();
+        Ok(Page {
+            items: self.customer_records(tenant, &ids).await?,
+            next: of.next,
+            total: of.total,
         })
     }
 

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     Store,
     record_cache::Touches,
+    relationship_members,
     resource::{self, Revisable, in_tenant},
 };
 use crate::{
@@ -525,6 +526,7 @@ impl Store {
                 )
                 .await?;
                 sync_memberships(tx, tenant, &row.id, !delete).await?;
+                relationship_members::set_active(tx, tenant, &row.id, !delete).await?;
                 let groups =
                     changes::memberships_of(tx, tenant, std::slice::from_ref(&row.id)).await?;
                 let deltas: changes::GroupDeltas = groups

@@ -4,10 +4,10 @@
 //! For each relationship customers hold, the rule gives activity-time bands
 //! and the automatic relationship each band belongs in (see
 //! [`crate::domain::inactivity`]). The sweep reads each band's customers in
-//! activity order from an index; for a manual relationship one that leaves
-//! out customers already in an automatic relationship
-//! (`customers_unplaced_by_relationship_activity`), so customers the rule
-//! has placed are never read again while they stay there. It gathers the
+//! activity order from `relationship_members`; for a manual relationship
+//! from an index that leaves out customers already in an automatic
+//! relationship (`relationship_members_unplaced_by_activity`), so customers
+//! the rule has placed are never read again while they stay there. It gathers the
 //! ids of those due and moves them in id order, [`BATCH`] at a time, each
 //! batch in a short transaction of its own, so other writes take turns
 //! with it instead of waiting for the whole sweep.
@@ -21,7 +21,7 @@
 //! read waits for the other sweep's transaction and then reads the
 //! committed row.)
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use futures::{StreamExt, TryStreamExt, stream};
 use sea_orm::{
@@ -43,7 +43,7 @@ use crate::{
         relationship::Kind,
         tenant::RequestContext,
     },
-    entity::{customer, relationship, relationship_change, tenant},
+    entity::{customer, relationship, relationship_change, relationship_member, tenant},
     error::AppResult,
 };
 
@@ -238,24 +238,29 @@ type Candidate = (String, i64, Option<i64>);
 type Locked = (String, String, i64, Option<i64>, String);
 
 /// The active customers holding `current` whose activity time lies in
-/// `band`. For a manual relationship the query names the partial index's
-/// condition (`automatic_relationship = FALSE`, as a literal: a bound value
-/// would not let the databases use the index).
+/// `band`. For a manual relationship the query names the condition of
+/// `relationship_members_unplaced_by_activity` (as literals: bound values
+/// would not let the databases use the partial index).
 fn in_band(
     tenant: &str,
     current: &str,
     automatic: bool,
     band: &Band<'_>,
-) -> sea_orm::Select<customer::Entity> {
-    let mut query = in_tenant::<customer::Entity>(tenant)
-        .filter(customer::Column::RelationshipId.eq(current))
-        .filter(customer::Column::DeleteTime.is_null())
-        .filter(customer::Column::ActivityTime.lte(band.upto));
-    if !automatic {
-        query = query.filter(Expr::cust("automatic_relationship = FALSE"));
-    }
+) -> sea_orm::Select<relationship_member::Entity> {
+    use relationship_member::Column as M;
+    let mut query = relationship_member::Entity::find()
+        .filter(M::TenantId.eq(tenant))
+        .filter(M::RelationshipId.eq(current))
+        .filter(M::ActivityTime.lte(band.upto));
+    query = if automatic {
+        query.filter(M::CustomerActive.eq(true))
+    } else {
+        query.filter(Expr::cust(
+            "customer_active = TRUE AND automatic_relationship = FALSE",
+        ))
+    };
     if let Some(after) = band.after {
-        query = query.filter(customer::Column::ActivityTime.gt(after));
+        query = query.filter(M::ActivityTime.gt(after));
     }
     query
 }
@@ -275,12 +280,10 @@ fn as_locked(
 }
 
 /// The next [`READ`] customers of `band` among those holding `current`,
-/// after `from` (activity time, id), oldest activity first. Only a dry run
-/// reads the last contact (a sweep keeps only the ids: each batch reads its
-/// customers again): without it every column read is in
-/// `customers_unplaced_by_relationship_activity`, and PostgreSQL answers
-/// from that index alone. (SQLite still reads each row, for the columns of
-/// the index's condition.)
+/// after `from` (activity time, id), oldest activity first, from
+/// `relationship_members`. Only a dry run reads their last contacts, from
+/// `customers` (it says why each would move; a sweep keeps only the ids:
+/// each batch reads its customers again).
 async fn candidates(
     db: &impl ConnectionTrait,
     sweep: &Sweep,
@@ -288,35 +291,50 @@ async fn candidates(
     band: &Band<'_>,
     from: Option<&(i64, String)>,
 ) -> AppResult<Vec<Candidate>> {
+    use relationship_member::Column as M;
     let mut query = in_band(&sweep.tenant, current, automatic, band);
     if let Some((activity, id)) = from {
         // The first condition starts the index range; the second skips
         // the customers of that activity time already read.
-        query = query
-            .filter(customer::Column::ActivityTime.gte(*activity))
-            .filter(
-                Condition::any()
-                    .add(customer::Column::ActivityTime.gt(*activity))
-                    .add(
-                        Condition::all()
-                            .add(customer::Column::ActivityTime.eq(*activity))
-                            .add(customer::Column::Id.gt(id.clone())),
-                    ),
-            );
+        query = query.filter(M::ActivityTime.gte(*activity)).filter(
+            Condition::any().add(M::ActivityTime.gt(*activity)).add(
+                Condition::all()
+                    .add(M::ActivityTime.eq(*activity))
+                    .add(M::CustomerId.gt(id.clone())),
+            ),
+        );
     }
-    let query = query
-        .order_by_asc(customer::Column::ActivityTime)
-        .order_by_asc(customer::Column::Id)
+    let read: Vec<(String, i64)> = query
+        .order_by_asc(M::ActivityTime)
+        .order_by_asc(M::CustomerId)
         .limit(READ)
         .select_only()
-        .column(customer::Column::Id)
-        .column(customer::Column::ActivityTime);
-    let query = if sweep.dry_run {
-        query.column(customer::Column::LastContactTime)
+        .column(M::CustomerId)
+        .column(M::ActivityTime)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut last_contacts: HashMap<String, Option<i64>> = if sweep.dry_run && !read.is_empty() {
+        in_tenant::<customer::Entity>(&sweep.tenant)
+            .filter(customer::Column::Id.is_in(read.iter().map(|(id, _)| id.clone())))
+            .select_only()
+            .column(customer::Column::Id)
+            .column(customer::Column::LastContactTime)
+            .into_tuple()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect()
     } else {
-        query.expr(Expr::cust("CAST(NULL AS BIGINT)"))
+        HashMap::new()
     };
-    Ok(query.into_tuple().all(db).await?)
+    Ok(read
+        .into_iter()
+        .map(|(id, activity)| {
+            let last_contact = last_contacts.remove(&id).flatten();
+            (id, activity, last_contact)
+        })
+        .collect())
 }
 
 impl Store {

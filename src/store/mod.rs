@@ -20,6 +20,7 @@ pub mod inactivity;
 pub mod memberships;
 pub mod planner_statistics;
 pub mod record_cache;
+pub mod relationship_members;
 pub mod relationships;
 pub mod replicas;
 pub mod resource;

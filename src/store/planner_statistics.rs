@@ -46,13 +46,10 @@ const STATISTICS: &str = "
     customers customers_active_by_create 1000000 1000000 1 1
     customers customers_active_by_name 1000000 1000000 1 1
     customers customers_active_by_owner 1000000 1000000 20000 1 1
-    customers customers_active_by_relationship 1000000 1000000 166667 1 1
     customers customers_active_by_source 1000000 1000000 200000 1 1
     customers customers_by_create 1000000 1000000 1 1
-    customers customers_deleted_by_relationship 0 0 0
     customers customers_email 1000000 1000000 1
     customers customers_phone 1000000 1000000 1
-    customers customers_unplaced_by_relationship_activity 1000000 1000000 166667 1 1
     customers sqlite_autoindex_customers_1 1000000 1
     group_members group_members_by_customer 1200000 1200000 2
     group_members group_members_by_relationship 1200000 1200000 60000 60000 10000 1 1
@@ -64,6 +61,9 @@ const STATISTICS: &str = "
     relationship_changes relationship_changes_by_customer 1000000 1000000 1 1
     relationship_changes sqlite_autoindex_relationship_changes_1 1000000 1000000 1
     relationship_counts sqlite_autoindex_relationship_counts_1 6 6 1
+    relationship_members relationship_members_by_relationship 1000000 1000000 166667 166667 1 1
+    relationship_members relationship_members_unplaced_by_activity 1000000 1000000 166667 1 1
+    relationship_members sqlite_autoindex_relationship_members_1 1000000 1
     relationships relationships_by_position 7 7 1 1
     relationships relationships_code 7 7 1
     relationships relationships_name 7 7 1

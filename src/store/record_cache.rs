@@ -238,7 +238,6 @@ mod tests {
                 create_time: 0,
                 update_time: 0,
                 delete_time: None,
-                automatic_relationship: false,
             },
             group_ids: vec![],
         }

@@ -7,6 +7,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait,
     sea_query::{Expr, ExprTrait},
 };
 
@@ -16,6 +17,7 @@ use super::{
     idempotency::{self, Claim},
     lock_scope,
     record_cache::Touches,
+    relationship_members,
     resource::{self, Revisable, in_tenant},
 };
 use crate::{
@@ -33,6 +35,7 @@ use crate::{
     entity::{
         customer,
         relationship::{ActiveModel, Column, Entity, Model},
+        relationship_member,
     },
     error::{AppError, AppResult},
 };
@@ -57,20 +60,20 @@ async fn reassign_holders(
     now: i64,
 ) -> AppResult<u64> {
     let tenant = ctx.tenant.as_str();
-    // Active and deleted holders apart: each has an index of its own.
+    // Active and deleted holders apart, each a range of
+    // `relationship_members_by_relationship`.
     let mut holders: Vec<(String, Option<i64>, String)> = Vec::new();
-    for deleted in [false, true] {
-        let delete_time = customer::Column::DeleteTime;
+    for active in [true, false] {
+        let members = relationship_members::holders(tenant, from, active)
+            .select_only()
+            .column(relationship_member::Column::CustomerId)
+            .into_query();
         holders.extend(
             in_tenant::<customer::Entity>(tenant)
-                .filter(customer::Column::RelationshipId.eq(from))
-                .filter(if deleted {
-                    delete_time.is_not_null()
-                } else {
-                    delete_time.is_null()
-                })
+                .filter(customer::Column::Id.in_subquery(members))
                 // Locked: a holder moved meanwhile (by hand, by the sweep)
                 // is re-checked on PostgreSQL and left out.
+                .filter(customer::Column::RelationshipId.eq(from))
                 .order_by_asc(customer::Column::Id)
                 .lock_exclusive()
                 .select_only()

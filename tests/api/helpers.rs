@@ -81,6 +81,8 @@ pub struct TestApp {
     pub addr: std::net::SocketAddr,
     pub tenant: String,
     pub clock: Arc<ManualClock>,
+    /// The server's database, for tests that check what it stores.
+    pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
     /// The server task; it completes when the server has shut down.
     server: Option<JoinHandle<()>>,
@@ -167,7 +169,7 @@ impl TestApp {
     ) -> Self {
         let mut config = Config::from_defaults();
         config.listen = "127.0.0.1:0".parse().expect("address");
-        config.database_url = database_url;
+        config.database_url = database_url.clone();
         config.seed_locale = options.seed_locale;
         config.shutdown_grace = SHUTDOWN_GRACE;
         config.sweep_interval = options.sweep_interval;
@@ -200,6 +202,7 @@ impl TestApp {
             addr,
             tenant: new_tenant(),
             clock,
+            database_url,
             stop: Some(stop),
             server: Some(server),
             _dir: dir,

@@ -12,6 +12,7 @@ mod groups;
 mod inactivity;
 mod processes;
 mod record_cache;
+mod relationship_members;
 mod relationships;
 mod retention;
 mod server;

@@ -19,7 +19,7 @@ use crm_classify::{
         text,
     },
     entity::{change_counter, customer, group_member, relationship_change},
-    store::{Store, database},
+    store::{Store, database, relationship_members},
 };
 use sea_orm::{
     ActiveValue::Set,
@@ -205,35 +205,34 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
                     owner_id: Set(profile.owner_id.clone()),
                     group_ids: Set(group_ids),
                 });
-                rows.push(customer::ActiveModel {
-                    id: Set(id),
-                    tenant_id: Set(tenant.as_str().to_owned()),
-                    name: Set(profile.name.clone()),
-                    sort_key: Set(text::sort_key(&profile.name)),
-                    search_text: Set(profile.search_text()),
-                    phone: Set(profile.phone.clone()),
-                    email: Set(profile.email.clone()),
-                    owner_id: Set(profile.owner_id.clone()),
-                    source_id: Set(profile.source_id.clone()),
-                    relationship_id: Set(relationship_id),
-                    province: Set(String::new()),
-                    company: Set(String::new()),
-                    revenue: Set(profile.revenue),
-                    attributes: Set("{}".to_owned()),
-                    last_contact_time: Set(contacted),
-                    activity_time: Set(contacted.unwrap_or(created)),
-                    profile_completion: Set(profile.completion()),
-                    revision: Set(1),
-                    create_time: Set(created),
-                    update_time: Set(created),
-                    delete_time: Set(None),
-                    // The seed spreads customers over manual relationships.
-                    automatic_relationship: Set(false),
+                rows.push(customer::Model {
+                    id,
+                    tenant_id: tenant.as_str().to_owned(),
+                    name: profile.name.clone(),
+                    sort_key: text::sort_key(&profile.name),
+                    search_text: profile.search_text(),
+                    phone: profile.phone.clone(),
+                    email: profile.email.clone(),
+                    owner_id: profile.owner_id.clone(),
+                    source_id: profile.source_id.clone(),
+                    relationship_id,
+                    province: String::new(),
+                    company: String::new(),
+                    revenue: profile.revenue,
+                    attributes: "{}".to_owned(),
+                    last_contact_time: contacted,
+                    activity_time: contacted.unwrap_or(created),
+                    profile_completion: profile.completion(),
+                    revision: 1,
+                    create_time: created,
+                    update_time: created,
+                    delete_time: None,
                 });
             }
-            customer::Entity::insert_many(rows)
+            customer::Entity::insert_many(rows.iter().cloned().map(customer::ActiveModel::from))
                 .exec_without_returning(&tx)
                 .await?;
+            relationship_members::insert_created(&tx, &rows).await?;
             for chunk in members.chunks(ROWS_PER_STATEMENT) {
                 group_member::Entity::insert_many(chunk.to_vec())
                     .exec_without_returning(&tx)
