@@ -54,22 +54,27 @@ impl MigratorTrait for Migrator {
     }
 }
 
-/// Runs each statement in order, `{SORT_TEXT}` replaced for the backend:
-/// sort keys are compared bytewise on PostgreSQL (`COLLATE "C"`) exactly
-/// as on SQLite, so lists page in the same order whatever the server's
-/// locale.
+/// Runs each statement in order, with for the backend
+/// - `{SORT_TEXT}`: sort keys are compared bytewise on PostgreSQL
+///   (`COLLATE "C"`) exactly as on SQLite, so lists page in the same order
+///   whatever the server's locale;
+/// - `{WITHOUT_ROWID}` after a table's definition: on SQLite the table is
+///   stored in its primary key's order, one b-tree instead of a table and
+///   an index to find rows by key in (PostgreSQL has no such option).
 pub(crate) async fn execute_all(
     manager: &SchemaManager<'_>,
     statements: &[&str],
 ) -> Result<(), DbErr> {
-    let sort_text = match manager.get_database_backend() {
-        sea_orm::DatabaseBackend::Postgres => "TEXT COLLATE \"C\"",
-        _ => "TEXT",
+    let (sort_text, without_rowid) = match manager.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => ("TEXT COLLATE \"C\"", ""),
+        _ => ("TEXT", " WITHOUT ROWID"),
     };
     let db = manager.get_connection();
     for sql in statements {
-        db.execute_unprepared(&sql.replace("{SORT_TEXT}", sort_text))
-            .await?;
+        let sql = sql
+            .replace("{SORT_TEXT}", sort_text)
+            .replace("{WITHOUT_ROWID}", without_rowid);
+        db.execute_unprepared(&sql).await?;
     }
     Ok(())
 }

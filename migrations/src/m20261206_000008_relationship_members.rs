@@ -36,7 +36,7 @@ const UP: &[&str] = &[
         customer_active BOOLEAN NOT NULL,
         customer_create_time BIGINT NOT NULL,
         activity_time BIGINT NOT NULL
-    )",
+    ){WITHOUT_ROWID}",
     "INSERT INTO relationship_members (customer_id, tenant_id, relationship_id,
             automatic_relationship, customer_active, customer_create_time, activity_time)
         SELECT id, tenant_id, relationship_id, automatic_relationship, delete_time IS NULL,

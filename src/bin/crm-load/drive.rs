@@ -77,16 +77,18 @@ enum Scenario {
     HealthCheck,
     GetCustomer,
     ListByGroupAndRelationship,
+    ListByRelationship,
     CountUnfiltered,
     CountByGroup,
     CreateWithTwoGroups,
 }
 
 impl Scenario {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::HealthCheck,
         Self::GetCustomer,
         Self::ListByGroupAndRelationship,
+        Self::ListByRelationship,
         Self::CountUnfiltered,
         Self::CountByGroup,
         Self::CreateWithTwoGroups,
@@ -97,6 +99,7 @@ impl Scenario {
             Self::HealthCheck => "health Check (baseline)",
             Self::GetCustomer => "GetCustomer",
             Self::ListByGroupAndRelationship => "ListCustomers group+relationship, 50 + total",
+            Self::ListByRelationship => "ListCustomers relationship, 50 + total",
             Self::CountUnfiltered => "CountCustomersByRelationship unfiltered",
             Self::CountByGroup => "CountCustomersByRelationship by group",
             Self::CreateWithTwoGroups => "CreateCustomer with 2 groups",
@@ -284,6 +287,15 @@ async fn call(
             .customers
             .list_customers(ListCustomersRequest {
                 group_id: pick(rng, &fixture.group_ids),
+                relationship_id: pick(rng, &fixture.relationship_ids),
+                page_size: 50,
+                ..Default::default()
+            })
+            .await
+            .is_ok(),
+        Scenario::ListByRelationship => clients
+            .customers
+            .list_customers(ListCustomersRequest {
                 relationship_id: pick(rng, &fixture.relationship_ids),
                 page_size: 50,
                 ..Default::default()
