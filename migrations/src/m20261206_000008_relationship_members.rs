@@ -8,7 +8,8 @@
 //! heap-only (HOT) update. With the relationship indexed here instead, a
 //! move rewrites the customer's row in place (HOT, given room on its page:
 //! hence fill factor 85 on PostgreSQL, for pages written from now on) and
-//! adds two entries here. Measured on 1,000,000 customers, a sweep moving
+//! adds two entries here (three when the customer goes to a manual
+//! relationship, which puts it back in the sweep's index). Measured on 1,000,000 customers, a sweep moving
 //! 100,000 took 0.84 of the time with moves HOT (see BENCHMARKS.md).
 //!
 //! - `relationship_members_by_relationship` serves lists of a
@@ -74,25 +75,25 @@ pub struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         crate::execute_all(manager, UP).await?;
-        fill_factor(manager, 85).await
+        fill_factor(manager, Some(85)).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         crate::execute_all(manager, DOWN).await?;
-        fill_factor(manager, 100).await
+        fill_factor(manager, None).await
     }
 }
 
-/// Room PostgreSQL leaves on each page of `customers` it fills (SQLite has
-/// no such setting), so that an update finds room on its row's page.
-async fn fill_factor(manager: &SchemaManager<'_>, percent: u32) -> Result<(), DbErr> {
+/// The share of each page of `customers` PostgreSQL fills, leaving the rest
+/// for updates of its rows (`None`: the default, full pages). SQLite has no
+/// such setting.
+async fn fill_factor(manager: &SchemaManager<'_>, percent: Option<u32>) -> Result<(), DbErr> {
     if manager.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        manager
-            .get_connection()
-            .execute_unprepared(&format!(
-                "ALTER TABLE customers SET (fillfactor = {percent})"
-            ))
-            .await?;
+        let sql = match percent {
+            Some(percent) => format!("ALTER TABLE customers SET (fillfactor = {percent})"),
+            None => "ALTER TABLE customers RESET (fillfactor)".to_owned(),
+        };
+        manager.get_connection().execute_unprepared(&sql).await?;
     }
     Ok(())
 }

@@ -217,8 +217,9 @@ impl Applied<'_> {
 }
 
 /// Points existing customers (their rows in `relationship_members` and
-/// their memberships' copies with them) at their new relationship. Returns the groups of the customers moved, as the
-/// memberships' update found them (a customer in no group is missing).
+/// their memberships' copies with them) at their new relationship. Returns
+/// the groups of the customers moved, as the memberships' update found them
+/// (a customer in no group is missing).
 async fn move_customers(
     tx: &impl ConnectionTrait,
     tenant: &str,

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, Order, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Select,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, Order, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
     sea_query::{Expr, ExprTrait, Func, LikeExpr, Query},
 };
 
@@ -133,6 +133,13 @@ async fn filtered(
     if with_relationship && let Some(relationship_id) = &filter.relationship_id {
         resource::find::<relationship::Entity>(db, tenant, relationship_id).await?;
         query = query.filter(customer::Column::RelationshipId.eq(relationship_id));
+        if few_holders(db, tenant, relationship_id, filter.deleted).await? {
+            query = query.filter(customer::Column::Id.in_subquery(holders_of(
+                tenant,
+                relationship_id,
+                filter.deleted,
+            )));
+        }
     }
     if let Some(owner_id) = &filter.owner_id {
         query = query.filter(customer::Column::OwnerId.eq(owner_id));
@@ -141,6 +148,70 @@ async fn filtered(
         query = query.filter(Expr::col(customer::Column::SearchText).like(like_contains(text)));
     }
     Ok(query)
+}
+
+/// The ids of the customers holding `relationship_id` that `deleted`
+/// selects, from `relationship_members_by_relationship`.
+fn holders_of(
+    tenant: &str,
+    relationship_id: &str,
+    deleted: DeletedFilter,
+) -> sea_orm::sea_query::SelectStatement {
+    let query = match deleted {
+        DeletedFilter::Active => relationship_members::holders(tenant, relationship_id, true),
+        DeletedFilter::Only => relationship_members::holders(tenant, relationship_id, false),
+        DeletedFilter::All => relationship_members::holding(tenant, relationship_id),
+    };
+    query
+        .select_only()
+        .column(relationship_member::Column::CustomerId)
+        .into_query()
+}
+
+/// Whether so few customers hold `relationship_id` (of those `deleted`
+/// selects) that a list filtered by it should start from them
+/// (`id IN (holders)`: a read of each holder and a sort) rather than walk
+/// the order's index and skip the customers holding another relationship
+/// (a read of about page size × customers / holders rows). The two cost
+/// the same at holders² = page × customers; taking pages of 100 rows
+/// (the default is 50), that is 10,000 holders among 1,000,000 customers. Starting from the
+/// holders always would sort every holder of a large relationship for each
+/// page (9 s for 166,000 holders on SQLite, which then always starts from
+/// them); never would walk the whole tenant for an empty one (1.4 s).
+async fn few_holders(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    relationship_id: &str,
+    deleted: DeletedFilter,
+) -> AppResult<bool> {
+    const PAGE: i64 = 100;
+    let active_counts: Vec<(String, i64)> = relationship_count::Entity::find()
+        .filter(relationship_count::Column::TenantId.eq(tenant))
+        .select_only()
+        .column(relationship_count::Column::RelationshipId)
+        .column(relationship_count::Column::Customers)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let customers: i64 = active_counts.iter().map(|(_, n)| n).sum();
+    let active = active_counts
+        .iter()
+        .find(|(id, _)| id == relationship_id)
+        .map_or(0, |(_, n)| *n);
+    let holders = match deleted {
+        DeletedFilter::Active => active,
+        DeletedFilter::Only | DeletedFilter::All => {
+            let removed = relationship_members::holders(tenant, relationship_id, false)
+                .count(db)
+                .await? as i64;
+            if deleted == DeletedFilter::Only {
+                removed
+            } else {
+                active + removed
+            }
+        }
+    };
+    Ok(holders.saturating_mul(holders) < PAGE.saturating_mul(Ord::max(customers, 1)))
 }
 
 /// The group when `filter` selects the active members of exactly one group

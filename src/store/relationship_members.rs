@@ -105,17 +105,21 @@ pub async fn set_activity(
     Ok(())
 }
 
-/// The customers holding `relationship_id`, active or deleted ones
+/// The customers holding `relationship_id`, deleted or not
 /// (`relationship_members_by_relationship`).
+pub fn holding(tenant: &str, relationship_id: &str) -> Select<relationship_member::Entity> {
+    relationship_member::Entity::find()
+        .filter(relationship_member::Column::TenantId.eq(tenant))
+        .filter(relationship_member::Column::RelationshipId.eq(relationship_id))
+}
+
+/// The active or the deleted customers holding `relationship_id`.
 pub fn holders(
     tenant: &str,
     relationship_id: &str,
     active: bool,
 ) -> Select<relationship_member::Entity> {
-    relationship_member::Entity::find()
-        .filter(relationship_member::Column::TenantId.eq(tenant))
-        .filter(relationship_member::Column::RelationshipId.eq(relationship_id))
-        .filter(relationship_member::Column::CustomerActive.eq(active))
+    holding(tenant, relationship_id).filter(relationship_member::Column::CustomerActive.eq(active))
 }
 
 #[cfg(test)]

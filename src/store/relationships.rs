@@ -60,31 +60,27 @@ async fn reassign_holders(
     now: i64,
 ) -> AppResult<u64> {
     let tenant = ctx.tenant.as_str();
-    // Active and deleted holders apart, each a range of
-    // `relationship_members_by_relationship`.
-    let mut holders: Vec<(String, Option<i64>, String)> = Vec::new();
-    for active in [true, false] {
-        let members = relationship_members::holders(tenant, from, active)
-            .select_only()
-            .column(relationship_member::Column::CustomerId)
-            .into_query();
-        holders.extend(
-            in_tenant::<customer::Entity>(tenant)
-                .filter(customer::Column::Id.in_subquery(members))
-                // Locked: a holder moved meanwhile (by hand, by the sweep)
-                // is re-checked on PostgreSQL and left out.
-                .filter(customer::Column::RelationshipId.eq(from))
-                .order_by_asc(customer::Column::Id)
-                .lock_exclusive()
-                .select_only()
-                .column(customer::Column::Id)
-                .column(customer::Column::DeleteTime)
-                .column(customer::Column::OwnerId)
-                .into_tuple::<(String, Option<i64>, String)>()
-                .all(tx)
-                .await?,
-        );
-    }
+    // Active and deleted holders in one statement, and whether each is
+    // deleted from its locked row: a customer deleted or restored while
+    // this waited for its lock is counted once, as it now is.
+    let members = relationship_members::holding(tenant, from)
+        .select_only()
+        .column(relationship_member::Column::CustomerId)
+        .into_query();
+    let holders: Vec<(String, Option<i64>, String)> = in_tenant::<customer::Entity>(tenant)
+        .filter(customer::Column::Id.in_subquery(members))
+        // Locked: a holder moved meanwhile (by hand, by the sweep) is
+        // re-checked on PostgreSQL and left out.
+        .filter(customer::Column::RelationshipId.eq(from))
+        .order_by_asc(customer::Column::Id)
+        .lock_exclusive()
+        .select_only()
+        .column(customer::Column::Id)
+        .column(customer::Column::DeleteTime)
+        .column(customer::Column::OwnerId)
+        .into_tuple()
+        .all(tx)
+        .await?;
     if holders.is_empty() {
         return Ok(0);
     }

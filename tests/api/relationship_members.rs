@@ -69,12 +69,13 @@ async fn customers_and_copies(app: &TestApp) -> (Vec<Row>, Vec<Row>) {
     (customers, copies)
 }
 
-/// The ids ListCustomers gives for a relationship (newest first), page by
+/// The ids ListCustomers gives for a relationship in `order_by`, page by
 /// page, and the total it reports.
 async fn listed(
     customers: &mut Customers,
     relationship_id: &str,
     deleted_only: bool,
+    order_by: &str,
 ) -> (Vec<String>, i64) {
     let pages = list_pages(
         customers,
@@ -82,6 +83,7 @@ async fn listed(
             relationship_id: relationship_id.to_owned(),
             deleted_only,
             show_deleted: deleted_only,
+            order_by: order_by.to_owned(),
             page_size: 2,
             ..Default::default()
         },
@@ -169,7 +171,7 @@ async fn every_write_keeps_the_copies_in_step(app: &TestApp) {
         .expect("sweep")
         .into_inner();
     assert_eq!(swept.move_count, 6, "{swept:?}");
-    let (listed_dont_forget, total) = listed(&mut customers, &dont_forget, false).await;
+    let (listed_dont_forget, total) = listed(&mut customers, &dont_forget, false, "").await;
     assert_eq!(total, 6);
     assert_eq!(listed_dont_forget.len(), 6);
 
@@ -218,7 +220,9 @@ async fn every_write_keeps_the_copies_in_step(app: &TestApp) {
     assert_eq!(stored.len(), 8);
     assert_eq!(copies, stored);
 
-    // The lists by relationship, active and deleted holders, newest first.
+    // The lists by relationship, active and deleted holders, newest first
+    // (from `relationship_members`) and by name (from `customers`, started
+    // from the few holders); names follow creation here.
     for relationship in [&new, &hot, &dont_forget] {
         for deleted in [false, true] {
             let mut expected: Vec<&Row> = stored
@@ -226,14 +230,14 @@ async fn every_write_keeps_the_copies_in_step(app: &TestApp) {
                 .filter(|r| &r.1 == relationship && (r.2 == 0) == deleted)
                 .collect();
             expected.sort_by(|a, b| (b.3, &b.0).cmp(&(a.3, &a.0)));
-            let expected: Vec<String> = expected.into_iter().map(|r| r.0.clone()).collect();
-            let (ids, total) = listed(&mut customers, relationship, deleted).await;
-            assert_eq!(ids, expected, "{relationship}, deleted: {deleted}");
-            assert_eq!(
-                total,
-                expected.len() as i64,
-                "{relationship}, deleted: {deleted}"
-            );
+            let newest: Vec<String> = expected.iter().map(|r| r.0.clone()).collect();
+            let by_name: Vec<String> = newest.iter().rev().cloned().collect();
+            for (order_by, expected) in [("", newest), ("name", by_name)] {
+                let (ids, total) = listed(&mut customers, relationship, deleted, order_by).await;
+                let case = format!("{relationship}, deleted: {deleted}, order: {order_by}");
+                assert_eq!(ids, expected, "{case}");
+                assert_eq!(total, expected.len() as i64, "{case}");
+            }
         }
     }
     // Where each ended: the one contacted back in HOT, the sweep's three
