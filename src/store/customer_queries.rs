@@ -134,11 +134,8 @@ async fn filtered(
         resource::find::<relationship::Entity>(db, tenant, relationship_id).await?;
         query = query.filter(customer::Column::RelationshipId.eq(relationship_id));
         if few_holders(db, tenant, relationship_id, filter.deleted).await? {
-            query = query.filter(customer::Column::Id.in_subquery(holders_of(
-                tenant,
-                relationship_id,
-                filter.deleted,
-            )));
+            let holders = relationship_members::holder_ids(tenant, relationship_id, filter.deleted);
+            query = query.filter(customer::Column::Id.in_subquery(holders));
         }
     }
     if let Some(owner_id) = &filter.owner_id {
@@ -150,34 +147,18 @@ async fn filtered(
     Ok(query)
 }
 
-/// The ids of the customers holding `relationship_id` that `deleted`
-/// selects, from `relationship_members_by_relationship`.
-fn holders_of(
-    tenant: &str,
-    relationship_id: &str,
-    deleted: DeletedFilter,
-) -> sea_orm::sea_query::SelectStatement {
-    let query = match deleted {
-        DeletedFilter::Active => relationship_members::holders(tenant, relationship_id, true),
-        DeletedFilter::Only => relationship_members::holders(tenant, relationship_id, false),
-        DeletedFilter::All => relationship_members::holding(tenant, relationship_id),
-    };
-    query
-        .select_only()
-        .column(relationship_member::Column::CustomerId)
-        .into_query()
-}
-
 /// Whether so few customers hold `relationship_id` (of those `deleted`
 /// selects) that a list filtered by it should start from them
 /// (`id IN (holders)`: a read of each holder and a sort) rather than walk
 /// the order's index and skip the customers holding another relationship
 /// (a read of about page size × customers / holders rows). The two cost
 /// the same at holders² = page × customers; taking pages of 100 rows
-/// (the default is 50), that is 10,000 holders among 1,000,000 customers. Starting from the
-/// holders always would sort every holder of a large relationship for each
-/// page (9 s for 166,000 holders on SQLite, which then always starts from
-/// them); never would walk the whole tenant for an empty one (1.4 s).
+/// (the default is 50), that is 10,000 holders among 1,000,000 customers.
+/// Starting from the holders always would sort every holder of a large
+/// relationship for each page (9 s for 166,000 holders on SQLite, which
+/// then always starts from them); never would walk the whole tenant for an
+/// empty one (1.4 s). Active holders are counted by the counters, deleted
+/// ones in the index.
 async fn few_holders(
     db: &impl ConnectionTrait,
     tenant: &str,
@@ -198,18 +179,14 @@ async fn few_holders(
         .iter()
         .find(|(id, _)| id == relationship_id)
         .map_or(0, |(_, n)| *n);
+    let removed = || async {
+        let deleted = relationship_members::holders(tenant, relationship_id, DeletedFilter::Only);
+        AppResult::Ok(deleted.count(db).await? as i64)
+    };
     let holders = match deleted {
         DeletedFilter::Active => active,
-        DeletedFilter::Only | DeletedFilter::All => {
-            let removed = relationship_members::holders(tenant, relationship_id, false)
-                .count(db)
-                .await? as i64;
-            if deleted == DeletedFilter::Only {
-                removed
-            } else {
-                active + removed
-            }
-        }
+        DeletedFilter::Only => removed().await?,
+        DeletedFilter::All => active + removed().await?,
     };
     Ok(holders.saturating_mul(holders) < PAGE.saturating_mul(Ord::max(customers, 1)))
 }
@@ -226,27 +203,50 @@ fn single_group(filter: &CustomerFilter) -> Option<&str> {
     filter.group_id.as_deref().filter(|_| only_group)
 }
 
-/// The relationship, and whether its active or its deleted holders, when
-/// `filter` selects nothing else: such lists read
+/// The relationship when `filter` selects its active or its deleted
+/// holders and nothing else: such lists read
 /// `relationship_members_by_relationship` instead of probing every
-/// customer.
-fn single_relationship(filter: &CustomerFilter) -> Option<(&str, bool)> {
-    let active = match filter.deleted {
-        DeletedFilter::Active => true,
-        DeletedFilter::Only => false,
-        // Active and deleted holders are two ranges of the index: in one
-        // order only by sorting them all; `customers_by_create` it is.
-        DeletedFilter::All => return None,
-    };
+/// customer. (Active and deleted holders together are two ranges of the
+/// index, in one order only by sorting them all: those lists walk
+/// `customers_by_create`.)
+fn single_relationship(filter: &CustomerFilter) -> Option<&str> {
     let only_relationship = filter.group_id.is_none()
         && filter.source_id.is_none()
         && filter.owner_id.is_none()
-        && filter.query.is_none();
-    let relationship_id = filter
+        && filter.query.is_none()
+        && filter.deleted != DeletedFilter::All;
+    filter
         .relationship_id
         .as_deref()
-        .filter(|_| only_relationship)?;
-    Some((relationship_id, active))
+        .filter(|_| only_relationship)
+}
+
+/// A table of copies of customers' state, a row per customer (and group),
+/// whose index lists customers newest first: `group_members`,
+/// `relationship_members`.
+trait CustomerCopies: EntityTrait {
+    /// The copy of the customer's creation time.
+    const CREATE_TIME: Self::Column;
+    /// The customer's id.
+    const CUSTOMER_ID: Self::Column;
+    /// A row's customer: creation time and id.
+    fn customer(row: &Self::Model) -> (i64, &str);
+}
+
+impl CustomerCopies for group_member::Entity {
+    const CREATE_TIME: Self::Column = group_member::Column::CustomerCreateTime;
+    const CUSTOMER_ID: Self::Column = group_member::Column::CustomerId;
+    fn customer(row: &Self::Model) -> (i64, &str) {
+        (row.customer_create_time, &row.customer_id)
+    }
+}
+
+impl CustomerCopies for relationship_member::Entity {
+    const CREATE_TIME: Self::Column = relationship_member::Column::CustomerCreateTime;
+    const CUSTOMER_ID: Self::Column = relationship_member::Column::CustomerId;
+    fn customer(row: &Self::Model) -> (i64, &str) {
+        (row.customer_create_time, &row.customer_id)
+    }
 }
 
 /// The cursor of a customer in the newest-first order.
@@ -456,53 +456,22 @@ impl Store {
         if let (Some(group_id), CustomerOrder::Newest) = (single_group(filter), order) {
             let relationship_id = filter.relationship_id.as_deref();
             let query = members(tenant, group_id, relationship_id);
-            let order = [
-                (group_member::Column::CustomerCreateTime, CursorKind::Int),
-                (group_member::Column::CustomerId, CursorKind::Text),
-            ];
-            let total = group_total(tenant, group_id, filter.relationship_id.as_deref());
-            let key = |m: &group_member::Model| newest_key(m.customer_create_time, &m.customer_id);
-            let result = resource::list_page_with_total(
-                self.db(),
-                query,
-                order,
-                Order::Desc,
-                page,
-                key,
-                Some(total),
-            )
-            .await?;
+            let total = Some(group_total(tenant, group_id, relationship_id));
+            let result = self.newest_from_copies(tenant, query, page, total).await?;
             if result.items.is_empty() {
                 ensure_member_filters_exist(self.db(), tenant, group_id, relationship_id).await?;
             }
-            return self.records_page(tenant, result, |m| m.customer_id).await;
+            return Ok(result);
         }
-        if let (Some((relationship_id, active)), CustomerOrder::Newest) =
-            (single_relationship(filter), order)
+        if let (Some(relationship_id), CustomerOrder::Newest) = (single_relationship(filter), order)
         {
-            use relationship_member::Column as M;
-            let query = relationship_members::holders(tenant, relationship_id, active);
-            let order = [
-                (M::CustomerCreateTime, CursorKind::Int),
-                (M::CustomerId, CursorKind::Text),
-            ];
-            let key =
-                |m: &relationship_member::Model| newest_key(m.customer_create_time, &m.customer_id);
+            let query = relationship_members::holders(tenant, relationship_id, filter.deleted);
             let total = counted_total(tenant, filter);
-            let result = resource::list_page_with_total(
-                self.db(),
-                query,
-                order,
-                Order::Desc,
-                page,
-                key,
-                total,
-            )
-            .await?;
+            let result = self.newest_from_copies(tenant, query, page, total).await?;
             if result.items.is_empty() {
                 resource::find::<relationship::Entity>(self.db(), tenant, relationship_id).await?;
             }
-            return self.records_page(tenant, result, |m| m.customer_id).await;
+            return Ok(result);
         }
         let query = filtered(self.db(), tenant, filter, true).await?;
         let total = counted_total(tenant, filter);
@@ -568,19 +537,39 @@ impl Store {
         })
     }
 
-    /// The customers a page of their copies (`of`, each naming its
-    /// customer by `id`) listed, as a page of records.
-    async fn records_page<M>(
+    /// A page, newest first, of the customers `query` selects from a table
+    /// of their copies, with its total read by `total` (counted when
+    /// `None`): the page of copies, then their records.
+    async fn newest_from_copies<E: CustomerCopies>(
         &self,
         tenant: &str,
-        of: Page<M>,
-        id: impl Fn(M) -> String,
-    ) -> AppResult<Page<CustomerRecord>> {
-        let ids: Vec<String> = of.items.into_iter().map(id).collect();
+        query: Select<E>,
+        page: &PageRequest,
+        total: Option<sea_orm::sea_query::SelectStatement>,
+    ) -> AppResult<Page<CustomerRecord>>
+    where
+        E::Model: Sync,
+    {
+        let order = [
+            (E::CREATE_TIME, CursorKind::Int),
+            (E::CUSTOMER_ID, CursorKind::Text),
+        ];
+        let key = |row: &E::Model| {
+            let (create_time, id) = E::customer(row);
+            newest_key(create_time, id)
+        };
+        let copies =
+            resource::list_page_with_total(self.db(), query, order, Order::Desc, page, key, total)
+                .await?;
+        let ids: Vec<String> = copies
+            .items
+            .iter()
+            .map(|row| E::customer(row).1.to_owned())
+            .collect();
         Ok(Page {
             items: self.customer_records(tenant, &ids).await?,
-            next: of.next,
-            total: of.total,
+            next: copies.next,
+            total: copies.total,
         })
     }
 

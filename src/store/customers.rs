@@ -337,8 +337,9 @@ pub fn set_profile(active: &mut customer::ActiveModel, profile: &Profile) {
     active.profile_completion = Set(profile.completion());
 }
 
-/// Sets the copies of a customer's state on its memberships.
-async fn sync_memberships(
+/// Copies a customer's activeness (deleted or not) to its memberships and
+/// its row in `relationship_members`.
+async fn sync_copies(
     tx: &impl ConnectionTrait,
     tenant: &str,
     customer_id: &str,
@@ -350,7 +351,7 @@ async fn sync_memberships(
         .filter(group_member::Column::CustomerId.eq(customer_id))
         .exec(tx)
         .await?;
-    Ok(())
+    relationship_members::set_active(tx, tenant, customer_id, active).await
 }
 
 impl Store {
@@ -525,8 +526,7 @@ impl Store {
                     &BTreeMap::from([(row.relationship_id.clone(), delta)]),
                 )
                 .await?;
-                sync_memberships(tx, tenant, &row.id, !delete).await?;
-                relationship_members::set_active(tx, tenant, &row.id, !delete).await?;
+                sync_copies(tx, tenant, &row.id, !delete).await?;
                 let groups =
                     changes::memberships_of(tx, tenant, std::slice::from_ref(&row.id)).await?;
                 let deltas: changes::GroupDeltas = groups

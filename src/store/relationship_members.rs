@@ -4,11 +4,13 @@
 //! goes through here, in the same transaction as the customer's row.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Select,
-    sea_query::Expr,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Select,
+    sea_query::{Expr, SelectStatement},
 };
 
 use crate::{
+    domain::paging::DeletedFilter,
     entity::{customer, relationship_member},
     error::AppResult,
 };
@@ -44,13 +46,6 @@ pub async fn insert_created(
     Ok(())
 }
 
-/// The tenant's rows of `ids`.
-fn of(tenant: &str, ids: &[String]) -> sea_orm::UpdateMany<relationship_member::Entity> {
-    relationship_member::Entity::update_many()
-        .filter(relationship_member::Column::TenantId.eq(tenant))
-        .filter(relationship_member::Column::CustomerId.is_in(ids.iter().cloned()))
-}
-
 /// Points customers at relationship `to` (`automatic` when it is an
 /// automatic one).
 pub async fn set_relationship(
@@ -60,12 +55,14 @@ pub async fn set_relationship(
     to: &str,
     automatic: bool,
 ) -> AppResult<()> {
-    of(tenant, ids)
+    relationship_member::Entity::update_many()
         .col_expr(relationship_member::Column::RelationshipId, Expr::value(to))
         .col_expr(
             relationship_member::Column::AutomaticRelationship,
             Expr::value(automatic),
         )
+        .filter(relationship_member::Column::TenantId.eq(tenant))
+        .filter(relationship_member::Column::CustomerId.is_in(ids.iter().cloned()))
         .exec(tx)
         .await?;
     Ok(())
@@ -78,14 +75,14 @@ pub async fn set_active(
     id: &str,
     active: bool,
 ) -> AppResult<()> {
-    of(tenant, &[id.to_owned()])
-        .col_expr(
-            relationship_member::Column::CustomerActive,
-            Expr::value(active),
-        )
-        .exec(tx)
-        .await?;
-    Ok(())
+    set_copy(
+        tx,
+        tenant,
+        id,
+        relationship_member::Column::CustomerActive,
+        active,
+    )
+    .await
 }
 
 /// Copies a customer's new activity time.
@@ -95,31 +92,56 @@ pub async fn set_activity(
     id: &str,
     activity_time: i64,
 ) -> AppResult<()> {
-    of(tenant, &[id.to_owned()])
-        .col_expr(
-            relationship_member::Column::ActivityTime,
-            Expr::value(activity_time),
-        )
+    set_copy(
+        tx,
+        tenant,
+        id,
+        relationship_member::Column::ActivityTime,
+        activity_time,
+    )
+    .await
+}
+
+/// Sets `column` of customer `id`'s row to `value`.
+async fn set_copy(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+    column: relationship_member::Column,
+    value: impl Into<sea_orm::Value>,
+) -> AppResult<()> {
+    relationship_member::Entity::update_many()
+        .col_expr(column, Expr::value(value))
+        .filter(relationship_member::Column::TenantId.eq(tenant))
+        .filter(relationship_member::Column::CustomerId.eq(id))
         .exec(tx)
         .await?;
     Ok(())
 }
 
-/// The customers holding `relationship_id`, deleted or not
-/// (`relationship_members_by_relationship`).
-pub fn holding(tenant: &str, relationship_id: &str) -> Select<relationship_member::Entity> {
-    relationship_member::Entity::find()
-        .filter(relationship_member::Column::TenantId.eq(tenant))
-        .filter(relationship_member::Column::RelationshipId.eq(relationship_id))
-}
-
-/// The active or the deleted customers holding `relationship_id`.
+/// The customers holding `relationship_id` that `deleted` selects, from
+/// `relationship_members_by_relationship`.
 pub fn holders(
     tenant: &str,
     relationship_id: &str,
-    active: bool,
+    deleted: DeletedFilter,
 ) -> Select<relationship_member::Entity> {
-    holding(tenant, relationship_id).filter(relationship_member::Column::CustomerActive.eq(active))
+    let query = relationship_member::Entity::find()
+        .filter(relationship_member::Column::TenantId.eq(tenant))
+        .filter(relationship_member::Column::RelationshipId.eq(relationship_id));
+    match deleted {
+        DeletedFilter::Active => query.filter(relationship_member::Column::CustomerActive.eq(true)),
+        DeletedFilter::Only => query.filter(relationship_member::Column::CustomerActive.eq(false)),
+        DeletedFilter::All => query,
+    }
+}
+
+/// The ids of [`holders`], as a subquery.
+pub fn holder_ids(tenant: &str, relationship_id: &str, deleted: DeletedFilter) -> SelectStatement {
+    holders(tenant, relationship_id, deleted)
+        .select_only()
+        .column(relationship_member::Column::CustomerId)
+        .into_query()
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait,
     sea_query::{Expr, ExprTrait},
 };
 
@@ -35,7 +34,6 @@ use crate::{
     entity::{
         customer,
         relationship::{ActiveModel, Column, Entity, Model},
-        relationship_member,
     },
     error::{AppError, AppResult},
 };
@@ -63,10 +61,7 @@ async fn reassign_holders(
     // Active and deleted holders in one statement, and whether each is
     // deleted from its locked row: a customer deleted or restored while
     // this waited for its lock is counted once, as it now is.
-    let members = relationship_members::holding(tenant, from)
-        .select_only()
-        .column(relationship_member::Column::CustomerId)
-        .into_query();
+    let members = relationship_members::holder_ids(tenant, from, DeletedFilter::All);
     let holders: Vec<(String, Option<i64>, String)> = in_tenant::<customer::Entity>(tenant)
         .filter(customer::Column::Id.in_subquery(members))
         // Locked: a holder moved meanwhile (by hand, by the sweep) is

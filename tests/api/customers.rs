@@ -14,8 +14,8 @@ use crm_classify::{
         ListContactsRequest, ListCustomersRequest, ListGroupsRequest,
         ListRelationshipHistoryRequest, ListSourcesRequest, RecordContactRequest,
         RecordContactResponse, Relationship, RelationshipChangeCause,
-        RemoveCustomersFromGroupRequest, RestoreCustomerRequest, RestoreGroupRequest, Source,
-        SourceReportRow, UpdateCustomerRequest,
+        RemoveCustomersFromGroupRequest, RestoreGroupRequest, Source, SourceReportRow,
+        UpdateCustomerRequest,
     },
 };
 use prost_types::Timestamp;
@@ -23,34 +23,12 @@ use tonic::{Code, Response, Status};
 
 use crate::fixtures::{
     self, Customers, SEEDED, change, change_request, count, create_customer, create_request,
-    get_customer, history, list_pages, named, new_group, new_group_under, new_groups, new_source,
-    rel, relationships, stored, total, unknown_id, update_request,
+    delete_customer, get_customer, history, list_pages, named, new_group, new_group_under,
+    new_groups, new_source, rel, relationships, restore_customer, stored, total, unknown_id,
+    update_request,
 };
 use crate::helpers::{TestApp, at_most, concurrently, expect_code, new_tenant, violated_fields};
 use crate::on_both_databases;
-
-async fn delete(client: &mut Customers, id: &str) -> Customer {
-    client
-        .delete_customer(DeleteCustomerRequest {
-            id: id.to_owned(),
-            etag: String::new(),
-        })
-        .await
-        .expect("delete customer")
-        .into_inner()
-        .customer
-        .expect("customer")
-}
-
-async fn restore(client: &mut Customers, id: &str) -> Result<Response<Customer>, Status> {
-    client
-        .restore_customer(RestoreCustomerRequest {
-            id: id.to_owned(),
-            etag: String::new(),
-        })
-        .await
-        .map(|r| Response::new(r.into_inner().customer.expect("customer")))
-}
 
 fn batch_request(customer_ids: &[String], relationship_id: &str) -> BatchChangeRelationshipRequest {
     BatchChangeRelationshipRequest {
@@ -279,7 +257,7 @@ async fn seed_catalogue(app: &TestApp) -> Catalogue {
     for spec in specs {
         customers.push(create_customer(&mut client, spec).await);
     }
-    delete(&mut client, &customers[5].id).await;
+    delete_customer(&mut client, &customers[5].id).await;
     Catalogue {
         rels,
         web,
@@ -443,10 +421,10 @@ on_both_databases! {
         assert_eq!(stored(&mut customers).await, 1, "nothing was written");
 
         // A deleted customer frees its phone; it cannot then be restored over the new holder.
-        delete(&mut customers, &first.id).await;
+        delete_customer(&mut customers, &first.id).await;
         let second = create_customer(&mut customers, Customer { phone: "0912345678".into(), ..named("Người mới") }).await;
         assert_eq!(second.phone, "0912345678");
-        expect_code(restore(&mut customers, &first.id).await, Code::AlreadyExists);
+        expect_code(restore_customer(&mut customers, &first.id).await, Code::AlreadyExists);
         assert!(get_customer(&mut customers, &first.id).await.delete_time.is_some(), "still deleted");
         assert_eq!(total(&mut customers, ListCustomersRequest::default()).await, 1);
     }
@@ -732,7 +710,7 @@ on_both_databases! {
         assert_eq!(history(&mut customers, &customer.id).await.len(), 2);
 
         let gone = create_customer(&mut customers, named("Đã xoá")).await;
-        delete(&mut customers, &gone.id).await;
+        delete_customer(&mut customers, &gone.id).await;
         expect_code(customers.change_relationship(change_request(&gone.id, &hot)).await, Code::FailedPrecondition);
         assert_eq!(get_customer(&mut customers, &gone.id).await.relationship_id, new);
         assert_eq!(history(&mut customers, &gone.id).await.len(), 1);
@@ -750,7 +728,7 @@ on_both_databases! {
             ids.push(create_customer(&mut customers, named(name)).await.id);
         }
         let gone = create_customer(&mut customers, named("Đã xoá")).await;
-        delete(&mut customers, &gone.id).await;
+        delete_customer(&mut customers, &gone.id).await;
 
         let with_unknown = vec![ids[0].clone(), ids[1].clone(), unknown_id(), ids[2].clone()];
         expect_code(customers.batch_change_relationship(batch_request(&with_unknown, &hot)).await, Code::NotFound);
@@ -887,7 +865,7 @@ on_both_databases! {
         assert_eq!(get_customer(&mut customers, &customer.id).await.last_contact_time, Some(ts(now)));
 
         let gone = create_customer(&mut customers, named("Đã xoá")).await;
-        delete(&mut customers, &gone.id).await;
+        delete_customer(&mut customers, &gone.id).await;
         expect_code(record(&mut customers, &gone.id, ContactChannel::Call, None).await, Code::FailedPrecondition);
         expect_code(record(&mut customers, &unknown_id(), ContactChannel::Call, None).await, Code::NotFound);
     }
@@ -1050,7 +1028,7 @@ on_both_databases! {
         let status = expect_code(customers.list_customers(order("phone")).await, Code::InvalidArgument);
         assert_eq!(violated_fields(&status), vec!["order_by"]);
 
-        delete(&mut customers, &an.id).await;
+        delete_customer(&mut customers, &an.id).await;
         assert_eq!(ids_of(&list_all(&mut customers, ListCustomersRequest::default()).await), id_set(&[&binh, &cuong]));
         assert_eq!(names(list_all(&mut customers, ListCustomersRequest { show_deleted: true, ..Default::default() }).await), ["Cường", "An", "Bình"]);
         let deleted = list_all(&mut customers, ListCustomersRequest { deleted_only: true, ..Default::default() }).await;
@@ -1096,7 +1074,7 @@ on_both_databases! {
         }
 
         // A deleted customer leaves the counts; a deleted relationship leaves the bar.
-        delete(&mut customers, &cat.customers[1].id).await;
+        delete_customer(&mut customers, &cat.customers[1].id).await;
         app.relationships().delete_relationship(DeleteRelationshipRequest { id: rel(&cat.rels, "LOST"), etag: String::new(), reassign_to_id: String::new() }).await.expect("delete LOST");
         let after = count(&mut customers, CountCustomersByRelationshipRequest::default()).await;
         assert_eq!(
@@ -1121,9 +1099,9 @@ on_both_databases! {
         change(&mut customers, &a.id, &hot).await;
         assert_eq!((relationship_count(&app, &new).await, relationship_count(&app, &hot).await), (0, 2));
 
-        delete(&mut customers, &b.id).await;
+        delete_customer(&mut customers, &b.id).await;
         assert_eq!((group_count(&app, &vip.id).await, source_count(&app, &web.id).await, relationship_count(&app, &hot).await), (1, 1, 1));
-        restore(&mut customers, &b.id).await.expect("restore");
+        restore_customer(&mut customers, &b.id).await.expect("restore");
         assert_eq!((group_count(&app, &vip.id).await, source_count(&app, &web.id).await, relationship_count(&app, &hot).await), (2, 2, 2));
 
         customers.update_customer(update_request(Customer { id: a.id.clone(), source_id: zalo.id.clone(), ..Default::default() }, &["source_id"])).await.expect("move source");
@@ -1203,7 +1181,7 @@ on_both_databases! {
         // At the end of the range (excluded).
         app.clock.set(to);
         add(&fair, 123, Some(&closed)).await;
-        delete(&mut customers, &deleted.id).await;
+        delete_customer(&mut customers, &deleted.id).await;
 
         let report = app.sources().get_source_report(GetSourceReportRequest { create_time_from: Some(ts(from)), create_time_to: Some(ts(to)) }).await.expect("report").into_inner();
         assert_eq!(
@@ -1279,7 +1257,7 @@ on_both_databases! {
                 app.clock.advance(Duration::minutes(1));
             }
         }
-        delete(&mut customers, &in_group[1]).await;
+        delete_customer(&mut customers, &in_group[1]).await;
         for relationship_id in [String::new(), hot.clone()] {
             let fast = ListCustomersRequest { group_id: group.id.clone(), relationship_id: relationship_id.clone(), page_size: 7, ..Default::default() };
             let general = ListCustomersRequest { include_subgroups: true, ..fast.clone() };
@@ -1334,11 +1312,11 @@ on_both_databases! {
         check("adding members", &mut customers).await;
         customers.remove_customers_from_group(RemoveCustomersFromGroupRequest { group_id: group.id.clone(), customer_ids: vec![ids[0].clone(), ids[5].clone()] }).await.expect("remove");
         check("removing members", &mut customers).await;
-        delete(&mut customers, &ids[2]).await;
+        delete_customer(&mut customers, &ids[2]).await;
         check("a delete", &mut customers).await;
         customers.update_customer(update_request(Customer { id: ids[4].clone(), relationship_id: lost.clone(), ..Default::default() }, &["relationship_id"])).await.expect("update");
         check("an update", &mut customers).await;
-        restore(&mut customers, &ids[2]).await.expect("restore");
+        restore_customer(&mut customers, &ids[2]).await.expect("restore");
         check("a restore", &mut customers).await;
         app.relationships().delete_relationship(DeleteRelationshipRequest { id: closed.clone(), etag: String::new(), reassign_to_id: hot.clone() }).await.expect("reassign");
         check("a reassignment", &mut customers).await;

@@ -2,19 +2,23 @@
 //! and one-call helpers that create, read and count through the API. The
 //! server harness (starting servers, handing out clients) is in `helpers`.
 
+use chrono::{DateTime, Utc};
 use crm_classify::pb::watch_relationship_changes_response::Event;
 use crm_classify::pb::{
-    ChangeRelationshipRequest, ChangeRelationshipResponse, CountCustomersByRelationshipRequest,
-    CountCustomersByRelationshipResponse, CreateCustomerRequest, CreateGroupRequest,
-    CreateSourceRequest, Customer, GetCustomerRequest, GetGroupRequest, GetRelationshipRequest,
+    ChangeRelationshipRequest, ChangeRelationshipResponse, ContactChannel,
+    CountCustomersByRelationshipRequest, CountCustomersByRelationshipResponse,
+    CreateCustomerRequest, CreateGroupRequest, CreateRelationshipRequest, CreateSourceRequest,
+    Customer, DeleteCustomerRequest, GetCustomerRequest, GetGroupRequest, GetRelationshipRequest,
     GetSourceRequest, Group, ListCustomersRequest, ListCustomersResponse,
     ListRelationshipHistoryRequest, ListRelationshipHistoryResponse, ListRelationshipsRequest,
-    Relationship, RelationshipChange, Source, UpdateCustomerRequest,
+    RecordContactRequest, Relationship, RelationshipChange, RestoreCustomerRequest, Source,
+    UpdateCustomerRequest, UpdateRelationshipRequest,
     customer_service_client::CustomerServiceClient, group_service_client::GroupServiceClient,
     relationship_service_client::RelationshipServiceClient,
     source_service_client::SourceServiceClient,
 };
 use prost_types::FieldMask;
+use tonic::{Response, Status};
 
 use crate::helpers::{Svc, TestApp, at_most};
 
@@ -153,6 +157,64 @@ pub async fn history(client: &mut Customers, customer_id: &str) -> Vec<Relations
     history_response(client, customer_id).await.changes
 }
 
+/// Soft-deletes customer `id`; the call must succeed.
+pub async fn delete_customer(client: &mut Customers, id: &str) -> Customer {
+    client
+        .delete_customer(DeleteCustomerRequest {
+            id: id.to_owned(),
+            etag: String::new(),
+        })
+        .await
+        .expect("delete customer")
+        .into_inner()
+        .customer
+        .expect("customer")
+}
+
+/// Restores customer `id`, as answered.
+pub async fn restore_customer(
+    client: &mut Customers,
+    id: &str,
+) -> Result<Response<Customer>, Status> {
+    client
+        .restore_customer(RestoreCustomerRequest {
+            id: id.to_owned(),
+            etag: String::new(),
+        })
+        .await
+        .map(|r| Response::new(r.into_inner().customer.expect("customer")))
+}
+
+/// A protobuf timestamp of `t`.
+pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// Records a call with customer `id` (made at `at`, or now); returns the
+/// customer's relationship after it.
+pub async fn record_contact(
+    customers: &mut Customers,
+    id: &str,
+    at: Option<DateTime<Utc>>,
+) -> String {
+    customers
+        .record_contact(RecordContactRequest {
+            customer_id: id.into(),
+            channel: ContactChannel::Call as i32,
+            note: String::new(),
+            contact_time: at.map(timestamp),
+        })
+        .await
+        .expect("record contact")
+        .into_inner()
+        .customer
+        .expect("customer")
+        .relationship_id
+}
+
 /// Every page ListCustomers answers for `request`, following the page tokens.
 pub async fn list_pages(
     client: &mut Customers,
@@ -222,6 +284,32 @@ pub async fn relationships(client: &mut Relationships) -> Vec<Relationship> {
         .expect("list relationships")
         .into_inner()
         .relationships
+}
+
+/// Creates `relationship`; the call must succeed. Returns its id.
+pub async fn new_relationship(app: &TestApp, relationship: Relationship) -> String {
+    app.relationships()
+        .create_relationship(CreateRelationshipRequest {
+            relationship: Some(relationship),
+            request_id: String::new(),
+        })
+        .await
+        .expect("create relationship")
+        .into_inner()
+        .relationship
+        .expect("relationship")
+        .id
+}
+
+/// Updates the fields `paths` of `relationship`; the call must succeed.
+pub async fn update_relationship(app: &TestApp, relationship: Relationship, paths: &[&str]) {
+    app.relationships()
+        .update_relationship(UpdateRelationshipRequest {
+            relationship: Some(relationship),
+            update_mask: mask(paths),
+        })
+        .await
+        .expect("update relationship");
 }
 
 /// The relationship with `code` in `list`.

@@ -7,21 +7,19 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use chrono::{DateTime, Utc};
 use crm_classify::{
     clock::Clock,
     pb::{
-        ApplyInactivityRulesRequest, ApplyInactivityRulesResponse, ContactChannel,
-        CountCustomersByRelationshipRequest, CreateRelationshipRequest, Customer,
-        DeleteRelationshipRequest, RecordContactRequest, Relationship, RelationshipChangeCause,
-        RelationshipKind, UpdateRelationshipRequest, WatchRelationshipChangesRequest,
+        ApplyInactivityRulesRequest, ApplyInactivityRulesResponse,
+        CountCustomersByRelationshipRequest, Customer, DeleteRelationshipRequest, Relationship,
+        RelationshipChangeCause, RelationshipKind, WatchRelationshipChangesRequest,
     },
 };
 use tonic::Code;
 
 use crate::fixtures::{
-    Customers, change, count, create_customer, get_customer, history, mask, named, rel,
-    relationships,
+    Customers, change, count, create_customer, get_customer, history, named, new_relationship,
+    record_contact, rel, relationships, timestamp, update_relationship,
 };
 use crate::helpers::{
     Backend, Options, TestApp, at_most, concurrently, expect_code, postgres_database_url,
@@ -31,13 +29,6 @@ use crate::on_both_databases;
 
 fn days(n: i64) -> chrono::Duration {
     chrono::Duration::days(n)
-}
-
-fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
 }
 
 /// An on-demand run as of now that lists up to 10,000 moves.
@@ -81,50 +72,18 @@ async fn relationship_of(customers: &mut Customers, id: &str) -> String {
     get_customer(customers, id).await.relationship_id
 }
 
-async fn update_relationship(app: &TestApp, relationship: Relationship, paths: &[&str]) {
-    app.relationships()
-        .update_relationship(UpdateRelationshipRequest {
-            relationship: Some(relationship),
-            update_mask: mask(paths),
-        })
-        .await
-        .expect("update relationship");
-}
-
 /// A new automatic relationship with a threshold of `days` days.
 async fn new_automatic(app: &TestApp, name: &str, days: i32) -> String {
-    app.relationships()
-        .create_relationship(CreateRelationshipRequest {
-            relationship: Some(Relationship {
-                name: name.into(),
-                kind: RelationshipKind::AutomaticInactivity as i32,
-                inactivity_days: days,
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .expect("create automatic relationship")
-        .into_inner()
-        .relationship
-        .expect("relationship")
-        .id
-}
-
-async fn contact(customers: &mut Customers, id: &str, at: Option<DateTime<Utc>>) -> String {
-    customers
-        .record_contact(RecordContactRequest {
-            customer_id: id.into(),
-            channel: ContactChannel::Call as i32,
-            note: String::new(),
-            contact_time: at.map(ts),
-        })
-        .await
-        .expect("record contact")
-        .into_inner()
-        .customer
-        .expect("customer")
-        .relationship_id
+    new_relationship(
+        app,
+        Relationship {
+            name: name.into(),
+            kind: RelationshipKind::AutomaticInactivity as i32,
+            inactivity_days: days,
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 /// Whether the tenant's latest change is exactly `sequence`: resuming
@@ -147,7 +106,7 @@ async fn moves_customers_exactly_at_the_threshold(app: &TestApp) {
     let quiet = create_customer(&mut customers, named("Quiet")).await;
     let called = create_customer(&mut customers, named("Called")).await;
     app.clock.advance(days(10));
-    contact(&mut customers, &called.id, None).await;
+    record_contact(&mut customers, &called.id, None).await;
 
     app.clock.advance(days(20) - chrono::Duration::seconds(1));
     let early = apply(app, run()).await;
@@ -200,7 +159,7 @@ async fn the_largest_threshold_that_applies_wins(app: &TestApp) {
     let preview = apply(
         app,
         ApplyInactivityRulesRequest {
-            as_of: Some(ts(app.clock.now() + days(95))),
+            as_of: Some(timestamp(app.clock.now() + days(95))),
             ..dry_run()
         },
     )
@@ -289,7 +248,7 @@ async fn a_dry_run_reports_and_changes_nothing(app: &TestApp) {
         ids.push(create_customer(&mut customers, named(name)).await.id);
     }
     // A contact on the day: the report says so.
-    contact(&mut customers, &ids[2], None).await;
+    record_contact(&mut customers, &ids[2], None).await;
     app.clock.advance(days(31));
     let report = apply(app, dry_run()).await;
     assert_eq!(report.move_count, 3);
@@ -330,7 +289,7 @@ async fn a_dry_run_reports_and_changes_nothing(app: &TestApp) {
 async fn bad_requests_are_refused(app: &TestApp) {
     let mut client = app.relationships();
     let future = ApplyInactivityRulesRequest {
-        as_of: Some(ts(app.clock.now() + days(1))),
+        as_of: Some(timestamp(app.clock.now() + days(1))),
         ..run()
     };
     let status = expect_code(
@@ -340,7 +299,7 @@ async fn bad_requests_are_refused(app: &TestApp) {
     assert_eq!(violated_fields(&status), ["as_of"]);
     // Nor may a real run look back: it would move customers by old inactivity.
     let past = ApplyInactivityRulesRequest {
-        as_of: Some(ts(app.clock.now() - days(60))),
+        as_of: Some(timestamp(app.clock.now() - days(60))),
         ..run()
     };
     let status = expect_code(
@@ -523,7 +482,10 @@ async fn contact_restores_the_last_manual_relationship(app: &TestApp) {
     assert_eq!(apply(app, run()).await.move_count, 4);
 
     // Without restore_on_contact a contact leaves the customer where it is.
-    assert_eq!(contact(&mut customers, &kept.id, None).await, dont_forget);
+    assert_eq!(
+        record_contact(&mut customers, &kept.id, None).await,
+        dont_forget
+    );
     update_relationship(
         app,
         Relationship {
@@ -535,7 +497,7 @@ async fn contact_restores_the_last_manual_relationship(app: &TestApp) {
     )
     .await;
 
-    assert_eq!(contact(&mut customers, &hot_one.id, None).await, hot);
+    assert_eq!(record_contact(&mut customers, &hot_one.id, None).await, hot);
     let back = history(&mut customers, &hot_one.id)
         .await
         .pop()
@@ -547,11 +509,11 @@ async fn contact_restores_the_last_manual_relationship(app: &TestApp) {
     );
     assert_eq!(back.reason, "contacted by CALL on 2026-12-11");
     // Never moved by hand: back to the relationship it was created with.
-    assert_eq!(contact(&mut customers, &fresh.id, None).await, new);
+    assert_eq!(record_contact(&mut customers, &fresh.id, None).await, new);
     // A contact recorded long after it happened, still 35 days ago: the
     // customer is still inactive and stays.
     assert_eq!(
-        contact(&mut customers, &late.id, Some(start + days(5))).await,
+        record_contact(&mut customers, &late.id, Some(start + days(5))).await,
         dont_forget
     );
     assert_eq!(apply(app, run()).await.move_count, 0, "nobody flips back");

@@ -6,14 +6,14 @@
 //! the lists it serves.
 
 use crm_classify::pb::{
-    ApplyInactivityRulesRequest, ContactChannel, CreateRelationshipRequest, Customer,
-    DeleteCustomerRequest, DeleteRelationshipRequest, ListCustomersRequest, RecordContactRequest,
-    Relationship, RestoreCustomerRequest, UpdateRelationshipRequest,
+    ApplyInactivityRulesRequest, Customer, DeleteRelationshipRequest, ListCustomersRequest,
+    Relationship,
 };
 use sea_orm::{ConnectionTrait, Database, Statement};
 
 use crate::fixtures::{
-    Customers, change, create_customer, list_pages, mask, named, rel, relationships, update_request,
+    Customers, change, create_customer, delete_customer, list_pages, named, new_relationship,
+    record_contact, rel, relationships, restore_customer, update_relationship, update_request,
 };
 use crate::helpers::TestApp;
 use crate::on_both_databases;
@@ -98,38 +98,6 @@ async fn listed(
     (ids, total)
 }
 
-async fn contact(customers: &mut Customers, id: &str) {
-    customers
-        .record_contact(RecordContactRequest {
-            customer_id: id.into(),
-            channel: ContactChannel::Call as i32,
-            ..Default::default()
-        })
-        .await
-        .expect("record contact");
-}
-
-async fn set_deleted(customers: &mut Customers, id: &str, deleted: bool) {
-    let id = id.to_owned();
-    if deleted {
-        customers
-            .delete_customer(DeleteCustomerRequest {
-                id,
-                ..Default::default()
-            })
-            .await
-            .expect("delete customer");
-    } else {
-        customers
-            .restore_customer(RestoreCustomerRequest {
-                id,
-                ..Default::default()
-            })
-            .await
-            .expect("restore customer");
-    }
-}
-
 async fn every_write_keeps_the_copies_in_step(app: &TestApp) {
     let rels = relationships(&mut app.relationships()).await;
     let (new, hot, dont_forget) = (
@@ -154,13 +122,15 @@ async fn every_write_keeps_the_copies_in_step(app: &TestApp) {
         .await
         .expect("update customer");
     // Deleted, and deleted then restored.
-    set_deleted(&mut customers, &ids[2], true).await;
-    set_deleted(&mut customers, &ids[3], true).await;
-    set_deleted(&mut customers, &ids[3], false).await;
+    delete_customer(&mut customers, &ids[2]).await;
+    delete_customer(&mut customers, &ids[3]).await;
+    restore_customer(&mut customers, &ids[3])
+        .await
+        .expect("restore customer");
 
     // 40 days on, one contacted; the sweep moves the other active ones.
     app.clock.advance(chrono::Duration::days(40));
-    contact(&mut customers, &ids[4]).await;
+    record_contact(&mut customers, &ids[4], None).await;
     let swept = app
         .relationships()
         .apply_inactivity_rules(ApplyInactivityRulesRequest {
@@ -177,36 +147,28 @@ async fn every_write_keeps_the_copies_in_step(app: &TestApp) {
 
     // A contact restores one; another relationship's deletion moves its
     // holders, a deleted one among them.
-    app.relationships()
-        .update_relationship(UpdateRelationshipRequest {
-            relationship: Some(Relationship {
-                id: dont_forget.clone(),
-                restore_on_contact: true,
-                ..Default::default()
-            }),
-            update_mask: mask(&["restore_on_contact"]),
-        })
-        .await
-        .expect("restore on contact");
-    contact(&mut customers, &ids[0]).await;
-    let passing = app
-        .relationships()
-        .create_relationship(CreateRelationshipRequest {
-            relationship: Some(Relationship {
-                name: "Passing".into(),
-                ..Default::default()
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .expect("create relationship")
-        .into_inner()
-        .relationship
-        .expect("relationship")
-        .id;
+    update_relationship(
+        app,
+        Relationship {
+            id: dont_forget.clone(),
+            restore_on_contact: true,
+            ..Default::default()
+        },
+        &["restore_on_contact"],
+    )
+    .await;
+    record_contact(&mut customers, &ids[0], None).await;
+    let passing = new_relationship(
+        app,
+        Relationship {
+            name: "Passing".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     change(&mut customers, &ids[5], &passing).await;
     change(&mut customers, &ids[6], &passing).await;
-    set_deleted(&mut customers, &ids[6], true).await;
+    delete_customer(&mut customers, &ids[6]).await;
     app.relationships()
         .delete_relationship(DeleteRelationshipRequest {
             id: passing.clone(),

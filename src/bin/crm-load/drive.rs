@@ -283,25 +283,22 @@ async fn call(
             })
             .await
             .is_ok(),
-        Scenario::ListByGroupAndRelationship => clients
-            .customers
-            .list_customers(ListCustomersRequest {
-                group_id: pick(rng, &fixture.group_ids),
-                relationship_id: pick(rng, &fixture.relationship_ids),
-                page_size: 50,
-                ..Default::default()
-            })
-            .await
-            .is_ok(),
-        Scenario::ListByRelationship => clients
-            .customers
-            .list_customers(ListCustomersRequest {
-                relationship_id: pick(rng, &fixture.relationship_ids),
-                page_size: 50,
-                ..Default::default()
-            })
-            .await
-            .is_ok(),
+        Scenario::ListByGroupAndRelationship | Scenario::ListByRelationship => {
+            let group_id = match scenario {
+                Scenario::ListByGroupAndRelationship => pick(rng, &fixture.group_ids),
+                _ => String::new(),
+            };
+            clients
+                .customers
+                .list_customers(ListCustomersRequest {
+                    group_id,
+                    relationship_id: pick(rng, &fixture.relationship_ids),
+                    page_size: 50,
+                    ..Default::default()
+                })
+                .await
+                .is_ok()
+        }
         Scenario::CountUnfiltered => clients
             .customers
             .count_customers_by_relationship(CountCustomersByRelationshipRequest::default())
