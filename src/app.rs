@@ -23,7 +23,7 @@ use crate::{
         relationship_service_server::RelationshipServiceServer,
         source_service_server::SourceServiceServer,
     },
-    store::{Store, database},
+    store::{Store, db::connection as database},
 };
 
 /// How often an idle connection is pinged, and how long the answer may take.

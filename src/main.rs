@@ -8,7 +8,7 @@ use crm_classify::{
     Application,
     config::{Cli, Command},
     health,
-    store::database,
+    store::db::connection as database,
     telemetry,
 };
 

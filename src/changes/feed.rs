@@ -22,9 +22,9 @@ use sea_orm::{
 use tokio::sync::{Notify, broadcast, watch};
 
 use crate::{
+    domain::change::split_group_ids,
     entity::{change_counter, relationship_change},
     error::{AppError, AppResult},
-    store::customers::split_group_ids,
 };
 
 /// How often the reader looks for changes nobody woke it for.

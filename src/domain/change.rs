@@ -103,3 +103,28 @@ pub struct NewContact {
     /// When; `None` for now.
     pub contact_time: Option<i64>,
 }
+
+/// Who made a change, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The cause.
+    pub cause: Cause,
+    /// `x-actor-id`, or empty for the system.
+    pub actor: String,
+    /// Free text.
+    pub reason: String,
+}
+
+/// The sorted ids of a comma-joined list of group ids (as the change log
+/// keeps them, and as a customer's groups are read in one column); `None`
+/// or empty gives none.
+pub fn split_group_ids(joined: Option<String>) -> Vec<String> {
+    let mut ids: Vec<String> = joined
+        .iter()
+        .flat_map(|j| j.split(','))
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect();
+    ids.sort();
+    ids
+}

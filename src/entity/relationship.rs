@@ -53,8 +53,9 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Model {
-    /// The exempt relationship ids.
-    pub fn exempt_ids(&self) -> Vec<String> {
-        serde_json::from_str(&self.exempt_relationship_ids).unwrap_or_default()
+    /// The exempt relationship ids; an error when the stored list is not
+    /// the JSON array of strings it must be.
+    pub fn exempt_ids(&self) -> Result<Vec<String>, serde_json::Error> {
+        serde_json::from_str(&self.exempt_relationship_ids)
     }
 }

@@ -23,7 +23,7 @@ use crate::{
     pb::{self, relationship_service_server::RelationshipService},
     store::{
         Store,
-        inactivity::{InactivityMove, Sweep},
+        customers::inactivity::{InactivityMove, Sweep},
     },
 };
 

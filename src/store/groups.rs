@@ -17,9 +17,9 @@ use sea_orm::{
 use super::{
     Store,
     catalog::{self, CatalogActive},
+    customers::{self, cache::Touches},
     idempotency::{self, Claim},
     lock_scope,
-    record_cache::Touches,
     resource::{self, Revisable, in_tenant},
 };
 use crate::{
@@ -160,7 +160,7 @@ impl Store {
         let input = input.clone();
         let key = key.cloned();
         let tenant = tenant.to_owned();
-        self.write(Touches::Nothing, move |tx| {
+        self.write_touching(Touches::Nothing, move |tx| {
             let input = input.clone();
             let key = key.clone();
             let tenant = tenant.clone();
@@ -253,7 +253,7 @@ impl Store {
         let now = self.now();
         let tenant = tenant.as_str();
         let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
-        self.write(Touches::Nothing, move |tx| {
+        self.write_touching(Touches::Nothing, move |tx| {
             let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
@@ -310,7 +310,7 @@ impl Store {
         let now = self.now();
         let tenant = tenant.as_str();
         let (target, tenant) = (target.clone(), tenant.to_owned());
-        self.write(Touches::Everything, move |tx| {
+        self.write_touching(Touches::Everything, move |tx| {
             let (target, tenant) = (target.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
@@ -330,6 +330,7 @@ impl Store {
                 }
                 mark(tx, &tenant, &descendants, Some(now), Some(&row.id), now).await?;
                 mark(tx, &tenant, std::slice::from_ref(&row.id), Some(now), None, now).await?;
+                customers::write::groups_changed(tx).await?;
                 let group = resource::find::<Entity>(tx, &tenant, &row.id).await?;
                 Ok((group, descendants))
             })
@@ -347,7 +348,7 @@ impl Store {
         let now = self.now();
         let tenant = tenant.as_str();
         let (target, tenant) = (target.clone(), tenant.to_owned());
-        self.write(Touches::Everything, move |tx| {
+        self.write_touching(Touches::Everything, move |tx| {
             let (target, tenant) = (target.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
@@ -382,6 +383,7 @@ impl Store {
                 let restored: Vec<String> = taken_along.into_iter().map(|g| g.id).collect();
                 mark(tx, &tenant, &restored, None, None, now).await?;
                 mark(tx, &tenant, std::slice::from_ref(&row.id), None, None, now).await?;
+                customers::write::groups_changed(tx).await?;
                 let group = resource::find::<Entity>(tx, &tenant, &row.id).await?;
                 Ok((group, restored))
             })

@@ -1,55 +1,37 @@
 //! Persistence: SeaORM queries and transactions per resource, no tonic.
 //!
-//! Every write runs in [`Store::write`], which owns the transaction rules:
-//! on SQLite the transaction takes the write lock up front (`BEGIN
-//! IMMEDIATE`) behind an in-process queue, so concurrent writers wait their
-//! turn instead of failing; on PostgreSQL a write that loses a race (unique
-//! violation, serialization failure, deadlock) is retried from the start, so
-//! its checks run again against the committed state and produce the precise
-//! error (or succeed).
+//! - [`db`]: connecting, migrating, write transactions ([`Store::write`])
+//!   and their rules, what replicas tell each other.
+//! - [`customers`]: everything about customer records, with the one write
+//!   path every customer change goes through ([`customers::write`]).
+//! - [`catalog`], [`groups`], [`sources`], [`relationships`]: the three
+//!   catalogs customers are classified by.
+//! - [`resource`], [`idempotency`], [`tenants`]: what every resource
+//!   shares, request ids, and tenant provisioning.
 
 pub mod catalog;
-pub mod contacts;
-pub mod customer_creates;
-pub mod customer_queries;
 pub mod customers;
-pub mod database;
+pub mod db;
 pub mod groups;
 pub mod idempotency;
-pub mod inactivity;
-pub mod memberships;
-pub mod planner_statistics;
-pub mod record_cache;
-pub mod relationship_members;
 pub mod relationships;
-pub mod replicas;
 pub mod resource;
 pub mod sources;
 pub mod tenants;
 
+pub use db::transaction::{WriteTx, lock_scope, lock_scope_shared, snapshot};
+
 use std::{
     collections::HashSet,
     sync::{Arc, RwLock},
-    time::Duration,
 };
 
-use futures::future::BoxFuture;
-use sea_orm::{
-    AccessMode, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
-    IsolationLevel, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
-};
+use sea_orm::{DatabaseBackend, DatabaseConnection};
 use tokio::sync::Mutex;
 
-use crate::changes::feed::Feed;
-use crate::{
-    clock::SharedClock,
-    config::SeedLocale,
-    error::{AppError, AppResult},
-};
-use record_cache::{RecordCache, Touches};
-
-/// How often a write that lost a race is tried in all.
-const MAX_WRITE_ATTEMPTS: u32 = 8;
+use crate::{changes::feed::Feed, clock::SharedClock, config::SeedLocale};
+use customers::cache::RecordCache;
+use db::replicas;
 /// Customer records cached when no other size is configured.
 pub const DEFAULT_RECORD_CACHE: usize = 50_000;
 
@@ -67,7 +49,7 @@ pub struct Store {
     write_queue: Option<Arc<Mutex<()>>>,
     provisioned: Arc<RwLock<HashSet<String>>>,
     records: RecordCache,
-    creates: customer_creates::CreateQueue,
+    creates: customers::create_queue::CreateQueue,
     feed: Feed,
 }
 
@@ -98,7 +80,7 @@ impl Store {
     }
 
     /// Runs write transactions on `writer` instead of the read pool (see
-    /// [`database::connect_writer`]).
+    /// [`db::connection::connect_writer`]).
     pub fn with_writer(mut self, writer: DatabaseConnection) -> Self {
         self.writer = writer;
         self
@@ -144,161 +126,4 @@ impl Store {
     pub async fn ping(&self) -> bool {
         self.db.ping().await.is_ok()
     }
-
-    /// Runs `op` in a write transaction, committing on `Ok` and rolling back on
-    /// `Err`; retries the whole of it when it lost a race to another writer.
-    /// `touches` names the customer records `op` may change: they leave the
-    /// record cache (this replica's at once, the others' on commit).
-    ///
-    /// The write runs in a task of its own, so it finishes (and its cache
-    /// entries are dropped) even when the caller goes away mid-way.
-    pub async fn write<T, F>(&self, touches: Touches, op: F) -> AppResult<T>
-    where
-        T: Send + 'static,
-        F: for<'c> Fn(&'c DatabaseTransaction) -> BoxFuture<'c, AppResult<T>>
-            + Send
-            + Sync
-            + 'static,
-    {
-        let store = self.clone();
-        tokio::spawn(async move {
-            let _invalidate = Invalidate(&store.records, &touches);
-            let result = store.write_attempts(&touches, &op).await;
-            // Whatever it wrote, watchers of the change stream look now
-            // rather than at the next poll.
-            store.feed.wake();
-            result
-        })
-        .await
-        .map_err(|e| AppError::Internal(format!("a write failed: {e}")))?
-    }
-
-    async fn write_attempts<T, F>(&self, touches: &Touches, op: &F) -> AppResult<T>
-    where
-        T: Send,
-        F: for<'c> Fn(&'c DatabaseTransaction) -> BoxFuture<'c, AppResult<T>> + Send + Sync,
-    {
-        let mut attempt = 1;
-        loop {
-            let result = self.write_once(touches, op).await;
-            match result {
-                Err(err) if err.is_retryable() && attempt < MAX_WRITE_ATTEMPTS => {
-                    tracing::debug!(attempt, error = %err, "retrying a write that lost a race");
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn write_once<T, F>(&self, touches: &Touches, op: &F) -> AppResult<T>
-    where
-        T: Send,
-        F: for<'c> Fn(&'c DatabaseTransaction) -> BoxFuture<'c, AppResult<T>> + Send + Sync,
-    {
-        let _turn = match &self.write_queue {
-            Some(queue) => Some(queue.lock().await),
-            None => None,
-        };
-        let tx = self
-            .writer
-            .begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..Default::default()
-            })
-            .await?;
-        // The notice first: it is delivered at commit (or dropped with a
-        // rollback) whenever it is sent, and sent later it would cost a
-        // round trip while the write holds the row locks other writers
-        // wait for.
-        let result = match replicas::announce(&tx, touches).await {
-            Ok(()) => op(&tx).await,
-            Err(err) => Err(err),
-        };
-        match result {
-            Ok(value) => {
-                tx.commit().await?;
-                Ok(value)
-            }
-            Err(err) => {
-                if let Err(rollback) = tx.rollback().await {
-                    tracing::warn!(error = %rollback, "rollback failed");
-                }
-                Err(err)
-            }
-        }
-    }
-}
-
-/// Drops a write's records from the cache when the write ends, however it
-/// ends (a panic included).
-struct Invalidate<'a>(&'a RecordCache, &'a Touches);
-
-impl Drop for Invalidate<'_> {
-    fn drop(&mut self) {
-        self.0.invalidate(self.1);
-    }
-}
-
-/// A read-only transaction that sees one snapshot of the database, so that
-/// several reads (a page and its total) agree. PostgreSQL needs REPEATABLE
-/// READ for that; a SQLite read transaction always reads one snapshot.
-pub async fn snapshot(db: &DatabaseConnection) -> AppResult<DatabaseTransaction> {
-    let options = match db.get_database_backend() {
-        DatabaseBackend::Postgres => TransactionOptions {
-            isolation_level: Some(IsolationLevel::RepeatableRead),
-            access_mode: Some(AccessMode::ReadOnly),
-            ..Default::default()
-        },
-        _ => TransactionOptions::default(),
-    };
-    Ok(db.begin_with_options(options).await?)
-}
-
-/// A short, slightly jittered pause before retrying.
-fn backoff(attempt: u32) -> Duration {
-    let jitter = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_micros()
-            % 1000,
-    );
-    Duration::from_micros(500 * u64::from(attempt) * u64::from(attempt) + jitter)
-}
-
-/// Serialises writers of one tenant's `scope` (e.g. the group tree) until the
-/// transaction ends. PostgreSQL uses a transaction-scoped advisory lock; on
-/// SQLite the write transaction already excludes every other writer.
-pub async fn lock_scope(tx: &impl ConnectionTrait, tenant: &str, scope: &str) -> AppResult<()> {
-    advisory_lock(tx, tenant, scope, "pg_advisory_xact_lock").await
-}
-
-/// Like [`lock_scope`], shared: transactions that only rely on the scope
-/// staying as it is run side by side, and wait for (or hold off) those that
-/// change it.
-pub async fn lock_scope_shared(
-    tx: &impl ConnectionTrait,
-    tenant: &str,
-    scope: &str,
-) -> AppResult<()> {
-    advisory_lock(tx, tenant, scope, "pg_advisory_xact_lock_shared").await
-}
-
-async fn advisory_lock(
-    tx: &impl ConnectionTrait,
-    tenant: &str,
-    scope: &str,
-    function: &str,
-) -> AppResult<()> {
-    if tx.get_database_backend() == DatabaseBackend::Postgres {
-        tx.execute_raw(Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            format!("SELECT {function}(hashtextextended($1, 0))"),
-            [format!("{scope}:{tenant}").into()],
-        ))
-        .await?;
-    }
-    Ok(())
 }

@@ -11,20 +11,22 @@ use sea_orm::{
 };
 
 use super::{
-    Store,
+    Store, WriteTx,
     catalog::{self, CatalogActive},
+    customers::cache::Touches,
+    customers::{
+        holders,
+        write::{self, Change, Move},
+    },
     idempotency::{self, Claim},
     lock_scope,
-    record_cache::Touches,
-    relationship_members,
     resource::{self, Revisable, in_tenant},
 };
 use crate::{
-    changes::{self, Move, Origin},
     config::SeedLocale,
     domain::{
         catalog::{IdempotencyKey, Target},
-        change::Cause,
+        change::{Cause, Origin},
         ids,
         paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
         relationship::{InactivityRule, Kind, NewRelationship, RelationshipPatch, seeds},
@@ -47,11 +49,23 @@ pub fn kind_of(row: &Model) -> AppResult<Kind> {
         .ok_or_else(|| AppError::Internal(format!("relationship {} has kind {}", row.id, row.kind)))
 }
 
+/// The exempt relationship ids of a row; INTERNAL (and logged) when the
+/// stored list is corrupt, never "no exemptions".
+pub fn exempt_ids_of(row: &Model) -> AppResult<Vec<String>> {
+    row.exempt_ids().map_err(|e| {
+        tracing::error!(relationship = %row.id, tenant = %row.tenant_id, error = %e, "corrupt stored exemption list");
+        AppError::Internal(format!(
+            "relationship {} has a corrupt stored exemption list: {e}",
+            row.id
+        ))
+    })
+}
+
 /// Moves every customer holding `from` (deleted customers too, so none is
 /// left on a deleted relationship) to `to`, recording each move. Without a
 /// target, holders are FAILED_PRECONDITION. Returns how many moved.
 async fn reassign_holders(
-    tx: &impl ConnectionTrait,
+    tx: &WriteTx,
     ctx: &RequestContext,
     from: &str,
     to: Option<&str>,
@@ -61,7 +75,7 @@ async fn reassign_holders(
     // Active and deleted holders in one statement, and whether each is
     // deleted from its locked row: a customer deleted or restored while
     // this waited for its lock is counted once, as it now is.
-    let members = relationship_members::holder_ids(tenant, from, DeletedFilter::All);
+    let members = holders::holder_ids(tenant, from, DeletedFilter::All);
     let holders: Vec<(String, Option<i64>, String)> = in_tenant::<customer::Entity>(tenant)
         .filter(customer::Column::Id.in_subquery(members))
         // Locked: a holder moved meanwhile (by hand, by the sweep) is
@@ -93,11 +107,10 @@ async fn reassign_holders(
         .into_iter()
         .map(|(customer_id, delete_time, owner)| Move {
             customer_id,
-            from: Some(from.to_owned()),
+            from: from.to_owned(),
             to: to.to_owned(),
             active: delete_time.is_none(),
             owner,
-            groups: None,
         })
         .collect();
     let origin = Origin {
@@ -105,7 +118,14 @@ async fn reassign_holders(
         actor: ctx.actor.0.clone(),
         reason: format!("relationship `{from}` was deleted"),
     };
-    changes::record(tx, tenant, &moves, &origin, now).await?;
+    let changes: Vec<Change> = moves
+        .iter()
+        .map(|change| Change::Move {
+            change,
+            origin: &origin,
+        })
+        .collect();
+    write::apply(tx, tenant, now, &changes, None).await?;
     Ok(moves.len() as u64)
 }
 
@@ -270,7 +290,7 @@ impl Store {
         let now = self.now();
         let tenant = tenant.as_str();
         let (input, key, tenant) = (input.clone(), key.cloned(), tenant.to_owned());
-        self.write(Touches::Nothing, move |tx| {
+        self.write_touching(Touches::Nothing, move |tx| {
             let (input, key, tenant) = (input.clone(), key.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
@@ -380,7 +400,7 @@ impl Store {
         let now = self.now();
         let tenant = tenant.as_str();
         let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
-        self.write(Touches::Nothing, move |tx| {
+        self.write_touching(Touches::Nothing, move |tx| {
             let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
@@ -390,7 +410,10 @@ impl Store {
                 let rule = InactivityRule {
                     inactivity_days: patch.inactivity_days.unwrap_or(row.inactivity_days),
                     restore_on_contact: patch.restore_on_contact.unwrap_or(row.restore_on_contact),
-                    exempt_ids: patch.exempt_ids.clone().unwrap_or_else(|| row.exempt_ids()),
+                    exempt_ids: match &patch.exempt_ids {
+                        Some(ids) => ids.clone(),
+                        None => exempt_ids_of(&row)?,
+                    },
                 };
                 rule.check(kind, "relationship")?;
                 if patch.exempt_ids.is_some() {
@@ -447,7 +470,7 @@ impl Store {
         let now = self.now();
         let (target, reassign_to, ctx) =
             (target.clone(), reassign_to.map(str::to_owned), ctx.clone());
-        self.write(Touches::Everything, move |tx| {
+        self.write_touching(Touches::Everything, move |tx| {
             let (target, reassign_to, ctx) = (target.clone(), reassign_to.clone(), ctx.clone());
             Box::pin(async move {
                 let tenant = ctx.tenant.as_str();
@@ -494,7 +517,7 @@ impl Store {
         let now = self.now();
         let tenant = tenant.as_str();
         let (target, tenant) = (target.clone(), tenant.to_owned());
-        self.write(Touches::Nothing, move |tx| {
+        self.write_touching(Touches::Nothing, move |tx| {
             let (target, tenant) = (target.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;

@@ -5,9 +5,9 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, Condition};
 use super::{
     Store,
     catalog::{self, CatalogActive},
+    customers::cache::Touches,
     idempotency::{self, Claim},
     lock_scope,
-    record_cache::Touches,
     resource::{self, Revisable, in_tenant},
 };
 use crate::{
@@ -36,7 +36,7 @@ impl Store {
         let now = self.now();
         let tenant = tenant.as_str();
         let (entry, key, tenant) = (entry.clone(), key.cloned(), tenant.to_owned());
-        self.write(Touches::Nothing, move |tx| {
+        self.write_touching(Touches::Nothing, move |tx| {
             let (entry, key, tenant) = (entry.clone(), key.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
@@ -114,7 +114,7 @@ impl Store {
         let now = self.now();
         let tenant = tenant.as_str();
         let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
-        self.write(Touches::Nothing, move |tx| {
+        self.write_touching(Touches::Nothing, move |tx| {
             let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
@@ -150,7 +150,7 @@ impl Store {
         let now = self.now();
         let tenant = tenant.as_str();
         let (target, tenant) = (target.clone(), tenant.to_owned());
-        self.write(Touches::Nothing, move |tx| {
+        self.write_touching(Touches::Nothing, move |tx| {
             let (target, tenant) = (target.clone(), tenant.clone());
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;

@@ -1,30 +1,35 @@
 //! Bulk seeding: provisions the tenant and creates its groups and sources
-//! through the service's store, then inserts customers, memberships and
-//! their CREATED log entries in large multi-row statements, and sets the
-//! summary-bar counts and the change counter to match.
+//! through the service's store, then creates customers through the
+//! service's own write path, 50,000 per transaction, each logged as
+//! imported at its creation time.
 
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
 use clap::Args;
 use crm_classify::{
-    changes,
     clock::SystemClock,
     config::SeedLocale,
     domain::{
         catalog::{NewEntry, NewGroup},
+        change::{Cause, Origin},
         customer::Profile,
         ids,
         paging::{DeletedFilter, PageRequest},
         tenant::TenantId,
-        text,
     },
-    entity::{change_counter, customer, group_member, relationship_change},
-    store::{Store, database, relationship_members},
+    entity::customer,
+    store::{
+        Store,
+        customers::{
+            records::set_profile,
+            write::{self, Change},
+        },
+        db::connection as database,
+    },
 };
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait,
-    sea_query::{Expr, OnConflict},
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    TryIntoModel,
 };
 
 /// Options of `crm-load seed`.
@@ -57,8 +62,6 @@ pub struct SeedArgs {
     idle_share: f64,
 }
 
-/// Customers per multi-row INSERT (kept under SQLite's 32766 variables).
-const ROWS_PER_STATEMENT: usize = 1000;
 /// Customers per transaction.
 const ROWS_PER_TRANSACTION: usize = 50_000;
 
@@ -140,117 +143,74 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
     // Only customers created more than 31 days ago can be idle that long:
     // they are 334 of the year's 365 days.
     let idle_chance = (args.idle_share * 365.0 / 334.0).min(1.0);
-    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    let mut group_counts = changes::GroupDeltas::new();
-    let mut sequence = current_sequence(&db, tenant.as_str()).await?;
+    let origin = Origin {
+        cause: Cause::Import,
+        actor: String::new(),
+        reason: "seeded by crm-load".to_owned(),
+    };
     let mut done = 0;
     while done < args.customers {
         let batch = ROWS_PER_TRANSACTION.min(args.customers - done);
-        let tx = db.begin().await?;
-        for chunk_start in (0..batch).step_by(ROWS_PER_STATEMENT) {
-            let n = ROWS_PER_STATEMENT.min(batch - chunk_start);
-            let mut rows = Vec::with_capacity(n);
-            let mut members = Vec::new();
-            let mut log = Vec::with_capacity(n);
-            for i in 0..n {
-                let k = done + chunk_start + i;
-                // Customers arrive over the past year in id order, as in a
-                // live database, so time-ordered indexes grow at their end.
-                let created = now - year
-                    + (k as i64) * (year / args.customers.max(1) as i64)
-                    + rng.i64(0..1000);
-                let relationship_id = relationships[rng.usize(..relationships.len())].clone();
-                *counts.entry(relationship_id.clone()).or_default() += 1;
-                let profile = Profile {
-                    name: format!("Khách hàng {k:07}"),
-                    phone: format!("+849{k:08}"),
-                    email: format!("kh{k:07}@example.vn"),
-                    owner_id: format!("u{}", rng.u32(0..50)),
-                    source_id: rng
-                        .bool()
-                        .then(|| sources[rng.usize(..sources.len())].clone()),
-                    province: String::new(),
-                    company: String::new(),
-                    revenue: rng.i64(0..50_000_000),
-                    attributes: BTreeMap::new(),
-                };
-                let contacted = last_contact(&mut rng, created, now, idle_chance);
-                let id = ids::new_id();
-                let joined = pick_groups(&mut rng, &groups);
-                let group_ids = joined.join(",");
-                for group in joined {
-                    *group_counts
-                        .entry((group.clone(), relationship_id.clone()))
-                        .or_default() += 1;
-                    members.push(group_member::ActiveModel {
-                        tenant_id: Set(tenant.as_str().to_owned()),
-                        group_id: Set(group),
-                        customer_id: Set(id.clone()),
-                        relationship_id: Set(relationship_id.clone()),
-                        customer_active: Set(true),
-                        customer_create_time: Set(created),
-                    });
-                }
-                sequence += 1;
-                log.push(relationship_change::ActiveModel {
-                    tenant_id: Set(tenant.as_str().to_owned()),
-                    sequence: Set(sequence),
-                    customer_id: Set(id.clone()),
-                    old_relationship_id: Set(String::new()),
-                    new_relationship_id: Set(relationship_id.clone()),
-                    cause: Set("IMPORT".to_owned()),
-                    actor_id: Set(String::new()),
-                    reason: Set("seeded by crm-load".to_owned()),
-                    change_time: Set(created),
-                    owner_id: Set(profile.owner_id.clone()),
-                    group_ids: Set(group_ids),
-                });
-                rows.push(customer::Model {
-                    id,
-                    tenant_id: tenant.as_str().to_owned(),
-                    name: profile.name.clone(),
-                    sort_key: text::sort_key(&profile.name),
-                    search_text: profile.search_text(),
-                    phone: profile.phone.clone(),
-                    email: profile.email.clone(),
-                    owner_id: profile.owner_id.clone(),
-                    source_id: profile.source_id.clone(),
-                    relationship_id,
-                    province: String::new(),
-                    company: String::new(),
-                    revenue: profile.revenue,
-                    attributes: "{}".to_owned(),
-                    last_contact_time: contacted,
-                    activity_time: contacted.unwrap_or(created),
-                    profile_completion: profile.completion(),
-                    revision: 1,
-                    create_time: created,
-                    update_time: created,
-                    delete_time: None,
-                });
-            }
-            customer::Entity::insert_many(rows.iter().cloned().map(customer::ActiveModel::from))
-                .exec_without_returning(&tx)
-                .await?;
-            relationship_members::insert_created(&tx, &rows).await?;
-            for chunk in members.chunks(ROWS_PER_STATEMENT) {
-                group_member::Entity::insert_many(chunk.to_vec())
-                    .exec_without_returning(&tx)
-                    .await?;
-            }
-            relationship_change::Entity::insert_many(log)
-                .exec_without_returning(&tx)
-                .await?;
+        let mut seeded: Vec<(customer::Model, Vec<String>)> = Vec::with_capacity(batch);
+        for i in 0..batch {
+            let k = done + i;
+            // Customers arrive over the past year in id order, as in a
+            // live database, so time-ordered indexes grow at their end.
+            let created =
+                now - year + (k as i64) * (year / args.customers.max(1) as i64) + rng.i64(0..1000);
+            let relationship_id = relationships[rng.usize(..relationships.len())].clone();
+            let profile = Profile {
+                name: format!("Khách hàng {k:07}"),
+                phone: format!("+849{k:08}"),
+                email: format!("kh{k:07}@example.vn"),
+                owner_id: format!("u{}", rng.u32(0..50)),
+                source_id: rng
+                    .bool()
+                    .then(|| sources[rng.usize(..sources.len())].clone()),
+                province: String::new(),
+                company: String::new(),
+                revenue: rng.i64(0..50_000_000),
+                attributes: BTreeMap::new(),
+            };
+            let contacted = last_contact(&mut rng, created, now, idle_chance);
+            let joined = pick_groups(&mut rng, &groups);
+            let mut active = customer::ActiveModel {
+                id: Set(ids::new_id()),
+                tenant_id: Set(tenant.as_str().to_owned()),
+                relationship_id: Set(relationship_id),
+                last_contact_time: Set(contacted),
+                activity_time: Set(contacted.unwrap_or(created)),
+                revision: Set(1),
+                create_time: Set(created),
+                update_time: Set(created),
+                delete_time: Set(None),
+                ..Default::default()
+            };
+            set_profile(&mut active, &profile);
+            seeded.push((active.try_into_model()?, joined));
         }
-        set_sequence(&tx, tenant.as_str(), sequence).await?;
-        tx.commit().await?;
+        // The service's own write path, which writes the copies, the
+        // counters and the log as for any create (each logged at its
+        // creation time).
+        let input = (tenant.as_str().to_owned(), seeded, origin.clone());
+        store
+            .write(input, move |tx, (tenant, seeded, origin)| {
+                Box::pin(async move {
+                    let changes: Vec<Change> = seeded
+                        .iter()
+                        .map(|(row, groups)| Change::Create {
+                            row,
+                            groups,
+                            origin,
+                        })
+                        .collect();
+                    write::apply(tx, tenant, now, &changes, None).await
+                })
+            })
+            .await?;
         done += batch;
         println!("{done} customers ({:.1?})", started.elapsed());
     }
-    let tx = db.begin().await?;
-    changes::adjust_counts(&tx, tenant.as_str(), &counts).await?;
-    changes::adjust_group_counts(&tx, tenant.as_str(), &group_counts).await?;
-    tx.commit().await?;
     // Fresh statistics, so the planners pick the indexes a live database
     // would; on PostgreSQL also the visibility map that index-only scans need.
     let maintenance = if args.database_url.starts_with("postgres") {
@@ -279,33 +239,6 @@ fn pick_groups(rng: &mut fastrand::Rng, groups: &[String]) -> Vec<String> {
             vec![groups[a].clone(), groups[b].clone()]
         }
     }
-}
-
-async fn current_sequence(db: &impl ConnectionTrait, tenant: &str) -> Result<i64, sea_orm::DbErr> {
-    Ok(change_counter::Entity::find_by_id(tenant.to_owned())
-        .one(db)
-        .await?
-        .map_or(0, |c| c.last_sequence))
-}
-
-async fn set_sequence(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    last: i64,
-) -> Result<(), sea_orm::DbErr> {
-    change_counter::Entity::insert(change_counter::ActiveModel {
-        tenant_id: Set(tenant.to_owned()),
-        last_sequence: Set(last),
-        ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::column(change_counter::Column::TenantId)
-            .value(change_counter::Column::LastSequence, Expr::val(last))
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
 }
 
 /// A seeded customer's last contact: for one created more than 31 days ago,

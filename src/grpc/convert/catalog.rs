@@ -409,7 +409,8 @@ pub fn relationship_patch(
 
 impl From<relationship_row::Model> for pb::Relationship {
     fn from(row: relationship_row::Model) -> Self {
-        let exempt_relationship_ids = row.exempt_ids();
+        // A corrupt stored list was refused by the store before this.
+        let exempt_relationship_ids = row.exempt_ids().unwrap_or_default();
         let kind = match Kind::from_stored(&row.kind) {
             Some(Kind::Manual) => pb::RelationshipKind::Manual,
             Some(Kind::AutomaticInactivity) => pb::RelationshipKind::AutomaticInactivity,

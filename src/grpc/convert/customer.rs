@@ -17,8 +17,8 @@ use crate::{
     grpc::mask::{self, MaskRules},
     pb,
     store::{
-        customer_queries::{RelationshipTally, SourceFigures},
         customers::CustomerRecord,
+        customers::lists::{RelationshipTally, SourceFigures},
         resource::etag,
     },
 };
@@ -271,7 +271,9 @@ pub fn customer_filter(
 }
 
 impl From<CustomerRecord> for pb::Customer {
-    fn from(CustomerRecord { row, group_ids }: CustomerRecord) -> Self {
+    fn from(record: CustomerRecord) -> Self {
+        let attributes = record.attributes();
+        let CustomerRecord { row, group_ids } = record;
         Self {
             id: row.id,
             name: row.name,
@@ -284,7 +286,7 @@ impl From<CustomerRecord> for pb::Customer {
             province: row.province,
             company: row.company,
             revenue: row.revenue,
-            attributes: serde_json::from_str(&row.attributes).unwrap_or_default(),
+            attributes,
             last_contact_time: row.last_contact_time.map(timestamp),
             profile_completion: row.profile_completion,
             create_time: Some(timestamp(row.create_time)),

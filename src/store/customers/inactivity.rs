@@ -29,22 +29,21 @@ use sea_orm::{
     QuerySelect, sea_query::Expr,
 };
 
-use super::{
-    Store, lock_scope_shared,
-    record_cache::Touches,
-    relationships::{self, kind_of},
-    resource::in_tenant,
-};
+use super::write::{self, Change, Move};
 use crate::{
-    changes::{self, Move, Origin},
     domain::{
-        change::{Cause, Channel},
+        change::{Cause, Channel, Origin},
         inactivity::{self, AutomaticRule, Band, InactivityRules},
         relationship::Kind,
         tenant::RequestContext,
     },
     entity::{customer, relationship, relationship_change, relationship_member, tenant},
     error::AppResult,
+    store::{
+        Store, WriteTx, lock_scope_shared,
+        relationships::{self, exempt_ids_of, kind_of},
+        resource::in_tenant,
+    },
 };
 
 /// Customers moved per transaction. Another write waits for at most about
@@ -154,7 +153,7 @@ pub async fn rules_of(
                     relationship_id: row.id.clone(),
                     inactivity_days: row.inactivity_days,
                     restore_on_contact: row.restore_on_contact,
-                    exempt_ids: row.exempt_ids().into_iter().collect(),
+                    exempt_ids: exempt_ids_of(row)?.into_iter().collect(),
                 },
             ));
         }
@@ -169,7 +168,7 @@ pub async fn rules_of(
 /// the rule would move it straight back (a contact recorded long after it
 /// happened). Returns whether it moved.
 pub async fn restore_on_contact(
-    tx: &impl ConnectionTrait,
+    tx: &WriteTx,
     ctx: &RequestContext,
     row: &customer::Model,
     channel: Channel,
@@ -217,15 +216,18 @@ pub async fn restore_on_contact(
         actor: ctx.actor.0.clone(),
         reason: format!("contacted by {} on {contacted}", channel.as_str()),
     };
-    let moves = [Move {
+    let change = Move {
         customer_id: row.id.clone(),
-        from: Some(row.relationship_id.clone()),
+        from: row.relationship_id.clone(),
         to: back,
         active: true,
         owner: row.owner_id.clone(),
-        groups: None,
-    }];
-    changes::record(tx, tenant, &moves, &origin, now).await?;
+    };
+    let moved = Change::Move {
+        change: &change,
+        origin: &origin,
+    };
+    write::apply(tx, tenant, now, &[moved], None).await?;
     Ok(true)
 }
 
@@ -446,10 +448,9 @@ impl Store {
         rules: &Arc<InactivityRules>,
         ids: Vec<String>,
     ) -> AppResult<Vec<InactivityMove>> {
-        let (sweep, rules) = (sweep.clone(), rules.clone());
         let now = self.now();
-        self.write(Touches::Customers(ids.clone()), move |tx| {
-            let (sweep, rules, ids) = (sweep.clone(), rules.clone(), ids.clone());
+        let input = (sweep.clone(), rules.clone(), ids);
+        self.write(input, move |tx, (sweep, rules, ids)| {
             Box::pin(async move {
                 // The rules must still be those the sweep read: a rule
                 // added, deleted or changed since takes nobody (the next
@@ -458,17 +459,18 @@ impl Store {
                 // and as they take it before any row, nothing here waits
                 // for a row lock they hold while they wait for this batch.
                 lock_scope_shared(tx, &sweep.tenant, relationships::SCOPE).await?;
-                if rules_of(tx, &sweep.tenant).await?.0 != *rules {
+                if rules_of(tx, &sweep.tenant).await?.0 != **rules {
                     return Ok(Vec::new());
                 }
                 // Locked, then judged again as they are now.
                 let locked = in_tenant::<customer::Entity>(&sweep.tenant)
                     .filter(customer::Column::DeleteTime.is_null())
-                    .filter(customer::Column::Id.is_in(ids))
+                    .filter(customer::Column::Id.is_in(ids.iter().cloned()))
                     .order_by_asc(customer::Column::Id)
                     .lock_exclusive();
                 let mut moves = Vec::new();
                 let mut planned_moves = Vec::new();
+                let mut origins = Vec::new();
                 for (id, current, activity, last_contact, owner) in
                     as_locked(locked).all(tx).await?
                 {
@@ -477,30 +479,26 @@ impl Store {
                     };
                     moves.push(Move {
                         customer_id: id.clone(),
-                        from: Some(current.clone()),
+                        from: current.clone(),
                         to: target.relationship_id.clone(),
                         active: true,
                         owner,
-                        groups: None,
                     });
-                    planned_moves.push(planned(
-                        &sweep,
-                        target,
-                        (id, current, activity, last_contact),
-                    ));
-                }
-                let origins: Vec<Origin> = planned_moves
-                    .iter()
-                    .map(|p| Origin {
+                    let planned = planned(sweep, target, (id, current, activity, last_contact));
+                    origins.push(Origin {
                         cause: Cause::AutomaticInactivity,
                         actor: sweep.actor.clone(),
-                        reason: p.reason.clone(),
-                    })
+                        reason: planned.reason.clone(),
+                    });
+                    planned_moves.push(planned);
+                }
+                let changes: Vec<Change> = moves
+                    .iter()
+                    .zip(&origins)
+                    .map(|(change, origin)| Change::Move { change, origin })
                     .collect();
-                let origins: Vec<&Origin> = origins.iter().collect();
-                let entries =
-                    changes::record_each(tx, &sweep.tenant, &moves, &origins, now).await?;
-                for (p, entry) in planned_moves.iter_mut().zip(entries) {
+                let applied = write::apply(tx, &sweep.tenant, now, &changes, None).await?;
+                for (p, entry) in planned_moves.iter_mut().zip(applied.logged) {
                     p.sequence = Some(entry.sequence);
                 }
                 Ok(planned_moves)
@@ -534,7 +532,9 @@ impl Store {
                     }
                     moved += report.count;
                 }
-                Err(err) => tracing::warn!(%tenant, error = %err, "inactivity sweep failed"),
+                Err(err) => {
+                    tracing::error!(%tenant, error = %err, "inactivity sweep of a tenant failed; skipped")
+                }
             }
         }
         Ok(moved)
@@ -573,7 +573,7 @@ mod tests {
             customer::{NewCustomer, Profile},
             tenant::{Actor, TenantId},
         },
-        store::database,
+        store::db::connection as database,
     };
 
     /// A store on a fresh SQLite file (kept while the returned directory

@@ -122,7 +122,7 @@ mod tests {
     use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
     use super::statistics;
-    use crate::store::database;
+    use crate::store::db::connection as database;
 
     /// The text `columns` of each row `sql` returns.
     async fn rows(db: &DatabaseConnection, sql: &str, columns: &[&str]) -> Vec<Vec<String>> {

@@ -1,123 +1,13 @@
-//! `relationship_members`: each customer's relationship with copies of its
-//! activeness, creation and activity times, which lists by relationship and
-//! the inactivity sweep read (see the entity). Every write of one of those
-//! goes through here, in the same transaction as the customer's row.
+//! Who holds a relationship, read from `relationship_members` (each
+//! customer's relationship with copies of its activeness, creation and
+//! activity times; see the entity). Only the write path writes the table.
 
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Select,
-    sea_query::{Expr, SelectStatement},
+    ColumnTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Select,
+    sea_query::SelectStatement,
 };
 
-use crate::{
-    domain::paging::DeletedFilter,
-    entity::{customer, relationship_member},
-    error::AppResult,
-};
-
-/// Rows per `INSERT` (seven values each), well below the databases' limits
-/// on bound values.
-const ROWS_PER_STATEMENT: usize = 2_000;
-
-/// The row of a customer as it stands, which holds a manual relationship
-/// (customers are created in manual relationships only).
-fn row_of(customer: &customer::Model) -> relationship_member::ActiveModel {
-    relationship_member::ActiveModel {
-        customer_id: Set(customer.id.clone()),
-        tenant_id: Set(customer.tenant_id.clone()),
-        relationship_id: Set(customer.relationship_id.clone()),
-        automatic_relationship: Set(false),
-        customer_active: Set(customer.delete_time.is_none()),
-        customer_create_time: Set(customer.create_time),
-        activity_time: Set(customer.activity_time),
-    }
-}
-
-/// Adds the rows of new customers.
-pub async fn insert_created(
-    tx: &impl ConnectionTrait,
-    customers: &[customer::Model],
-) -> AppResult<()> {
-    for chunk in customers.chunks(ROWS_PER_STATEMENT) {
-        relationship_member::Entity::insert_many(chunk.iter().map(row_of))
-            .exec_without_returning(tx)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Points customers at relationship `to` (`automatic` when it is an
-/// automatic one).
-pub async fn set_relationship(
-    tx: &impl ConnectionTrait,
-    tenant: &str,
-    ids: &[String],
-    to: &str,
-    automatic: bool,
-) -> AppResult<()> {
-    relationship_member::Entity::update_many()
-        .col_expr(relationship_member::Column::RelationshipId, Expr::value(to))
-        .col_expr(
-            relationship_member::Column::AutomaticRelationship,
-            Expr::value(automatic),
-        )
-        .filter(relationship_member::Column::TenantId.eq(tenant))
-        .filter(relationship_member::Column::CustomerId.is_in(ids.iter().cloned()))
-        .exec(tx)
-        .await?;
-    Ok(())
-}
-
-/// Copies a customer's deletion (`active` false) or restoration.
-pub async fn set_active(
-    tx: &impl ConnectionTrait,
-    tenant: &str,
-    id: &str,
-    active: bool,
-) -> AppResult<()> {
-    set_copy(
-        tx,
-        tenant,
-        id,
-        relationship_member::Column::CustomerActive,
-        active,
-    )
-    .await
-}
-
-/// Copies a customer's new activity time.
-pub async fn set_activity(
-    tx: &impl ConnectionTrait,
-    tenant: &str,
-    id: &str,
-    activity_time: i64,
-) -> AppResult<()> {
-    set_copy(
-        tx,
-        tenant,
-        id,
-        relationship_member::Column::ActivityTime,
-        activity_time,
-    )
-    .await
-}
-
-/// Sets `column` of customer `id`'s row to `value`.
-async fn set_copy(
-    tx: &impl ConnectionTrait,
-    tenant: &str,
-    id: &str,
-    column: relationship_member::Column,
-    value: impl Into<sea_orm::Value>,
-) -> AppResult<()> {
-    relationship_member::Entity::update_many()
-        .col_expr(column, Expr::value(value))
-        .filter(relationship_member::Column::TenantId.eq(tenant))
-        .filter(relationship_member::Column::CustomerId.eq(id))
-        .exec(tx)
-        .await?;
-    Ok(())
-}
+use crate::{domain::paging::DeletedFilter, entity::relationship_member};
 
 /// The customers holding `relationship_id` that `deleted` selects, from
 /// `relationship_members_by_relationship`.
@@ -161,7 +51,7 @@ mod tests {
             tenant::{Actor, RequestContext, TenantId},
         },
         entity::relationship_member,
-        store::{Store, database},
+        store::{Store, db::connection as database},
     };
 
     /// Migrating a database that already has customers gives each its row

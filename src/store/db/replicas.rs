@@ -18,7 +18,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, sqlx::postgres::PgListener,
 };
 
-use super::record_cache::{RecordCache, Touches};
+use crate::store::customers::cache::{RecordCache, Touches};
 use crate::{changes::feed::Feed, error::AppResult};
 
 /// The notification channel of cache invalidations.
@@ -65,18 +65,39 @@ fn touches_of(payload: &str) -> Touches {
     }
 }
 
-/// Sends the notice of `touches` in the transaction `tx` (PostgreSQL only).
-pub async fn announce(tx: &impl ConnectionTrait, touches: &Touches) -> AppResult<()> {
-    match payload(touches) {
-        Some(payload) => notify(tx, CHANNEL, payload).await,
-        None => Ok(()),
+/// Sends, in the transaction `tx` and so delivered at commit, the notice
+/// of the records `touches` names and, when `log_grew_of` names a tenant,
+/// that its change log grew: one statement for both (PostgreSQL only).
+pub async fn announce(
+    tx: &impl ConnectionTrait,
+    touches: &Touches,
+    log_grew_of: Option<&str>,
+) -> AppResult<()> {
+    if tx.get_database_backend() != DatabaseBackend::Postgres {
+        return Ok(());
     }
-}
-
-/// Announces, in the transaction `tx`, that `tenant`'s change log grew
-/// (PostgreSQL only).
-pub async fn announce_changes(tx: &impl ConnectionTrait, tenant: &str) -> AppResult<()> {
-    notify(tx, CHANGES_CHANNEL, tenant.to_owned()).await
+    let notices: Vec<(&str, String)> = payload(touches)
+        .map(|p| (CHANNEL, p))
+        .into_iter()
+        .chain(log_grew_of.map(|tenant| (CHANGES_CHANNEL, tenant.to_owned())))
+        .collect();
+    if notices.is_empty() {
+        return Ok(());
+    }
+    let calls: Vec<String> = (0..notices.len())
+        .map(|i| format!("pg_notify(${}, ${})", 2 * i + 1, 2 * i + 2))
+        .collect();
+    let values: Vec<sea_orm::Value> = notices
+        .into_iter()
+        .flat_map(|(channel, payload)| [channel.into(), payload.into()])
+        .collect();
+    tx.execute_raw(Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        format!("SELECT {}", calls.join(", ")),
+        values,
+    ))
+    .await?;
+    Ok(())
 }
 
 /// `pg_notify(channel, payload)` on `db` (in its transaction, if it is one:

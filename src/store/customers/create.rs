@@ -1,208 +1,61 @@
-//! Creating customers: concurrent CreateCustomer calls queue up and are
-//! committed together, a batch per transaction.
+//! Creating customers: the checks a batch of creates runs against the
+//! database and against the creates before it, and the write of those
+//! that pass (see `create_queue` for how creates are batched).
 //!
-//! A create costs a dozen statements (the catalog checks, the duplicate
-//! check, the row, its memberships, the counters, the change log); run one
-//! by one, the database's per-statement overhead caps creates at a few
-//! hundred per second, since writers take turns. A batch runs the same
-//! dozen statements once for all its creates, each reading or writing many
-//! rows. The result is exactly that of running the batch's creates one after
-//! the other in queue order: each is checked against the database *and* the
+//! The result is exactly that of running the batch's creates one after the
+//! other in queue order: each is checked against the database *and* the
 //! creates before it in the batch (a second customer with the same phone is
 //! ALREADY_EXISTS naming the first), a create that fails its checks gets its
 //! own error and the others still commit, and each gets its own log entry
-//! with its own actor and reason. Should the transaction itself fail, each
-//! create is retried alone, so one create never fails another.
-//!
-//! When calls arrive one at a time, a batch holds one create and nothing
-//! waits: the queue only fills while a batch is being committed. A create
-//! whose caller went away before its batch began is dropped; once begun it
-//! commits like any write. At most 4,096 creates wait; beyond that a create
-//! is UNAVAILABLE at once (retry), and an outage of the database fails the
-//! whole batch with UNAVAILABLE rather than retrying each create alone.
+//! with its own actor and reason.
 
-use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::{
     ActiveValue::Set,
-    ConnectionTrait, EntityTrait, TryIntoModel,
+    ConnectionTrait, TryIntoModel,
     sea_query::{Expr, ExprTrait, Query, UnionType},
 };
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{
-    Store,
-    customers::{
-        CustomerRecord, check_assignable_relationship, check_group_assignable,
-        check_source_assignable, contact_point_taken, set_profile,
+    CustomerRecord,
+    records::set_profile,
+    rules::{
+        check_assignable_relationship, check_group_assignable, check_source_assignable,
+        contact_point_taken,
     },
-    idempotency::{self, Claim},
-    record_cache::Touches,
-    relationship_members, resource,
+    write::{self, Change},
 };
 use crate::{
-    changes::{self, Move, Origin},
     domain::{
-        catalog::IdempotencyKey, change::Cause, customer::NewCustomer, ids, tenant::RequestContext,
+        catalog::IdempotencyKey,
+        change::{Cause, Origin},
+        customer::NewCustomer,
+        ids,
+        tenant::RequestContext,
     },
-    entity::{customer, customer_group, customer_source, group_member, relationship},
+    entity::{customer, customer_group, customer_source, relationship},
     error::{AppError, AppResult},
+    store::{
+        WriteTx,
+        idempotency::{self, Claim},
+        resource,
+    },
 };
-
-/// Most creates committed in one transaction.
-const MAX_BATCH: usize = 64;
-/// How long a batch may wait for creates to make it as large as the one
-/// before (see [`gather`]).
-const LINGER: Duration = Duration::from_millis(1);
-/// Most creates waiting for their batch; more are UNAVAILABLE (retry).
-const MAX_QUEUED: usize = 4096;
-/// Memberships inserted per statement (each binds six values).
-const MEMBERSHIPS_PER_STATEMENT: usize = 1000;
-/// Batches committed at once: SQLite has one writer; PostgreSQL can
-/// commit other tenants' batches meanwhile.
-const SQLITE_BATCHES_AT_ONCE: usize = 1;
-const POSTGRES_BATCHES_AT_ONCE: usize = 4;
 
 /// One queued CreateCustomer.
 #[derive(Debug, Clone)]
-struct Create {
-    ctx: RequestContext,
-    input: NewCustomer,
-    key: Option<IdempotencyKey>,
-}
-
-struct Queued {
-    create: Create,
-    reply: oneshot::Sender<AppResult<CustomerRecord>>,
-}
-
-/// The queue of creates waiting for their batch; started on first use.
-#[derive(Clone, Default)]
-pub struct CreateQueue {
-    sender: Arc<OnceLock<mpsc::Sender<Queued>>>,
-}
-
-impl Store {
-    /// Creates a customer in its initial relationship, recording the change.
-    pub async fn create_customer(
-        &self,
-        ctx: &RequestContext,
-        input: &NewCustomer,
-        key: Option<&IdempotencyKey>,
-    ) -> AppResult<CustomerRecord> {
-        let (reply, answer) = oneshot::channel();
-        let queued = Queued {
-            create: Create {
-                ctx: ctx.clone(),
-                input: input.clone(),
-                key: key.cloned(),
-            },
-            reply,
-        };
-        self.create_queue().try_send(queued).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => AppError::Busy(format!(
-                "{MAX_QUEUED} creates are waiting already; retry shortly"
-            )),
-            mpsc::error::TrySendError::Closed(_) => {
-                AppError::Busy("the service is shutting down".into())
-            }
-        })?;
-        answer
-            .await
-            .map_err(|_| AppError::Busy("the service is shutting down".into()))?
-    }
-
-    fn create_queue(&self) -> &mpsc::Sender<Queued> {
-        self.creates.sender.get_or_init(|| {
-            let (sender, receiver) = mpsc::channel(MAX_QUEUED);
-            // The worker's store holds no sender, so the worker ends when
-            // the last store that can queue is gone.
-            let worker = Self {
-                creates: CreateQueue::default(),
-                ..self.clone()
-            };
-            tokio::spawn(drain(worker, receiver));
-            sender
-        })
-    }
-
-    /// Commits `batch` and answers each create; retries each alone when the
-    /// batch as a whole failed.
-    async fn commit_batch(&self, batch: Vec<Queued>) {
-        let (batch, repeats) = split_repeated_keys(batch);
-        let creates: Vec<Create> = batch.iter().map(|q| q.create.clone()).collect();
-        let now = self.now();
-        let outcome = {
-            let creates = creates.clone();
-            self.write(Touches::Nothing, move |tx| {
-                let creates = creates.clone();
-                Box::pin(async move { create_all(tx, &creates, now).await })
-            })
-            .await
-        };
-        let results = match outcome {
-            Ok(results) => results,
-            Err(err) if creates.len() == 1 => vec![Err(err)],
-            // Not something one create could cause: one by one would only
-            // wait for the same outage again and again.
-            Err(AppError::Unavailable(why)) => creates
-                .iter()
-                .map(|_| Err(AppError::Unavailable(why.clone())))
-                .collect(),
-            Err(err) => {
-                tracing::debug!(error = %err, size = creates.len(), "a batch of creates failed; creating one by one");
-                let mut results = Vec::with_capacity(creates.len());
-                for create in creates {
-                    results.push(self.create_alone(create).await);
-                }
-                results
-            }
-        };
-        for (queued, result) in batch.into_iter().zip(results) {
-            // A caller that went away does not undo its create.
-            let _ = queued.reply.send(result);
-        }
-        if !repeats.is_empty() {
-            // They find the first use of their request id committed now.
-            Box::pin(self.commit_batch(repeats)).await;
-        }
-    }
-
-    async fn create_alone(&self, create: Create) -> AppResult<CustomerRecord> {
-        let now = self.now();
-        self.write(Touches::Nothing, move |tx| {
-            let creates = [create.clone()];
-            Box::pin(async move {
-                create_all(tx, &creates, now)
-                    .await?
-                    .pop()
-                    .unwrap_or_else(went_missing)
-            })
-        })
-        .await
-    }
-}
-
-/// Splits off the creates whose tenant and request id an earlier create of
-/// the batch has: they must see that one's result, so they go in a later
-/// batch.
-fn split_repeated_keys(batch: Vec<Queued>) -> (Vec<Queued>, Vec<Queued>) {
-    let mut seen = HashSet::new();
-    batch.into_iter().partition(|q| match &q.create.key {
-        Some(key) => seen.insert((q.create.ctx.tenant.clone(), key.request_id.clone())),
-        None => true,
-    })
+pub(super) struct Create {
+    pub(super) ctx: RequestContext,
+    pub(super) input: NewCustomer,
+    pub(super) key: Option<IdempotencyKey>,
 }
 
 /// Creates `creates` in the transaction `tx`, as if one after the other;
 /// returns each one's result in order. `Err` only when the transaction
 /// failed.
-async fn create_all(
-    tx: &impl ConnectionTrait,
+pub(super) async fn create_all(
+    tx: &WriteTx,
     creates: &[Create],
     now: i64,
 ) -> AppResult<Vec<AppResult<CustomerRecord>>> {
@@ -231,7 +84,7 @@ async fn create_all(
 }
 
 /// The result of a create that got none (a bug, never expected).
-fn went_missing() -> AppResult<CustomerRecord> {
+pub(super) fn went_missing() -> AppResult<CustomerRecord> {
     Err(AppError::Internal("a create went missing".into()))
 }
 
@@ -243,7 +96,7 @@ struct Accepted {
 }
 
 async fn create_in_tenant(
-    tx: &impl ConnectionTrait,
+    tx: &WriteTx,
     tenant: &str,
     creates: &[&Create],
     now: i64,
@@ -395,16 +248,19 @@ async fn taken(
     Ok((phones, emails))
 }
 
-/// Inserts the accepted customers, their memberships and their log entries.
+/// Inserts the accepted customers, with their memberships and log
+/// entries, through the write path.
 async fn write_accepted(
-    tx: &impl ConnectionTrait,
+    tx: &WriteTx,
     tenant: &str,
     creates: &[&Create],
     accepted: &[Accepted],
     now: i64,
 ) -> AppResult<Vec<CustomerRecord>> {
     let mut rows = Vec::with_capacity(accepted.len());
+    let mut origins = Vec::with_capacity(accepted.len());
     for a in accepted {
+        let create = creates[a.index];
         let mut active = customer::ActiveModel {
             id: Set(a.id.clone()),
             tenant_id: Set(tenant.to_owned()),
@@ -417,61 +273,25 @@ async fn write_accepted(
             delete_time: Set(None),
             ..Default::default()
         };
-        set_profile(&mut active, &creates[a.index].input.profile);
+        set_profile(&mut active, &create.input.profile);
         rows.push(active.try_into_model()?);
+        origins.push(Origin {
+            cause: Cause::Created,
+            actor: create.ctx.actor.0.clone(),
+            reason: create.input.reason.clone(),
+        });
     }
-    customer::Entity::insert_many(rows.iter().cloned().map(customer::ActiveModel::from))
-        .exec_without_returning(tx)
-        .await?;
-    relationship_members::insert_created(tx, &rows).await?;
-
-    let memberships: Vec<group_member::ActiveModel> = accepted
+    let changes: Vec<Change> = accepted
         .iter()
-        .flat_map(|a| {
-            creates[a.index]
-                .input
-                .group_ids
-                .iter()
-                .map(|group_id| group_member::ActiveModel {
-                    tenant_id: Set(tenant.to_owned()),
-                    group_id: Set(group_id.clone()),
-                    customer_id: Set(a.id.clone()),
-                    relationship_id: Set(a.relationship_id.clone()),
-                    customer_active: Set(true),
-                    customer_create_time: Set(now),
-                })
+        .zip(&rows)
+        .zip(&origins)
+        .map(|((a, row), origin)| Change::Create {
+            row,
+            groups: &creates[a.index].input.group_ids,
+            origin,
         })
         .collect();
-    for chunk in memberships.chunks(MEMBERSHIPS_PER_STATEMENT) {
-        group_member::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(tx)
-            .await?;
-    }
-
-    let origins: Vec<Origin> = accepted
-        .iter()
-        .map(|a| {
-            let create = creates[a.index];
-            Origin {
-                cause: Cause::Created,
-                actor: create.ctx.actor.0.clone(),
-                reason: create.input.reason.clone(),
-            }
-        })
-        .collect();
-    let moves: Vec<Move> = accepted
-        .iter()
-        .map(|a| Move {
-            customer_id: a.id.clone(),
-            from: None,
-            to: a.relationship_id.clone(),
-            active: true,
-            owner: creates[a.index].input.profile.owner_id.clone(),
-            groups: Some(creates[a.index].input.group_ids.clone()),
-        })
-        .collect();
-    changes::record_each(tx, tenant, &moves, &origins.iter().collect::<Vec<_>>(), now).await?;
-
+    write::apply(tx, tenant, now, &changes, None).await?;
     Ok(accepted
         .iter()
         .zip(rows)
@@ -632,69 +452,4 @@ fn named_part<E: resource::Resource>(
             .and_where(Expr::col(E::id_col()).is_in(ids))
             .to_owned()
     })
-}
-
-/// Whether the caller of `queued` still waits for it.
-fn waited_for(queued: &Queued) -> bool {
-    !queued.reply.is_closed()
-}
-
-/// Takes batches off the queue for as long as the store lives.
-async fn drain(store: Store, mut receiver: mpsc::Receiver<Queued>) {
-    let at_once = if store.write_queue.is_some() {
-        SQLITE_BATCHES_AT_ONCE
-    } else {
-        POSTGRES_BATCHES_AT_ONCE
-    };
-    let slots = Arc::new(Semaphore::new(at_once));
-    let mut last_size = 1;
-    while let Some(first) = receiver.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let batch = gather(&mut receiver, first, last_size).await;
-        if batch.is_empty() {
-            continue;
-        }
-        last_size = batch.len();
-        let store = store.clone();
-        tokio::spawn(async move {
-            store.commit_batch(batch).await;
-            drop(slot);
-        });
-    }
-}
-
-/// The batch that starts with `first`: what is queued already, and, when
-/// the previous batch was larger, what arrives within [`LINGER`] until it
-/// is as large. Under steady load the callers answered by one batch send
-/// their next creates a moment after it ends; without the wait the next
-/// batch would take the first of them alone, and batches would alternate
-/// between one create and all the others. Creates whose callers went away
-/// before their batch began are dropped: nothing has been done for them.
-async fn gather(
-    receiver: &mut mpsc::Receiver<Queued>,
-    first: Queued,
-    expected: usize,
-) -> Vec<Queued> {
-    let mut batch: Vec<Queued> = Some(first).into_iter().filter(waited_for).collect();
-    let deadline = tokio::time::Instant::now() + LINGER;
-    let mut received = 1;
-    while received < MAX_BATCH {
-        let next = match receiver.try_recv() {
-            Ok(next) => next,
-            Err(_) if received < expected => {
-                match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                    Ok(Some(next)) => next,
-                    _ => break,
-                }
-            }
-            Err(_) => break,
-        };
-        received += 1;
-        if waited_for(&next) {
-            batch.push(next);
-        }
-    }
-    batch
 }

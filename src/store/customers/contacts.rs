@@ -1,14 +1,12 @@
-//! Contacts with customers and each customer's relationship history.
+//! Contacts with customers: recording one (which may bring a customer back
+//! from an automatic relationship) and listing them.
 
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, Order, QueryFilter};
 
 use super::{
-    Store,
-    customers::{CustomerRecord, find_record},
-    inactivity,
-    record_cache::Touches,
-    relationship_members,
-    resource::{self, Revisable},
+    CustomerRecord, inactivity,
+    records::find_record,
+    write::{self, Change},
 };
 use crate::{
     domain::{
@@ -18,8 +16,9 @@ use crate::{
         paging::{Cursor, CursorKind, CursorValue, Page, PageRequest},
         tenant::RequestContext,
     },
-    entity::{contact, customer, relationship_change},
+    entity::{contact, customer},
     error::{AppError, AppResult},
+    store::{Store, resource},
 };
 
 impl Store {
@@ -31,9 +30,7 @@ impl Store {
         input: &NewContact,
     ) -> AppResult<(contact::Model, CustomerRecord)> {
         let now = self.now();
-        let (ctx, input) = (ctx.clone(), input.clone());
-        self.write(Touches::customer(&input.customer_id), move |tx| {
-            let (ctx, input) = (ctx.clone(), input.clone());
+        self.write((ctx.clone(), input.clone()), move |tx, (ctx, input)| {
             Box::pin(async move {
                 let tenant = ctx.tenant.as_str();
                 let contact_time = input.contact_time.unwrap_or(now);
@@ -61,20 +58,20 @@ impl Store {
                 }
                 .insert(tx)
                 .await?;
-                let row = if row.last_contact_time.is_none_or(|last| contact_time > last) {
-                    let revision = row.revision + 1;
-                    let mut active: customer::ActiveModel = row.into();
-                    active.last_contact_time = Set(Some(contact_time));
-                    active.activity_time = Set(contact_time);
-                    active.bump(revision, now);
-                    let row = active.update(tx).await?;
-                    relationship_members::set_activity(tx, tenant, &row.id, contact_time).await?;
-                    inactivity::restore_on_contact(tx, &ctx, &row, input.channel, now).await?;
-                    row
-                } else {
-                    row
-                };
-                let record = find_record(tx, tenant, &row.id).await?;
+                if row.last_contact_time.is_none_or(|last| contact_time > last) {
+                    let contacted = Change::Contact {
+                        row: &row,
+                        time: contact_time,
+                    };
+                    write::apply(tx, tenant, now, &[contacted], None).await?;
+                    let row = customer::Model {
+                        last_contact_time: Some(contact_time),
+                        activity_time: contact_time,
+                        ..row
+                    };
+                    inactivity::restore_on_contact(tx, ctx, &row, input.channel, now).await?;
+                }
+                let record = find_record(tx, tenant, &input.customer_id).await?;
                 Ok((contact, record))
             })
         })
@@ -101,33 +98,6 @@ impl Store {
             Cursor(vec![
                 CursorValue::Int(c.contact_time),
                 CursorValue::Text(c.id.clone()),
-            ])
-        })
-        .await
-    }
-
-    /// Every relationship change of a customer, oldest first.
-    pub async fn list_history(
-        &self,
-        ctx: &RequestContext,
-        customer_id: &str,
-        page: &PageRequest,
-    ) -> AppResult<Page<relationship_change::Model>> {
-        let tenant = ctx.tenant.as_str();
-        resource::find::<customer::Entity>(self.db(), tenant, customer_id).await?;
-        let query = relationship_change::Entity::find()
-            .filter(relationship_change::Column::TenantId.eq(tenant))
-            .filter(relationship_change::Column::CustomerId.eq(customer_id));
-        // The customer id is the same on every row: a tie-break that never
-        // breaks, since sequences are unique.
-        let order = [
-            (relationship_change::Column::Sequence, CursorKind::Int),
-            (relationship_change::Column::CustomerId, CursorKind::Text),
-        ];
-        resource::list_page(self.db(), query, order, Order::Asc, page, |c| {
-            Cursor(vec![
-                CursorValue::Int(c.sequence),
-                CursorValue::Text(c.customer_id.clone()),
             ])
         })
         .await

@@ -4,11 +4,13 @@
 //!
 //! # Why it never serves a stale record
 //!
-//! * Every write says which customers it may change ([`Touches`]); after its
-//!   transaction ends, [`Store::write`](super::Store::write) drops those
+//! * The one write path of customers ([`super::write`]) notes every
+//!   customer it writes ([`Touches`]) on the write's transaction; when the
+//!   write ends, [`Store::write`](crate::store::Store::write) drops those
 //!   entries (or the whole cache, for writes such as deleting a group that
-//!   change many records at once). Writes run to completion in a task of
-//!   their own, so a caller that goes away cannot skip the invalidation.
+//!   change many records at once). No caller declares what it touches, so
+//!   none can forget. Writes run to completion in a task of their own, so
+//!   a caller that goes away cannot skip the invalidation.
 //! * A reader that misses takes a [`Ticket`] *before* it reads the database
 //!   and may only fill the entry if no invalidation reached the entry's shard
 //!   since. A record read before a commit can therefore not be stored after
@@ -35,7 +37,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::customers::CustomerRecord;
+use super::CustomerRecord;
 
 /// Shards, so readers and writers of different customers rarely contend.
 const SHARDS: usize = 32;
@@ -45,10 +47,11 @@ const SHARDS: usize = 32;
 /// does not announce its writes) can go unseen.
 const MAX_AGE: Duration = Duration::from_secs(30);
 
-/// Which customer records a write may change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which customer records a write changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Touches {
     /// None that anyone could have read (catalog writes, new customers).
+    #[default]
     Nothing,
     /// These customers.
     Customers(Vec<String>),
@@ -56,10 +59,30 @@ pub enum Touches {
     Everything,
 }
 
+/// Past this many customers a write counts as touching every record:
+/// clearing the cache is cheaper than dropping each.
+const MOST_NAMED: usize = 10_000;
+
 impl Touches {
     /// One customer.
     pub fn customer(id: &str) -> Self {
         Self::Customers(vec![id.to_owned()])
+    }
+
+    /// Adds what `other` touches.
+    pub fn add(&mut self, other: Touches) {
+        *self = match (std::mem::take(self), other) {
+            (Self::Everything, _) | (_, Self::Everything) => Self::Everything,
+            (Self::Nothing, other) | (other, Self::Nothing) => other,
+            (Self::Customers(mut ids), Self::Customers(more)) => {
+                ids.extend(more);
+                if ids.len() > MOST_NAMED {
+                    Self::Everything
+                } else {
+                    Self::Customers(ids)
+                }
+            }
+        };
     }
 }
 

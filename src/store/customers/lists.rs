@@ -10,11 +10,10 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, Func, LikeExpr, Query},
 };
 
-use super::{
+use super::{CustomerRecord, holders, records::with_groups};
+use crate::store::{
     Store,
-    customers::{CustomerRecord, with_groups},
     groups::active_descendants,
-    relationship_members,
     resource::{self, in_tenant},
     snapshot,
 };
@@ -134,7 +133,7 @@ async fn filtered(
         resource::find::<relationship::Entity>(db, tenant, relationship_id).await?;
         query = query.filter(customer::Column::RelationshipId.eq(relationship_id));
         if few_holders(db, tenant, relationship_id, filter.deleted).await? {
-            let holders = relationship_members::holder_ids(tenant, relationship_id, filter.deleted);
+            let holders = holders::holder_ids(tenant, relationship_id, filter.deleted);
             query = query.filter(customer::Column::Id.in_subquery(holders));
         }
     }
@@ -180,7 +179,7 @@ async fn few_holders(
         .find(|(id, _)| id == relationship_id)
         .map_or(0, |(_, n)| *n);
     let removed = || async {
-        let deleted = relationship_members::holders(tenant, relationship_id, DeletedFilter::Only);
+        let deleted = holders::holders(tenant, relationship_id, DeletedFilter::Only);
         AppResult::Ok(deleted.count(db).await? as i64)
     };
     let holders = match deleted {
@@ -465,7 +464,7 @@ impl Store {
         }
         if let (Some(relationship_id), CustomerOrder::Newest) = (single_relationship(filter), order)
         {
-            let query = relationship_members::holders(tenant, relationship_id, filter.deleted);
+            let query = holders::holders(tenant, relationship_id, filter.deleted);
             let total = counted_total(tenant, filter);
             let result = self.newest_from_copies(tenant, query, page, total).await?;
             if result.items.is_empty() {

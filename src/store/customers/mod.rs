@@ -1,0 +1,30 @@
+//! Customers: their records and every way they are read and written.
+//!
+//! - [`write`]: the one write path; every change to a customer goes
+//!   through it, and it alone writes the copies, counters and log that
+//!   follow customers.
+//! - [`records`]: reading records (row and active groups), locking rows,
+//!   profile conversions; [`cache`]: the record cache in front of it.
+//! - [`rules`]: what a write checks against the stored state.
+//! - [`create`], [`create_queue`]: creating customers, batched.
+//! - [`update`]: profile, delete and restore, relationship changes.
+//! - [`memberships`], [`contacts`]: group membership; contacts.
+//! - [`inactivity`]: the inactivity rule, swept and on demand.
+//! - [`lists`], [`holders`], [`history`]: lists, counts and reports;
+//!   who holds a relationship; each customer's relationship history.
+
+pub mod cache;
+pub mod contacts;
+pub mod create;
+pub mod create_queue;
+pub mod history;
+pub mod holders;
+pub mod inactivity;
+pub mod lists;
+pub mod memberships;
+pub mod records;
+pub mod rules;
+pub mod update;
+pub mod write;
+
+pub use records::CustomerRecord;
