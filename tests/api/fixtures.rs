@@ -5,11 +5,12 @@
 use chrono::{DateTime, Utc};
 use crm_classify::pb::watch_relationship_changes_response::Event;
 use crm_classify::pb::{
-    ChangeRelationshipRequest, ChangeRelationshipResponse, ContactChannel,
-    CountCustomersByRelationshipRequest, CountCustomersByRelationshipResponse,
-    CreateCustomerRequest, CreateGroupRequest, CreateRelationshipRequest, CreateSourceRequest,
-    Customer, DeleteCustomerRequest, GetCustomerRequest, GetGroupRequest, GetRelationshipRequest,
-    GetSourceRequest, Group, ListCustomersRequest, ListCustomersResponse,
+    ApplyInactivityRulesRequest, ApplyInactivityRulesResponse, ChangeRelationshipRequest,
+    ChangeRelationshipResponse, ContactChannel, CountCustomersByRelationshipRequest,
+    CountCustomersByRelationshipResponse, CreateCustomerRequest, CreateGroupRequest,
+    CreateRelationshipRequest, CreateSourceRequest, Customer, DeleteCustomerRequest,
+    DeleteRelationshipRequest, DeleteRelationshipResponse, GetCustomerRequest, GetGroupRequest,
+    GetRelationshipRequest, GetSourceRequest, Group, ListCustomersRequest, ListCustomersResponse,
     ListRelationshipHistoryRequest, ListRelationshipHistoryResponse, ListRelationshipsRequest,
     RecordContactRequest, Relationship, RelationshipChange, RestoreCustomerRequest, Source,
     UpdateCustomerRequest, UpdateRelationshipRequest,
@@ -310,6 +311,55 @@ pub async fn update_relationship(app: &TestApp, relationship: Relationship, path
         })
         .await
         .expect("update relationship");
+}
+
+/// Creates a manual relationship named `name`; returns its id.
+pub async fn new_manual_relationship(app: &TestApp, name: &str) -> String {
+    let relationship = Relationship {
+        name: name.to_owned(),
+        ..Default::default()
+    };
+    new_relationship(app, relationship).await
+}
+
+/// Lets a contact bring a customer back from the automatic relationship `id`.
+pub async fn restore_on_contact(app: &TestApp, id: &str) {
+    let relationship = Relationship {
+        id: id.to_owned(),
+        restore_on_contact: true,
+        ..Default::default()
+    };
+    update_relationship(app, relationship, &["restore_on_contact"]).await;
+}
+
+/// Deletes relationship `id`, moving its holders to `reassign_to_id`; the
+/// call must succeed.
+pub async fn delete_relationship_into(
+    app: &TestApp,
+    id: &str,
+    reassign_to_id: &str,
+) -> DeleteRelationshipResponse {
+    app.relationships()
+        .delete_relationship(DeleteRelationshipRequest {
+            id: id.to_owned(),
+            etag: String::new(),
+            reassign_to_id: reassign_to_id.to_owned(),
+        })
+        .await
+        .expect("delete relationship")
+        .into_inner()
+}
+
+/// Runs the inactivity rules now (not a dry run), listing up to 1000 moves.
+pub async fn apply_inactivity_rules(app: &TestApp) -> ApplyInactivityRulesResponse {
+    app.relationships()
+        .apply_inactivity_rules(ApplyInactivityRulesRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("apply inactivity rules")
+        .into_inner()
 }
 
 /// The relationship with `code` in `list`.

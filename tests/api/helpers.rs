@@ -23,7 +23,7 @@ use crm_classify::{
         source_service_client::SourceServiceClient,
     },
 };
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{
     Code, Request, Status,
@@ -207,6 +207,14 @@ impl TestApp {
             server: Some(server),
             _dir: dir,
         }
+    }
+
+    /// A connection of the test's own to the server's database, for
+    /// checking what the server stores.
+    pub async fn database(&self) -> DatabaseConnection {
+        Database::connect(&self.database_url)
+            .await
+            .expect("connect to the test database")
     }
 
     /// The test tenant's channel, for calls made without a generated client.

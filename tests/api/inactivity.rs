@@ -19,7 +19,7 @@ use tonic::Code;
 
 use crate::fixtures::{
     Customers, change, count, create_customer, get_customer, history, named, new_relationship,
-    record_contact, rel, relationships, timestamp, update_relationship,
+    record_contact, rel, relationships, restore_on_contact, timestamp, update_relationship,
 };
 use crate::helpers::{
     Backend, Options, TestApp, at_most, concurrently, expect_code, postgres_database_url,
@@ -486,16 +486,7 @@ async fn contact_restores_the_last_manual_relationship(app: &TestApp) {
         record_contact(&mut customers, &kept.id, None).await,
         dont_forget
     );
-    update_relationship(
-        app,
-        Relationship {
-            id: dont_forget.clone(),
-            restore_on_contact: true,
-            ..Default::default()
-        },
-        &["restore_on_contact"],
-    )
-    .await;
+    restore_on_contact(app, &dont_forget).await;
 
     assert_eq!(record_contact(&mut customers, &hot_one.id, None).await, hot);
     let back = history(&mut customers, &hot_one.id)

@@ -18,3 +18,4 @@ mod retention;
 mod server;
 mod sources;
 mod tenancy;
+mod write_path;

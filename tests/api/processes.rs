@@ -61,6 +61,21 @@ struct Server {
     logs: Arc<Mutex<Vec<String>>>,
 }
 
+/// The exit status of `child`, which closed its output and so is ending:
+/// waits for it (at most 10 s, then `None`: still running).
+async fn exit_status(child: &mut Child) -> Option<ExitStatus> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            _ => return None,
+        }
+    }
+}
+
 impl Server {
     /// Starts the binary on `database_url` with port 0 and waits for the
     /// `listening` line that names the port it got.
@@ -99,14 +114,11 @@ impl Server {
         };
         server.addr = match timeout(START, address).await {
             Ok(Ok(addr)) => addr,
-            Ok(Err(_)) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                panic!(
-                    "crm-classify ended its output without a `listening` line (status {:?}):\n{}",
-                    server.child.try_wait(),
-                    server.logs()
-                )
-            }
+            Ok(Err(_)) => panic!(
+                "crm-classify ended its output without a `listening` line (status {:?}):\n{}",
+                exit_status(&mut server.child).await,
+                server.logs()
+            ),
             Err(_) => panic!(
                 "crm-classify logged no `listening` line within {START:?}:\n{}",
                 server.logs()

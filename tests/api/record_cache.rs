@@ -117,19 +117,30 @@ fn set_of(groups: &[&Group]) -> BTreeSet<String> {
     groups.iter().map(|g| g.id.clone()).collect()
 }
 
-/// Polls GetCustomer through `client` every 20 ms for at most 5 s until
-/// `done` holds; returns the last customer read.
+/// How long a write through one replica may take to reach another's
+/// cache before a test fails: many times the few milliseconds it takes.
+const REACHES_ANOTHER_REPLICA_WITHIN: Duration = Duration::from_secs(20);
+
+/// Polls GetCustomer through `client` every 20 ms until `done` holds and
+/// returns that customer; fails the test, saying what it waited for
+/// (`what`) and what it read last, when `done` does not hold within
+/// [`REACHES_ANOTHER_REPLICA_WITHIN`].
 async fn poll_until(
     client: &mut Customers,
     id: &str,
+    what: &str,
     done: impl Fn(&Customer) -> bool,
 ) -> Customer {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + REACHES_ANOTHER_REPLICA_WITHIN;
     loop {
         let customer = get_customer(client, id).await;
-        if done(&customer) || Instant::now() >= deadline {
+        if done(&customer) {
             return customer;
         }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not seen within {REACHES_ANOTHER_REPLICA_WITHIN:?}; the last read gave {customer:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -467,13 +478,17 @@ async fn a_write_through_one_replica_reaches_the_other_replicas_cache() {
         eprintln!("skipped: CRM_TEST_POSTGRES_URL is not set");
         return;
     };
-    let a = TestApp::spawn(Backend::Postgres)
-        .await
-        .expect("PostgreSQL is configured");
-    let mut b = TestApp::spawn_on_url(Backend::Postgres, url).await;
+    // Each through a proxy that never goes silent, which tells when the
+    // replica listens: from then on its cache is on.
+    let (proxy_a, proxy_b) = (
+        SilentProxy::start(&url).await,
+        SilentProxy::start(&url).await,
+    );
+    let a = TestApp::spawn_on_url(Backend::Postgres, proxy_a.url.clone()).await;
+    let mut b = TestApp::spawn_on_url(Backend::Postgres, proxy_b.url.clone()).await;
     b.tenant = a.tenant.clone();
-    // Give both replicas time to start listening, so their caches are on.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy_a.wait_for_listener().await;
+    proxy_b.wait_for_listener().await;
 
     let rels = relationships(&mut a.relationships()).await;
     let (new, hot, closed) = (rel(&rels, "NEW"), rel(&rels, "HOT"), rel(&rels, "CLOSED"));
@@ -486,7 +501,10 @@ async fn a_write_through_one_replica_reaches_the_other_replicas_cache() {
     // Written through A, read through B.
     change(&mut via_a, &c.id, &hot).await;
     let renamed = rename(&mut via_a, &c.id, "Đổi tên qua A").await;
-    let seen = poll_until(&mut via_b, &c.id, |x| x.etag == renamed.etag).await;
+    let seen = poll_until(&mut via_b, &c.id, "A's rename through B", |x| {
+        x.etag == renamed.etag
+    })
+    .await;
     assert_eq!(seen.relationship_id, hot, "B shows A's relationship change");
     assert_eq!(seen.name, "Đổi tên qua A", "B shows A's update");
     assert_eq!(seen.etag, renamed.etag);
@@ -494,7 +512,10 @@ async fn a_write_through_one_replica_reaches_the_other_replicas_cache() {
     // Written through B, read through A (whose cache holds the record).
     assert_eq!(get_customer(&mut via_a, &c.id).await.etag, renamed.etag);
     let changed = change(&mut via_b, &c.id, &closed).await;
-    let seen = poll_until(&mut via_a, &c.id, |x| x.etag == changed.etag).await;
+    let seen = poll_until(&mut via_a, &c.id, "B's change through A", |x| {
+        x.etag == changed.etag
+    })
+    .await;
     assert_eq!(
         seen.relationship_id, closed,
         "A shows B's relationship change"
@@ -526,6 +547,9 @@ struct ProxyState {
 struct Flow {
     /// The client sent LISTEN on it: it carries an invalidation listener.
     listening: AtomicBool,
+    /// The server answered since the client sent LISTEN: the listener is
+    /// registered, and the replica turns its cache on.
+    heard: AtomicBool,
     silent: AtomicBool,
 }
 
@@ -564,6 +588,31 @@ impl SilentProxy {
             url: through,
             state,
             accepting,
+        }
+    }
+
+    /// Waits (at most 30 s, then fails the test) until a flow that is not
+    /// silent carries a listener the server answered: the replica behind
+    /// the proxy hears invalidations, and its cache is on (it turns it on
+    /// as it reads that answer, well before its next call is served).
+    async fn wait_for_listener(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let heard = self
+                .state
+                .flows
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|f| f.heard.load(Ordering::SeqCst) && !self.state.is_silent(f));
+            if heard {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replica behind the proxy did not listen within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -672,6 +721,7 @@ impl Pipe {
                 let sent = |text: &[u8]| buffer[..n].windows(text.len()).any(|w| w == text);
                 if sent(b"UNLISTEN") {
                     self.flow.listening.store(false, Ordering::SeqCst);
+                    self.flow.heard.store(false, Ordering::SeqCst);
                 } else if sent(b"LISTEN \"") {
                     self.flow.listening.store(true, Ordering::SeqCst);
                 }
@@ -686,6 +736,9 @@ impl Pipe {
             }
             if n == 0 || to.write_all(&buffer[..n]).await.is_err() {
                 return;
+            }
+            if !self.from_client && self.flow.listening.load(Ordering::SeqCst) {
+                self.flow.heard.store(true, Ordering::SeqCst);
             }
         }
     }
@@ -707,8 +760,7 @@ async fn a_replica_behind_a_proxy() -> Option<(TestApp, SilentProxy, TestApp, Cu
     .await
     .expect("B starts through the proxy");
     b.tenant = a.tenant.clone();
-    // Give B time to start listening, so its cache is on.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.wait_for_listener().await;
     let c = create_customer(&mut a.customers(), named("Khách mất liên lạc")).await;
     let cached = timeout(
         Duration::from_secs(10),
@@ -720,17 +772,24 @@ async fn a_replica_behind_a_proxy() -> Option<(TestApp, SilentProxy, TestApp, Cu
     Some((a, proxy, b, cached))
 }
 
-/// Long enough for a replica's listener to miss its probe (sent after
-/// 500 ms without a notice, given 500 ms to come back) and switch its
-/// cache off.
-const DEAF_NOTICED_WITHIN: Duration = Duration::from_secs(2);
+/// How long a replica may take to notice that its listener went deaf and
+/// switch its cache off before a test fails: ten times the second or so it
+/// takes (a probe sent after 500 ms without a notice, given 500 ms to come
+/// back).
+const DEAF_NOTICED_WITHIN: Duration = Duration::from_secs(20);
+
+/// How long a replica cut off from its database may take to answer a read
+/// before a test fails: six times the 5 s its pool waits for a connection
+/// before it fails the call as UNAVAILABLE.
+const CUT_OFF_READ_ANSWERED_WITHIN: Duration = Duration::from_secs(30);
 
 /// Everything between server B and PostgreSQL goes silent: its invalidation
 /// listener hears nothing more, and neither do its other connections. B must
 /// notice (its listener probes itself after a short quiet) and stop serving
-/// the records it cached, so a change written through A afterwards is never
-/// hidden behind B's cached copy. B may fail the read instead (its database
-/// is out of reach), but must not answer with the old record.
+/// the records it cached, so a change written through A is not hidden behind
+/// B's cached copy for longer than that. Until it notices B may serve the
+/// copy; then every read must be answered with the change or fail as
+/// UNAVAILABLE (its database is out of reach), never hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_cut_off_from_the_database_stops_serving_its_cache() {
     let Some((a, proxy, b, cached)) = a_replica_behind_a_proxy().await else {
@@ -741,30 +800,45 @@ async fn a_replica_cut_off_from_the_database_stops_serving_its_cache() {
     assert_ne!(cached.relationship_id, hot);
 
     proxy.silence_everything();
-    tokio::time::sleep(DEAF_NOTICED_WITHIN).await;
     let changed = change(&mut a.customers(), &cached.id, &hot).await;
 
-    let started = Instant::now();
-    let request = GetCustomerRequest {
-        id: cached.id.clone(),
-    };
-    match timeout(Duration::from_secs(8), b.customers().get_customer(request)).await {
-        Err(_) => eprintln!("B's read timed out after {:?}", started.elapsed()),
-        Ok(Err(status)) => eprintln!(
-            "B's read failed after {:?}: {:?} {}",
-            started.elapsed(),
-            status.code(),
-            status.message()
-        ),
-        Ok(Ok(response)) => {
-            let seen = response.into_inner().customer.expect("customer");
-            assert_ne!(
-                seen.etag, cached.etag,
-                "B served the record it cached before it was cut off, {:?} after it was cut off",
-                DEAF_NOTICED_WITHIN
-            );
-            assert_eq!(seen.relationship_id, hot);
-            assert_eq!(seen.etag, changed.etag);
+    let cut_off = Instant::now();
+    let mut stale_reads = 0;
+    loop {
+        let request = GetCustomerRequest {
+            id: cached.id.clone(),
+        };
+        let read = timeout(CUT_OFF_READ_ANSWERED_WITHIN, b.customers().get_customer(request))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "B, cut off from its database, neither answered nor failed a read within {CUT_OFF_READ_ANSWERED_WITHIN:?}"
+                )
+            });
+        match read {
+            Err(status) => {
+                assert_eq!(
+                    status.code(),
+                    Code::Unavailable,
+                    "B, cut off from its database, failed a read with {status:?}"
+                );
+                break;
+            }
+            Ok(response) => {
+                let seen = response.into_inner().customer.expect("customer");
+                if seen.etag == changed.etag {
+                    assert_eq!(seen.relationship_id, hot);
+                    break;
+                }
+                assert_eq!(seen.etag, cached.etag, "B served a version no write made");
+                stale_reads += 1;
+                assert!(
+                    cut_off.elapsed() < DEAF_NOTICED_WITHIN,
+                    "B still served the record it cached {:?} after it was cut off ({stale_reads} reads)",
+                    cut_off.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
     drop(b);
@@ -773,7 +847,8 @@ async fn a_replica_cut_off_from_the_database_stops_serving_its_cache() {
 
 /// Only the flow of server B's invalidation listener goes silent; its other
 /// connections keep working. B must notice within a second or so, switch its
-/// cache off and listen again, so the next read after A's change shows it.
+/// cache off and listen again on a new connection, its cache starting empty,
+/// so the next read after A's change shows it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_listener_alone_goes_deaf_stops_serving_its_cache() {
     let Some((a, proxy, b, cached)) = a_replica_behind_a_proxy().await else {
@@ -788,7 +863,13 @@ async fn a_replica_whose_listener_alone_goes_deaf_stops_serving_its_cache() {
         1,
         "B listens on one connection"
     );
-    tokio::time::sleep(DEAF_NOTICED_WITHIN).await;
+    timeout(DEAF_NOTICED_WITHIN, proxy.wait_for_listener())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "B did not listen again within {DEAF_NOTICED_WITHIN:?} of its listener going deaf"
+            )
+        });
     let changed = change(&mut a.customers(), &cached.id, &hot).await;
 
     let seen = timeout(

@@ -5,15 +5,13 @@
 //! deletions and restorations. Checked in the database itself and through
 //! the lists it serves.
 
-use crm_classify::pb::{
-    ApplyInactivityRulesRequest, Customer, DeleteRelationshipRequest, ListCustomersRequest,
-    Relationship,
-};
-use sea_orm::{ConnectionTrait, Database, Statement};
+use crm_classify::pb::{Customer, ListCustomersRequest};
+use sea_orm::{ConnectionTrait, Statement};
 
 use crate::fixtures::{
-    Customers, change, create_customer, delete_customer, list_pages, named, new_relationship,
-    record_contact, rel, relationships, restore_customer, update_relationship, update_request,
+    Customers, apply_inactivity_rules, change, create_customer, delete_customer,
+    delete_relationship_into, list_pages, named, new_manual_relationship, record_contact, rel,
+    relationships, restore_customer, restore_on_contact, update_request,
 };
 use crate::helpers::TestApp;
 use crate::on_both_databases;
@@ -23,9 +21,7 @@ use crate::on_both_databases;
 type Row = (String, String, i64, i64, i64, i64);
 
 async fn rows(app: &TestApp, sql: &str) -> Vec<Row> {
-    let db = Database::connect(&app.database_url)
-        .await
-        .expect("connect to the test database");
+    let db = app.database().await;
     let sql = sql.replace("{tenant}", &app.tenant);
     db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
         .await
@@ -131,15 +127,7 @@ async fn every_write_keeps_the_copies_in_step(app: &TestApp) {
     // 40 days on, one contacted; the sweep moves the other active ones.
     app.clock.advance(chrono::Duration::days(40));
     record_contact(&mut customers, &ids[4], None).await;
-    let swept = app
-        .relationships()
-        .apply_inactivity_rules(ApplyInactivityRulesRequest {
-            page_size: 100,
-            ..Default::default()
-        })
-        .await
-        .expect("sweep")
-        .into_inner();
+    let swept = apply_inactivity_rules(app).await;
     assert_eq!(swept.move_count, 6, "{swept:?}");
     let (listed_dont_forget, total) = listed(&mut customers, &dont_forget, false, "").await;
     assert_eq!(total, 6);
@@ -147,36 +135,13 @@ async fn every_write_keeps_the_copies_in_step(app: &TestApp) {
 
     // A contact restores one; another relationship's deletion moves its
     // holders, a deleted one among them.
-    update_relationship(
-        app,
-        Relationship {
-            id: dont_forget.clone(),
-            restore_on_contact: true,
-            ..Default::default()
-        },
-        &["restore_on_contact"],
-    )
-    .await;
+    restore_on_contact(app, &dont_forget).await;
     record_contact(&mut customers, &ids[0], None).await;
-    let passing = new_relationship(
-        app,
-        Relationship {
-            name: "Passing".into(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let passing = new_manual_relationship(app, "Passing").await;
     change(&mut customers, &ids[5], &passing).await;
     change(&mut customers, &ids[6], &passing).await;
     delete_customer(&mut customers, &ids[6]).await;
-    app.relationships()
-        .delete_relationship(DeleteRelationshipRequest {
-            id: passing.clone(),
-            reassign_to_id: new.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("delete relationship");
+    delete_relationship_into(app, &passing, &new).await;
 
     let (stored, copies) = customers_and_copies(app).await;
     assert_eq!(stored.len(), 8);

@@ -216,6 +216,9 @@ fn start_binary(database_url: &str, grace: &str) -> (std::process::Child, String
     (child, address)
 }
 
+/// Writers with calls in flight when the server gets SIGTERM.
+const WRITERS: usize = 8;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_calls_in_flight_exits_cleanly_within_the_grace_period() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -227,9 +230,12 @@ async fn sigterm_with_calls_in_flight_exits_cleanly_within_the_grace_period() {
         .await
         .expect("connect");
 
-    let writers: Vec<_> = (0..8)
+    // Each writer says when its first call was acknowledged: from then on
+    // it always has a call in flight.
+    let (under_way, mut writing) = tokio::sync::mpsc::channel::<()>(WRITERS);
+    let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
-            let channel = channel.clone();
+            let (channel, under_way) = (channel.clone(), under_way.clone());
             tokio::spawn(async move {
                 let mut client =
                     crm_classify::pb::group_service_client::GroupServiceClient::new(channel);
@@ -243,7 +249,12 @@ async fn sigterm_with_calls_in_flight_exits_cleanly_within_the_grace_period() {
                         request_id: String::new(),
                     };
                     match client.create_group(request).await {
-                        Ok(response) => acknowledged.push(response.into_inner().group.unwrap().id),
+                        Ok(response) => {
+                            acknowledged.push(response.into_inner().group.unwrap().id);
+                            if acknowledged.len() == 1 {
+                                under_way.send(()).await.expect("the test waits");
+                            }
+                        }
                         Err(status) => {
                             // A call that crossed the server's GOAWAY on the
                             // wire is refused by the HTTP/2 layer, which the
@@ -267,7 +278,15 @@ async fn sigterm_with_calls_in_flight_exits_cleanly_within_the_grace_period() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(under_way);
+    for started in 0..WRITERS {
+        tokio::time::timeout(Duration::from_secs(30), writing.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("only {started} of {WRITERS} writers got a call through in 30 s")
+            })
+            .expect("a writer ended before its first call");
+    }
     let started = Instant::now();
     // SAFETY: plain kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
