@@ -43,15 +43,14 @@ use tokio::sync::Mutex;
 use crate::changes::feed::Feed;
 use crate::{
     clock::SharedClock,
-    config::SeedLocale,
+    config::DEFAULT_RECORD_CACHE,
+    domain::relationship::SeedLocale,
     error::{AppError, AppResult},
 };
 use record_cache::{RecordCache, Touches};
 
 /// How often a write that lost a race is tried in all.
 const MAX_WRITE_ATTEMPTS: u32 = 8;
-/// Customer records cached when no other size is configured.
-pub const DEFAULT_RECORD_CACHE: usize = 50_000;
 
 /// The database handle with the service's transaction rules.
 #[derive(Clone)]

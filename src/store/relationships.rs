@@ -21,13 +21,14 @@ use super::{
 };
 use crate::{
     changes::{self, Move, Origin},
-    config::SeedLocale,
     domain::{
         catalog::{IdempotencyKey, Target},
         change::Cause,
         ids,
         paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
-        relationship::{InactivityRule, Kind, NewRelationship, RelationshipPatch, seeds},
+        relationship::{
+            InactivityRule, Kind, NewRelationship, RelationshipPatch, SeedLocale, seeds,
+        },
         tenant::{RequestContext, TenantId},
         text,
     },

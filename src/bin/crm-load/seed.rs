@@ -9,12 +9,12 @@ use clap::Args;
 use crm_classify::{
     changes,
     clock::SystemClock,
-    config::SeedLocale,
     domain::{
         catalog::{NewEntry, NewGroup},
         customer::Profile,
         ids,
         paging::{DeletedFilter, PageRequest},
+        relationship::SeedLocale,
         tenant::TenantId,
         text,
     },
