@@ -6,14 +6,14 @@
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 
 use super::{
     Store,
-    catalog::{self, CatalogActive},
-    idempotency::{self, Claim},
+    catalog::{self, CatalogActive, CreateEntry},
     lock_scope,
     record_cache::Touches,
     relationship_members,
@@ -22,7 +22,7 @@ use super::{
 use crate::{
     changes::{self, Move, Origin},
     domain::{
-        catalog::{IdempotencyKey, Target},
+        catalog::{IdempotencyKey, NewEntry, Target},
         change::Cause,
         ids,
         paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
@@ -30,7 +30,6 @@ use crate::{
             InactivityRule, Kind, NewRelationship, RelationshipPatch, SeedLocale, seeds,
         },
         tenant::{RequestContext, TenantId},
-        text,
     },
     entity::{
         customer,
@@ -121,13 +120,6 @@ pub async fn seed(
         .into_iter()
         .zip(1..)
         .map(|(seed, position)| ActiveModel {
-            id: Set(ids::new_id()),
-            tenant_id: Set(tenant.to_owned()),
-            code: Set(seed.code.to_owned()),
-            name: Set(seed.name.to_owned()),
-            name_key: Set(text::name_key(seed.name)),
-            sort_key: Set(text::sort_key(seed.name)),
-            description: Set(String::new()),
             color: Set(seed.color.to_owned()),
             position: Set(position),
             kind: Set(seed.kind.as_str().to_owned()),
@@ -135,10 +127,17 @@ pub async fn seed(
             restore_on_contact: Set(false),
             exempt_relationship_ids: Set("[]".to_owned()),
             is_default: Set(seed.is_default),
-            revision: Set(1),
-            create_time: Set(now),
-            update_time: Set(now),
-            delete_time: Set(None),
+            ..ActiveModel::created(
+                ids::new_id(),
+                tenant,
+                seed.code.to_owned(),
+                NewEntry {
+                    code: None,
+                    name: seed.name.to_owned(),
+                    description: String::new(),
+                },
+                now,
+            )
         });
     Entity::insert_many(rows).exec_without_returning(tx).await?;
     Ok(())
@@ -260,6 +259,47 @@ fn default_must_be_manual(kind: Kind) -> AppResult<()> {
     }
 }
 
+impl CreateEntry for Entity {
+    const SCOPE: &'static str = SCOPE;
+    const OPERATION: &'static str = "CreateRelationship";
+    type Input = NewRelationship;
+
+    fn entry(input: &NewRelationship) -> &NewEntry {
+        &input.entry
+    }
+
+    /// Also checks the exemptions and the default flag, and places the new
+    /// relationship at its position.
+    async fn insert_row(
+        tx: &DatabaseTransaction,
+        tenant: &str,
+        id: &str,
+        input: NewRelationship,
+        row: ActiveModel,
+        now: i64,
+    ) -> AppResult<Model> {
+        ensure_exemptions(tx, tenant, &input.rule, id).await?;
+        if input.is_default {
+            default_must_be_manual(input.kind)?;
+            unset_default(tx, tenant, id, now).await?;
+        }
+        ActiveModel {
+            color: Set(input.color),
+            position: Set(i32::MAX),
+            kind: Set(input.kind.as_str().to_owned()),
+            inactivity_days: Set(input.rule.inactivity_days),
+            restore_on_contact: Set(input.rule.restore_on_contact),
+            exempt_relationship_ids: Set(exempt_json(&input.rule.exempt_ids)),
+            is_default: Set(input.is_default),
+            ..row
+        }
+        .insert(tx)
+        .await?;
+        place(tx, tenant, id, input.position, now).await?;
+        resource::find::<Entity>(tx, tenant, id).await
+    }
+}
+
 impl Store {
     /// Creates a relationship.
     pub async fn create_relationship(
@@ -268,75 +308,7 @@ impl Store {
         input: &NewRelationship,
         key: Option<&IdempotencyKey>,
     ) -> AppResult<Model> {
-        let now = self.now();
-        let tenant = tenant.as_str();
-        let (input, key, tenant) = (input.clone(), key.cloned(), tenant.to_owned());
-        self.write(Touches::Nothing, move |tx| {
-            let (input, key, tenant) = (input.clone(), key.clone(), tenant.clone());
-            Box::pin(async move {
-                lock_scope(tx, &tenant, SCOPE).await?;
-                if let Claim::Replay(first) =
-                    idempotency::claim(tx, &tenant, "CreateRelationship", key.as_ref(), now).await?
-                {
-                    return idempotency::first_result(&first);
-                }
-                let entry = &input.entry;
-                catalog::ensure_name_free::<Entity>(
-                    tx,
-                    &tenant,
-                    &entry.name,
-                    Condition::all(),
-                    "",
-                    None,
-                )
-                .await?;
-                let code =
-                    catalog::pick_code::<Entity>(tx, &tenant, entry.code.as_deref(), &entry.name)
-                        .await?;
-                let id = ids::new_id();
-                ensure_exemptions(tx, &tenant, &input.rule, &id).await?;
-                if input.is_default {
-                    default_must_be_manual(input.kind)?;
-                    unset_default(tx, &tenant, &id, now).await?;
-                }
-                ActiveModel {
-                    id: Set(id.clone()),
-                    tenant_id: Set(tenant.clone()),
-                    code: Set(code),
-                    name: Set(entry.name.clone()),
-                    name_key: Set(text::name_key(&entry.name)),
-                    sort_key: Set(text::sort_key(&entry.name)),
-                    description: Set(entry.description.clone()),
-                    color: Set(input.color.clone()),
-                    position: Set(i32::MAX),
-                    kind: Set(input.kind.as_str().to_owned()),
-                    inactivity_days: Set(input.rule.inactivity_days),
-                    restore_on_contact: Set(input.rule.restore_on_contact),
-                    exempt_relationship_ids: Set(exempt_json(&input.rule.exempt_ids)),
-                    is_default: Set(input.is_default),
-                    revision: Set(1),
-                    create_time: Set(now),
-                    update_time: Set(now),
-                    delete_time: Set(None),
-                }
-                .insert(tx)
-                .await?;
-                place(tx, &tenant, &id, input.position, now).await?;
-                let model = resource::find::<Entity>(tx, &tenant, &id).await?;
-                idempotency::remember(
-                    tx,
-                    &tenant,
-                    "CreateRelationship",
-                    key.as_ref(),
-                    &id,
-                    &model,
-                    now,
-                )
-                .await?;
-                Ok(model)
-            })
-        })
-        .await
+        self.create_entry::<Entity>(tenant, input, key).await
     }
 
     /// One relationship, deleted or not.
