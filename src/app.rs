@@ -7,7 +7,6 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, sync::Notify};
 use tonic::transport::{Server, server::TcpIncoming};
-use tonic_health::ServingStatus;
 
 use crate::{
     clock::{SharedClock, SystemClock},
@@ -140,7 +139,7 @@ impl Application {
                 upkeep.abort();
                 // Open change streams end with UNAVAILABLE (clients resume).
                 feed_to_close.close();
-                health::set_all(&reporter, ServingStatus::NotServing).await;
+                health::report(&reporter, false).await;
                 draining.notify_one();
             }
         };

@@ -5,6 +5,11 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::domain::relationship::SeedLocale;
+
+/// Customer records cached when no other size is configured.
+pub const DEFAULT_RECORD_CACHE: usize = 50_000;
+
 /// `crm-classify`: classifies customers by group, source and relationship.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "crm-classify", version, about)]
@@ -27,16 +32,6 @@ pub enum Command {
     /// Ask the server at `--listen` for its grpc.health.v1 status; exit 0
     /// when SERVING (for container health checks).
     HealthCheck,
-}
-
-/// Language of the relationship names seeded for a new tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum SeedLocale {
-    /// New, Approached, Hot, …
-    #[default]
-    En,
-    /// Mới, Tiếp cận, Nóng, …
-    Vi,
 }
 
 /// How log lines are written.
@@ -89,7 +84,7 @@ pub struct Config {
     #[arg(
         long,
         env = "CRM_RECORD_CACHE",
-        default_value_t = crate::store::DEFAULT_RECORD_CACHE,
+        default_value_t = DEFAULT_RECORD_CACHE,
         global = true
     )]
     pub record_cache: usize,

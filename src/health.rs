@@ -7,33 +7,57 @@ use std::{
     time::Duration,
 };
 
+use tonic::server::NamedService;
 use tonic_health::{
     ServingStatus,
     pb::{HealthCheckRequest, health_check_response, health_client::HealthClient},
     server::HealthReporter,
 };
 
-use crate::store::Store;
+use crate::{
+    grpc::{
+        customers::CustomerApi, groups::GroupApi, relationships::RelationshipApi,
+        sources::SourceApi,
+    },
+    pb::{
+        customer_service_server::CustomerServiceServer, group_service_server::GroupServiceServer,
+        relationship_service_server::RelationshipServiceServer,
+        source_service_server::SourceServiceServer,
+    },
+    store::Store,
+};
 
 /// How often the database is pinged.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// How long one ping may take before the database counts as unreachable.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Fully-qualified names of the services whose health is reported; the empty
-/// name is the server as a whole.
-pub const SERVICE_NAMES: &[&str] = &[
-    "",
-    "crm.v1.GroupService",
-    "crm.v1.SourceService",
-    "crm.v1.RelationshipService",
-    "crm.v1.CustomerService",
-];
+/// Why a health check did not find the server SERVING.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CheckError(String);
 
-/// Sets every reported service to `status`.
-pub async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
-    for name in SERVICE_NAMES {
-        reporter.set_service_status(*name, status).await;
+/// Reports the server as a whole and each of its services as SERVING or
+/// NOT_SERVING.
+pub async fn report(reporter: &HealthReporter, serving: bool) {
+    // The server as a whole has the empty name and no service type.
+    let whole = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    reporter.set_service_status("", whole).await;
+    report_one::<GroupServiceServer<GroupApi>>(reporter, serving).await;
+    report_one::<SourceServiceServer<SourceApi>>(reporter, serving).await;
+    report_one::<RelationshipServiceServer<RelationshipApi>>(reporter, serving).await;
+    report_one::<CustomerServiceServer<CustomerApi>>(reporter, serving).await;
+}
+
+async fn report_one<S: NamedService>(reporter: &HealthReporter, serving: bool) {
+    if serving {
+        reporter.set_serving::<S>().await;
+    } else {
+        reporter.set_not_serving::<S>().await;
     }
 }
 
@@ -48,12 +72,7 @@ pub async fn probe(store: &Store, reporter: &HealthReporter, last: Option<bool>)
         } else {
             tracing::warn!("database unreachable; reporting NOT_SERVING");
         }
-        let status = if reachable {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        set_all(reporter, status).await;
+        report(reporter, reachable).await;
     }
     reachable
 }
@@ -69,7 +88,7 @@ pub async fn watch_database(store: Store, reporter: HealthReporter, mut last: bo
 
 /// Asks the server listening on `listen` for its overall status; `Ok` when
 /// SERVING. A wildcard listen address is reached over loopback.
-pub async fn check(listen: SocketAddr) -> Result<(), crate::app::StartError> {
+pub async fn check(listen: SocketAddr) -> Result<(), CheckError> {
     let mut target = listen;
     if target.ip().is_unspecified() {
         target.set_ip(if target.is_ipv4() {
@@ -88,12 +107,17 @@ pub async fn check(listen: SocketAddr) -> Result<(), crate::app::StartError> {
                 service: String::new(),
             })
             .await?;
-        Ok::<_, crate::app::StartError>(reply.into_inner().status())
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(reply.into_inner().status())
     };
     match tokio::time::timeout(PROBE_TIMEOUT, call).await {
         Ok(Ok(health_check_response::ServingStatus::Serving)) => Ok(()),
-        Ok(Ok(status)) => Err(format!("{target} reports {}", status.as_str_name()).into()),
-        Ok(Err(err)) => Err(format!("{target}: {err}").into()),
-        Err(_) => Err(format!("{target} did not answer within {PROBE_TIMEOUT:?}").into()),
+        Ok(Ok(status)) => Err(CheckError(format!(
+            "{target} reports {}",
+            status.as_str_name()
+        ))),
+        Ok(Err(err)) => Err(CheckError(format!("{target}: {err}"))),
+        Err(_) => Err(CheckError(format!(
+            "{target} did not answer within {PROBE_TIMEOUT:?}"
+        ))),
     }
 }

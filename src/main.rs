@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
     let result = match command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(&config.database_url).await,
-        Command::HealthCheck => health::check(config.listen).await,
+        Command::HealthCheck => health::check(config.listen).await.map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

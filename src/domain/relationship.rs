@@ -1,7 +1,6 @@
 //! Relationship statuses: kinds, the seeded defaults, and the rules tying a
 //! relationship's kind to its inactivity settings.
 
-use crate::config::SeedLocale;
 use crate::domain::catalog::{EntryPatch, NewEntry};
 use crate::error::{AppError, AppResult, FieldViolation};
 
@@ -174,6 +173,17 @@ const fn manual(
         inactivity_days: 0,
         is_default,
     }
+}
+
+/// Language of the relationship names seeded for a new tenant. A
+/// command-line value too (`--seed-locale`), hence the clap derive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum SeedLocale {
+    /// New, Approached, Hot, …
+    #[default]
+    En,
+    /// Mới, Tiếp cận, Nóng, …
+    Vi,
 }
 
 /// The seeded relationships in position order.

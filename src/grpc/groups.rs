@@ -3,12 +3,11 @@
 use tonic::{Request, Response, Status};
 
 use super::{
-    context, convert::catalog as convert, idempotency_key, page_request, target,
-    with_customer_counts,
+    context, convert::catalog as convert, idempotency_key, page_request, present, present_one,
+    target,
 };
 use crate::{
-    domain::{ids, paging::DeletedFilter, tenant::TenantId},
-    entity::customer_group,
+    domain::{ids, paging::DeletedFilter},
     pb::{self, group_service_server::GroupService},
     store::Store,
 };
@@ -23,30 +22,6 @@ impl GroupApi {
     /// A service over `store`.
     pub fn new(store: Store) -> Self {
         Self { store }
-    }
-
-    /// Messages for `rows`, with their customer counts.
-    async fn present(
-        &self,
-        tenant: &TenantId,
-        rows: Vec<customer_group::Model>,
-    ) -> Result<Vec<pb::Group>, Status> {
-        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        let counts = self
-            .store
-            .group_customer_counts(tenant.as_str(), &ids)
-            .await?;
-        Ok(with_customer_counts(rows, &counts, |m: &mut pb::Group| {
-            (&m.id, &mut m.customer_count)
-        }))
-    }
-
-    async fn present_one(
-        &self,
-        tenant: &TenantId,
-        row: customer_group::Model,
-    ) -> Result<Option<pb::Group>, Status> {
-        Ok(self.present(tenant, vec![row]).await?.pop())
     }
 }
 
@@ -65,7 +40,7 @@ impl GroupService for GroupApi {
             .create_group(&ctx.tenant, &input, key.as_ref())
             .await?;
         Ok(Response::new(pb::CreateGroupResponse {
-            group: self.present_one(&ctx.tenant, group).await?,
+            group: present_one(&self.store, &ctx.tenant, group).await?,
         }))
     }
 
@@ -77,7 +52,7 @@ impl GroupService for GroupApi {
         let id = ids::parse("id", &request.get_ref().id)?;
         let group = self.store.get_group(&ctx.tenant, &id).await?;
         Ok(Response::new(pb::GetGroupResponse {
-            group: self.present_one(&ctx.tenant, group).await?,
+            group: present_one(&self.store, &ctx.tenant, group).await?,
         }))
     }
 
@@ -97,7 +72,7 @@ impl GroupService for GroupApi {
         Ok(Response::new(pb::ListGroupsResponse {
             next_page_token: page.next_token(&result),
             total_size: result.total as i64,
-            groups: self.present(&ctx.tenant, result.items).await?,
+            groups: present(&self.store, &ctx.tenant, result.items).await?,
         }))
     }
 
@@ -113,7 +88,7 @@ impl GroupService for GroupApi {
             .update_group(&ctx.tenant, &target, &patch)
             .await?;
         Ok(Response::new(pb::UpdateGroupResponse {
-            group: self.present_one(&ctx.tenant, group).await?,
+            group: present_one(&self.store, &ctx.tenant, group).await?,
         }))
     }
 
@@ -129,7 +104,7 @@ impl GroupService for GroupApi {
             .delete_group(&ctx.tenant, &target, req.cascade)
             .await?;
         Ok(Response::new(pb::DeleteGroupResponse {
-            group: self.present_one(&ctx.tenant, group).await?,
+            group: present_one(&self.store, &ctx.tenant, group).await?,
             cascaded_group_ids: cascaded,
         }))
     }
@@ -143,7 +118,7 @@ impl GroupService for GroupApi {
         let target = target(&req.id, req.etag)?;
         let (group, restored) = self.store.restore_group(&ctx.tenant, &target).await?;
         Ok(Response::new(pb::RestoreGroupResponse {
-            group: self.present_one(&ctx.tenant, group).await?,
+            group: present_one(&self.store, &ctx.tenant, group).await?,
             restored_group_ids: restored,
         }))
     }

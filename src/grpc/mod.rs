@@ -1,7 +1,8 @@
 //! Transport only: one handler file per service, conversions in `convert`,
-//! and what every handler shares (the request context, idempotency keys and
-//! page requests). Handlers validate into domain inputs, call one store
-//! function and convert the result back.
+//! and what every handler shares (the request context, idempotency keys, page
+//! requests, and catalog messages with their customer counts). Handlers
+//! validate into domain inputs, call one store function and convert the
+//! result back.
 
 pub mod convert;
 pub mod customers;
@@ -9,6 +10,8 @@ pub mod groups;
 pub mod mask;
 pub mod relationships;
 pub mod sources;
+
+use std::{collections::HashMap, future::Future};
 
 use prost::Message;
 use tonic::{Request, Status, metadata::MetadataMap};
@@ -117,20 +120,83 @@ pub fn page_request<M: ListRequest>(request: &M) -> AppResult<PageRequest> {
     PageRequest::parse(size, &token, paging::fingerprint(&bound))
 }
 
-/// Converts rows to messages and fills in each one's customer count.
-pub fn with_customer_counts<M, P: From<M>>(
-    rows: Vec<M>,
-    counts: &std::collections::HashMap<String, i64>,
-    set: impl Fn(&mut P) -> (&str, &mut i64),
-) -> Vec<P> {
-    rows.into_iter()
-        .map(|row| {
-            let mut message = P::from(row);
-            let (id, count) = set(&mut message);
-            *count = counts.get(id).copied().unwrap_or(0);
-            message
-        })
-        .collect()
+/// A catalog message (group, source, relationship) that shows how many
+/// active customers hold its entry.
+pub trait Counted: From<Self::Row> {
+    /// The stored row it is made from.
+    type Row;
+    /// The message's id and its customer count.
+    fn count_slot(&mut self) -> (&str, &mut i64);
+    /// Checks what the stored row holds beyond its columns' types (a
+    /// corrupt stored list is INTERNAL, never shown as empty).
+    fn check(_row: &Self::Row) -> AppResult<()> {
+        Ok(())
+    }
+    /// Active customers per entry, for the entries `ids`.
+    fn customer_counts<'a>(
+        store: &'a Store,
+        tenant: &'a str,
+        ids: &'a [String],
+    ) -> impl Future<Output = AppResult<HashMap<String, i64>>> + Send + 'a;
+}
+
+macro_rules! counted {
+    ($($message:ident from $row:path, counted by $counts:ident $(, checked by $check:path)?;)*) => {$(
+        impl Counted for crate::pb::$message {
+            type Row = $row;
+            fn count_slot(&mut self) -> (&str, &mut i64) {
+                (&self.id, &mut self.customer_count)
+            }
+            $(fn check(row: &Self::Row) -> AppResult<()> {
+                $check(row).map(drop)
+            })?
+            fn customer_counts<'a>(
+                store: &'a Store,
+                tenant: &'a str,
+                ids: &'a [String],
+            ) -> impl Future<Output = AppResult<HashMap<String, i64>>> + Send + 'a {
+                store.$counts(tenant, ids)
+            }
+        }
+    )*};
+}
+
+counted! {
+    Group from crate::entity::customer_group::Model, counted by group_customer_counts;
+    Source from crate::entity::customer_source::Model, counted by source_customer_counts;
+    Relationship from crate::entity::relationship::Model, counted by relationship_customer_counts,
+        checked by crate::store::relationships::exempt_ids_of;
+}
+
+/// Messages for catalog `rows`, with their customer counts.
+pub async fn present<P: Counted>(
+    store: &Store,
+    tenant: &TenantId,
+    rows: Vec<P::Row>,
+) -> AppResult<Vec<P>> {
+    for row in &rows {
+        P::check(row)?;
+    }
+    let mut messages: Vec<P> = rows.into_iter().map(P::from).collect();
+    let ids: Vec<String> = messages
+        .iter_mut()
+        .map(|m| m.count_slot().0.to_owned())
+        .collect();
+    let counts = P::customer_counts(store, tenant.as_str(), &ids).await?;
+    for message in &mut messages {
+        let (id, count) = message.count_slot();
+        *count = counts.get(id).copied().unwrap_or(0);
+    }
+    Ok(messages)
+}
+
+/// The message for one catalog row, with its customer count.
+pub async fn present_one<P: Counted>(
+    store: &Store,
+    tenant: &TenantId,
+    row: P::Row,
+) -> AppResult<Option<P>> {
+    Ok(present(store, tenant, vec![row]).await?.pop())
 }
 
 /// The resource an Update, Delete or Restore request is about.

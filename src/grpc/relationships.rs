@@ -9,16 +9,15 @@ use tonic::{Request, Response, Status};
 use super::{
     context,
     convert::{Checks, catalog as convert, micros, timestamp},
-    idempotency_key, page_request, target, with_customer_counts,
+    idempotency_key, page_request, present, present_one, target,
 };
 use crate::{
     changes::watch::{self, Event, Filter, Watch},
     domain::{
         ids,
         paging::{DeletedFilter, page_size_of},
-        tenant::{RequestContext, TenantId},
+        tenant::RequestContext,
     },
-    entity::relationship,
     error::{AppError, AppResult},
     pb::{self, relationship_service_server::RelationshipService},
     store::{
@@ -43,32 +42,6 @@ impl RelationshipApi {
     /// `heartbeat` without an event.
     pub fn new(store: Store, heartbeat: Duration) -> Self {
         Self { store, heartbeat }
-    }
-
-    /// Messages for `rows`, with their customer counts.
-    async fn present(
-        &self,
-        tenant: &TenantId,
-        rows: Vec<relationship::Model>,
-    ) -> Result<Vec<pb::Relationship>, Status> {
-        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        let counts = self
-            .store
-            .relationship_customer_counts(tenant.as_str(), &ids)
-            .await?;
-        Ok(with_customer_counts(
-            rows,
-            &counts,
-            |m: &mut pb::Relationship| (&m.id, &mut m.customer_count),
-        ))
-    }
-
-    async fn present_one(
-        &self,
-        tenant: &TenantId,
-        row: relationship::Model,
-    ) -> Result<Option<pb::Relationship>, Status> {
-        Ok(self.present(tenant, vec![row]).await?.pop())
     }
 }
 
@@ -219,7 +192,7 @@ impl RelationshipService for RelationshipApi {
             .create_relationship(&ctx.tenant, &input, key.as_ref())
             .await?;
         Ok(Response::new(pb::CreateRelationshipResponse {
-            relationship: self.present_one(&ctx.tenant, relationship).await?,
+            relationship: present_one(&self.store, &ctx.tenant, relationship).await?,
         }))
     }
 
@@ -231,7 +204,7 @@ impl RelationshipService for RelationshipApi {
         let id = ids::parse("id", &request.get_ref().id)?;
         let relationship = self.store.get_relationship(&ctx.tenant, &id).await?;
         Ok(Response::new(pb::GetRelationshipResponse {
-            relationship: self.present_one(&ctx.tenant, relationship).await?,
+            relationship: present_one(&self.store, &ctx.tenant, relationship).await?,
         }))
     }
 
@@ -250,7 +223,7 @@ impl RelationshipService for RelationshipApi {
         Ok(Response::new(pb::ListRelationshipsResponse {
             next_page_token: page.next_token(&result),
             total_size: result.total as i64,
-            relationships: self.present(&ctx.tenant, result.items).await?,
+            relationships: present(&self.store, &ctx.tenant, result.items).await?,
         }))
     }
 
@@ -266,7 +239,7 @@ impl RelationshipService for RelationshipApi {
             .update_relationship(&ctx.tenant, &target, &patch)
             .await?;
         Ok(Response::new(pb::UpdateRelationshipResponse {
-            relationship: self.present_one(&ctx.tenant, relationship).await?,
+            relationship: present_one(&self.store, &ctx.tenant, relationship).await?,
         }))
     }
 
@@ -283,7 +256,7 @@ impl RelationshipService for RelationshipApi {
             .delete_relationship(&ctx, &target, reassign_to.as_deref())
             .await?;
         Ok(Response::new(pb::DeleteRelationshipResponse {
-            relationship: self.present_one(&ctx.tenant, relationship).await?,
+            relationship: present_one(&self.store, &ctx.tenant, relationship).await?,
             reassigned_customer_count: reassigned as i64,
         }))
     }
@@ -300,7 +273,7 @@ impl RelationshipService for RelationshipApi {
             .restore_relationship(&ctx.tenant, &target)
             .await?;
         Ok(Response::new(pb::RestoreRelationshipResponse {
-            relationship: self.present_one(&ctx.tenant, relationship).await?,
+            relationship: present_one(&self.store, &ctx.tenant, relationship).await?,
         }))
     }
 }

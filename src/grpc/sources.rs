@@ -5,11 +5,10 @@ use tonic::{Request, Response, Status};
 use super::{
     context,
     convert::{catalog as convert, micros},
-    idempotency_key, page_request, target, with_customer_counts,
+    idempotency_key, page_request, present, present_one, target,
 };
 use crate::{
-    domain::{ids, paging::DeletedFilter, tenant::TenantId},
-    entity::customer_source,
+    domain::{ids, paging::DeletedFilter},
     error::AppError,
     pb::{self, source_service_server::SourceService},
     store::Store,
@@ -25,30 +24,6 @@ impl SourceApi {
     /// A service over `store`.
     pub fn new(store: Store) -> Self {
         Self { store }
-    }
-
-    /// Messages for `rows`, with their customer counts.
-    async fn present(
-        &self,
-        tenant: &TenantId,
-        rows: Vec<customer_source::Model>,
-    ) -> Result<Vec<pb::Source>, Status> {
-        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        let counts = self
-            .store
-            .source_customer_counts(tenant.as_str(), &ids)
-            .await?;
-        Ok(with_customer_counts(rows, &counts, |m: &mut pb::Source| {
-            (&m.id, &mut m.customer_count)
-        }))
-    }
-
-    async fn present_one(
-        &self,
-        tenant: &TenantId,
-        row: customer_source::Model,
-    ) -> Result<Option<pb::Source>, Status> {
-        Ok(self.present(tenant, vec![row]).await?.pop())
     }
 }
 
@@ -67,7 +42,7 @@ impl SourceService for SourceApi {
             .create_source(&ctx.tenant, &input, key.as_ref())
             .await?;
         Ok(Response::new(pb::CreateSourceResponse {
-            source: self.present_one(&ctx.tenant, source).await?,
+            source: present_one(&self.store, &ctx.tenant, source).await?,
         }))
     }
 
@@ -79,7 +54,7 @@ impl SourceService for SourceApi {
         let id = ids::parse("id", &request.get_ref().id)?;
         let source = self.store.get_source(&ctx.tenant, &id).await?;
         Ok(Response::new(pb::GetSourceResponse {
-            source: self.present_one(&ctx.tenant, source).await?,
+            source: present_one(&self.store, &ctx.tenant, source).await?,
         }))
     }
 
@@ -95,7 +70,7 @@ impl SourceService for SourceApi {
         Ok(Response::new(pb::ListSourcesResponse {
             next_page_token: page.next_token(&result),
             total_size: result.total as i64,
-            sources: self.present(&ctx.tenant, result.items).await?,
+            sources: present(&self.store, &ctx.tenant, result.items).await?,
         }))
     }
 
@@ -111,7 +86,7 @@ impl SourceService for SourceApi {
             .update_source(&ctx.tenant, &target, &patch)
             .await?;
         Ok(Response::new(pb::UpdateSourceResponse {
-            source: self.present_one(&ctx.tenant, source).await?,
+            source: present_one(&self.store, &ctx.tenant, source).await?,
         }))
     }
 
@@ -124,7 +99,7 @@ impl SourceService for SourceApi {
         let target = target(&req.id, req.etag)?;
         let source = self.store.delete_source(&ctx.tenant, &target).await?;
         Ok(Response::new(pb::DeleteSourceResponse {
-            source: self.present_one(&ctx.tenant, source).await?,
+            source: present_one(&self.store, &ctx.tenant, source).await?,
         }))
     }
 
@@ -137,7 +112,7 @@ impl SourceService for SourceApi {
         let target = target(&req.id, req.etag)?;
         let source = self.store.restore_source(&ctx.tenant, &target).await?;
         Ok(Response::new(pb::RestoreSourceResponse {
-            source: self.present_one(&ctx.tenant, source).await?,
+            source: present_one(&self.store, &ctx.tenant, source).await?,
         }))
     }
 

@@ -10,21 +10,21 @@ use std::collections::{HashMap, VecDeque};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 
 use super::{
-    Store,
-    catalog::{self, CatalogActive},
-    customers::{self, cache::Touches},
-    idempotency::{self, Claim},
+    Store, WriteTx,
+    catalog::{self, CatalogActive, CreateEntry},
+    customers,
     lock_scope,
     resource::{self, Revisable, in_tenant},
 };
 use crate::{
     domain::{
-        catalog::{EntryPatch, GroupPatch, IdempotencyKey, NewGroup, Target},
+        catalog::{EntryPatch, GroupPatch, IdempotencyKey, NewEntry, NewGroup, Target},
         paging::{DeletedFilter, Page, PageRequest},
         tenant::TenantId,
         text,
@@ -34,6 +34,8 @@ use crate::{
 };
 
 const TREE_SCOPE: &str = "group-tree";
+/// Completes the message of a name taken among a group's siblings.
+const SIBLINGS_WORDS: &str = " under the same parent";
 /// Deeper than any real tree; stops a walk over corrupt data.
 const MAX_DEPTH: usize = 10_000;
 
@@ -147,6 +149,44 @@ async fn mark(
     Ok(())
 }
 
+impl CreateEntry for Entity {
+    const SCOPE: &'static str = TREE_SCOPE;
+    const OPERATION: &'static str = "CreateGroup";
+    type Input = NewGroup;
+
+    fn entry(input: &NewGroup) -> &NewEntry {
+        &input.entry
+    }
+
+    fn name_scope(input: &NewGroup) -> (Condition, &'static str) {
+        (siblings_of(input.parent_id.as_deref()), SIBLINGS_WORDS)
+    }
+
+    async fn check(tx: &WriteTx, tenant: &str, input: &NewGroup) -> AppResult<()> {
+        match &input.parent_id {
+            Some(parent) => ensure_usable_parent(tx, tenant, parent).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn insert_row(
+        tx: &WriteTx,
+        _tenant: &str,
+        _id: &str,
+        input: NewGroup,
+        row: ActiveModel,
+        _now: i64,
+    ) -> AppResult<Model> {
+        Ok(ActiveModel {
+            parent_id: Set(input.parent_id),
+            deleted_with: Set(None),
+            ..row
+        }
+        .insert(tx)
+        .await?)
+    }
+}
+
 impl Store {
     /// Creates a group.
     pub async fn create_group(
@@ -155,70 +195,7 @@ impl Store {
         input: &NewGroup,
         key: Option<&IdempotencyKey>,
     ) -> AppResult<Model> {
-        let now = self.now();
-        let tenant = tenant.as_str();
-        let input = input.clone();
-        let key = key.cloned();
-        let tenant = tenant.to_owned();
-        self.write_touching(Touches::Nothing, move |tx| {
-            let input = input.clone();
-            let key = key.clone();
-            let tenant = tenant.clone();
-            Box::pin(async move {
-                lock_scope(tx, &tenant, TREE_SCOPE).await?;
-                if let Claim::Replay(first) =
-                    idempotency::claim(tx, &tenant, "CreateGroup", key.as_ref(), now).await?
-                {
-                    return idempotency::first_result(&first);
-                }
-                let parent = input.parent_id.as_deref();
-                if let Some(parent) = parent {
-                    ensure_usable_parent(tx, &tenant, parent).await?;
-                }
-                let entry = &input.entry;
-                catalog::ensure_name_free::<Entity>(
-                    tx,
-                    &tenant,
-                    &entry.name,
-                    siblings_of(parent),
-                    " under the same parent",
-                    None,
-                )
-                .await?;
-                let code =
-                    catalog::pick_code::<Entity>(tx, &tenant, entry.code.as_deref(), &entry.name)
-                        .await?;
-                let model = ActiveModel {
-                    id: Set(crate::domain::ids::new_id()),
-                    tenant_id: Set(tenant.clone()),
-                    code: Set(code),
-                    name: Set(entry.name.clone()),
-                    name_key: Set(text::name_key(&entry.name)),
-                    sort_key: Set(text::sort_key(&entry.name)),
-                    description: Set(entry.description.clone()),
-                    parent_id: Set(input.parent_id.clone()),
-                    deleted_with: Set(None),
-                    revision: Set(1),
-                    create_time: Set(now),
-                    update_time: Set(now),
-                    delete_time: Set(None),
-                }
-                .insert(tx)
-                .await?;
-                idempotency::remember(
-                    tx,
-                    &tenant,
-                    "CreateGroup",
-                    key.as_ref(),
-                    &model.id,
-                    &model,
-                    now,
-                )
-                .await?;
-                Ok(model)
-            })
-        })
-        .await
+        self.create_entry::<Entity>(tenant, input, key).await
     }
 
     /// One group, deleted or not.
@@ -252,9 +229,8 @@ impl Store {
     ) -> AppResult<Model> {
         let now = self.now();
         let tenant = tenant.as_str();
-        let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
-        self.write_touching(Touches::Nothing, move |tx| {
-            let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.clone());
+        let input = (target.clone(), patch.clone(), tenant.to_owned());
+        self.write(input, move |tx, (target, patch, tenant)| {
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
                 let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
@@ -276,7 +252,7 @@ impl Store {
                         &tenant,
                         &name,
                         siblings_of(parent.as_deref()),
-                        " under the same parent",
+                        SIBLINGS_WORDS,
                         Some(&row.id),
                     )
                     .await?;
@@ -287,9 +263,9 @@ impl Store {
 
                 let revision = row.revision + 1;
                 let mut active: ActiveModel = row.into();
-                active.apply_entry(EntryPatch {
+                active.apply_entry(&EntryPatch {
                     name: Some(name),
-                    ..patch.entry
+                    ..patch.entry.clone()
                 });
                 active.parent_id = Set(parent);
                 active.bump(revision, now);
@@ -309,9 +285,8 @@ impl Store {
     ) -> AppResult<(Model, Vec<String>)> {
         let now = self.now();
         let tenant = tenant.as_str();
-        let (target, tenant) = (target.clone(), tenant.to_owned());
-        self.write_touching(Touches::Everything, move |tx| {
-            let (target, tenant) = (target.clone(), tenant.clone());
+        let input = (target.clone(), tenant.to_owned());
+        self.write(input, move |tx, (target, tenant)| {
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
                 let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
@@ -347,9 +322,8 @@ impl Store {
     ) -> AppResult<(Model, Vec<String>)> {
         let now = self.now();
         let tenant = tenant.as_str();
-        let (target, tenant) = (target.clone(), tenant.to_owned());
-        self.write_touching(Touches::Everything, move |tx| {
-            let (target, tenant) = (target.clone(), tenant.clone());
+        let input = (target.clone(), tenant.to_owned());
+        self.write(input, move |tx, (target, tenant)| {
             Box::pin(async move {
                 lock_scope(tx, &tenant, TREE_SCOPE).await?;
                 let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
@@ -375,7 +349,7 @@ impl Store {
                         &tenant,
                         &group.name,
                         siblings_of(group.parent_id.as_deref()),
-                        " under the same parent",
+                        SIBLINGS_WORDS,
                         None,
                     )
                     .await?;

@@ -29,11 +29,12 @@ use std::{
 use sea_orm::{DatabaseBackend, DatabaseConnection};
 use tokio::sync::Mutex;
 
-use crate::{changes::feed::Feed, clock::SharedClock, config::SeedLocale};
+use crate::{
+    changes::feed::Feed, clock::SharedClock, config::DEFAULT_RECORD_CACHE,
+    domain::relationship::SeedLocale,
+};
 use customers::cache::RecordCache;
 use db::replicas;
-/// Customer records cached when no other size is configured.
-pub const DEFAULT_RECORD_CACHE: usize = 50_000;
 
 /// The database handle with the service's transaction rules.
 #[derive(Clone)]

@@ -6,32 +6,31 @@
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 
 use super::{
     Store, WriteTx,
-    catalog::{self, CatalogActive},
-    customers::cache::Touches,
+    catalog::{self, CatalogActive, CreateEntry},
     customers::{
         holders,
         write::{self, Change, Move},
     },
-    idempotency::{self, Claim},
     lock_scope,
     resource::{self, Revisable, in_tenant},
 };
 use crate::{
-    config::SeedLocale,
     domain::{
-        catalog::{IdempotencyKey, Target},
+        catalog::{IdempotencyKey, NewEntry, Target},
         change::{Cause, Origin},
         ids,
         paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
-        relationship::{InactivityRule, Kind, NewRelationship, RelationshipPatch, seeds},
+        relationship::{
+            InactivityRule, Kind, NewRelationship, RelationshipPatch, SeedLocale, seeds,
+        },
         tenant::{RequestContext, TenantId},
-        text,
     },
     entity::{
         customer,
@@ -140,13 +139,6 @@ pub async fn seed(
         .into_iter()
         .zip(1..)
         .map(|(seed, position)| ActiveModel {
-            id: Set(ids::new_id()),
-            tenant_id: Set(tenant.to_owned()),
-            code: Set(seed.code.to_owned()),
-            name: Set(seed.name.to_owned()),
-            name_key: Set(text::name_key(seed.name)),
-            sort_key: Set(text::sort_key(seed.name)),
-            description: Set(String::new()),
             color: Set(seed.color.to_owned()),
             position: Set(position),
             kind: Set(seed.kind.as_str().to_owned()),
@@ -154,10 +146,17 @@ pub async fn seed(
             restore_on_contact: Set(false),
             exempt_relationship_ids: Set("[]".to_owned()),
             is_default: Set(seed.is_default),
-            revision: Set(1),
-            create_time: Set(now),
-            update_time: Set(now),
-            delete_time: Set(None),
+            ..ActiveModel::created(
+                ids::new_id(),
+                tenant,
+                seed.code.to_owned(),
+                NewEntry {
+                    code: None,
+                    name: seed.name.to_owned(),
+                    description: String::new(),
+                },
+                now,
+            )
         });
     Entity::insert_many(rows).exec_without_returning(tx).await?;
     Ok(())
@@ -279,6 +278,47 @@ fn default_must_be_manual(kind: Kind) -> AppResult<()> {
     }
 }
 
+impl CreateEntry for Entity {
+    const SCOPE: &'static str = SCOPE;
+    const OPERATION: &'static str = "CreateRelationship";
+    type Input = NewRelationship;
+
+    fn entry(input: &NewRelationship) -> &NewEntry {
+        &input.entry
+    }
+
+    /// Also checks the exemptions and the default flag, and places the new
+    /// relationship at its position.
+    async fn insert_row(
+        tx: &WriteTx,
+        tenant: &str,
+        id: &str,
+        input: NewRelationship,
+        row: ActiveModel,
+        now: i64,
+    ) -> AppResult<Model> {
+        ensure_exemptions(tx, tenant, &input.rule, id).await?;
+        if input.is_default {
+            default_must_be_manual(input.kind)?;
+            unset_default(tx, tenant, id, now).await?;
+        }
+        ActiveModel {
+            color: Set(input.color),
+            position: Set(i32::MAX),
+            kind: Set(input.kind.as_str().to_owned()),
+            inactivity_days: Set(input.rule.inactivity_days),
+            restore_on_contact: Set(input.rule.restore_on_contact),
+            exempt_relationship_ids: Set(exempt_json(&input.rule.exempt_ids)),
+            is_default: Set(input.is_default),
+            ..row
+        }
+        .insert(tx)
+        .await?;
+        place(tx, tenant, id, input.position, now).await?;
+        resource::find::<Entity>(tx, tenant, id).await
+    }
+}
+
 impl Store {
     /// Creates a relationship.
     pub async fn create_relationship(
@@ -287,75 +327,7 @@ impl Store {
         input: &NewRelationship,
         key: Option<&IdempotencyKey>,
     ) -> AppResult<Model> {
-        let now = self.now();
-        let tenant = tenant.as_str();
-        let (input, key, tenant) = (input.clone(), key.cloned(), tenant.to_owned());
-        self.write_touching(Touches::Nothing, move |tx| {
-            let (input, key, tenant) = (input.clone(), key.clone(), tenant.clone());
-            Box::pin(async move {
-                lock_scope(tx, &tenant, SCOPE).await?;
-                if let Claim::Replay(first) =
-                    idempotency::claim(tx, &tenant, "CreateRelationship", key.as_ref(), now).await?
-                {
-                    return idempotency::first_result(&first);
-                }
-                let entry = &input.entry;
-                catalog::ensure_name_free::<Entity>(
-                    tx,
-                    &tenant,
-                    &entry.name,
-                    Condition::all(),
-                    "",
-                    None,
-                )
-                .await?;
-                let code =
-                    catalog::pick_code::<Entity>(tx, &tenant, entry.code.as_deref(), &entry.name)
-                        .await?;
-                let id = ids::new_id();
-                ensure_exemptions(tx, &tenant, &input.rule, &id).await?;
-                if input.is_default {
-                    default_must_be_manual(input.kind)?;
-                    unset_default(tx, &tenant, &id, now).await?;
-                }
-                ActiveModel {
-                    id: Set(id.clone()),
-                    tenant_id: Set(tenant.clone()),
-                    code: Set(code),
-                    name: Set(entry.name.clone()),
-                    name_key: Set(text::name_key(&entry.name)),
-                    sort_key: Set(text::sort_key(&entry.name)),
-                    description: Set(entry.description.clone()),
-                    color: Set(input.color.clone()),
-                    position: Set(i32::MAX),
-                    kind: Set(input.kind.as_str().to_owned()),
-                    inactivity_days: Set(input.rule.inactivity_days),
-                    restore_on_contact: Set(input.rule.restore_on_contact),
-                    exempt_relationship_ids: Set(exempt_json(&input.rule.exempt_ids)),
-                    is_default: Set(input.is_default),
-                    revision: Set(1),
-                    create_time: Set(now),
-                    update_time: Set(now),
-                    delete_time: Set(None),
-                }
-                .insert(tx)
-                .await?;
-                place(tx, &tenant, &id, input.position, now).await?;
-                let model = resource::find::<Entity>(tx, &tenant, &id).await?;
-                idempotency::remember(
-                    tx,
-                    &tenant,
-                    "CreateRelationship",
-                    key.as_ref(),
-                    &id,
-                    &model,
-                    now,
-                )
-                .await?;
-                Ok(model)
-            })
-        })
-        .await
+        self.create_entry::<Entity>(tenant, input, key).await
     }
 
     /// One relationship, deleted or not.
@@ -399,9 +371,8 @@ impl Store {
     ) -> AppResult<Model> {
         let now = self.now();
         let tenant = tenant.as_str();
-        let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
-        self.write_touching(Touches::Nothing, move |tx| {
-            let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.clone());
+        let input = (target.clone(), patch.clone(), tenant.to_owned());
+        self.write(input, move |tx, (target, patch, tenant)| {
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
                 let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
@@ -438,9 +409,9 @@ impl Store {
                 let id = row.id.clone();
                 let revision = row.revision + 1;
                 let mut active: ActiveModel = row.into();
-                active.apply_entry(patch.entry);
-                if let Some(color) = patch.color {
-                    active.color = Set(color);
+                active.apply_entry(&patch.entry);
+                if let Some(color) = &patch.color {
+                    active.color = Set(color.clone());
                 }
                 if let Some(is_default) = patch.is_default {
                     active.is_default = Set(is_default);
@@ -468,10 +439,8 @@ impl Store {
         reassign_to: Option<&str>,
     ) -> AppResult<(Model, u64)> {
         let now = self.now();
-        let (target, reassign_to, ctx) =
-            (target.clone(), reassign_to.map(str::to_owned), ctx.clone());
-        self.write_touching(Touches::Everything, move |tx| {
-            let (target, reassign_to, ctx) = (target.clone(), reassign_to.clone(), ctx.clone());
+        let input = (target.clone(), reassign_to.map(str::to_owned), ctx.clone());
+        self.write(input, move |tx, (target, reassign_to, ctx)| {
             Box::pin(async move {
                 let tenant = ctx.tenant.as_str();
                 lock_scope(tx, tenant, SCOPE).await?;
@@ -516,9 +485,8 @@ impl Store {
     ) -> AppResult<Model> {
         let now = self.now();
         let tenant = tenant.as_str();
-        let (target, tenant) = (target.clone(), tenant.to_owned());
-        self.write_touching(Touches::Nothing, move |tx| {
-            let (target, tenant) = (target.clone(), tenant.clone());
+        let input = (target.clone(), tenant.to_owned());
+        self.write(input, move |tx, (target, tenant)| {
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
                 let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;

@@ -3,10 +3,8 @@
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, Condition};
 
 use super::{
-    Store,
-    catalog::{self, CatalogActive},
-    customers::cache::Touches,
-    idempotency::{self, Claim},
+    Store, WriteTx,
+    catalog::{self, CatalogActive, CreateEntry},
     lock_scope,
     resource::{self, Revisable, in_tenant},
 };
@@ -15,7 +13,6 @@ use crate::{
         catalog::{EntryPatch, IdempotencyKey, NewEntry, Target},
         paging::{DeletedFilter, Page, PageRequest},
         tenant::TenantId,
-        text,
     },
     entity::customer_source::{ActiveModel, Entity, Model},
     error::AppResult,
@@ -25,6 +22,27 @@ use crate::{
 /// names are picked one after the other instead of racing on the index.
 const SCOPE: &str = "sources";
 
+impl CreateEntry for Entity {
+    const SCOPE: &'static str = SCOPE;
+    const OPERATION: &'static str = "CreateSource";
+    type Input = NewEntry;
+
+    fn entry(input: &NewEntry) -> &NewEntry {
+        input
+    }
+
+    async fn insert_row(
+        tx: &WriteTx,
+        _tenant: &str,
+        _id: &str,
+        _input: NewEntry,
+        row: ActiveModel,
+        _now: i64,
+    ) -> AppResult<Model> {
+        Ok(row.insert(tx).await?)
+    }
+}
+
 impl Store {
     /// Creates a source.
     pub async fn create_source(
@@ -33,59 +51,7 @@ impl Store {
         entry: &NewEntry,
         key: Option<&IdempotencyKey>,
     ) -> AppResult<Model> {
-        let now = self.now();
-        let tenant = tenant.as_str();
-        let (entry, key, tenant) = (entry.clone(), key.cloned(), tenant.to_owned());
-        self.write_touching(Touches::Nothing, move |tx| {
-            let (entry, key, tenant) = (entry.clone(), key.clone(), tenant.clone());
-            Box::pin(async move {
-                lock_scope(tx, &tenant, SCOPE).await?;
-                if let Claim::Replay(first) =
-                    idempotency::claim(tx, &tenant, "CreateSource", key.as_ref(), now).await?
-                {
-                    return idempotency::first_result(&first);
-                }
-                catalog::ensure_name_free::<Entity>(
-                    tx,
-                    &tenant,
-                    &entry.name,
-                    Condition::all(),
-                    "",
-                    None,
-                )
-                .await?;
-                let code =
-                    catalog::pick_code::<Entity>(tx, &tenant, entry.code.as_deref(), &entry.name)
-                        .await?;
-                let model = ActiveModel {
-                    id: Set(crate::domain::ids::new_id()),
-                    tenant_id: Set(tenant.clone()),
-                    code: Set(code),
-                    name_key: Set(text::name_key(&entry.name)),
-                    sort_key: Set(text::sort_key(&entry.name)),
-                    name: Set(entry.name),
-                    description: Set(entry.description),
-                    revision: Set(1),
-                    create_time: Set(now),
-                    update_time: Set(now),
-                    delete_time: Set(None),
-                }
-                .insert(tx)
-                .await?;
-                idempotency::remember(
-                    tx,
-                    &tenant,
-                    "CreateSource",
-                    key.as_ref(),
-                    &model.id,
-                    &model,
-                    now,
-                )
-                .await?;
-                Ok(model)
-            })
-        })
-        .await
+        self.create_entry::<Entity>(tenant, entry, key).await
     }
 
     /// One source, deleted or not.
@@ -113,9 +79,8 @@ impl Store {
     ) -> AppResult<Model> {
         let now = self.now();
         let tenant = tenant.as_str();
-        let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.to_owned());
-        self.write_touching(Touches::Nothing, move |tx| {
-            let (target, patch, tenant) = (target.clone(), patch.clone(), tenant.clone());
+        let input = (target.clone(), patch.clone(), tenant.to_owned());
+        self.write(input, move |tx, (target, patch, tenant)| {
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
                 let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
@@ -149,9 +114,8 @@ impl Store {
     ) -> AppResult<Model> {
         let now = self.now();
         let tenant = tenant.as_str();
-        let (target, tenant) = (target.clone(), tenant.to_owned());
-        self.write_touching(Touches::Nothing, move |tx| {
-            let (target, tenant) = (target.clone(), tenant.clone());
+        let input = (target.clone(), tenant.to_owned());
+        self.write(input, move |tx, (target, tenant)| {
             Box::pin(async move {
                 lock_scope(tx, &tenant, SCOPE).await?;
                 let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;

@@ -4,7 +4,7 @@
 
 use sea_orm::{ActiveValue::Set, EntityTrait, TryInsertResult};
 
-use super::{Store, customers::cache::Touches, relationships};
+use super::{Store, relationships};
 use crate::{domain::tenant::TenantId, entity::tenant, error::AppResult};
 
 impl Store {
@@ -16,8 +16,7 @@ impl Store {
         let locale = self.seed_locale;
         let id = tenant.as_str().to_owned();
         let now = self.now();
-        self.write_touching(Touches::Nothing, move |tx| {
-            let id = id.clone();
+        self.write(id, move |tx, id| {
             Box::pin(async move {
                 let inserted = tenant::Entity::insert(tenant::ActiveModel {
                     id: Set(id.clone()),

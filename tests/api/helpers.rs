@@ -16,7 +16,7 @@ use chrono::{TimeZone, Utc};
 use crm_classify::{
     Application, Config,
     clock::ManualClock,
-    config::SeedLocale,
+    domain::relationship::SeedLocale,
     pb::{
         customer_service_client::CustomerServiceClient, group_service_client::GroupServiceClient,
         relationship_service_client::RelationshipServiceClient,

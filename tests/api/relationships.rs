@@ -2,7 +2,7 @@
 //! automatic kind's settings and the delete rules.
 
 use crm_classify::{
-    config::SeedLocale,
+    domain::relationship::SeedLocale,
     pb::{
         CountCustomersByRelationshipRequest, CreateRelationshipRequest, Customer,
         DeleteCustomerRequest, DeleteRelationshipRequest, GetRelationshipRequest,

@@ -8,13 +8,13 @@ use std::{collections::BTreeMap, sync::Arc, time::Instant};
 use clap::Args;
 use crm_classify::{
     clock::SystemClock,
-    config::SeedLocale,
     domain::{
         catalog::{NewEntry, NewGroup},
         change::{Cause, Origin},
         customer::Profile,
         ids,
         paging::{DeletedFilter, PageRequest},
+        relationship::SeedLocale,
         tenant::TenantId,
     },
     entity::customer,

@@ -409,7 +409,7 @@ pub fn relationship_patch(
 
 impl From<relationship_row::Model> for pb::Relationship {
     fn from(row: relationship_row::Model) -> Self {
-        // A corrupt stored list was refused by the store before this.
+        // Checked before conversion (`grpc::Counted::check`).
         let exempt_relationship_ids = row.exempt_ids().unwrap_or_default();
         let kind = match Kind::from_stored(&row.kind) {
             Some(Kind::Manual) => pb::RelationshipKind::Manual,

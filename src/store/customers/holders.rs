@@ -44,10 +44,10 @@ mod tests {
 
     use crate::{
         clock::ManualClock,
-        config::SeedLocale,
         domain::{
             catalog::Target,
             customer::{NewCustomer, Profile},
+            relationship::SeedLocale,
             tenant::{Actor, RequestContext, TenantId},
         },
         entity::relationship_member,

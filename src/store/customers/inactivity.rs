@@ -568,9 +568,9 @@ mod tests {
     use super::*;
     use crate::{
         clock::ManualClock,
-        config::SeedLocale,
         domain::{
             customer::{NewCustomer, Profile},
+            relationship::SeedLocale,
             tenant::{Actor, TenantId},
         },
         store::db::connection as database,

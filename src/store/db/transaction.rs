@@ -115,16 +115,6 @@ impl Store {
         .map_err(|e| AppError::Internal(format!("a write failed: {e}")))?
     }
 
-    /// TEMPORARY: the catalogs' old call shape, until they move to
-    /// [`Store::write`].
-    pub async fn write_touching<T, F>(&self, _touches: Touches, op: F) -> AppResult<T>
-    where
-        T: Send + 'static,
-        F: for<'c> Fn(&'c WriteTx) -> BoxFuture<'c, AppResult<T>> + Send + Sync + 'static,
-    {
-        self.write((), move |tx, ()| op(tx)).await
-    }
-
     async fn write_attempts<I, T, F>(
         &self,
         changed: &Arc<Mutex<Touches>>,
