@@ -14,9 +14,13 @@
 //! - [`error`]: `AppError`, database error classification, gRPC statuses.
 //! - [`domain`]: validated inputs and rules (codes, names, ids, paging,
 //!   relationship kinds); no tonic, no SeaORM.
-//! - [`store`]: persistence per resource and the write-transaction rules.
-//! - [`changes`]: the relationship-change log; the one way a customer's
-//!   relationship changes.
+//! - [`store`]: persistence, no tonic: `store::customers` (with the one
+//!   write path every customer change goes through,
+//!   `store::customers::write`), `store::catalogs` (groups, sources,
+//!   relationships), `store::db` (connection, write transactions,
+//!   replicas).
+//! - [`changes`]: the change stream: tailing the relationship-change log
+//!   (which only the write path appends to), fan-out and retention.
 //! - [`entity`]: SeaORM entities.
 //! - [`grpc`]: transport: one handler file per service plus conversions.
 //! - [`pb`]: generated protobuf code and the reflection descriptor set.

@@ -11,7 +11,7 @@
 //! the target's range (two pages).
 //!
 //! `automatic_relationship` copies the kind of the customer's relationship
-//! (a kind never changes); every move sets it (`changes::record`).
+//! (a kind never changes); every move sets it (then `changes::record`; now the write path, `store::customers::write`).
 
 use sea_orm_migration::prelude::*;
 

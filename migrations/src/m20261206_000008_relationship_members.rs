@@ -24,7 +24,7 @@
 //! `customers.automatic_relationship` moves here. `customers.relationship_id`
 //! stays (the record reads it), unindexed. Every write of a customer's
 //! relationship, activity time or deletion writes its row here in the same
-//! transaction (`store::relationship_members`).
+//! transaction (the write path, `store::customers::write`).
 
 use sea_orm_migration::prelude::*;
 

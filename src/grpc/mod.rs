@@ -165,7 +165,7 @@ counted! {
     Group from crate::entity::customer_group::Model, counted by group_customer_counts;
     Source from crate::entity::customer_source::Model, counted by source_customer_counts;
     Relationship from crate::entity::relationship::Model, counted by relationship_customer_counts,
-        checked by crate::store::relationships::exempt_ids_of;
+        checked by crate::store::catalogs::relationships::exempt_ids_of;
 }
 
 /// Messages for catalog `rows`, with their customer counts.

@@ -4,19 +4,16 @@
 //!   and their rules, what replicas tell each other.
 //! - [`customers`]: everything about customer records, with the one write
 //!   path every customer change goes through ([`customers::write`]).
-//! - [`catalog`], [`groups`], [`sources`], [`relationships`]: the three
-//!   catalogs customers are classified by.
+//! - [`catalogs`]: the three catalogs customers are classified by (groups,
+//!   sources, relationships) and what their writes share.
 //! - [`resource`], [`idempotency`], [`tenants`]: what every resource
 //!   shares, request ids, and tenant provisioning.
 
-pub mod catalog;
+pub mod catalogs;
 pub mod customers;
 pub mod db;
-pub mod groups;
 pub mod idempotency;
-pub mod relationships;
 pub mod resource;
-pub mod sources;
 pub mod tenants;
 
 pub use db::transaction::{WriteTx, lock_scope, lock_scope_shared, snapshot};

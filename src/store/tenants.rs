@@ -4,7 +4,7 @@
 
 use sea_orm::{ActiveValue::Set, EntityTrait, TryInsertResult};
 
-use super::{Store, relationships};
+use super::{Store, catalogs::relationships};
 use crate::{domain::tenant::TenantId, entity::tenant, error::AppResult};
 
 impl Store {
@@ -26,7 +26,7 @@ impl Store {
                 .exec_without_returning(tx)
                 .await?;
                 if matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
-                    relationships::seed(tx, &id, locale, now).await?;
+                    relationships::seed(tx, id, locale, now).await?;
                     tracing::info!(tenant = %id, "provisioned a new tenant");
                 }
                 Ok(())

@@ -17,5 +17,6 @@ mod relationships;
 mod retention;
 mod server;
 mod sources;
+mod stored_data;
 mod tenancy;
 mod write_path;

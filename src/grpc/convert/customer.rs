@@ -18,7 +18,7 @@ use crate::{
     pb,
     store::{
         customers::CustomerRecord,
-        customers::lists::{RelationshipTally, SourceFigures},
+        customers::reports::{RelationshipTally, SourceFigures},
         resource::etag,
     },
 };

@@ -1,16 +1,20 @@
-//! What the three catalogs (groups, sources, relationships) share beyond
-//! [`super::resource`]: the one Create path, codes generated from names, and
-//! name uniqueness.
+//! The three catalogs customers are classified by: [`groups`] (a tree),
+//! [`sources`] and [`relationships`]. This module holds what they share
+//! beyond [`crate::store::resource`]: the one Create path, codes generated
+//! from names, and name uniqueness.
+
+pub mod groups;
+pub mod relationships;
+pub mod sources;
 
 use std::future::Future;
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, QueryFilter,
-    QuerySelect, Select,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, QueryFilter, QuerySelect, Select,
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{
+use crate::store::{
     Store, WriteTx,
     idempotency::{self, Claim},
     lock_scope,

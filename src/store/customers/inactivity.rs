@@ -40,8 +40,9 @@ use crate::{
     entity::{customer, relationship, relationship_change, relationship_member, tenant},
     error::AppResult,
     store::{
-        Store, WriteTx, lock_scope_shared,
-        relationships::{self, exempt_ids_of, kind_of},
+        Store, WriteTx,
+        catalogs::relationships::{self, exempt_ids_of, kind_of},
+        lock_scope_shared,
         resource::in_tenant,
     },
 };

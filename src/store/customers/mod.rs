@@ -10,7 +10,8 @@
 //! - [`update`]: profile, delete and restore, relationship changes.
 //! - [`memberships`], [`contacts`]: group membership; contacts.
 //! - [`inactivity`]: the inactivity rule, swept and on demand.
-//! - [`lists`], [`holders`], [`history`]: lists, counts and reports;
+//! - [`lists`], [`reports`], [`holders`], [`history`]: lists; counts and
+//!   reports;
 //!   who holds a relationship; each customer's relationship history.
 
 pub mod cache;
@@ -23,6 +24,7 @@ pub mod inactivity;
 pub mod lists;
 pub mod memberships;
 pub mod records;
+pub mod reports;
 pub mod rules;
 pub mod update;
 pub mod write;

@@ -10,16 +10,14 @@ use std::collections::{HashMap, VecDeque};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 
-use super::{
+use crate::store::{
     Store, WriteTx,
-    catalog::{self, CatalogActive, CreateEntry},
-    customers,
-    lock_scope,
+    catalogs::{self as catalog, CatalogActive, CreateEntry},
+    customers, lock_scope,
     resource::{self, Revisable, in_tenant},
 };
 use crate::{
@@ -232,8 +230,8 @@ impl Store {
         let input = (target.clone(), patch.clone(), tenant.to_owned());
         self.write(input, move |tx, (target, patch, tenant)| {
             Box::pin(async move {
-                lock_scope(tx, &tenant, TREE_SCOPE).await?;
-                let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
+                lock_scope(tx, tenant, TREE_SCOPE).await?;
+                let row = resource::lock_target::<Entity>(tx, tenant, target).await?;
                 resource::ensure_active::<Entity>(&row, "changing it")?;
 
                 let parent = patch
@@ -242,14 +240,14 @@ impl Store {
                     .unwrap_or_else(|| row.parent_id.clone());
                 let moved = parent != row.parent_id;
                 if moved && let Some(new_parent) = &parent {
-                    ensure_no_cycle(tx, &tenant, &row.id, new_parent).await?;
-                    ensure_usable_parent(tx, &tenant, new_parent).await?;
+                    ensure_no_cycle(tx, tenant, &row.id, new_parent).await?;
+                    ensure_usable_parent(tx, tenant, new_parent).await?;
                 }
                 let name = patch.entry.name.clone().unwrap_or_else(|| row.name.clone());
                 if moved || text::name_key(&name) != row.name_key {
                     catalog::ensure_name_free::<Entity>(
                         tx,
-                        &tenant,
+                        tenant,
                         &name,
                         siblings_of(parent.as_deref()),
                         SIBLINGS_WORDS,
@@ -258,7 +256,7 @@ impl Store {
                     .await?;
                 }
                 if let Some(code) = &patch.entry.code {
-                    catalog::ensure_code_free::<Entity>(tx, &tenant, code, Some(&row.id)).await?;
+                    catalog::ensure_code_free::<Entity>(tx, tenant, code, Some(&row.id)).await?;
                 }
 
                 let revision = row.revision + 1;
@@ -288,10 +286,10 @@ impl Store {
         let input = (target.clone(), tenant.to_owned());
         self.write(input, move |tx, (target, tenant)| {
             Box::pin(async move {
-                lock_scope(tx, &tenant, TREE_SCOPE).await?;
-                let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
+                lock_scope(tx, tenant, TREE_SCOPE).await?;
+                let row = resource::lock_target::<Entity>(tx, tenant, target).await?;
                 resource::ensure_not_yet_deleted::<Entity>(&row)?;
-                let descendants = active_descendants(tx, &tenant, &row.id).await?;
+                let descendants = active_descendants(tx, tenant, &row.id).await?;
                 if !descendants.is_empty() && !cascade {
                     return Err(AppError::precondition(
                         "HAS_ACTIVE_CHILDREN",
@@ -303,10 +301,10 @@ impl Store {
                         ),
                     ));
                 }
-                mark(tx, &tenant, &descendants, Some(now), Some(&row.id), now).await?;
-                mark(tx, &tenant, std::slice::from_ref(&row.id), Some(now), None, now).await?;
+                mark(tx, tenant, &descendants, Some(now), Some(&row.id), now).await?;
+                mark(tx, tenant, std::slice::from_ref(&row.id), Some(now), None, now).await?;
                 customers::write::groups_changed(tx).await?;
-                let group = resource::find::<Entity>(tx, &tenant, &row.id).await?;
+                let group = resource::find::<Entity>(tx, tenant, &row.id).await?;
                 Ok((group, descendants))
             })
         })
@@ -325,11 +323,11 @@ impl Store {
         let input = (target.clone(), tenant.to_owned());
         self.write(input, move |tx, (target, tenant)| {
             Box::pin(async move {
-                lock_scope(tx, &tenant, TREE_SCOPE).await?;
-                let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
+                lock_scope(tx, tenant, TREE_SCOPE).await?;
+                let row = resource::lock_target::<Entity>(tx, tenant, target).await?;
                 resource::ensure_deleted::<Entity>(&row)?;
                 if let Some(parent_id) = &row.parent_id {
-                    let parent = resource::find::<Entity>(tx, &tenant, parent_id).await?;
+                    let parent = resource::find::<Entity>(tx, tenant, parent_id).await?;
                     if parent.delete_time.is_some() {
                         return Err(AppError::precondition(
                             "PARENT_DELETED",
@@ -338,7 +336,7 @@ impl Store {
                         ));
                     }
                 }
-                let taken_along = in_tenant::<Entity>(&tenant)
+                let taken_along = in_tenant::<Entity>(tenant)
                     .filter(Column::DeletedWith.eq(&row.id))
                     .filter(Column::DeleteTime.is_not_null())
                     .all(tx)
@@ -346,7 +344,7 @@ impl Store {
                 for group in std::iter::once(&row).chain(&taken_along) {
                     catalog::ensure_name_free::<Entity>(
                         tx,
-                        &tenant,
+                        tenant,
                         &group.name,
                         siblings_of(group.parent_id.as_deref()),
                         SIBLINGS_WORDS,
@@ -355,10 +353,10 @@ impl Store {
                     .await?;
                 }
                 let restored: Vec<String> = taken_along.into_iter().map(|g| g.id).collect();
-                mark(tx, &tenant, &restored, None, None, now).await?;
-                mark(tx, &tenant, std::slice::from_ref(&row.id), None, None, now).await?;
+                mark(tx, tenant, &restored, None, None, now).await?;
+                mark(tx, tenant, std::slice::from_ref(&row.id), None, None, now).await?;
                 customers::write::groups_changed(tx).await?;
-                let group = resource::find::<Entity>(tx, &tenant, &row.id).await?;
+                let group = resource::find::<Entity>(tx, tenant, &row.id).await?;
                 Ok((group, restored))
             })
         })

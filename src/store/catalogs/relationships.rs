@@ -6,14 +6,13 @@
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 
-use super::{
+use crate::store::{
     Store, WriteTx,
-    catalog::{self, CatalogActive, CreateEntry},
+    catalogs::{self as catalog, CatalogActive, CreateEntry},
     customers::{
         holders,
         write::{self, Change, Move},
@@ -40,7 +39,7 @@ use crate::{
 };
 
 /// The advisory-lock scope every change to a tenant's relationships takes.
-pub(super) const SCOPE: &str = "relationships";
+pub(crate) const SCOPE: &str = "relationships";
 
 /// The stored kind of a row.
 pub fn kind_of(row: &Model) -> AppResult<Kind> {
@@ -374,8 +373,8 @@ impl Store {
         let input = (target.clone(), patch.clone(), tenant.to_owned());
         self.write(input, move |tx, (target, patch, tenant)| {
             Box::pin(async move {
-                lock_scope(tx, &tenant, SCOPE).await?;
-                let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
+                lock_scope(tx, tenant, SCOPE).await?;
+                let row = resource::lock_target::<Entity>(tx, tenant, target).await?;
                 resource::ensure_active::<Entity>(&row, "changing it")?;
                 let kind = kind_of(&row)?;
                 let rule = InactivityRule {
@@ -388,13 +387,13 @@ impl Store {
                 };
                 rule.check(kind, "relationship")?;
                 if patch.exempt_ids.is_some() {
-                    ensure_exemptions(tx, &tenant, &rule, &row.id).await?;
+                    ensure_exemptions(tx, tenant, &rule, &row.id).await?;
                 }
-                catalog::ensure_patch_free::<Entity>(tx, &tenant, &row.id, &patch.entry).await?;
+                catalog::ensure_patch_free::<Entity>(tx, tenant, &row.id, &patch.entry).await?;
                 match patch.is_default {
                     Some(true) if !row.is_default => {
                         default_must_be_manual(kind)?;
-                        unset_default(tx, &tenant, &row.id, now).await?;
+                        unset_default(tx, tenant, &row.id, now).await?;
                     }
                     Some(false) if row.is_default => {
                         return Err(AppError::precondition(
@@ -422,9 +421,9 @@ impl Store {
                 active.bump(revision, now);
                 active.update(tx).await?;
                 if patch.position.is_some() {
-                    place(tx, &tenant, &id, patch.position, now).await?;
+                    place(tx, tenant, &id, patch.position, now).await?;
                 }
-                resource::find::<Entity>(tx, &tenant, &id).await
+                resource::find::<Entity>(tx, tenant, &id).await
             })
         })
         .await
@@ -444,7 +443,7 @@ impl Store {
             Box::pin(async move {
                 let tenant = ctx.tenant.as_str();
                 lock_scope(tx, tenant, SCOPE).await?;
-                let row = resource::lock_target::<Entity>(tx, tenant, &target).await?;
+                let row = resource::lock_target::<Entity>(tx, tenant, target).await?;
                 resource::ensure_not_yet_deleted::<Entity>(&row)?;
                 if row.is_default {
                     return Err(AppError::precondition(
@@ -462,7 +461,7 @@ impl Store {
                     }
                     ensure_manual_target(tx, tenant, to, "reassign_to_id").await?;
                 }
-                let reassigned = reassign_holders(tx, &ctx, &row.id, reassign_to.as_deref(), now).await?;
+                let reassigned = reassign_holders(tx, ctx, &row.id, reassign_to.as_deref(), now).await?;
 
                 let id = row.id.clone();
                 let revision = row.revision + 1;
@@ -488,19 +487,19 @@ impl Store {
         let input = (target.clone(), tenant.to_owned());
         self.write(input, move |tx, (target, tenant)| {
             Box::pin(async move {
-                lock_scope(tx, &tenant, SCOPE).await?;
-                let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
+                lock_scope(tx, tenant, SCOPE).await?;
+                let row = resource::lock_target::<Entity>(tx, tenant, target).await?;
                 resource::ensure_deleted::<Entity>(&row)?;
                 catalog::ensure_name_free::<Entity>(
                     tx,
-                    &tenant,
+                    tenant,
                     &row.name,
                     Condition::all(),
                     "",
                     None,
                 )
                 .await?;
-                let end = active_in_order(tx, &tenant).await?.len() as i32 + 1;
+                let end = active_in_order(tx, tenant).await?.len() as i32 + 1;
                 let revision = row.revision + 1;
                 let mut active: ActiveModel = row.into();
                 active.delete_time = Set(None);

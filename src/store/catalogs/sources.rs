@@ -2,9 +2,9 @@
 
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, Condition};
 
-use super::{
+use crate::store::{
     Store, WriteTx,
-    catalog::{self, CatalogActive, CreateEntry},
+    catalogs::{self as catalog, CatalogActive, CreateEntry},
     lock_scope,
     resource::{self, Revisable, in_tenant},
 };
@@ -82,10 +82,10 @@ impl Store {
         let input = (target.clone(), patch.clone(), tenant.to_owned());
         self.write(input, move |tx, (target, patch, tenant)| {
             Box::pin(async move {
-                lock_scope(tx, &tenant, SCOPE).await?;
-                let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
+                lock_scope(tx, tenant, SCOPE).await?;
+                let row = resource::lock_target::<Entity>(tx, tenant, target).await?;
                 resource::ensure_active::<Entity>(&row, "changing it")?;
-                catalog::ensure_patch_free::<Entity>(tx, &tenant, &row.id, &patch).await?;
+                catalog::ensure_patch_free::<Entity>(tx, tenant, &row.id, patch).await?;
                 let revision = row.revision + 1;
                 let mut active: ActiveModel = row.into();
                 active.apply_entry(patch);
@@ -117,15 +117,15 @@ impl Store {
         let input = (target.clone(), tenant.to_owned());
         self.write(input, move |tx, (target, tenant)| {
             Box::pin(async move {
-                lock_scope(tx, &tenant, SCOPE).await?;
-                let row = resource::lock_target::<Entity>(tx, &tenant, &target).await?;
+                lock_scope(tx, tenant, SCOPE).await?;
+                let row = resource::lock_target::<Entity>(tx, tenant, target).await?;
                 if delete {
                     resource::ensure_not_yet_deleted::<Entity>(&row)?;
                 } else {
                     resource::ensure_deleted::<Entity>(&row)?;
                     catalog::ensure_name_free::<Entity>(
                         tx,
-                        &tenant,
+                        tenant,
                         &row.name,
                         Condition::all(),
                         "",

@@ -1,0 +1,381 @@
+//! Counting customers: the summary bar (counts per relationship), the
+//! source report, and the customer counts shown on groups, sources and
+//! relationships.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait,
+    sea_query::{Expr, ExprTrait, Func, Query},
+};
+
+use super::lists::{filtered, is_unfiltered, single_group};
+use crate::store::{
+    Store,
+    resource::{self, in_tenant},
+    snapshot,
+};
+use crate::{
+    domain::{customer::CustomerFilter, tenant::RequestContext},
+    entity::{
+        customer, customer_group, customer_source, group_relationship_count, relationship,
+        relationship_count,
+    },
+    error::{AppError, AppResult},
+};
+
+/// Code of the relationship the source report counts as closed.
+pub const CLOSED_CODE: &str = "CLOSED";
+
+/// One relationship and how many customers hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationshipTally {
+    /// The relationship.
+    pub relationship: relationship::Model,
+    /// Customers holding it.
+    pub count: i64,
+}
+
+/// The summary bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tallies {
+    /// Customers matching the filters.
+    pub total: i64,
+    /// One entry per active relationship, in position order.
+    pub by_relationship: Vec<RelationshipTally>,
+}
+
+/// One row of the source report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceFigures {
+    /// The source; `None` for customers without one.
+    pub source: Option<customer_source::Model>,
+    /// Customers created in the range.
+    pub customers: i64,
+    /// Per relationship.
+    pub tallies: Vec<RelationshipTally>,
+    /// In the CLOSED relationship.
+    pub closed: i64,
+    /// Sum of revenue.
+    pub revenue: i64,
+}
+
+/// The source report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceReport {
+    /// Sources in name order, then the no-source row.
+    pub rows: Vec<SourceFigures>,
+    /// Over all rows.
+    pub total: SourceFigures,
+}
+
+/// Active relationships in position order.
+async fn relationships_in_order(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+) -> AppResult<Vec<relationship::Model>> {
+    Ok(in_tenant::<relationship::Entity>(tenant)
+        .filter(relationship::Column::DeleteTime.is_null())
+        .order_by_asc(relationship::Column::Position)
+        .order_by_asc(relationship::Column::Id)
+        .all(db)
+        .await?)
+}
+
+/// The summary bar read in one statement (one snapshot) from a counter
+/// table: `counter` selects the count of the relationship
+/// `relationships.id`. With `group_id`, NOT_FOUND when that group does not
+/// exist.
+async fn tallies_from_counters(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    counter: sea_orm::sea_query::SelectStatement,
+    group_id: Option<&str>,
+) -> AppResult<Tallies> {
+    const COUNT: &str = "tally_customers";
+    const GROUP_FOUND: &str = "tally_group_found";
+    let mut query = in_tenant::<relationship::Entity>(tenant)
+        .filter(relationship::Column::DeleteTime.is_null())
+        .order_by_asc(relationship::Column::Position)
+        .order_by_asc(relationship::Column::Id)
+        .expr_as(
+            Func::coalesce([
+                Expr::SubQuery(None, Box::new(counter.into())),
+                Expr::val(0i64),
+            ])
+            .cast_as("BIGINT"),
+            COUNT,
+        );
+    if let Some(group_id) = group_id {
+        query = query.expr_as(
+            Expr::exists(
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from(customer_group::Entity)
+                    .and_where(Expr::col(customer_group::Column::TenantId).eq(tenant))
+                    .and_where(Expr::col(customer_group::Column::Id).eq(group_id))
+                    .to_owned(),
+            ),
+            GROUP_FOUND,
+        );
+    }
+    let rows = db
+        .query_all_raw(query.build(db.get_database_backend()))
+        .await?;
+    let mut by_relationship = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if let Some(group_id) = group_id
+            && !row.try_get::<bool>("", GROUP_FOUND)?
+        {
+            return Err(AppError::not_found("group", group_id));
+        }
+        by_relationship.push(RelationshipTally {
+            relationship: relationship::Model::from_query_result(row, "")?,
+            count: row.try_get("", COUNT)?,
+        });
+    }
+    if let (true, Some(group_id)) = (rows.is_empty(), group_id) {
+        // No relationship row carried the flag (the default one is never
+        // deleted, so this does not happen); ask directly.
+        resource::find::<customer_group::Entity>(db, tenant, group_id).await?;
+    }
+    Ok(Tallies {
+        total: by_relationship.iter().map(|t| t.count).sum(),
+        by_relationship,
+    })
+}
+
+fn tallies(
+    relationships: &[relationship::Model],
+    counts: &HashMap<String, i64>,
+) -> Vec<RelationshipTally> {
+    relationships
+        .iter()
+        .map(|r| RelationshipTally {
+            relationship: r.clone(),
+            count: counts.get(&r.id).copied().unwrap_or(0),
+        })
+        .collect()
+}
+
+impl Store {
+    /// The summary bar for `filter` (its relationship filter is ignored).
+    pub async fn count_by_relationship(
+        &self,
+        ctx: &RequestContext,
+        filter: &CustomerFilter,
+    ) -> AppResult<Tallies> {
+        let tenant = ctx.tenant.as_str();
+        if is_unfiltered(filter) {
+            // Kept up to date by every write: no scan of the customers.
+            let mut counter = Query::select();
+            counter
+                .column(relationship_count::Column::Customers)
+                .from(relationship_count::Entity)
+                .and_where(Expr::col(relationship_count::Column::TenantId).eq(tenant))
+                .and_where(
+                    Expr::col((
+                        relationship_count::Entity,
+                        relationship_count::Column::RelationshipId,
+                    ))
+                    .equals((relationship::Entity, relationship::Column::Id)),
+                );
+            return tallies_from_counters(self.db(), tenant, counter, None).await;
+        }
+        if let Some(group_id) = single_group(filter) {
+            // Kept up to date by every write, like the unfiltered counts.
+            let mut counter = Query::select();
+            counter
+                .column(group_relationship_count::Column::Customers)
+                .from(group_relationship_count::Entity)
+                .and_where(Expr::col(group_relationship_count::Column::TenantId).eq(tenant))
+                .and_where(Expr::col(group_relationship_count::Column::GroupId).eq(group_id))
+                .and_where(
+                    Expr::col((
+                        group_relationship_count::Entity,
+                        group_relationship_count::Column::RelationshipId,
+                    ))
+                    .equals((relationship::Entity, relationship::Column::Id)),
+                );
+            return tallies_from_counters(self.db(), tenant, counter, Some(group_id)).await;
+        }
+        let tx = snapshot(self.db()).await?;
+        let relationships = relationships_in_order(&tx, tenant).await?;
+        let counts: HashMap<String, i64> = filtered(&tx, tenant, filter, false)
+            .await?
+            .select_only()
+            .column(customer::Column::RelationshipId)
+            .column_as(Expr::cust("COUNT(*)"), "n")
+            .group_by(customer::Column::RelationshipId)
+            .into_tuple::<(String, i64)>()
+            .all(&tx)
+            .await?
+            .into_iter()
+            .collect();
+        tx.commit().await?;
+        let by_relationship = tallies(&relationships, &counts);
+        Ok(Tallies {
+            total: by_relationship.iter().map(|t| t.count).sum(),
+            by_relationship,
+        })
+    }
+
+    /// The source report over customers created in `[from, to)`.
+    pub async fn source_report(
+        &self,
+        ctx: &RequestContext,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> AppResult<SourceReport> {
+        let tenant = ctx.tenant.as_str();
+        let tx = snapshot(self.db()).await?;
+        let relationships = relationships_in_order(&tx, tenant).await?;
+        let mut query =
+            in_tenant::<customer::Entity>(tenant).filter(customer::Column::DeleteTime.is_null());
+        if let Some(from) = from {
+            query = query.filter(customer::Column::CreateTime.gte(from));
+        }
+        if let Some(to) = to {
+            query = query.filter(customer::Column::CreateTime.lt(to));
+        }
+        let groups: Vec<(Option<String>, String, i64, i64)> = query
+            .select_only()
+            .column(customer::Column::SourceId)
+            .column(customer::Column::RelationshipId)
+            .column_as(Expr::cust("COUNT(*)"), "n")
+            .column_as(
+                Func::coalesce([Expr::col(customer::Column::Revenue).sum(), Expr::val(0i64)])
+                    .cast_as("BIGINT"),
+                "revenue",
+            )
+            .group_by(customer::Column::SourceId)
+            .group_by(customer::Column::RelationshipId)
+            .into_tuple()
+            .all(&tx)
+            .await?;
+        let used: HashSet<String> = groups.iter().filter_map(|g| g.0.clone()).collect();
+        let sources = in_tenant::<customer_source::Entity>(tenant)
+            .filter(
+                Condition::any()
+                    .add(customer_source::Column::DeleteTime.is_null())
+                    .add(customer_source::Column::Id.is_in(used)),
+            )
+            .order_by_asc(customer_source::Column::SortKey)
+            .order_by_asc(customer_source::Column::Id)
+            .all(&tx)
+            .await?;
+        tx.commit().await?;
+
+        let closed_id = relationships
+            .iter()
+            .find(|r| r.code == CLOSED_CODE)
+            .map(|r| r.id.clone());
+        let mut per_source: BTreeMap<Option<String>, (HashMap<String, i64>, i64)> = BTreeMap::new();
+        for (source_id, relationship_id, n, revenue) in groups {
+            let entry = per_source.entry(source_id).or_default();
+            *entry.0.entry(relationship_id).or_default() += n;
+            entry.1 += revenue;
+        }
+        let figures = |source: Option<customer_source::Model>,
+                       counts: &HashMap<String, i64>,
+                       revenue: i64| SourceFigures {
+            customers: counts.values().sum(),
+            closed: closed_id
+                .as_ref()
+                .and_then(|id| counts.get(id))
+                .copied()
+                .unwrap_or(0),
+            tallies: tallies(&relationships, counts),
+            revenue,
+            source,
+        };
+        let empty = (HashMap::new(), 0);
+        let mut rows: Vec<SourceFigures> = sources
+            .into_iter()
+            .map(|s| {
+                let (counts, revenue) = per_source.get(&Some(s.id.clone())).unwrap_or(&empty);
+                figures(Some(s), counts, *revenue)
+            })
+            .collect();
+        let (counts, revenue) = per_source.get(&None).unwrap_or(&empty);
+        rows.push(figures(None, counts, *revenue));
+
+        let mut all_counts: HashMap<String, i64> = HashMap::new();
+        let mut all_revenue = 0;
+        for (counts, revenue) in per_source.values() {
+            for (id, n) in counts {
+                *all_counts.entry(id.clone()).or_default() += n;
+            }
+            all_revenue += revenue;
+        }
+        Ok(SourceReport {
+            rows,
+            total: figures(None, &all_counts, all_revenue),
+        })
+    }
+
+    /// Active customers per group, for the groups `ids`.
+    pub async fn group_customer_counts(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> AppResult<HashMap<String, i64>> {
+        Ok(group_relationship_count::Entity::find()
+            .filter(group_relationship_count::Column::TenantId.eq(tenant))
+            .filter(group_relationship_count::Column::GroupId.is_in(ids.iter().cloned()))
+            .select_only()
+            .column(group_relationship_count::Column::GroupId)
+            .column_as(
+                Expr::col(group_relationship_count::Column::Customers)
+                    .sum()
+                    .cast_as("BIGINT"),
+                "n",
+            )
+            .group_by(group_relationship_count::Column::GroupId)
+            .into_tuple::<(String, i64)>()
+            .all(self.db())
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// Active customers per source, for the sources `ids`.
+    pub async fn source_customer_counts(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> AppResult<HashMap<String, i64>> {
+        Ok(in_tenant::<customer::Entity>(tenant)
+            .filter(customer::Column::SourceId.is_in(ids.iter().cloned()))
+            .filter(customer::Column::DeleteTime.is_null())
+            .select_only()
+            .column(customer::Column::SourceId)
+            .column_as(Expr::cust("COUNT(*)"), "n")
+            .group_by(customer::Column::SourceId)
+            .into_tuple::<(String, i64)>()
+            .all(self.db())
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// Active customers per relationship, for the relationships `ids`.
+    pub async fn relationship_customer_counts(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> AppResult<HashMap<String, i64>> {
+        Ok(relationship_count::Entity::find()
+            .filter(relationship_count::Column::TenantId.eq(tenant))
+            .filter(relationship_count::Column::RelationshipId.is_in(ids.iter().cloned()))
+            .select_only()
+            .column(relationship_count::Column::RelationshipId)
+            .column(relationship_count::Column::Customers)
+            .into_tuple::<(String, i64)>()
+            .all(self.db())
+            .await?
+            .into_iter()
+            .collect())
+    }
+}
