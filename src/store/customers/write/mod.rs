@@ -439,3 +439,78 @@ pub async fn groups_changed(tx: &WriteTx) -> AppResult<()> {
     tx.note(Touches::Everything);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// What only the write path may write: customer rows, their copies, the
+    /// counters and the log. A statement like these anywhere else in `src/`
+    /// is a second writer, which the record cache and the counters would
+    /// not follow.
+    const WRITES: &[&str] = &[
+        "customer::Entity::insert",
+        "customer::Entity::update",
+        "customer::Entity::delete",
+        ": customer::ActiveModel = ",
+        "group_member::Entity::insert",
+        "group_member::Entity::update",
+        "group_member::Entity::delete",
+        "group_member::ActiveModel",
+        "relationship_member::Entity::insert",
+        "relationship_member::Entity::update",
+        "relationship_member::Entity::delete",
+        "relationship_count::Entity::insert",
+        "relationship_count::ActiveModel",
+        "relationship_change::Entity::insert",
+        "relationship_change::ActiveModel",
+        "change_counter::Entity::insert",
+        "UPDATE customers",
+        "INSERT INTO customers",
+        "UPDATE group_members",
+        "INSERT INTO group_members",
+        "UPDATE relationship_members",
+        "INSERT INTO relationship_changes",
+    ];
+
+    fn sources(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("read src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                sources(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                found.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_outside_the_write_path_writes_customers_or_what_follows_them() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let allowed = [src.join("store/customers/write"), src.join("entity")];
+        let mut files = Vec::new();
+        sources(&src, &mut files);
+        assert!(files.len() > 50, "found the sources");
+        let mut offences = Vec::new();
+        for file in files
+            .iter()
+            .filter(|f| !allowed.iter().any(|a| f.starts_with(a)))
+        {
+            let text = std::fs::read_to_string(file).expect("read source");
+            for (n, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("//") || code.contains("EXPLAIN") {
+                    continue;
+                }
+                for write in WRITES.iter().filter(|w| code.contains(**w)) {
+                    offences.push(format!("{}:{}: {write}", file.display(), n + 1));
+                }
+            }
+        }
+        assert!(
+            offences.is_empty(),
+            "customer writes outside store::customers::write:\n{}",
+            offences.join("\n")
+        );
+    }
+}
