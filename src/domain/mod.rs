@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod change;
 pub mod customer;
+pub mod filter;
 pub mod ids;
 pub mod inactivity;
 pub mod paging;
