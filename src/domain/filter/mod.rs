@@ -5,7 +5,9 @@
 //! INVALID_ARGUMENT on `filter`, naming the character offset and what was
 //! expected there.
 
+pub mod eval;
 mod syntax;
+pub mod text;
 mod tree;
 
 pub use tree::{Comparison, Field, Filter, Kind, Op, Time, Value};

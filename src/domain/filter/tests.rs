@@ -202,3 +202,146 @@ fn limits_are_refused_before_parsing() {
     let quoted = format!("name = \"{}\"", "(".repeat(20));
     assert!(parse(&quoted).is_ok());
 }
+
+mod evaluation {
+    use std::collections::{BTreeMap, HashMap, HashSet};
+
+    use super::super::{
+        eval::{Meaning, Subject, matches},
+        parse,
+    };
+    use crate::domain::filter::Field;
+
+    const DAY: i64 = 86_400 * 1_000_000;
+
+    struct Customer {
+        texts: HashMap<Field, String>,
+        attributes: BTreeMap<String, String>,
+        revenue: i64,
+        created: i64,
+        contacted: Option<i64>,
+        groups: Vec<String>,
+    }
+
+    impl Subject for Customer {
+        fn text(&self, field: &Field) -> Option<&str> {
+            match field {
+                Field::Attribute(key) => self.attributes.get(key).map(String::as_str),
+                _ => self.texts.get(field).map(String::as_str),
+            }
+        }
+        fn integer(&self, field: &Field) -> i64 {
+            match field {
+                Field::Revenue => self.revenue,
+                _ => 40,
+            }
+        }
+        fn time(&self, field: &Field) -> Option<i64> {
+            match field {
+                Field::LastContactTime => self.contacted,
+                _ => Some(self.created),
+            }
+        }
+        fn member_of(&self, id: &str) -> bool {
+            self.groups.iter().any(|g| g == id)
+        }
+        fn in_any_group(&self) -> bool {
+            !self.groups.is_empty()
+        }
+    }
+
+    fn an() -> Customer {
+        Customer {
+            texts: HashMap::from([
+                (Field::Name, "Nguyễn Văn An".to_owned()),
+                (Field::Province, "Đà Nẵng".to_owned()),
+                (Field::Company, String::new()),
+                (Field::Phone, "+84912345678".to_owned()),
+                (Field::Email, "an@example.vn".to_owned()),
+                (Field::OwnerId, "u-7".to_owned()),
+                (Field::RelationshipId, "r-hot".to_owned()),
+            ]),
+            attributes: BTreeMap::from([("tier".to_owned(), "Vàng".to_owned())]),
+            revenue: 60_000_000,
+            created: 100 * DAY,
+            contacted: Some(120 * DAY),
+            groups: vec!["g-dn".to_owned()],
+        }
+    }
+
+    fn meaning() -> Meaning {
+        Meaning {
+            now: 160 * DAY,
+            sources: HashMap::from([("WEB".to_owned(), "s-web".to_owned())]),
+            relationships: HashMap::from([("HOT".to_owned(), "r-hot".to_owned())]),
+            subtrees: HashMap::from([(
+                "VIP".to_owned(),
+                HashSet::from(["g-vip".to_owned(), "g-dn".to_owned()]),
+            )]),
+        }
+    }
+
+    fn selects(filter: &str) -> bool {
+        matches(&parse(filter).expect(filter), &an(), &meaning())
+    }
+
+    #[test]
+    fn the_contracts_examples_select_as_meant() {
+        for (filter, expected) in [
+            (
+                r#"relationship = "HOT" province = "da nang" revenue > 50000000 last_contact_time < ago("30d")"#,
+                true,
+            ),
+            (
+                "relationship = HOT AND last_contact_time > ago(\"30d\")",
+                false,
+            ),
+            ("in_group(VIP) AND NOT email:*", false),
+            ("in_group(VIP) -company:*", true),
+            ("in_group(OTHER) OR name:van", true),
+            ("name = nguy*", true),
+            ("name = van*", false),
+            ("name:\"văn an\"", true),
+            ("name = \"NGUYEN VAN AN\"", true),
+            ("phone = \"0912 345 678\"", false),
+            ("phone = \"+84 912 345 678\"", true),
+            ("email = AN@EXAMPLE.VN", true),
+            ("attributes.tier = vang", true),
+            ("attributes.missing = x", false),
+            ("attributes.missing != x", true),
+            ("source = WEB", false),
+            ("source != WEB", true),
+            ("NOT source:*", true),
+            ("group_ids:g-dn", true),
+            ("group_ids:g-vip", false),
+            ("owner_id = u-7 owner_id != u-8", true),
+            (
+                "create_time >= \"1970-04-11T00:00:00Z\" create_time < \"1970-04-11T00:00:01Z\"",
+                true,
+            ),
+        ] {
+            assert_eq!(selects(filter), expected, "{filter}");
+        }
+    }
+
+    #[test]
+    fn a_customer_never_contacted_fails_every_time_comparison_but_not_equal() {
+        let never = Customer {
+            contacted: None,
+            ..an()
+        };
+        let m = meaning();
+        for (filter, expected) in [
+            ("last_contact_time < ago(\"1d\")", false),
+            ("last_contact_time > ago(\"1000d\")", false),
+            ("last_contact_time != \"2026-01-01T00:00:00Z\"", true),
+            ("NOT last_contact_time:*", true),
+        ] {
+            assert_eq!(
+                matches(&parse(filter).unwrap(), &never, &m),
+                expected,
+                "{filter}"
+            );
+        }
+    }
+}
