@@ -5,10 +5,12 @@
 //! with grpc.health.v1 Check on the same server as the transport baseline;
 //! `sweep` times the inactivity sweep while other writes go on;
 //! `watch` benchmarks the relationship change stream (latency to many
-//! watchers, throughput, a watcher that stops reading).
+//! watchers, throughput, a watcher that stops reading); `filter` times
+//! parsing a filter and evaluating it on one customer in memory.
 //! See BENCHMARKS.md for the commands and results.
 
 mod drive;
+mod filter;
 mod seed;
 mod sweep;
 mod watch;
@@ -37,6 +39,9 @@ enum Command {
     /// Benchmark the relationship change stream: delivery latency to many
     /// watchers, throughput, and a watcher that stops reading.
     Watch(watch::WatchArgs),
+    /// Time parsing a 20-comparison filter and evaluating it in memory on
+    /// one customer.
+    Filter(filter::FilterArgs),
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -50,5 +55,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Command::Run(args) => drive::run(args).await,
         Command::Sweep(args) => sweep::run(args).await,
         Command::Watch(args) => watch::run(args).await,
+        Command::Filter(args) => filter::run(args),
     }
 }

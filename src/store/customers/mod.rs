@@ -18,6 +18,7 @@ pub mod cache;
 pub mod contacts;
 pub mod create;
 pub mod create_queue;
+pub mod filter;
 pub mod history;
 pub mod holders;
 pub mod inactivity;
