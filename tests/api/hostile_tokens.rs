@@ -159,79 +159,61 @@ enum List {
     Contacts(String),
 }
 
+/// The next page token of `client.method(request)` asked for the page of
+/// one row after `token`.
+macro_rules! next_token {
+    ($client:expr, $method:ident, $request:expr, $token:expr) => {{
+        let mut request = $request;
+        request.page_size = 1;
+        request.page_token = $token.to_owned();
+        $client.$method(request).await?.into_inner().next_page_token
+    }};
+}
+
 impl List {
     /// Lists the first page (`token` empty) or the page after `token`;
     /// returns the next page token.
+    #[allow(clippy::field_reassign_with_default)] // next_token! sets the paging fields
     async fn call(&self, app: &TestApp, token: &str) -> Result<String, Status> {
-        let page_token = token.to_owned();
-        let page_size = 1;
         Ok(match self {
-            List::Groups => {
-                app.groups()
-                    .list_groups(ListGroupsRequest {
-                        page_size,
-                        page_token,
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner()
-                    .next_page_token
-            }
-            List::Sources => {
-                app.sources()
-                    .list_sources(ListSourcesRequest {
-                        page_size,
-                        page_token,
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner()
-                    .next_page_token
-            }
-            List::Relationships => {
-                app.relationships()
-                    .list_relationships(ListRelationshipsRequest {
-                        page_size,
-                        page_token,
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner()
-                    .next_page_token
-            }
+            List::Groups => next_token!(
+                app.groups(),
+                list_groups,
+                ListGroupsRequest::default(),
+                token
+            ),
+            List::Sources => next_token!(
+                app.sources(),
+                list_sources,
+                ListSourcesRequest::default(),
+                token
+            ),
+            List::Relationships => next_token!(
+                app.relationships(),
+                list_relationships,
+                ListRelationshipsRequest::default(),
+                token
+            ),
             List::Customers(order_by) => {
-                app.customers()
-                    .list_customers(ListCustomersRequest {
-                        page_size,
-                        page_token,
-                        order_by: (*order_by).to_owned(),
-                        ..Default::default()
-                    })
-                    .await?
-                    .into_inner()
-                    .next_page_token
+                let request = ListCustomersRequest {
+                    order_by: (*order_by).to_owned(),
+                    ..Default::default()
+                };
+                next_token!(app.customers(), list_customers, request, token)
             }
             List::History(customer_id) => {
-                app.customers()
-                    .list_relationship_history(ListRelationshipHistoryRequest {
-                        customer_id: customer_id.clone(),
-                        page_size,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner()
-                    .next_page_token
+                let request = ListRelationshipHistoryRequest {
+                    customer_id: customer_id.clone(),
+                    ..Default::default()
+                };
+                next_token!(app.customers(), list_relationship_history, request, token)
             }
             List::Contacts(customer_id) => {
-                app.customers()
-                    .list_contacts(ListContactsRequest {
-                        customer_id: customer_id.clone(),
-                        page_size,
-                        page_token,
-                    })
-                    .await?
-                    .into_inner()
-                    .next_page_token
+                let request = ListContactsRequest {
+                    customer_id: customer_id.clone(),
+                    ..Default::default()
+                };
+                next_token!(app.customers(), list_contacts, request, token)
             }
         })
     }
