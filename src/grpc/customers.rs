@@ -59,7 +59,7 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<pb::ListCustomersResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request(&req)?;
+        let page = page_request(&self.store, &req).await?;
         let order = CustomerOrder::parse(&req.order_by)?;
         let filter = convert::customer_filter(
             &req.group_id,
@@ -217,7 +217,7 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<pb::ListContactsResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request(&req)?;
+        let page = page_request(&self.store, &req).await?;
         let customer_id = ids::parse("customer_id", &req.customer_id)?;
         let result = self.store.list_contacts(&ctx, &customer_id, &page).await?;
         Ok(Response::new(pb::ListContactsResponse {
@@ -233,7 +233,7 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<pb::ListRelationshipHistoryResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request(&req)?;
+        let page = page_request(&self.store, &req).await?;
         let customer_id = ids::parse("customer_id", &req.customer_id)?;
         let result = self.store.list_history(&ctx, &customer_id, &page).await?;
         Ok(Response::new(pb::ListRelationshipHistoryResponse {

@@ -62,7 +62,7 @@ impl GroupService for GroupApi {
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request(&req)?;
+        let page = page_request(&self.store, &req).await?;
         let parent = ids::parse_optional("parent_id", &req.parent_id)?;
         let deleted = DeletedFilter::from_flags(req.show_deleted, req.deleted_only);
         let result = self

@@ -107,17 +107,19 @@ list_requests! {
     ListRelationshipHistoryRequest => "ListRelationshipHistory",
 }
 
-/// The page request of a List call. Its token is bound to the method and
-/// to the rest of the request (the filters and order), so it only works in
-/// the call and with the filters it came from.
-pub fn page_request<M: ListRequest>(request: &M) -> AppResult<PageRequest> {
+/// The page request of a List call. Its token is signed with the store's
+/// page key and bound to the method and to the rest of the request (the
+/// filters and order), so it only works in the call and with the filters
+/// it came from.
+pub async fn page_request<M: ListRequest>(store: &Store, request: &M) -> AppResult<PageRequest> {
     let mut filters = request.clone();
     let (size, token) = filters.paging();
     let (size, token) = (std::mem::take(size), std::mem::take(token));
     let mut bound = M::METHOD.as_bytes().to_vec();
     bound.push(0);
     bound.extend(filters.encode_to_vec());
-    PageRequest::parse(size, &token, paging::fingerprint(&bound))
+    let key = store.page_key().await?;
+    PageRequest::parse(size, &token, paging::fingerprint(&bound), &key)
 }
 
 /// A catalog message (group, source, relationship) that shows how many

@@ -214,7 +214,7 @@ impl RelationshipService for RelationshipApi {
     ) -> Result<Response<pb::ListRelationshipsResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request(&req)?;
+        let page = page_request(&self.store, &req).await?;
         let deleted = DeletedFilter::from_flags(req.show_deleted, req.deleted_only);
         let result = self
             .store

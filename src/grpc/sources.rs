@@ -64,7 +64,7 @@ impl SourceService for SourceApi {
     ) -> Result<Response<pb::ListSourcesResponse>, Status> {
         let ctx = context(&self.store, &request).await?;
         let req = request.into_inner();
-        let page = page_request(&req)?;
+        let page = page_request(&self.store, &req).await?;
         let deleted = DeletedFilter::from_flags(req.show_deleted, req.deleted_only);
         let result = self.store.list_sources(&ctx.tenant, deleted, &page).await?;
         Ok(Response::new(pb::ListSourcesResponse {

@@ -6,14 +6,16 @@
 //!   path every customer change goes through ([`customers::write`]).
 //! - [`catalogs`]: the three catalogs customers are classified by (groups,
 //!   sources, relationships) and what their writes share.
-//! - [`resource`], [`idempotency`], [`tenants`]: what every resource
-//!   shares, request ids, and tenant provisioning.
+//! - [`resource`], [`idempotency`], [`tenants`], [`secrets`]: what every
+//!   resource shares, request ids, tenant provisioning, and the page-token
+//!   key.
 
 pub mod catalogs;
 pub mod customers;
 pub mod db;
 pub mod idempotency;
 pub mod resource;
+pub mod secrets;
 pub mod tenants;
 
 pub use db::transaction::{WriteTx, lock_scope, lock_scope_shared, snapshot};
@@ -24,11 +26,13 @@ use std::{
 };
 
 use sea_orm::{DatabaseBackend, DatabaseConnection};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 
 use crate::{
-    changes::feed::Feed, clock::SharedClock, config::DEFAULT_RECORD_CACHE,
-    domain::relationship::SeedLocale,
+    changes::feed::Feed,
+    clock::SharedClock,
+    config::DEFAULT_RECORD_CACHE,
+    domain::{paging::PageKey, relationship::SeedLocale},
 };
 use customers::cache::RecordCache;
 use db::replicas;
@@ -49,6 +53,8 @@ pub struct Store {
     records: RecordCache,
     creates: customers::create_queue::CreateQueue,
     feed: Feed,
+    /// The page-token key, read from the database on first use.
+    page_key: Arc<OnceCell<PageKey>>,
 }
 
 impl Store {
@@ -66,6 +72,7 @@ impl Store {
             records: RecordCache::new(DEFAULT_RECORD_CACHE, sqlite),
             creates: Default::default(),
             feed: Feed::new(db.clone()),
+            page_key: Arc::default(),
             db,
         }
     }

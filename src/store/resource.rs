@@ -336,18 +336,14 @@ fn finish_page<M>(
     }
 }
 
+/// The cursor's two values, once checked to fit the columns of `kinds`.
 fn cursor_pair(cursor: &Cursor, kinds: [CursorKind; 2]) -> AppResult<[Value; 2]> {
+    cursor.check(&kinds)?;
     let to_value = |v: &CursorValue| match v {
         CursorValue::Int(i) => Value::from(*i),
         CursorValue::Text(s) => Value::from(s.clone()),
     };
-    match cursor.0.as_slice() {
-        [a, b] if a.is(kinds[0]) && b.is(kinds[1]) => Ok([to_value(a), to_value(b)]),
-        _ => Err(AppError::invalid(
-            "page_token",
-            "is not a token for this list",
-        )),
-    }
+    Ok([to_value(&cursor.0[0]), to_value(&cursor.0[1])])
 }
 
 /// One page of `query` in name order (see `domain::text::sort_key`).
@@ -360,8 +356,8 @@ where
     E::Model: Sync,
 {
     let order = [
-        (E::sort_key_col(), CursorKind::Text),
-        (E::id_col(), CursorKind::Text),
+        (E::sort_key_col(), CursorKind::SortKey),
+        (E::id_col(), CursorKind::Id),
     ];
     list_page(db, query, order, Order::Asc, page, |m| {
         Cursor(vec![

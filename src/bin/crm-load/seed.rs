@@ -84,7 +84,7 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
         .into());
     }
 
-    let first_page = PageRequest::parse(1000, "", String::new())?;
+    let first_page = PageRequest::parse(1000, "", String::new(), &store.page_key().await?)?;
     let relationships: Vec<String> = store
         .list_relationships(&tenant, DeletedFilter::Active, &first_page)
         .await?

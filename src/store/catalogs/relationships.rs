@@ -346,8 +346,8 @@ impl Store {
             self.db(),
             query,
             [
-                (Column::Position, CursorKind::Int),
-                (Column::Id, CursorKind::Text),
+                (Column::Position, CursorKind::Position),
+                (Column::Id, CursorKind::Id),
             ],
             sea_orm::Order::Asc,
             page,

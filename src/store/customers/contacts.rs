@@ -92,7 +92,7 @@ impl Store {
             .filter(contact::Column::CustomerId.eq(customer_id));
         let order = [
             (contact::Column::ContactTime, CursorKind::Int),
-            (contact::Column::Id, CursorKind::Text),
+            (contact::Column::Id, CursorKind::Id),
         ];
         resource::list_page(self.db(), query, order, Order::Desc, page, |c| {
             Cursor(vec![

@@ -29,7 +29,7 @@ impl Store {
         // breaks, since sequences are unique.
         let order = [
             (relationship_change::Column::Sequence, CursorKind::Int),
-            (relationship_change::Column::CustomerId, CursorKind::Text),
+            (relationship_change::Column::CustomerId, CursorKind::Id),
         ];
         resource::list_page(self.db(), query, order, Order::Asc, page, |c| {
             Cursor(vec![

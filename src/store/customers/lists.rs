@@ -338,7 +338,7 @@ impl Store {
         use customer::Column as C;
         let result = match order {
             CustomerOrder::Newest => {
-                let order = [(C::CreateTime, CursorKind::Int), (C::Id, CursorKind::Text)];
+                let order = [(C::CreateTime, CursorKind::Int), (C::Id, CursorKind::Id)];
                 resource::list_page_with_total(
                     self.db(),
                     query,
@@ -351,7 +351,7 @@ impl Store {
                 .await?
             }
             CustomerOrder::Name => {
-                let order = [(C::SortKey, CursorKind::Text), (C::Id, CursorKind::Text)];
+                let order = [(C::SortKey, CursorKind::SortKey), (C::Id, CursorKind::Id)];
                 resource::list_page_with_total(
                     self.db(),
                     query,
@@ -369,10 +369,7 @@ impl Store {
                 .await?
             }
             CustomerOrder::LeastRecentContact => {
-                let order = [
-                    (C::ActivityTime, CursorKind::Int),
-                    (C::Id, CursorKind::Text),
-                ];
+                let order = [(C::ActivityTime, CursorKind::Int), (C::Id, CursorKind::Id)];
                 resource::list_page_with_total(
                     self.db(),
                     query,
@@ -412,7 +409,7 @@ impl Store {
     {
         let order = [
             (E::CREATE_TIME, CursorKind::Int),
-            (E::CUSTOMER_ID, CursorKind::Text),
+            (E::CUSTOMER_ID, CursorKind::Id),
         ];
         let key = |row: &E::Model| {
             let (create_time, id) = E::customer(row);

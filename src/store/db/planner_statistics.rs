@@ -71,6 +71,7 @@ const STATISTICS: &str = "
     relationships relationships_one_default 1 1
     relationships sqlite_autoindex_relationships_1 7 1
     seaql_migrations sqlite_autoindex_seaql_migrations_1 10 1
+    service_secrets sqlite_autoindex_service_secrets_1 1 1
     tenants sqlite_autoindex_tenants_1 1 1
 ";
 
