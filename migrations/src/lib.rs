@@ -34,7 +34,7 @@ mod m20261202_000005_fewer_relationship_indexes;
 mod m20261202_000006_placed_customers;
 mod m20261205_000007_source_index_without_relationship;
 mod m20261206_000008_relationship_members;
-mod m20261215_000009_service_secrets;
+mod m20261206_000009_service_secrets;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -51,7 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_placed_customers::Migration),
             Box::new(m20261205_000007_source_index_without_relationship::Migration),
             Box::new(m20261206_000008_relationship_members::Migration),
-            Box::new(m20261215_000009_service_secrets::Migration),
+            Box::new(m20261206_000009_service_secrets::Migration),
         ]
     }
 }
