@@ -5,8 +5,10 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
+use futures::TryStreamExt;
 use tokio::{net::TcpListener, sync::Notify};
 use tonic::transport::{Server, server::TcpIncoming};
+use tower::util::MapResponseLayer;
 
 use crate::{
     clock::{SharedClock, SystemClock},
@@ -23,11 +25,17 @@ use crate::{
         source_service_server::SourceServiceServer,
     },
     store::{Store, db::connection as database},
+    transport::{self, HandshakeDeadline},
 };
 
 /// How often an idle connection is pinged, and how long the answer may take.
 const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Calls open at once on one connection. Each call holds a task and
+/// buffers; past this a client's further calls wait (its HTTP/2 library
+/// queues them) rather than the server taking on unbounded work from one
+/// connection. Generous for a client multiplexing many change streams.
+const MAX_CONCURRENT_STREAMS: u32 = 200;
 
 /// Why the service could not start or stopped with an error.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,6 +49,7 @@ pub struct Application {
     heartbeat_interval: Duration,
     sweep_interval: Duration,
     change_retention: Duration,
+    handshake_timeout: Duration,
 }
 
 impl Application {
@@ -56,6 +65,9 @@ impl Application {
         }
         if config.sweep_interval.is_zero() {
             return Err("--sweep-interval must be more than 0".into());
+        }
+        if config.handshake_timeout.is_zero() {
+            return Err("--handshake-timeout must be more than 0".into());
         }
         let db = database::open(&config.database_url, config.migrate).await?;
         let mut store =
@@ -73,6 +85,7 @@ impl Application {
             heartbeat_interval: config.heartbeat_interval,
             sweep_interval: config.sweep_interval,
             change_retention: config.change_retention,
+            handshake_timeout: config.handshake_timeout,
         })
     }
 
@@ -95,6 +108,7 @@ impl Application {
             heartbeat_interval,
             sweep_interval,
             change_retention,
+            handshake_timeout,
         } = self;
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -150,6 +164,9 @@ impl Application {
             // and its calls end, instead of waiting for TCP to give up.
             .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            // Requests tonic cannot read get the conventional codes.
+            .layer(MapResponseLayer::new(transport::reclassify_unreadable))
             .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -162,7 +179,9 @@ impl Application {
             )))
             .add_service(CustomerServiceServer::new(CustomerApi::new(store.clone())))
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                TcpIncoming::from(listener)
+                    .with_nodelay(Some(true))
+                    .map_ok(move |socket| HandshakeDeadline::new(socket, handshake_timeout)),
                 signal,
             );
 

@@ -105,6 +105,11 @@ pub struct Config {
     #[arg(long, env = "CRM_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration, global = true)]
     pub shutdown_grace: Duration,
 
+    /// How long a new connection may take to send the HTTP/2 preface;
+    /// a connection that sends nothing is closed after it.
+    #[arg(long, env = "CRM_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub handshake_timeout: Duration,
+
     /// Log format.
     #[arg(
         long,

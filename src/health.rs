@@ -1,6 +1,8 @@
-//! grpc.health.v1 statuses: SERVING per service while the database answers,
-//! NOT_SERVING while it does not, and NOT_SERVING from the moment shutdown
-//! starts so load balancers stop sending new calls.
+//! grpc.health.v1 statuses: SERVING per service while the database answers
+//! and holds this version's schema, NOT_SERVING while it does not (a
+//! database dropped and re-created empty answers pings, yet every call
+//! would fail), and NOT_SERVING from the moment shutdown starts so load
+//! balancers stop sending new calls.
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -24,7 +26,7 @@ use crate::{
         relationship_service_server::RelationshipServiceServer,
         source_service_server::SourceServiceServer,
     },
-    store::Store,
+    store::{Store, db::connection as database},
 };
 
 /// How often the database is pinged.
@@ -61,25 +63,59 @@ async fn report_one<S: NamedService>(reporter: &HealthReporter, serving: bool) {
     }
 }
 
-/// Pings the database once and reports the result; returns it.
-pub async fn probe(store: &Store, reporter: &HealthReporter, last: Option<bool>) -> bool {
-    let reachable = tokio::time::timeout(PROBE_TIMEOUT, store.ping())
-        .await
-        .unwrap_or(false);
-    if last != Some(reachable) {
-        if reachable {
-            tracing::info!("database reachable; reporting SERVING");
-        } else {
-            tracing::warn!("database unreachable; reporting NOT_SERVING");
-        }
-        report(reporter, reachable).await;
-    }
-    reachable
+/// What the last probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    /// Reachable, with every migration this binary knows applied.
+    Ready,
+    /// Not answering.
+    Unreachable,
+    /// Answering, but without this binary's schema (dropped and re-created
+    /// empty, or not migrated yet): every call would fail.
+    SchemaBehind,
 }
 
-/// Pings the database every few seconds, reporting each change; `last` is
+impl Database {
+    /// Looks at the database once.
+    async fn probe(store: &Store) -> Self {
+        let look = async {
+            if !store.ping().await {
+                return Self::Unreachable;
+            }
+            // A missing migrations table is an error: as behind as can be.
+            match database::schema_is_current(store.db()).await {
+                Ok(true) => Self::Ready,
+                Ok(false) | Err(_) => Self::SchemaBehind,
+            }
+        };
+        tokio::time::timeout(PROBE_TIMEOUT, look)
+            .await
+            .unwrap_or(Self::Unreachable)
+    }
+}
+
+/// Probes the database once and reports the result when it differs from
+/// `last`; returns it.
+pub async fn probe(store: &Store, reporter: &HealthReporter, last: Option<Database>) -> Database {
+    let found = Database::probe(store).await;
+    if last != Some(found) {
+        match found {
+            Database::Ready => tracing::info!("database ready; reporting SERVING"),
+            Database::Unreachable => {
+                tracing::warn!("database unreachable; reporting NOT_SERVING");
+            }
+            Database::SchemaBehind => tracing::warn!(
+                "database lacks this version's schema (dropped, or not migrated); reporting NOT_SERVING"
+            ),
+        }
+        report(reporter, found == Database::Ready).await;
+    }
+    found
+}
+
+/// Probes the database every few seconds, reporting each change; `last` is
 /// what was reported before.
-pub async fn watch_database(store: Store, reporter: HealthReporter, mut last: bool) {
+pub async fn watch_database(store: Store, reporter: HealthReporter, mut last: Database) {
     loop {
         tokio::time::sleep(PROBE_INTERVAL).await;
         last = probe(&store, &reporter, Some(last)).await;

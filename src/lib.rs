@@ -4,10 +4,14 @@
 //! # Layout
 //!
 //! - [`config`]: command line and `CRM_*` environment options.
-//! - [`telemetry`]: tracing subscriber (pretty or JSON).
+//! - [`telemetry`]: tracing subscriber (pretty or JSON), and the throttle
+//!   for warnings a retry loop repeats.
 //! - [`app`]: builds the server (socket, database, services) and runs it
 //!   until the caller's shutdown signal.
-//! - [`health`]: grpc.health.v1 statuses that follow the database.
+//! - [`health`]: grpc.health.v1 statuses that follow the database and its
+//!   schema.
+//! - [`transport`]: below the handlers: the handshake deadline of new
+//!   connections, and conventional codes for requests tonic cannot read.
 //! - [`maintenance`]: background upkeep: the inactivity sweep and the
 //!   change stream's retention.
 //! - [`clock`]: the one source of "now", controllable in tests.
@@ -38,6 +42,7 @@ pub mod maintenance;
 pub mod pb;
 pub mod store;
 pub mod telemetry;
+pub mod transport;
 
 pub use app::Application;
 pub use config::Config;

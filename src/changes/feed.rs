@@ -25,6 +25,8 @@ use crate::{
     domain::change::split_group_ids,
     entity::{change_counter, relationship_change},
     error::{AppError, AppResult},
+    telemetry::Throttle,
+    warn_throttled,
 };
 
 /// How often the reader looks for changes nobody woke it for.
@@ -207,12 +209,20 @@ impl Feed {
     /// The reader: publishes new changes until the feed is closed.
     pub async fn run(&self) {
         let mut closed = self.inner.closed.subscribe();
+        // During an outage every poll fails: a few lines a minute say so.
+        let mut failures = Throttle::default();
+        let mut tenant_failures = Throttle::default();
         loop {
             if *closed.borrow() {
                 return;
             }
-            if let Err(error) = self.publish().await {
-                tracing::warn!(%error, "reading the change log failed; trying again");
+            match self.publish(&mut tenant_failures).await {
+                Ok(()) => failures.clear(),
+                Err(error) => warn_throttled!(
+                    failures,
+                    %error,
+                    "reading the change log failed; trying again"
+                ),
             }
             tokio::select! {
                 () = self.inner.wake.notified() => {}
@@ -224,7 +234,7 @@ impl Feed {
 
     /// Publishes what each watched tenant committed since last time, and
     /// forgets tenants nobody watches any more.
-    async fn publish(&self) -> AppResult<()> {
+    async fn publish(&self, tenant_failures: &mut Throttle) -> AppResult<()> {
         let watched: Vec<(String, i64)> = {
             let mut tenants = self.tenants();
             tenants.retain(|_, c| c.sender.receiver_count() > 0);
@@ -237,14 +247,24 @@ impl Feed {
         // only those are read.
         let latest =
             latest_sequences(&self.inner.db, watched.iter().map(|(t, _)| t.clone())).await?;
+        let mut failed = false;
         for (tenant, published) in watched {
             if latest.get(&tenant).is_none_or(|&l| l <= published) {
                 continue;
             }
             // One tenant's failure does not hold up the others.
             if let Err(error) = self.publish_tenant(&tenant, published).await {
-                tracing::warn!(%error, %tenant, "reading a tenant's change log failed; trying again");
+                failed = true;
+                warn_throttled!(
+                    tenant_failures,
+                    %error,
+                    %tenant,
+                    "reading a tenant's change log failed; trying again"
+                );
             }
+        }
+        if !failed {
+            tenant_failures.clear();
         }
         Ok(())
     }

@@ -99,6 +99,8 @@ pub struct Options {
     pub sweep_interval: Duration,
     /// `--change-retention`.
     pub change_retention: Duration,
+    /// `--handshake-timeout`.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for Options {
@@ -107,6 +109,7 @@ impl Default for Options {
             seed_locale: SeedLocale::En,
             sweep_interval: Duration::from_secs(3600),
             change_retention: Config::from_defaults().change_retention,
+            handshake_timeout: Config::from_defaults().handshake_timeout,
         }
     }
 }
@@ -174,6 +177,7 @@ impl TestApp {
         config.shutdown_grace = SHUTDOWN_GRACE;
         config.sweep_interval = options.sweep_interval;
         config.change_retention = options.change_retention;
+        config.handshake_timeout = options.handshake_timeout;
         if let Some(heartbeat) = heartbeat {
             config.heartbeat_interval = heartbeat;
         }
@@ -351,6 +355,29 @@ pub fn postgres_database_url() -> Option<String> {
         .clone()
 }
 
+/// A PostgreSQL database of the caller's own, for tests that drop or
+/// break it (the run's shared database must stay whole): an admin
+/// connection, its name and its URL. `None` when PostgreSQL is not
+/// configured. The caller drops it (`DROP DATABASE … WITH (FORCE)`).
+pub async fn own_postgres_database(purpose: &str) -> Option<(DatabaseConnection, String, String)> {
+    let base = std::env::var("CRM_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    let admin = Database::connect(&base).await.expect("admin connection");
+    let name = format!(
+        "crm_test_{}_{}_{purpose}_{}",
+        Utc::now().timestamp(),
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    );
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+    let url = with_database(&base, &name);
+    Some((admin, name, url))
+}
+
 fn with_database(url: &str, database: &str) -> String {
     let (without_query, query) = match url.split_once('?') {
         Some((u, q)) => (u, Some(q)),
@@ -403,7 +430,8 @@ async fn create_run_database(base_url: &str) -> String {
 
 /// Runs a test body on SQLite and, when configured, on PostgreSQL; with
 /// `(app: TestApp, heartbeat = DURATION)` the server's change streams send
-/// a heartbeat after that idle time.
+/// a heartbeat after that idle time; with `(app: TestApp, options =
+/// OPTIONS)` the server starts with those [`Options`].
 #[macro_export]
 macro_rules! on_both_databases {
     ($(async fn $name:ident($app:ident: TestApp, heartbeat = $heartbeat:expr) $body:block)*) => {$(
@@ -420,6 +448,27 @@ macro_rules! on_both_databases {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn on_postgres() {
                 let Some($app) = $crate::helpers::TestApp::spawn_with_heartbeat($crate::helpers::Backend::Postgres, $heartbeat).await else {
+                    eprintln!("skipped: CRM_TEST_POSTGRES_URL is not set");
+                    return;
+                };
+                $body
+            }
+        }
+    )*};
+    ($(async fn $name:ident($app:ident: TestApp, options = $options:expr) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                let $app = $crate::helpers::TestApp::spawn_with($crate::helpers::Backend::Sqlite, $options).await.expect("sqlite");
+                $body
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                let Some($app) = $crate::helpers::TestApp::spawn_with($crate::helpers::Backend::Postgres, $options).await else {
                     eprintln!("skipped: CRM_TEST_POSTGRES_URL is not set");
                     return;
                 };
@@ -448,6 +497,37 @@ macro_rules! on_both_databases {
             }
         }
     )*};
+}
+
+/// Waits until the server's health for `service` ("" for the server as a
+/// whole) reads `expected`, asking every 100 ms; panics after `limit`.
+pub async fn await_health(
+    app: &TestApp,
+    service: &str,
+    expected: tonic_health::ServingStatus,
+    limit: Duration,
+) {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let expected = tonic_health::pb::health_check_response::ServingStatus::from(expected);
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let status = HealthClient::new(app.channel.clone())
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .expect("health answers")
+            .into_inner()
+            .status();
+        if status == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health of {service:?} still {status:?}, not {expected:?}, after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The error of a call that must fail with `code`.

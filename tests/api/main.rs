@@ -10,6 +10,7 @@ mod create_batches;
 mod customers;
 mod groups;
 mod hostile_tokens;
+mod hostile_transport;
 mod inactivity;
 mod processes;
 mod record_cache;

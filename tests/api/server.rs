@@ -129,27 +129,12 @@ on_both_databases! {
 /// Stops PostgreSQL answering for one test database and expects NOT_SERVING.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_turns_not_serving_when_the_database_goes_away() {
-    use sea_orm::{ConnectionTrait, Database};
-    let Ok(base) = std::env::var("CRM_TEST_POSTGRES_URL") else {
+    use sea_orm::ConnectionTrait;
+    // A database of this test's own, so dropping it disturbs no other test.
+    let Some((admin, name, url)) = crate::helpers::own_postgres_database("health").await else {
         eprintln!("skipped: CRM_TEST_POSTGRES_URL is not set");
         return;
     };
-    // A database of this test's own, so dropping it disturbs no other test.
-    let shared = crate::helpers::postgres_database_url().expect("postgres");
-    let admin = Database::connect(&base).await.expect("admin connection");
-    let name = format!(
-        "crm_test_{}_{}_health",
-        chrono::Utc::now().timestamp(),
-        std::process::id()
-    );
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .expect("create database");
-    let url = shared
-        .rsplit_once('/')
-        .map(|(base, _)| format!("{base}/{name}"))
-        .expect("url");
     let app = TestApp::spawn_on_url(Backend::Postgres, url).await;
     assert_eq!(
         health(&app, "crm.v1.GroupService").await.unwrap(),
@@ -160,17 +145,13 @@ async fn health_turns_not_serving_when_the_database_goes_away() {
         .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
         .await
         .expect("drop database");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if health(&app, "crm.v1.GroupService").await.unwrap() == ServingStatus::NotServing {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still SERVING 20 s after the database went away"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    crate::helpers::await_health(
+        &app,
+        "crm.v1.GroupService",
+        tonic_health::ServingStatus::NotServing,
+        Duration::from_secs(20),
+    )
+    .await;
     let status = app
         .groups()
         .get_group(GetGroupRequest {

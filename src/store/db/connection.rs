@@ -10,7 +10,11 @@ use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
-use crate::error::{AppError, AppResult};
+use crate::{
+    error::{AppError, AppResult},
+    telemetry::Throttle,
+    warn_throttled,
+};
 
 /// How long a SQLite connection waits for another process's write lock.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -158,13 +162,19 @@ pub async fn checkpoint_regularly(db: DatabaseConnection) {
     }
     let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = Throttle::default();
     loop {
         ticks.tick().await;
-        if let Err(err) = db
+        match db
             .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
             .await
         {
-            tracing::warn!(error = %err, "checkpointing the write-ahead log failed");
+            Ok(_) => failures.clear(),
+            Err(err) => warn_throttled!(
+                failures,
+                error = %err,
+                "checkpointing the write-ahead log failed"
+            ),
         }
     }
 }
@@ -190,6 +200,26 @@ pub async fn migrate(db: &DatabaseConnection) -> AppResult<()> {
         super::planner_statistics::write_missing(db).await?;
     }
     Ok(())
+}
+
+/// Whether the database holds every migration this binary knows (a newer
+/// replica's later ones are fine). A database dropped and re-created empty
+/// still answers pings; this tells it apart. Reads only: a missing
+/// migrations table is an error, not created.
+pub async fn schema_is_current(db: &impl ConnectionTrait) -> AppResult<bool> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT version FROM seaql_migrations",
+        ))
+        .await?;
+    let applied = rows
+        .iter()
+        .map(|row| row.try_get::<String>("", "version"))
+        .collect::<Result<std::collections::HashSet<_>, _>>()?;
+    Ok(Migrator::migrations()
+        .iter()
+        .all(|m| applied.contains(m.name())))
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use sea_orm::{
 };
 
 use crate::store::customers::cache::{RecordCache, Touches};
-use crate::{changes::feed::Feed, error::AppResult};
+use crate::{changes::feed::Feed, error::AppResult, telemetry::Throttle, warn_throttled};
 
 /// The notification channel of cache invalidations.
 const CHANNEL: &str = "crm_classify_records";
@@ -119,6 +119,8 @@ async fn notify(db: &impl ConnectionTrait, channel: &str, payload: String) -> Ap
 /// feed also polls, so it needs no such care.)
 pub async fn listen(db: DatabaseConnection, cache: RecordCache, feed: Feed) {
     let pool = db.get_postgres_connection_pool().clone();
+    // Retried every RECONNECT_PAUSE during an outage.
+    let mut failures = Throttle::default();
     loop {
         cache.set_enabled(false);
         match PgListener::connect_with(&pool).await {
@@ -128,15 +130,20 @@ pub async fn listen(db: DatabaseConnection, cache: RecordCache, feed: Feed) {
                 listener.eager_reconnect(false);
                 match listener.listen_all([CHANNEL, CHANGES_CHANNEL]).await {
                     Ok(()) => {
+                        failures.clear();
                         cache.set_enabled(true);
                         tracing::debug!("listening for cache invalidations");
                         let why = hear(&db, &mut listener, &cache, &feed).await;
                         tracing::warn!(%why, "stopped hearing cache invalidations; cache off");
                     }
-                    Err(error) => tracing::warn!(%error, "cannot listen for cache invalidations"),
+                    Err(error) => {
+                        warn_throttled!(failures, %error, "cannot listen for cache invalidations")
+                    }
                 }
             }
-            Err(error) => tracing::warn!(%error, "cannot listen for cache invalidations"),
+            Err(error) => {
+                warn_throttled!(failures, %error, "cannot listen for cache invalidations")
+            }
         }
         cache.set_enabled(false);
         tokio::time::sleep(RECONNECT_PAUSE).await;
