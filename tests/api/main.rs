@@ -9,6 +9,7 @@ mod change_stream;
 mod create_batches;
 mod customers;
 mod groups;
+mod hostile_input;
 mod inactivity;
 mod processes;
 mod record_cache;
