@@ -22,11 +22,15 @@ fn main() -> io::Result<()> {
         descriptors.encode_to_vec(),
     )?;
 
+    // Type names (`prost::Name`), so a request's descriptor can be found
+    // from its Rust type and its strings walked generically.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         // Deterministic encoding of map fields, so a request's bytes can serve
         // as its idempotency fingerprint.
         .btree_map(".")
-        .compile_fds(descriptors)?;
+        .compile_fds_with_config(descriptors, config)?;
 
     println!("cargo:rerun-if-changed=proto");
     Ok(())

@@ -43,7 +43,7 @@ pub enum AppError {
     #[error("invalid argument: {}", describe_violations(.0))]
     InvalidArgument(Vec<FieldViolation>),
     /// The named resource does not exist in this tenant.
-    #[error("{resource} `{id}` not found")]
+    #[error("{resource} {} not found", quoted(.id))]
     NotFound {
         /// Resource type, e.g. `group`.
         resource: &'static str,
@@ -95,12 +95,56 @@ pub enum AppError {
 /// Shorthand for results in this crate.
 pub type AppResult<T> = Result<T, AppError>;
 
+/// Most characters of a caller's value an error message repeats.
+pub const ECHO_MAX_CHARS: usize = 64;
+/// Longest status message, in bytes, whatever the input.
+pub const MESSAGE_MAX_BYTES: usize = 1000;
+/// Longest field path and description of one field violation, in bytes.
+const FIELD_MAX_BYTES: usize = 100;
+const DESCRIPTION_MAX_BYTES: usize = 256;
+/// Most field violations one status carries; more are counted in the
+/// message. With the limits above the details stay under 3 KB, well inside
+/// the 8 KB of metadata gRPC clients accept by default.
+const VIOLATIONS_MAX: usize = 5;
+
+/// A caller's value as an error message repeats it: in backticks, and when
+/// longer than [`ECHO_MAX_CHARS`] its start, an ellipsis and its length.
+/// Messages and BadRequest details stay small whatever was sent.
+pub fn quoted(raw: &str) -> String {
+    match raw.char_indices().nth(ECHO_MAX_CHARS) {
+        None => format!("`{raw}`"),
+        Some((end, _)) => format!("`{}…` ({} bytes)", &raw[..end], raw.len()),
+    }
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), marked
+/// with an ellipsis when cut: the last guard on what a status carries.
+fn clip(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max - '…'.len_utf8();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 fn describe_violations(violations: &[FieldViolation]) -> String {
-    violations
+    let mut text = violations
         .iter()
+        .take(VIOLATIONS_MAX)
         .map(|v| format!("{}: {}", v.field, v.description))
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    if violations.len() > VIOLATIONS_MAX {
+        text.push_str(&format!(
+            " (and {} more)",
+            violations.len() - VIOLATIONS_MAX
+        ));
+    }
+    text
 }
 
 impl AppError {
@@ -183,19 +227,29 @@ impl From<AppError> for Status {
     fn from(err: AppError) -> Self {
         match err {
             AppError::InvalidArgument(violations) => {
-                let message = format!("invalid argument: {}", describe_violations(&violations));
+                let violations: Vec<FieldViolation> = violations
+                    .into_iter()
+                    .map(|v| FieldViolation {
+                        field: clip(v.field, FIELD_MAX_BYTES),
+                        description: clip(v.description, DESCRIPTION_MAX_BYTES),
+                    })
+                    .collect();
+                let message = clip(
+                    format!("invalid argument: {}", describe_violations(&violations)),
+                    MESSAGE_MAX_BYTES,
+                );
                 let mut details = ErrorDetails::new();
-                for v in violations {
+                for v in violations.into_iter().take(VIOLATIONS_MAX) {
                     details.add_bad_request_violation(v.field, v.description);
                 }
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
             AppError::NotFound { resource, id } => Status::with_error_details(
                 Code::NotFound,
-                format!("{resource} `{id}` not found"),
+                format!("{resource} {} not found", quoted(&id)),
                 ErrorDetails::with_resource_info(
                     resource,
-                    id,
+                    clip(id, FIELD_MAX_BYTES),
                     "",
                     "no such resource in this tenant",
                 ),
@@ -206,10 +260,10 @@ impl From<AppError> for Status {
                 message,
             } => Status::with_error_details(
                 Code::AlreadyExists,
-                message,
+                clip(message, MESSAGE_MAX_BYTES),
                 ErrorDetails::with_resource_info(
                     resource,
-                    existing_id,
+                    clip(existing_id, FIELD_MAX_BYTES),
                     "",
                     "the existing resource",
                 ),
@@ -218,14 +272,21 @@ impl From<AppError> for Status {
                 reason,
                 subject,
                 message,
-            } => Status::with_error_details(
-                Code::FailedPrecondition,
-                message.clone(),
-                ErrorDetails::with_precondition_failure_violation(reason, subject, message),
-            ),
-            AppError::Aborted(message) => Status::aborted(message),
-            AppError::Busy(message) => Status::unavailable(message),
-            AppError::OutOfRange(message) => Status::out_of_range(message),
+            } => {
+                let message = clip(message, MESSAGE_MAX_BYTES);
+                Status::with_error_details(
+                    Code::FailedPrecondition,
+                    message.clone(),
+                    ErrorDetails::with_precondition_failure_violation(
+                        reason,
+                        clip(subject, FIELD_MAX_BYTES),
+                        message,
+                    ),
+                )
+            }
+            AppError::Aborted(message) => Status::aborted(clip(message, MESSAGE_MAX_BYTES)),
+            AppError::Busy(message) => Status::unavailable(clip(message, MESSAGE_MAX_BYTES)),
+            AppError::OutOfRange(message) => Status::out_of_range(clip(message, MESSAGE_MAX_BYTES)),
             AppError::Unavailable(detail) => {
                 tracing::warn!(%detail, "database unavailable");
                 Status::unavailable("the database is unavailable; retry later")
@@ -241,5 +302,96 @@ impl From<AppError> for Status {
                 Status::internal("internal error")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind of error, each carrying `huge` wherever a caller's value
+    /// can end up.
+    fn every_error(huge: &str) -> Vec<AppError> {
+        let many = (0..50)
+            .map(|i| FieldViolation::new(format!("{huge}[{i}]"), huge))
+            .collect();
+        vec![
+            AppError::invalid(huge, huge),
+            AppError::InvalidArgument(many),
+            crate::domain::ids::parse("id", huge).unwrap_err(),
+            crate::domain::text::code("code", huge).unwrap_err(),
+            crate::domain::customer::phone("phone", &format!("x{huge}")).unwrap_err(),
+            crate::domain::customer::email("email", huge).unwrap_err(),
+            crate::domain::customer::CustomerOrder::parse(huge).unwrap_err(),
+            AppError::not_found("group", huge),
+            AppError::AlreadyExists {
+                resource: "group",
+                existing_id: huge.to_owned(),
+                message: huge.to_owned(),
+            },
+            AppError::precondition("REASON", huge, huge),
+            AppError::Aborted(huge.to_owned()),
+            AppError::Busy(huge.to_owned()),
+            AppError::OutOfRange(huge.to_owned()),
+            AppError::Unavailable(huge.to_owned()),
+            AppError::Internal(huge.to_owned()),
+        ]
+    }
+
+    #[test]
+    fn statuses_stay_small_whatever_the_input() {
+        for huge in [
+            "x".repeat(1 << 20),
+            "ạ".repeat(1 << 18),
+            "\u{1F600}".repeat(3),
+        ] {
+            for error in every_error(&huge) {
+                let kind = format!("{error:?}").chars().take(40).collect::<String>();
+                let status = Status::from(error);
+                assert!(
+                    status.message().len() < 1024,
+                    "{kind}: message of {} bytes",
+                    status.message().len()
+                );
+                assert!(
+                    status.details().len() < 3 * 1024,
+                    "{kind}: details of {} bytes",
+                    status.details().len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn echoed_values_keep_a_short_prefix_and_say_how_long_they_were() {
+        assert_eq!(quoted("abc"), "`abc`");
+        let long = "ạ".repeat(1000);
+        let echo = quoted(&long);
+        assert!(echo.starts_with(&format!("`{}…`", "ạ".repeat(ECHO_MAX_CHARS))));
+        assert!(echo.ends_with("(3000 bytes)"), "{echo}");
+    }
+
+    #[test]
+    fn clipping_cuts_on_a_character_boundary() {
+        let clipped = clip("ạ".repeat(100), 50);
+        assert!(clipped.len() <= 50);
+        assert!(clipped.ends_with('…'));
+        assert_eq!(clip("short".to_owned(), 50), "short");
+    }
+
+    #[test]
+    fn invalid_argument_details_name_the_first_violations() {
+        let status = Status::from(AppError::InvalidArgument(
+            (0..20)
+                .map(|i| FieldViolation::new(format!("f{i}"), "bad"))
+                .collect(),
+        ));
+        let details = status.get_details_bad_request().expect("BadRequest");
+        assert_eq!(details.field_violations.len(), VIOLATIONS_MAX);
+        assert!(
+            status.message().ends_with("(and 15 more)"),
+            "{}",
+            status.message()
+        );
     }
 }

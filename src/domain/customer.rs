@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use deunicode::deunicode;
 
 use crate::domain::paging::DeletedFilter;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, quoted};
 
 /// Fewest and most digits of a phone number.
 const PHONE_DIGITS: std::ops::RangeInclusive<usize> = 6..=15;
@@ -19,8 +19,17 @@ pub const ATTRIBUTES_MAX: usize = 50;
 const ATTRIBUTE_KEY_MAX: usize = 64;
 /// Longest attribute value, in characters.
 const ATTRIBUTE_VALUE_MAX: usize = 1000;
-/// Longest short text field (owner, province, company), in characters.
+/// Longest short text field (owner, province, company), in characters; the
+/// owner filters of lists, counts and the change stream share it.
 pub const SHORT_TEXT_MAX: usize = 200;
+/// Longest search text (`query`), in characters: longer than any name,
+/// phone and email it could match, and short enough that its LIKE pattern
+/// stays far below SQLite's 50,000-byte limit however it transliterates.
+pub const QUERY_MAX_CHARS: usize = 200;
+/// Largest revenue, in minor currency units (10^15: a thousand trillion
+/// đồng). Sums of many such values stay exact ([`crate::store`] sums
+/// without overflow and saturates at the edge of `int64`).
+pub const REVENUE_MAX: i64 = 1_000_000_000_000_000;
 /// Most customers one call may name.
 pub const MAX_IDS_PER_CALL: usize = 1000;
 /// Most groups a customer may be created in.
@@ -46,7 +55,8 @@ pub fn phone(field: &str, raw: &str) -> AppResult<String> {
                 return Err(AppError::invalid(
                     field,
                     format!(
-                        "`{raw}` is not a phone number: use digits, spaces, dots, dashes, parentheses and a leading +"
+                        "{} is not a phone number: use digits, spaces, dots, dashes, parentheses and a leading +",
+                        quoted(raw)
                     ),
                 ));
             }
@@ -56,7 +66,8 @@ pub fn phone(field: &str, raw: &str) -> AppResult<String> {
         return Err(AppError::invalid(
             field,
             format!(
-                "`{raw}` has {} digits; a phone number has 6–15",
+                "{} has {} digits; a phone number has 6–15",
+                quoted(raw),
                 digits.len()
             ),
         ));
@@ -89,7 +100,7 @@ pub fn email(field: &str, raw: &str) -> AppResult<String> {
     } else {
         Err(AppError::invalid(
             field,
-            format!("`{}` is not an email address", raw.trim()),
+            format!("{} is not an email address", quoted(raw.trim())),
         ))
     }
 }
@@ -106,10 +117,15 @@ pub fn short_text(field: &str, raw: &str) -> AppResult<String> {
     Ok(text.to_owned())
 }
 
-/// Validates revenue: not negative.
+/// Validates revenue: 0 ..= [`REVENUE_MAX`].
 pub fn revenue(field: &str, value: i64) -> AppResult<i64> {
     if value < 0 {
         Err(AppError::invalid(field, "may not be negative"))
+    } else if value > REVENUE_MAX {
+        Err(AppError::invalid(
+            field,
+            format!("is {value}; at most {REVENUE_MAX} is allowed"),
+        ))
     } else {
         Ok(value)
     }
@@ -136,7 +152,10 @@ pub fn attributes(
         if !key_ok {
             return Err(AppError::invalid(
                 field,
-                format!("key `{key}` must be 1–{ATTRIBUTE_KEY_MAX} of a–z, 0–9 and _"),
+                format!(
+                    "key {} must be 1–{ATTRIBUTE_KEY_MAX} of a–z, 0–9 and _",
+                    quoted(key)
+                ),
             ));
         }
         if value.chars().count() > ATTRIBUTE_VALUE_MAX {
@@ -202,20 +221,35 @@ impl Profile {
 }
 
 /// The form `query` is matched in: transliterated and lower-cased, and a
-/// query that looks like a phone number reduced to its digits.
-pub fn search_query(raw: &str) -> Option<String> {
+/// query that looks like a phone number reduced to its digits. At most
+/// [`QUERY_MAX_CHARS`] characters after trimming.
+pub fn search_query(field: &str, raw: &str) -> AppResult<Option<String>> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
-        return None;
+        return Ok(None);
+    }
+    let chars = trimmed.chars().count();
+    if chars > QUERY_MAX_CHARS {
+        return Err(AppError::invalid(
+            field,
+            format!("is {chars} characters long; at most {QUERY_MAX_CHARS} are allowed"),
+        ));
     }
     let phone_like = trimmed.chars().any(|c| c.is_ascii_digit())
         && trimmed
             .chars()
             .all(|c| c.is_ascii_digit() || " .-()+".contains(c));
     if phone_like {
-        return Some(trimmed.chars().filter(char::is_ascii_digit).collect());
+        return Ok(Some(trimmed.chars().filter(char::is_ascii_digit).collect()));
     }
-    Some(deunicode(trimmed).to_lowercase())
+    Ok(Some(deunicode(trimmed).to_lowercase()))
+}
+
+/// Validates an owner filter: empty means any owner; otherwise the rule of
+/// the stored `owner_id` ([`short_text`]), so every stored owner can be
+/// asked for.
+pub fn owner_filter(field: &str, raw: &str) -> AppResult<Option<String>> {
+    short_text(field, raw).map(|owner| (!owner.is_empty()).then_some(owner))
 }
 
 /// A customer to create.
@@ -285,7 +319,8 @@ impl CustomerOrder {
             _ => Err(AppError::invalid(
                 "order_by",
                 format!(
-                    "`{raw}` is not an order; use `create_time desc`, `name` or `last_contact_time`"
+                    "{} is not an order; use `create_time desc`, `name` or `last_contact_time`",
+                    quoted(raw)
                 ),
             )),
         }
@@ -360,14 +395,26 @@ mod tests {
 
     #[test]
     fn searches_ignore_accents_and_phone_punctuation() {
-        assert_eq!(search_query(" Nguyễn ").as_deref(), Some("nguyen"));
-        assert_eq!(search_query("0912 345").as_deref(), Some("0912345"));
-        assert_eq!(search_query("  "), None);
+        let query = |raw: &str| search_query("q", raw).unwrap();
+        assert_eq!(query(" Nguyễn ").as_deref(), Some("nguyen"));
+        assert_eq!(query("0912 345").as_deref(), Some("0912345"));
+        assert_eq!(query("  "), None);
         let profile = Profile {
             name: "Nguyễn Văn A".into(),
             ..Default::default()
         };
         assert!(profile.search_text().contains("nguyen van a"));
+    }
+
+    #[test]
+    fn queries_and_revenue_are_bounded() {
+        assert!(search_query("q", &"ạ".repeat(QUERY_MAX_CHARS)).is_ok());
+        assert!(search_query("q", &"ạ".repeat(QUERY_MAX_CHARS + 1)).is_err());
+        assert!(revenue("r", REVENUE_MAX).is_ok());
+        assert!(revenue("r", REVENUE_MAX + 1).is_err());
+        assert!(revenue("r", -1).is_err());
+        assert_eq!(owner_filter("o", " ").unwrap(), None);
+        assert!(owner_filter("o", &"u".repeat(SHORT_TEXT_MAX + 1)).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, quoted};
 
 /// A new time-ordered id.
 pub fn new_id() -> String {
@@ -25,5 +25,5 @@ pub fn parse_optional(field: &str, raw: &str) -> AppResult<Option<String>> {
     }
     Uuid::try_parse(raw)
         .map(|u| Some(u.hyphenated().to_string()))
-        .map_err(|_| AppError::invalid(field, format!("`{raw}` is not a valid id")))
+        .map_err(|_| AppError::invalid(field, format!("{} is not a valid id", quoted(raw))))
 }

@@ -2,7 +2,7 @@
 //! relationship's kind to its inactivity settings.
 
 use crate::domain::catalog::{EntryPatch, NewEntry};
-use crate::error::{AppError, AppResult, FieldViolation};
+use crate::error::{AppError, AppResult, FieldViolation, quoted};
 
 /// Largest inactivity threshold, in days (ten years).
 pub const MAX_INACTIVITY_DAYS: i32 = 3650;
@@ -137,7 +137,7 @@ pub fn color(field: &str, raw: &str) -> AppResult<String> {
     } else {
         Err(AppError::invalid(
             field,
-            format!("`{raw}` is not a colour; write #RRGGBB"),
+            format!("{} is not a colour; write #RRGGBB", quoted(raw)),
         ))
     }
 }

@@ -4,7 +4,7 @@
 use deunicode::deunicode;
 use unicode_normalization::UnicodeNormalization;
 
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, quoted};
 
 /// Longest name, in characters, after trimming.
 pub const NAME_MAX_CHARS: usize = 200;
@@ -71,7 +71,10 @@ pub fn code(field: &str, raw: &str) -> AppResult<String> {
     } else {
         Err(AppError::invalid(
             field,
-            format!("`{raw}` is not a code: use 1–{CODE_MAX_LEN} of A–Z, 0–9 and _"),
+            format!(
+                "{} is not a code: use 1–{CODE_MAX_LEN} of A–Z, 0–9 and _",
+                quoted(raw)
+            ),
         ))
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use prost_types::FieldMask;
 
-use crate::error::{AppError, AppResult, FieldViolation};
+use crate::error::{AppError, AppResult, FieldViolation, quoted};
 
 /// The fields of one resource, by how an Update may treat them.
 pub struct MaskRules {
@@ -39,18 +39,19 @@ pub fn resolve(
         } else if rules.output_only.contains(&path.as_str()) {
             violations.push(FieldViolation::new(
                 "update_mask",
-                format!("`{path}` is output only"),
+                format!("{} is output only", quoted(path)),
             ));
         } else if rules.immutable.contains(&path.as_str()) {
             violations.push(FieldViolation::new(
                 "update_mask",
-                format!("`{path}` cannot be changed after create"),
+                format!("{} cannot be changed after create", quoted(path)),
             ));
         } else {
             violations.push(FieldViolation::new(
                 "update_mask",
                 format!(
-                    "unknown path `{path}`; updatable fields are: {}",
+                    "unknown path {}; updatable fields are: {}",
+                    quoted(path),
                     rules.mutable.join(", ")
                 ),
             ));

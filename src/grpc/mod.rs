@@ -10,10 +10,11 @@ pub mod groups;
 pub mod mask;
 pub mod relationships;
 pub mod sources;
+pub mod strings;
 
 use std::{collections::HashMap, future::Future};
 
-use prost::Message;
+use prost::{Message, Name};
 use tonic::{Request, Status, metadata::MetadataMap};
 
 use crate::{
@@ -34,23 +35,37 @@ pub const ACTOR_HEADER: &str = "x-actor-id";
 /// Longest accepted `request_id`.
 const REQUEST_ID_MAX_LEN: usize = 128;
 
+/// The one value of metadata `key`: sent twice it is refused, since
+/// reading either copy would silently ignore the other.
 fn header<'a>(metadata: &'a MetadataMap, key: &str) -> AppResult<Option<&'a str>> {
-    metadata
-        .get(key)
-        .map(|value| {
-            value
-                .to_str()
-                .map_err(|_| AppError::invalid(key, "must be printable ASCII"))
-        })
-        .transpose()
+    let mut values = metadata.get_all(key).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AppError::invalid(
+            key,
+            "is sent more than once; send it once",
+        ));
+    }
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| AppError::invalid(key, "must be printable ASCII"))
 }
 
-/// Reads the tenant and actor of a request and provisions the tenant on its
-/// first request.
-pub async fn context<T>(store: &Store, request: &Request<T>) -> Result<RequestContext, Status> {
+/// Reads the tenant and actor of a request, checks the text of its every
+/// string field ([`strings::check`]), and provisions the tenant on its
+/// first request. Every handler starts here, so no request reaches the
+/// database before its metadata and text are checked.
+pub async fn context<T: Message + Name>(
+    store: &Store,
+    request: &Request<T>,
+) -> Result<RequestContext, Status> {
     let metadata = request.metadata();
     let tenant = TenantId::parse(header(metadata, TENANT_HEADER)?)?;
     let actor = Actor::parse(header(metadata, ACTOR_HEADER)?)?;
+    strings::check(request.get_ref())?;
     store.provision(&tenant).await?;
     Ok(RequestContext { tenant, actor })
 }

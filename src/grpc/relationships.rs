@@ -14,7 +14,7 @@ use super::{
 use crate::{
     changes::watch::{self, Event, Filter, Watch},
     domain::{
-        ids,
+        customer, ids,
         paging::{DeletedFilter, page_size_of},
         tenant::RequestContext,
     },
@@ -58,7 +58,12 @@ fn watch_filter(request: &pb::WatchRelationshipChangesRequest) -> AppResult<Filt
         relationship_ids: ids_of("relationship_ids", &request.relationship_ids),
         group_ids: ids_of("group_ids", &request.group_ids),
         customer_ids: ids_of("customer_ids", &request.customer_ids),
-        owner_ids: request.owner_ids.iter().cloned().collect(),
+        owner_ids: request
+            .owner_ids
+            .iter()
+            .enumerate()
+            .map(|(i, owner)| checks.take(customer::short_text(&format!("owner_ids[{i}]"), owner)))
+            .collect(),
     };
     checks.finish()?;
     Ok(filter)

@@ -15,7 +15,7 @@ use crate::{
         paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
     },
     entity::{customer, customer_group, customer_source, relationship},
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, quoted},
 };
 
 /// The columns every resource row has.
@@ -154,9 +154,10 @@ pub fn check_etag<E: Resource>(row: &E::Model, expected: &str) -> AppResult<()> 
         Ok(())
     } else {
         Err(AppError::Aborted(format!(
-            "{} `{}` changed since it was read (etag `{expected}`, now `{current}`); read it again",
+            "{} `{}` changed since it was read (etag {}, now `{current}`); read it again",
             E::RESOURCE,
-            row.id()
+            row.id(),
+            quoted(expected)
         )))
     }
 }

@@ -9,6 +9,7 @@ mod change_stream;
 mod create_batches;
 mod customers;
 mod groups;
+mod hostile_input;
 mod hostile_tokens;
 mod hostile_transport;
 mod inactivity;

@@ -263,8 +263,8 @@ pub fn customer_filter(
         include_subgroups,
         source_id: optional_id(&mut checks, "source_id", source_id),
         relationship_id: optional_id(&mut checks, "relationship_id", relationship_id),
-        owner_id: (!owner_id.is_empty()).then(|| owner_id.to_owned()),
-        query: customer::search_query(query),
+        owner_id: checks.take(customer::owner_filter("owner_id", owner_id)),
+        query: checks.take(customer::search_query("query", query)),
         deleted,
     };
     checks.finish().map(|()| filter)

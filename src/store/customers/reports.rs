@@ -57,7 +57,7 @@ pub struct SourceFigures {
     pub tallies: Vec<RelationshipTally>,
     /// In the CLOSED relationship.
     pub closed: i64,
-    /// Sum of revenue.
+    /// Sum of revenue, saturated at the bounds of `i64`.
     pub revenue: i64,
 }
 
@@ -144,6 +144,22 @@ async fn tallies_from_counters(
         total: by_relationship.iter().map(|t| t.count).sum(),
         by_relationship,
     })
+}
+
+/// The high and low 32 bits of each revenue, summed apart: neither sum can
+/// overflow a 64-bit integer below 2^31 customers, whatever the stored
+/// values, and together they give the exact total (SQLite's SUM fails on
+/// overflow, PostgreSQL's numeric sum does not fit a BIGINT).
+const REVENUE_HIGH: &str = "revenue >> 32";
+const REVENUE_LOW: &str = "revenue & 4294967295";
+
+fn revenue_sum(part: &str) -> Expr {
+    Func::coalesce([Expr::cust(format!("SUM({part})")), Expr::val(0i64)]).cast_as("BIGINT")
+}
+
+/// A total as the API's `int64` shows it: clamped at its bounds.
+fn saturate(total: i128) -> i64 {
+    i64::try_from(total).unwrap_or(if total < 0 { i64::MIN } else { i64::MAX })
 }
 
 fn tallies(
@@ -239,16 +255,13 @@ impl Store {
         if let Some(to) = to {
             query = query.filter(customer::Column::CreateTime.lt(to));
         }
-        let groups: Vec<(Option<String>, String, i64, i64)> = query
+        let groups: Vec<(Option<String>, String, i64, i64, i64)> = query
             .select_only()
             .column(customer::Column::SourceId)
             .column(customer::Column::RelationshipId)
             .column_as(Expr::cust("COUNT(*)"), "n")
-            .column_as(
-                Func::coalesce([Expr::col(customer::Column::Revenue).sum(), Expr::val(0i64)])
-                    .cast_as("BIGINT"),
-                "revenue",
-            )
+            .column_as(revenue_sum(REVENUE_HIGH), "revenue_high")
+            .column_as(revenue_sum(REVENUE_LOW), "revenue_low")
             .group_by(customer::Column::SourceId)
             .group_by(customer::Column::RelationshipId)
             .into_tuple()
@@ -271,15 +284,16 @@ impl Store {
             .iter()
             .find(|r| r.code == CLOSED_CODE)
             .map(|r| r.id.clone());
-        let mut per_source: BTreeMap<Option<String>, (HashMap<String, i64>, i64)> = BTreeMap::new();
-        for (source_id, relationship_id, n, revenue) in groups {
+        let mut per_source: BTreeMap<Option<String>, (HashMap<String, i64>, i128)> =
+            BTreeMap::new();
+        for (source_id, relationship_id, n, high, low) in groups {
             let entry = per_source.entry(source_id).or_default();
             *entry.0.entry(relationship_id).or_default() += n;
-            entry.1 += revenue;
+            entry.1 += (i128::from(high) << 32) + i128::from(low);
         }
         let figures = |source: Option<customer_source::Model>,
                        counts: &HashMap<String, i64>,
-                       revenue: i64| SourceFigures {
+                       revenue: i128| SourceFigures {
             customers: counts.values().sum(),
             closed: closed_id
                 .as_ref()
@@ -287,7 +301,7 @@ impl Store {
                 .copied()
                 .unwrap_or(0),
             tallies: tallies(&relationships, counts),
-            revenue,
+            revenue: saturate(revenue),
             source,
         };
         let empty = (HashMap::new(), 0);
@@ -302,7 +316,7 @@ impl Store {
         rows.push(figures(None, counts, *revenue));
 
         let mut all_counts: HashMap<String, i64> = HashMap::new();
-        let mut all_revenue = 0;
+        let mut all_revenue: i128 = 0;
         for (counts, revenue) in per_source.values() {
             for (id, n) in counts {
                 *all_counts.entry(id.clone()).or_default() += n;
