@@ -80,8 +80,9 @@ impl std::fmt::Debug for PageKey {
     }
 }
 
-/// One value of a keyset cursor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One value of a keyset cursor. Values of one column compare as the
+/// column does (a checked cursor holds the column's type).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum CursorValue {
     /// An integer sort key.
@@ -124,7 +125,7 @@ pub enum CursorKind {
 }
 
 /// The sort key of the last row of a page; the next page starts after it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Cursor(pub Vec<CursorValue>);
 
 impl Cursor {

@@ -2,7 +2,9 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{context, convert::customer as convert, idempotency_key, page_request, target};
+use super::{
+    context, convert::customer as convert, idempotency_key, page_request, target, write_context,
+};
 use crate::{
     domain::{catalog::Target, customer::CustomerOrder, ids, paging::DeletedFilter},
     pb::{self, customer_service_server::CustomerService},
@@ -28,7 +30,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::CreateCustomerRequest>,
     ) -> Result<Response<pb::CreateCustomerResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let key = idempotency_key(&req, &req.request_id, |r| r.request_id.clear())?;
         let input = convert::new_customer(req.customer, &req.reason)?;
@@ -45,7 +47,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::GetCustomerResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = context(&request)?;
         let id = ids::parse("id", &request.get_ref().id)?;
         let customer = self.store.get_customer(&ctx, &id).await?;
         Ok(Response::new(pb::GetCustomerResponse {
@@ -57,7 +59,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::ListCustomersRequest>,
     ) -> Result<Response<pb::ListCustomersResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = context(&request)?;
         let req = request.into_inner();
         let page = page_request(&self.store, &req).await?;
         let order = CustomerOrder::parse(&req.order_by)?;
@@ -85,7 +87,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::UpdateCustomerRequest>,
     ) -> Result<Response<pb::UpdateCustomerResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let (target, patch) = convert::customer_patch(req.customer, req.update_mask, &req.reason)?;
         let customer = self.store.update_customer(&ctx, &target, &patch).await?;
@@ -98,7 +100,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::DeleteCustomerRequest>,
     ) -> Result<Response<pb::DeleteCustomerResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let customer = self
             .store
@@ -113,7 +115,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::RestoreCustomerRequest>,
     ) -> Result<Response<pb::RestoreCustomerResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let customer = self
             .store
@@ -128,7 +130,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::ChangeRelationshipRequest>,
     ) -> Result<Response<pb::ChangeRelationshipResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let target = Target {
             id: ids::parse("customer_id", &req.customer_id)?,
@@ -150,7 +152,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::BatchChangeRelationshipRequest>,
     ) -> Result<Response<pb::BatchChangeRelationshipResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let customer_ids = convert::customer_ids(&req.customer_ids)?;
         let relationship_id = ids::parse("relationship_id", &req.relationship_id)?;
@@ -168,7 +170,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::AddCustomersToGroupRequest>,
     ) -> Result<Response<pb::AddCustomersToGroupResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let group_id = ids::parse("group_id", &req.group_id)?;
         let customer_ids = convert::customer_ids(&req.customer_ids)?;
@@ -185,7 +187,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::RemoveCustomersFromGroupRequest>,
     ) -> Result<Response<pb::RemoveCustomersFromGroupResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let group_id = ids::parse("group_id", &req.group_id)?;
         let customer_ids = convert::customer_ids(&req.customer_ids)?;
@@ -202,7 +204,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::RecordContactRequest>,
     ) -> Result<Response<pb::RecordContactResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let input = convert::new_contact(request.into_inner())?;
         let (contact, customer) = self.store.record_contact(&ctx, &input).await?;
         Ok(Response::new(pb::RecordContactResponse {
@@ -215,7 +217,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::ListContactsRequest>,
     ) -> Result<Response<pb::ListContactsResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = context(&request)?;
         let req = request.into_inner();
         let page = page_request(&self.store, &req).await?;
         let customer_id = ids::parse("customer_id", &req.customer_id)?;
@@ -231,7 +233,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::ListRelationshipHistoryRequest>,
     ) -> Result<Response<pb::ListRelationshipHistoryResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = context(&request)?;
         let req = request.into_inner();
         let page = page_request(&self.store, &req).await?;
         let customer_id = ids::parse("customer_id", &req.customer_id)?;
@@ -247,7 +249,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::CountCustomersByRelationshipRequest>,
     ) -> Result<Response<pb::CountCustomersByRelationshipResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = context(&request)?;
         let req = request.into_inner();
         let filter = convert::customer_filter(
             &req.group_id,

@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     context, convert::catalog as convert, idempotency_key, page_request, present, present_one,
-    target,
+    target, write_context,
 };
 use crate::{
     domain::{ids, paging::DeletedFilter},
@@ -31,7 +31,7 @@ impl GroupService for GroupApi {
         &self,
         request: Request<pb::CreateGroupRequest>,
     ) -> Result<Response<pb::CreateGroupResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let key = idempotency_key(&req, &req.request_id, |r| r.request_id.clear())?;
         let input = convert::new_group(req.group)?;
@@ -48,7 +48,7 @@ impl GroupService for GroupApi {
         &self,
         request: Request<pb::GetGroupRequest>,
     ) -> Result<Response<pb::GetGroupResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = context(&request)?;
         let id = ids::parse("id", &request.get_ref().id)?;
         let group = self.store.get_group(&ctx.tenant, &id).await?;
         Ok(Response::new(pb::GetGroupResponse {
@@ -60,7 +60,7 @@ impl GroupService for GroupApi {
         &self,
         request: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = context(&request)?;
         let req = request.into_inner();
         let page = page_request(&self.store, &req).await?;
         let parent = ids::parse_optional("parent_id", &req.parent_id)?;
@@ -80,7 +80,7 @@ impl GroupService for GroupApi {
         &self,
         request: Request<pb::UpdateGroupRequest>,
     ) -> Result<Response<pb::UpdateGroupResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let (target, patch) = convert::group_patch(req.group, req.update_mask)?;
         let group = self
@@ -96,7 +96,7 @@ impl GroupService for GroupApi {
         &self,
         request: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let target = target(&req.id, req.etag)?;
         let (group, cascaded) = self
@@ -113,7 +113,7 @@ impl GroupService for GroupApi {
         &self,
         request: Request<pb::RestoreGroupRequest>,
     ) -> Result<Response<pb::RestoreGroupResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let target = target(&req.id, req.etag)?;
         let (group, restored) = self.store.restore_group(&ctx.tenant, &target).await?;

@@ -54,20 +54,28 @@ fn header<'a>(metadata: &'a MetadataMap, key: &str) -> AppResult<Option<&'a str>
         .map_err(|_| AppError::invalid(key, "must be printable ASCII"))
 }
 
-/// Reads the tenant and actor of a request, checks the text of its every
-/// string field ([`strings::check`]), and provisions the tenant on its
-/// first request. Every handler starts here, so no request reaches the
-/// database before its metadata and text are checked.
-pub async fn context<T: Message + Name>(
-    store: &Store,
-    request: &Request<T>,
-) -> Result<RequestContext, Status> {
+/// Reads the tenant and actor of a request and checks the text of its
+/// every string field ([`strings::check`]). Every handler starts here or at
+/// [`write_context`], so no request reaches the database before its
+/// metadata and text are checked. Reads never provision the tenant: one
+/// never written answers as a fresh tenant would, with nothing written.
+pub fn context<T: Message + Name>(request: &Request<T>) -> Result<RequestContext, Status> {
     let metadata = request.metadata();
     let tenant = TenantId::parse(header(metadata, TENANT_HEADER)?)?;
     let actor = Actor::parse(header(metadata, ACTOR_HEADER)?)?;
     strings::check(request.get_ref())?;
-    store.provision(&tenant).await?;
     Ok(RequestContext { tenant, actor })
+}
+
+/// [`context`] for a request that may write: also provisions the tenant
+/// on its first write.
+pub async fn write_context<T: Message + Name>(
+    store: &Store,
+    request: &Request<T>,
+) -> Result<RequestContext, Status> {
+    let ctx = context(request)?;
+    store.provision(&ctx.tenant).await?;
+    Ok(ctx)
 }
 
 /// The idempotency key of a Create: its `request_id` and a fingerprint of

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::{
     context,
     convert::{Checks, catalog as convert, micros, timestamp},
-    idempotency_key, page_request, present, present_one, target,
+    idempotency_key, page_request, present, present_one, target, write_context,
 };
 use crate::{
     changes::watch::{self, Event, Filter, Watch},
@@ -143,7 +143,7 @@ impl RelationshipService for RelationshipApi {
         &self,
         request: Request<pb::WatchRelationshipChangesRequest>,
     ) -> Result<Response<ChangeStream>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = context(&request)?;
         let request = request.into_inner();
         let watch = Watch {
             tenant: ctx.tenant.as_str().to_owned(),
@@ -175,7 +175,12 @@ impl RelationshipService for RelationshipApi {
         &self,
         request: Request<pb::ApplyInactivityRulesRequest>,
     ) -> Result<Response<pb::ApplyInactivityRulesResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        // A dry run reads only; a real run may move customers.
+        let ctx = if request.get_ref().dry_run {
+            context(&request)?
+        } else {
+            write_context(&self.store, &request).await?
+        };
         let sweep = inactivity_sweep(&ctx, request.get_ref(), self.store.now())?;
         let report = self.store.apply_inactivity_rules(&sweep).await?;
         Ok(Response::new(pb::ApplyInactivityRulesResponse {
@@ -188,7 +193,7 @@ impl RelationshipService for RelationshipApi {
         &self,
         request: Request<pb::CreateRelationshipRequest>,
     ) -> Result<Response<pb::CreateRelationshipResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let key = idempotency_key(&req, &req.request_id, |r| r.request_id.clear())?;
         let input = convert::new_relationship(req.relationship)?;
@@ -205,7 +210,7 @@ impl RelationshipService for RelationshipApi {
         &self,
         request: Request<pb::GetRelationshipRequest>,
     ) -> Result<Response<pb::GetRelationshipResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = context(&request)?;
         let id = ids::parse("id", &request.get_ref().id)?;
         let relationship = self.store.get_relationship(&ctx.tenant, &id).await?;
         Ok(Response::new(pb::GetRelationshipResponse {
@@ -217,7 +222,7 @@ impl RelationshipService for RelationshipApi {
         &self,
         request: Request<pb::ListRelationshipsRequest>,
     ) -> Result<Response<pb::ListRelationshipsResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = context(&request)?;
         let req = request.into_inner();
         let page = page_request(&self.store, &req).await?;
         let deleted = DeletedFilter::from_flags(req.show_deleted, req.deleted_only);
@@ -236,7 +241,7 @@ impl RelationshipService for RelationshipApi {
         &self,
         request: Request<pb::UpdateRelationshipRequest>,
     ) -> Result<Response<pb::UpdateRelationshipResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let (target, patch) = convert::relationship_patch(req.relationship, req.update_mask)?;
         let relationship = self
@@ -252,7 +257,7 @@ impl RelationshipService for RelationshipApi {
         &self,
         request: Request<pb::DeleteRelationshipRequest>,
     ) -> Result<Response<pb::DeleteRelationshipResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let target = target(&req.id, req.etag)?;
         let reassign_to = ids::parse_optional("reassign_to_id", &req.reassign_to_id)?;
@@ -270,7 +275,7 @@ impl RelationshipService for RelationshipApi {
         &self,
         request: Request<pb::RestoreRelationshipRequest>,
     ) -> Result<Response<pb::RestoreRelationshipResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let target = target(&req.id, req.etag)?;
         let relationship = self

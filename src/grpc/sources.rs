@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 use super::{
     context,
     convert::{catalog as convert, micros},
-    idempotency_key, page_request, present, present_one, target,
+    idempotency_key, page_request, present, present_one, target, write_context,
 };
 use crate::{
     domain::{ids, paging::DeletedFilter},
@@ -33,7 +33,7 @@ impl SourceService for SourceApi {
         &self,
         request: Request<pb::CreateSourceRequest>,
     ) -> Result<Response<pb::CreateSourceResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let key = idempotency_key(&req, &req.request_id, |r| r.request_id.clear())?;
         let input = convert::new_source(req.source)?;
@@ -50,7 +50,7 @@ impl SourceService for SourceApi {
         &self,
         request: Request<pb::GetSourceRequest>,
     ) -> Result<Response<pb::GetSourceResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = context(&request)?;
         let id = ids::parse("id", &request.get_ref().id)?;
         let source = self.store.get_source(&ctx.tenant, &id).await?;
         Ok(Response::new(pb::GetSourceResponse {
@@ -62,7 +62,7 @@ impl SourceService for SourceApi {
         &self,
         request: Request<pb::ListSourcesRequest>,
     ) -> Result<Response<pb::ListSourcesResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = context(&request)?;
         let req = request.into_inner();
         let page = page_request(&self.store, &req).await?;
         let deleted = DeletedFilter::from_flags(req.show_deleted, req.deleted_only);
@@ -78,7 +78,7 @@ impl SourceService for SourceApi {
         &self,
         request: Request<pb::UpdateSourceRequest>,
     ) -> Result<Response<pb::UpdateSourceResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let (target, patch) = convert::source_patch(req.source, req.update_mask)?;
         let source = self
@@ -94,7 +94,7 @@ impl SourceService for SourceApi {
         &self,
         request: Request<pb::DeleteSourceRequest>,
     ) -> Result<Response<pb::DeleteSourceResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let target = target(&req.id, req.etag)?;
         let source = self.store.delete_source(&ctx.tenant, &target).await?;
@@ -107,7 +107,7 @@ impl SourceService for SourceApi {
         &self,
         request: Request<pb::RestoreSourceRequest>,
     ) -> Result<Response<pb::RestoreSourceResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = write_context(&self.store, &request).await?;
         let req = request.into_inner();
         let target = target(&req.id, req.etag)?;
         let source = self.store.restore_source(&ctx.tenant, &target).await?;
@@ -120,7 +120,7 @@ impl SourceService for SourceApi {
         &self,
         request: Request<pb::GetSourceReportRequest>,
     ) -> Result<Response<pb::GetSourceReportResponse>, Status> {
-        let ctx = context(&self.store, &request).await?;
+        let ctx = context(&request)?;
         let pb::GetSourceReportRequest {
             create_time_from,
             create_time_to,

@@ -287,6 +287,27 @@ where
     Ok(finish_page(items, total as i64, page, key))
 }
 
+/// One page of `rows`, given in ascending order of `key` over columns of
+/// `kinds`: the page [`list_page`] would read were the rows stored, so a
+/// token from either continues in the other.
+pub fn page_in_memory<M>(
+    rows: Vec<M>,
+    kinds: [CursorKind; 2],
+    page: &PageRequest,
+    key: impl Fn(&M) -> Cursor,
+) -> AppResult<Page<M>> {
+    if let Some(after) = &page.after {
+        after.check(&kinds)?;
+    }
+    let total = rows.len() as i64;
+    let items = rows
+        .into_iter()
+        .filter(|row| page.after.as_ref().is_none_or(|after| key(row) > *after))
+        .take(page.size as usize + 1)
+        .collect();
+    Ok(finish_page(items, total, page, key))
+}
+
 /// The column carrying a page's total.
 const PAGE_TOTAL: &str = "page_total";
 

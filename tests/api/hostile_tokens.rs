@@ -119,6 +119,11 @@ pub async fn rows_of_tenants(app: &TestApp, prefix: &str) -> Vec<(&'static str, 
         ("contacts", "tenant_id"),
         ("relationship_changes", "tenant_id"),
         ("idempotency_keys", "tenant_id"),
+        ("relationship_counts", "tenant_id"),
+        ("group_relationship_counts", "tenant_id"),
+        ("relationship_members", "tenant_id"),
+        ("group_members", "tenant_id"),
+        ("change_counters", "tenant_id"),
     ] {
         let sql = format!("SELECT COUNT(*) FROM {table} WHERE {column} LIKE {placeholder}");
         let row = db

@@ -22,4 +22,5 @@ mod server;
 mod sources;
 mod stored_data;
 mod tenancy;
+mod unwritten_tenants;
 mod write_path;

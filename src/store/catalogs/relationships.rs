@@ -7,8 +7,12 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TryIntoModel,
     sea_query::{Expr, ExprTrait},
 };
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use crate::store::{
     Store, WriteTx,
@@ -19,12 +23,12 @@ use crate::store::{
     },
     lock_scope,
     resource::{self, Revisable, in_tenant},
+    tenants,
 };
 use crate::{
     domain::{
         catalog::{IdempotencyKey, NewEntry, Target},
         change::{Cause, Origin},
-        ids,
         paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
         relationship::{
             InactivityRule, Kind, NewRelationship, RelationshipPatch, SeedLocale, seeds,
@@ -127,14 +131,26 @@ async fn reassign_holders(
     Ok(moves.len() as u64)
 }
 
-/// Inserts the seeded relationships of a new tenant.
-pub async fn seed(
-    tx: &impl ConnectionTrait,
-    tenant: &str,
-    locale: SeedLocale,
-    now: i64,
-) -> AppResult<()> {
-    let rows = seeds(locale)
+/// The id of the seeded relationship `code` of `tenant`: derived from the
+/// pair (a UUIDv8 of its SHA-256), so a tenant read before its first write
+/// shows the ids its seeding will store. Tenants seeded before this kept
+/// the random ids they were given.
+pub fn seed_id(tenant: &str, code: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"crm-classify seeded relationship\0")
+        .chain_update(tenant.as_bytes())
+        .chain_update(b"\0")
+        .chain_update(code.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Uuid::new_v8(bytes).hyphenated().to_string()
+}
+
+/// The seeded relationships of a new tenant, made at `now`: the rows its
+/// provisioning inserts and, as plain models, what reads show before then.
+pub fn seed_rows(tenant: &str, locale: SeedLocale, now: i64) -> Vec<ActiveModel> {
+    seeds(locale)
         .into_iter()
         .zip(1..)
         .map(|(seed, position)| ActiveModel {
@@ -146,7 +162,7 @@ pub async fn seed(
             exempt_relationship_ids: Set("[]".to_owned()),
             is_default: Set(seed.is_default),
             ..ActiveModel::created(
-                ids::new_id(),
+                seed_id(tenant, seed.code),
                 tenant,
                 seed.code.to_owned(),
                 NewEntry {
@@ -156,9 +172,37 @@ pub async fn seed(
                 },
                 now,
             )
-        });
-    Entity::insert_many(rows).exec_without_returning(tx).await?;
+        })
+        .collect()
+}
+
+/// Inserts the seeded relationships of a new tenant.
+pub async fn seed(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    locale: SeedLocale,
+    now: i64,
+) -> AppResult<()> {
+    Entity::insert_many(seed_rows(tenant, locale, now))
+        .exec_without_returning(tx)
+        .await?;
     Ok(())
+}
+
+/// NOT_FOUND unless `id` is a relationship of `tenant`: one of its rows,
+/// or, while the tenant has not been provisioned, one of its seeds.
+pub async fn ensure_exists(db: &impl ConnectionTrait, tenant: &str, id: &str) -> AppResult<()> {
+    match resource::find::<Entity>(db, tenant, id).await {
+        Err(AppError::NotFound { .. })
+            if seeds(SeedLocale::En)
+                .iter()
+                .any(|seed| seed_id(tenant, seed.code) == id)
+                && !tenants::exists(db, tenant).await? =>
+        {
+            Ok(())
+        }
+        found => found.map(drop),
+    }
 }
 
 /// Active relationships in position order.
@@ -329,9 +373,24 @@ impl Store {
         self.create_entry::<Entity>(tenant, input, key).await
     }
 
+    /// The seeded relationships of `tenant` as its reads show them before
+    /// it is provisioned (nothing is written).
+    pub fn unprovisioned_relationships(&self, tenant: &TenantId) -> AppResult<Vec<Model>> {
+        seed_rows(tenant.as_str(), self.seed_locale, self.now())
+            .into_iter()
+            .map(|row| Ok(row.try_into_model()?))
+            .collect()
+    }
+
     /// One relationship, deleted or not.
     pub async fn get_relationship(&self, tenant: &TenantId, id: &str) -> AppResult<Model> {
-        resource::find::<Entity>(self.db(), tenant.as_str(), id).await
+        if self.tenant_exists(tenant).await? {
+            return resource::find::<Entity>(self.db(), tenant.as_str(), id).await;
+        }
+        self.unprovisioned_relationships(tenant)?
+            .into_iter()
+            .find(|row| row.id == id)
+            .ok_or_else(|| AppError::not_found(<Entity as resource::Resource>::RESOURCE, id))
     }
 
     /// Relationships in position order.
@@ -341,24 +400,28 @@ impl Store {
         deleted: DeletedFilter,
         page: &PageRequest,
     ) -> AppResult<Page<Model>> {
+        let order = [
+            (Column::Position, CursorKind::Position),
+            (Column::Id, CursorKind::Id),
+        ];
+        let key = |m: &Model| {
+            Cursor(vec![
+                CursorValue::Int(i64::from(m.position)),
+                CursorValue::Text(m.id.clone()),
+            ])
+        };
+        if !self.tenant_exists(tenant).await? {
+            // Seeds are active, already in (position, id) order.
+            let rows = match deleted {
+                DeletedFilter::Only => Vec::new(),
+                DeletedFilter::Active | DeletedFilter::All => {
+                    self.unprovisioned_relationships(tenant)?
+                }
+            };
+            return resource::page_in_memory(rows, order.map(|(_, kind)| kind), page, key);
+        }
         let query = resource::with_deleted_filter(in_tenant::<Entity>(tenant.as_str()), deleted);
-        resource::list_page(
-            self.db(),
-            query,
-            [
-                (Column::Position, CursorKind::Position),
-                (Column::Id, CursorKind::Id),
-            ],
-            sea_orm::Order::Asc,
-            page,
-            |m| {
-                Cursor(vec![
-                    CursorValue::Int(i64::from(m.position)),
-                    CursorValue::Text(m.id.clone()),
-                ])
-            },
-        )
-        .await
+        resource::list_page(self.db(), query, order, sea_orm::Order::Asc, page, key).await
     }
 
     /// Applies `patch` to a relationship.

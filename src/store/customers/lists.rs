@@ -10,7 +10,7 @@ use sea_orm::{
 use super::{CustomerRecord, holders, records::with_groups};
 use crate::store::{
     Store,
-    catalogs::groups::active_descendants,
+    catalogs::{groups::active_descendants, relationships},
     resource::{self, in_tenant},
 };
 use crate::{
@@ -21,7 +21,7 @@ use crate::{
     },
     entity::{
         customer, customer_group, customer_source, group_member, group_relationship_count,
-        relationship, relationship_count, relationship_member,
+        relationship_count, relationship_member,
     },
     error::AppResult,
 };
@@ -81,7 +81,7 @@ pub(super) async fn filtered(
         query = query.filter(customer::Column::SourceId.eq(source_id));
     }
     if with_relationship && let Some(relationship_id) = &filter.relationship_id {
-        resource::find::<relationship::Entity>(db, tenant, relationship_id).await?;
+        relationships::ensure_exists(db, tenant, relationship_id).await?;
         query = query.filter(customer::Column::RelationshipId.eq(relationship_id));
         if few_holders(db, tenant, relationship_id, filter.deleted).await? {
             let holders = holders::holder_ids(tenant, relationship_id, filter.deleted);
@@ -235,7 +235,7 @@ async fn ensure_member_filters_exist(
 ) -> AppResult<()> {
     resource::find::<customer_group::Entity>(db, tenant, group_id).await?;
     if let Some(relationship_id) = relationship_id {
-        resource::find::<relationship::Entity>(db, tenant, relationship_id).await?;
+        relationships::ensure_exists(db, tenant, relationship_id).await?;
     }
     Ok(())
 }
@@ -329,7 +329,7 @@ impl Store {
             let total = counted_total(tenant, filter);
             let result = self.newest_from_copies(tenant, query, page, total).await?;
             if result.items.is_empty() {
-                resource::find::<relationship::Entity>(self.db(), tenant, relationship_id).await?;
+                relationships::ensure_exists(self.db(), tenant, relationship_id).await?;
             }
             return Ok(result);
         }
