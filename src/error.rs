@@ -1,11 +1,16 @@
 //! One error type for the whole service, the single place where database
 //! errors are classified, and the single mapping from errors to gRPC statuses.
 
-use std::ops::Deref;
+use std::{ops::Deref, sync::Mutex};
 
 use sea_orm::{DbErr, RuntimeErr};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::{
+    telemetry::{REPEAT_EVERY, Throttle},
+    warn_throttled,
+};
 
 /// One bad input field: its path in the request and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +111,10 @@ const DESCRIPTION_MAX_BYTES: usize = 256;
 /// message. With the limits above the details stay under 3 KB, well inside
 /// the 8 KB of metadata gRPC clients accept by default.
 const VIOLATIONS_MAX: usize = 5;
+
+/// Every request fails alike while the database is away: one warning per
+/// interval says so, not one per request.
+static UNAVAILABLE_WARNINGS: Mutex<Throttle> = Mutex::new(Throttle::new(REPEAT_EVERY));
 
 /// A caller's value as an error message repeats it: in backticks, and when
 /// longer than [`ECHO_MAX_CHARS`] its start, an ellipsis and its length.
@@ -288,7 +297,10 @@ impl From<AppError> for Status {
             AppError::Busy(message) => Status::unavailable(clip(message, MESSAGE_MAX_BYTES)),
             AppError::OutOfRange(message) => Status::out_of_range(clip(message, MESSAGE_MAX_BYTES)),
             AppError::Unavailable(detail) => {
-                tracing::warn!(%detail, "database unavailable");
+                let mut throttle = UNAVAILABLE_WARNINGS
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                warn_throttled!(throttle, %detail, "database unavailable");
                 Status::unavailable("the database is unavailable; retry later")
             }
             AppError::Conflict(ConflictKind::Unique) => Status::already_exists(

@@ -530,6 +530,27 @@ pub async fn await_health(
     }
 }
 
+/// Fails the test unless the server reports SERVING and answers a normal
+/// call of the test tenant.
+pub async fn still_answers(app: &TestApp) {
+    use crm_classify::pb::ListGroupsRequest;
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let health = HealthClient::new(app.channel.clone())
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health check")
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
+    app.groups()
+        .list_groups(ListGroupsRequest::default())
+        .await
+        .expect("a normal call after the hostile ones");
+}
+
 /// The error of a call that must fail with `code`.
 #[track_caller]
 pub fn expect_code<T: std::fmt::Debug>(

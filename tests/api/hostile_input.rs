@@ -4,53 +4,29 @@
 //! answered without INTERNAL), writes nothing, and leaves the server
 //! answering.
 
-use std::collections::HashMap;
-
 use crm_classify::{
     domain::customer::{QUERY_MAX_CHARS, REVENUE_MAX, SHORT_TEXT_MAX},
     entity::{customer, customer_group, tenant},
     pb::{
         self, CountCustomersByRelationshipRequest, CreateGroupRequest, Customer,
         DeleteCustomerRequest, GetCustomerRequest, GetSourceReportRequest, Group,
-        ListCustomersRequest, ListGroupsRequest, WatchRelationshipChangesRequest,
+        ListCustomersRequest, WatchRelationshipChangesRequest,
         group_service_client::GroupServiceClient,
     },
 };
-use prost_reflect::{
-    DescriptorPool, DynamicMessage, MapKey, MessageDescriptor, MethodDescriptor, Value,
-};
+use prost_reflect::DynamicMessage;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr};
-use tonic::{Code, Request, Status, codegen::http::uri::PathAndQuery, metadata::MetadataValue};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
-use tonic_prost::ProstCodec;
+use tonic::{Code, Request, metadata::MetadataValue};
 
 use crate::fixtures::{
     create_customer, create_request, get_customer, named, new_source, stored, total, update_request,
 };
-use crate::helpers::{TestApp, expect_code, new_tenant, violated_fields};
+use crate::helpers::{TestApp, expect_code, new_tenant, still_answers, violated_fields};
 use crate::on_both_databases;
+use crate::requests::{assert_small, call, methods, text_slots};
 
 /// Text with a NUL in the middle.
 const WITH_NUL: &str = "a\u{0}b";
-
-/// Fails the test unless the server reports SERVING and answers a normal
-/// call of the test tenant.
-async fn still_answers(app: &TestApp) {
-    let health = HealthClient::new(app.channel.clone())
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .expect("health check")
-        .into_inner();
-    assert_eq!(health.status(), ServingStatus::Serving);
-    app.groups()
-        .list_groups(ListGroupsRequest::default())
-        .await
-        .expect("a normal call after the hostile ones");
-}
 
 /// Rows the test tenant has: its tenant row, customers and groups.
 async fn rows_of_tenant(app: &TestApp, tenant_id: &str) -> [u64; 3] {
@@ -73,87 +49,13 @@ async fn rows_of_tenant(app: &TestApp, tenant_id: &str) -> [u64; 3] {
     ]
 }
 
-/// Every method of the service's own API.
-fn methods() -> Vec<MethodDescriptor> {
-    let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).expect("descriptor set");
-    pool.services()
-        .filter(|s| s.package_name() == "crm.v1")
-        .flat_map(|s| s.methods().collect::<Vec<_>>())
-        .collect()
-}
-
-/// One request per string of `input` (in nested messages, lists and maps
-/// too), that string holding a NUL, with the field path the server must
-/// name.
-fn nul_in_each_string(input: &MessageDescriptor) -> Vec<(String, DynamicMessage)> {
-    let mut requests = Vec::new();
-    for field in input.fields() {
-        let mut hostile = |path: String, value: Value| {
-            let mut request = DynamicMessage::new(input.clone());
-            request.set_field(&field, value);
-            requests.push((path, request));
-        };
-        let name = field.name().to_owned();
-        match field.kind() {
-            prost_reflect::Kind::String if field.is_list() => hostile(
-                format!("{name}[0]"),
-                Value::List(vec![Value::String(WITH_NUL.into())]),
-            ),
-            prost_reflect::Kind::String => hostile(name, Value::String(WITH_NUL.into())),
-            prost_reflect::Kind::Message(_) if field.is_map() => {
-                for (key, value) in [("key", WITH_NUL), (WITH_NUL, "value")] {
-                    hostile(
-                        name.clone(),
-                        Value::Map(HashMap::from([(
-                            MapKey::String(key.into()),
-                            Value::String(value.into()),
-                        )])),
-                    );
-                }
-            }
-            prost_reflect::Kind::Message(nested) if !field.is_list() => {
-                for (path, inner) in nul_in_each_string(&nested) {
-                    hostile(format!("{name}.{path}"), Value::Message(inner));
-                }
-            }
-            _ => {}
-        }
-    }
-    requests
-}
-
-/// Calls `method` with `request` as the test tenant, without a generated
-/// client, so that any method and any field can be reached.
-async fn call(
-    app: &TestApp,
-    method: &MethodDescriptor,
-    request: DynamicMessage,
-) -> Result<(), Status> {
-    let mut grpc = tonic::client::Grpc::new(app.svc());
-    grpc.ready().await.expect("channel ready");
-    let path = PathAndQuery::try_from(format!(
-        "/{}/{}",
-        method.parent_service().full_name(),
-        method.name()
-    ))
-    .expect("method path");
-    let codec = ProstCodec::<DynamicMessage, ()>::default();
-    if method.is_server_streaming() {
-        grpc.server_streaming(Request::new(request), path, codec)
-            .await
-            .map(drop)
-    } else {
-        grpc.unary(Request::new(request), path, codec)
-            .await
-            .map(drop)
-    }
-}
-
 on_both_databases! {
     async fn a_nul_in_any_string_of_any_request_is_refused_before_anything_is_written(app: TestApp) {
         let mut checked = Vec::new();
         for method in methods() {
-            for (field, request) in nul_in_each_string(&method.input()) {
+            for slot in text_slots(&method.input()) {
+                let mut request = DynamicMessage::new(method.input());
+                let field = slot.put(&mut request, WITH_NUL);
                 let what = format!("{} {field}", method.name());
                 let status = call(&app, &method, request)
                     .await
@@ -290,24 +192,20 @@ on_both_databases! {
     async fn a_value_of_a_megabyte_is_echoed_only_in_part(app: TestApp) {
         let mut customers = app.customers();
         let huge = "x".repeat(1 << 20);
-        let small = |status: &Status| {
-            assert!(status.message().len() < 1024, "message of {} bytes", status.message().len());
-            assert!(status.details().len() < 4096, "details of {} bytes", status.details().len());
-        };
         let status = expect_code(
             customers.get_customer(GetCustomerRequest { id: huge.clone() }).await,
             Code::InvalidArgument,
         );
         assert_eq!(violated_fields(&status), vec!["id"]);
         assert!(status.message().contains("(1048576 bytes)"), "{}", status.message());
-        small(&status);
+        assert_small(&status);
 
         // A hundred bad ids of 10 KB each: a few named, the rest counted.
         let many = Customer { group_ids: vec!["y".repeat(10_000); 100], ..named("Many") };
         let status = expect_code(customers.create_customer(create_request(many)).await, Code::InvalidArgument);
         assert!(violated_fields(&status).contains(&"customer.group_ids[0]".to_owned()));
         assert!(status.message().contains("more)"), "{}", status.message());
-        small(&status);
+        assert_small(&status);
         assert_eq!(stored(&mut customers).await, 0);
 
         // A stale etag of a megabyte: ABORTED, and the customer stays.
@@ -316,7 +214,7 @@ on_both_databases! {
             customers.delete_customer(DeleteCustomerRequest { id: an.id.clone(), etag: huge }).await,
             Code::Aborted,
         );
-        small(&status);
+        assert_small(&status);
         assert_eq!(get_customer(&mut customers, &an.id).await.delete_time, None);
         still_answers(&app).await;
     }

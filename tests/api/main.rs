@@ -4,11 +4,13 @@
 
 mod fixtures;
 mod helpers;
+mod requests;
 
 mod change_stream;
 mod create_batches;
 mod customers;
 mod groups;
+mod hostile_fuzz;
 mod hostile_input;
 mod hostile_tokens;
 mod hostile_transport;
