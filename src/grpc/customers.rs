@@ -80,6 +80,7 @@ impl CustomerService for CustomerApi {
             next_page_token: page.next_token(&result),
             total_size: result.total as i64,
             customers: result.items.into_iter().map(Into::into).collect(),
+            watch_from_sequence: 0,
         }))
     }
 
@@ -268,6 +269,7 @@ impl CustomerService for CustomerApi {
                 .into_iter()
                 .map(Into::into)
                 .collect(),
+            watch_from_sequence: 0,
         }))
     }
 }

@@ -1060,7 +1060,7 @@ on_both_databases! {
             CountCustomersByRelationshipRequest { owner_id: "u-2".into(), ..Default::default() },
             CountCustomersByRelationshipRequest { query: "nguyen".into(), ..Default::default() },
             CountCustomersByRelationshipRequest { query: "0901".into(), ..Default::default() },
-            CountCustomersByRelationshipRequest { owner_id: "u-1".into(), source_id: cat.fair.id.clone(), group_id: cat.root.id.clone(), include_subgroups: true, query: String::new() },
+            CountCustomersByRelationshipRequest { owner_id: "u-1".into(), source_id: cat.fair.id.clone(), group_id: cat.root.id.clone(), include_subgroups: true, query: String::new(), ..Default::default() },
         ];
         for request in filters {
             let counted = count(&mut customers, request.clone()).await;
