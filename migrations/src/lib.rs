@@ -35,6 +35,9 @@ mod m20261202_000006_placed_customers;
 mod m20261205_000007_source_index_without_relationship;
 mod m20261206_000008_relationship_members;
 mod m20261206_000009_service_secrets;
+mod m20261206_000010_folded_text;
+
+pub mod folding;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -52,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000007_source_index_without_relationship::Migration),
             Box::new(m20261206_000008_relationship_members::Migration),
             Box::new(m20261206_000009_service_secrets::Migration),
+            Box::new(m20261206_000010_folded_text::Migration),
         ]
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use deunicode::deunicode;
 
-use crate::domain::paging::DeletedFilter;
+use crate::domain::{filter::Filter, paging::DeletedFilter};
 use crate::error::{AppError, AppResult, quoted};
 
 /// Fewest and most digits of a phone number.
@@ -131,6 +131,15 @@ pub fn revenue(field: &str, value: i64) -> AppResult<i64> {
     }
 }
 
+/// Whether `key` may name an attribute: 1–64 of `a-z 0-9 _`.
+pub fn is_attribute_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= ATTRIBUTE_KEY_MAX
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// Validates the tenant's own fields: keys of 1–64 of `a-z 0-9 _`, values
 /// up to 1000 characters, at most 50 entries.
 pub fn attributes(
@@ -144,12 +153,7 @@ pub fn attributes(
         ));
     }
     for (key, value) in map {
-        let key_ok = !key.is_empty()
-            && key.len() <= ATTRIBUTE_KEY_MAX
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !key_ok {
+        if !is_attribute_key(key) {
             return Err(AppError::invalid(
                 field,
                 format!(
@@ -344,6 +348,8 @@ pub struct CustomerFilter {
     pub query: Option<String>,
     /// Active, deleted or both.
     pub deleted: DeletedFilter,
+    /// Matching this filter ([`Filter::All`] when none was given).
+    pub filter: Filter,
 }
 
 #[cfg(test)]

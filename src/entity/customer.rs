@@ -32,6 +32,14 @@ pub struct Model {
     pub province: String,
     /// Company name.
     pub company: String,
+    /// Folded `name` (`domain::filter::text::fold`): what filters compare.
+    pub name_folded: String,
+    /// Folded `company`.
+    pub company_folded: String,
+    /// Folded `province`.
+    pub province_folded: String,
+    /// JSON object of each attribute's key and folded value.
+    pub attributes_folded: String,
     /// Revenue in minor currency units.
     pub revenue: i64,
     /// JSON object of the tenant's own fields.

@@ -71,6 +71,7 @@ impl CustomerService for CustomerApi {
             &req.owner_id,
             &req.query,
             DeletedFilter::from_flags(req.show_deleted, req.deleted_only),
+            &req.filter,
         )?;
         let result = self
             .store
@@ -260,6 +261,7 @@ impl CustomerService for CustomerApi {
             &req.owner_id,
             &req.query,
             DeletedFilter::Active,
+            &req.filter,
         )?;
         let tallies = self.store.count_by_relationship(&ctx, &filter).await?;
         Ok(Response::new(pb::CountCustomersByRelationshipResponse {

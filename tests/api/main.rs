@@ -9,6 +9,8 @@ mod requests;
 mod change_stream;
 mod create_batches;
 mod customers;
+mod filter_differential;
+mod folded_text;
 mod groups;
 mod hostile_fuzz;
 mod hostile_input;

@@ -168,6 +168,10 @@ fn mistakes_name_their_character_offset_and_what_was_expected() {
     assert!(error_of("name").starts_with("expected a comparison after `name`"));
     assert!(error_of("frobnicate(\"x\")").starts_with("unknown function `frobnicate`"));
     assert!(error_of(r#"create_time > ago("soon")"#).starts_with("expected a duration"));
+    assert_eq!(
+        error_of("attributes.Tier = gold"),
+        "expected an attribute key (1–64 of a–z, 0–9 and _), found `Tier` at 11"
+    );
     for (text, message) in [
         ("(name = a", "expected `)` at 9"),
         ("name = a AND", "expected a comparison, `(` or `NOT` at 12"),

@@ -4,24 +4,11 @@
 //! equal; `=` compares folded text whole, `VALUE*` is a folded prefix, and
 //! `:` finds the folded words of the value as consecutive words inside.
 
-use deunicode::deunicode;
-
-/// The folded form of `text`: ASCII letters and digits, lower-cased,
-/// words separated by single spaces, no space at either end.
-pub fn fold(text: &str) -> String {
-    let ascii = deunicode(text).to_lowercase();
-    let mut folded = String::with_capacity(ascii.len());
-    for word in ascii.split(|c: char| !c.is_ascii_alphanumeric()) {
-        if word.is_empty() {
-            continue;
-        }
-        if !folded.is_empty() {
-            folded.push(' ');
-        }
-        folded.push_str(word);
-    }
-    folded
-}
+/// The folded form of text: ASCII letters and digits, lower-cased, words
+/// separated by single spaces, no space at either end. Defined with the
+/// migrations, which fold the rows stored before the folded columns
+/// existed: one definition for the stored columns and the evaluators.
+pub use migrations::folding::{fold, folded_attributes};
 
 /// `=`: equal once folded.
 pub fn equals(field: &str, value: &str) -> bool {

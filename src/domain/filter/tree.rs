@@ -5,9 +5,10 @@
 use super::syntax::{Comparator, Node, Operand};
 
 /// A customer filter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Filter {
     /// Every customer (the empty filter).
+    #[default]
     All,
     And(Vec<Filter>),
     Or(Vec<Filter>),
@@ -205,6 +206,17 @@ fn restriction(
         }
         Operand::Word(path, _) => *path,
     };
+    if let Some(key) = path.strip_prefix("attributes.")
+        && !crate::domain::customer::is_attribute_key(key)
+    {
+        return mistake(
+            left.at() + "attributes.".len(),
+            format!(
+                "expected an attribute key (1–64 of a–z, 0–9 and _), found `{}`",
+                short(key)
+            ),
+        );
+    }
     let field = Field::named(path).ok_or_else(|| Mistake {
         at: left.at(),
         message: format!(

@@ -8,7 +8,7 @@ use crate::{
         catalog::Target,
         change::{Cause, Channel, NewContact},
         customer::{self, CustomerFilter, CustomerPatch, MAX_IDS_PER_CALL, NewCustomer, Profile},
-        ids,
+        filter, ids,
         paging::DeletedFilter,
         text,
     },
@@ -256,6 +256,7 @@ pub fn customer_filter(
     owner_id: &str,
     query: &str,
     deleted: DeletedFilter,
+    filter_text: &str,
 ) -> AppResult<CustomerFilter> {
     let mut checks = Checks::default();
     let filter = CustomerFilter {
@@ -266,6 +267,7 @@ pub fn customer_filter(
         owner_id: checks.take(customer::owner_filter("owner_id", owner_id)),
         query: checks.take(customer::search_query("query", query)),
         deleted,
+        filter: checks.take(filter::parse(filter_text)),
     };
     checks.finish().map(|()| filter)
 }

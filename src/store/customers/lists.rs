@@ -7,7 +7,12 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, Func, LikeExpr, Query},
 };
 
-use super::{CustomerRecord, holders, records::with_groups};
+use super::{
+    CustomerRecord,
+    filter::{condition, meaning_of},
+    holders,
+    records::with_groups,
+};
 use crate::store::{
     Store,
     catalogs::{groups::active_descendants, relationships},
@@ -16,6 +21,7 @@ use crate::store::{
 use crate::{
     domain::{
         customer::{CustomerFilter, CustomerOrder},
+        filter::Filter,
         paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
         tenant::RequestContext,
     },
@@ -54,15 +60,25 @@ async fn group_scope(
 }
 
 /// The customers of the tenant matching `filter` (all but the relationship
-/// filter when `with_relationship` is false).
+/// filter when `with_relationship` is false); its filter expression is
+/// evaluated at `now` (microseconds).
 pub(super) async fn filtered(
     db: &impl ConnectionTrait,
     tenant: &str,
     filter: &CustomerFilter,
     with_relationship: bool,
+    now: i64,
 ) -> AppResult<Select<customer::Entity>> {
     let mut query =
         resource::with_deleted_filter(in_tenant::<customer::Entity>(tenant), filter.deleted);
+    if filter.filter != Filter::All {
+        let meaning = meaning_of(db, tenant, &filter.filter, now).await?;
+        query = query.filter(condition(
+            &filter.filter,
+            &meaning,
+            db.get_database_backend(),
+        ));
+    }
     if let Some(group_id) = &filter.group_id {
         let groups = group_scope(db, tenant, group_id, filter.include_subgroups).await?;
         query = query.filter(
@@ -146,6 +162,7 @@ async fn few_holders(
 /// membership table's indexes alone instead of probing every customer.
 pub(super) fn single_group(filter: &CustomerFilter) -> Option<&str> {
     let only_group = !filter.include_subgroups
+        && filter.filter == Filter::All
         && filter.source_id.is_none()
         && filter.owner_id.is_none()
         && filter.query.is_none()
@@ -161,6 +178,7 @@ pub(super) fn single_group(filter: &CustomerFilter) -> Option<&str> {
 /// `customers_by_create`.)
 fn single_relationship(filter: &CustomerFilter) -> Option<&str> {
     let only_relationship = filter.group_id.is_none()
+        && filter.filter == Filter::All
         && filter.source_id.is_none()
         && filter.owner_id.is_none()
         && filter.query.is_none()
@@ -297,7 +315,8 @@ fn counted_total(
 }
 
 pub(super) fn is_unfiltered(filter: &CustomerFilter) -> bool {
-    filter.group_id.is_none()
+    filter.filter == Filter::All
+        && filter.group_id.is_none()
         && filter.source_id.is_none()
         && filter.owner_id.is_none()
         && filter.query.is_none()
@@ -333,7 +352,7 @@ impl Store {
             }
             return Ok(result);
         }
-        let query = filtered(self.db(), tenant, filter, true).await?;
+        let query = filtered(self.db(), tenant, filter, true, self.now()).await?;
         let total = counted_total(tenant, filter);
         use customer::Column as C;
         let result = match order {

@@ -12,7 +12,13 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    domain::{change::split_group_ids, customer::Profile, tenant::RequestContext, text},
+    domain::{
+        change::split_group_ids,
+        customer::Profile,
+        filter::text::{fold, folded_attributes},
+        tenant::RequestContext,
+        text,
+    },
     entity::customer,
     error::{AppError, AppResult},
     store::{Store, resource::in_tenant},
@@ -170,6 +176,10 @@ pub fn set_profile(active: &mut customer::ActiveModel, profile: &Profile) {
     active.source_id = Set(profile.source_id.clone());
     active.province = Set(profile.province.clone());
     active.company = Set(profile.company.clone());
+    active.name_folded = Set(fold(&profile.name));
+    active.company_folded = Set(fold(&profile.company));
+    active.province_folded = Set(fold(&profile.province));
+    active.attributes_folded = Set(folded_attributes(&profile.attributes));
     active.revenue = Set(profile.revenue);
     // A map of strings always serialises.
     active.attributes = Set(serde_json::to_string(&profile.attributes).unwrap_or_default());

@@ -186,7 +186,7 @@ impl Store {
         if !self.tenant_exists(&ctx.tenant).await? {
             // No customers yet: the filters' groups and sources are checked
             // (they do not exist), and every seed counts zero.
-            filtered(self.db(), tenant, filter, false).await?;
+            filtered(self.db(), tenant, filter, false, self.now()).await?;
             return Ok(Tallies {
                 total: 0,
                 by_relationship: tallies(
@@ -230,7 +230,7 @@ impl Store {
         }
         let tx = snapshot(self.db()).await?;
         let relationships = relationships_in_order(&tx, tenant).await?;
-        let counts: HashMap<String, i64> = filtered(&tx, tenant, filter, false)
+        let counts: HashMap<String, i64> = filtered(&tx, tenant, filter, false, self.now())
             .await?
             .select_only()
             .column(customer::Column::RelationshipId)

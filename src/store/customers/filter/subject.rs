@@ -1,10 +1,10 @@
-//! Filters on stored customers: a customer record as the subject of the
+//! A customer record as the subject of the
 //! in-memory evaluator ([`crate::domain::filter::eval`]).
 
 use std::collections::BTreeMap;
 
-use super::CustomerRecord;
 use crate::domain::filter::{Field, eval};
+use crate::store::customers::CustomerRecord;
 
 /// A record as the filter evaluator reads it (its attributes parsed once).
 pub struct FilterSubject<'a> {

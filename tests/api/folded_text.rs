@@ -1,0 +1,130 @@
+//! The folded text filters compare: written with every profile write, and
+//! filled by its migration for customers stored before it existed.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use crm_classify::pb::{Customer, ListCustomersRequest};
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, Database, Statement};
+
+use crate::fixtures::create_customer;
+use crate::helpers::{Backend, TestApp, own_postgres_database};
+
+/// Folded columns of every customer, by name.
+async fn folded_rows(url: &str) -> Vec<(String, String, String, String, String)> {
+    let db = Database::connect(url).await.expect("connect");
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT name, name_folded, company_folded, province_folded, attributes_folded
+             FROM customers ORDER BY name",
+        ))
+        .await
+        .expect("read folded columns");
+    rows.iter()
+        .map(|row| {
+            let get = |c: &str| row.try_get::<String>("", c).expect("column");
+            (
+                get("name"),
+                get("name_folded"),
+                get("company_folded"),
+                get("province_folded"),
+                get("attributes_folded"),
+            )
+        })
+        .collect()
+}
+
+async fn stored_customers_are_folded_by_the_migration(backend: Backend, url: String) {
+    let mut app = TestApp::spawn_on_url(backend, url.clone()).await;
+    let tenant = app.tenant.clone();
+    let mut customers = app.customers();
+    let an = Customer {
+        name: "Nguyễn Văn-An".into(),
+        company: "Công ty TNHH Sông Hàn".into(),
+        province: "Đà Nẵng".into(),
+        attributes: BTreeMap::from([("tier".into(), "Vàng  Ý".into())]),
+        ..Default::default()
+    };
+    let binh = Customer {
+        name: "Trần Bình".into(),
+        province: "Hà Nội".into(),
+        ..Default::default()
+    };
+    create_customer(&mut customers, an).await;
+    create_customer(&mut customers, binh).await;
+    let expected = vec![
+        (
+            "Nguyễn Văn-An".to_owned(),
+            "nguyen van an".to_owned(),
+            "cong ty tnhh song han".to_owned(),
+            "da nang".to_owned(),
+            r#"{"tier":"vang y"}"#.to_owned(),
+        ),
+        (
+            "Trần Bình".into(),
+            "tran binh".into(),
+            String::new(),
+            "ha noi".into(),
+            "{}".into(),
+        ),
+    ];
+    assert_eq!(folded_rows(&url).await, expected, "written by the service");
+    app.stop_and_wait(Duration::from_secs(20)).await;
+
+    // Back to the schema before the folded columns, then forward again.
+    let db = Database::connect(&url).await.expect("connect");
+    Migrator::down(&db, Some(1))
+        .await
+        .expect("undo the last migration");
+    let columns = match backend {
+        Backend::Sqlite => "SELECT name FROM pragma_table_info('customers')",
+        Backend::Postgres => {
+            "SELECT column_name AS name FROM information_schema.columns WHERE table_name = 'customers'"
+        }
+    };
+    let names: Vec<String> = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), columns))
+        .await
+        .expect("columns")
+        .iter()
+        .map(|row| row.try_get("", "name").expect("name"))
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with("_folded")), "{names:?}");
+    Migrator::up(&db, None).await.expect("migrate again");
+    assert_eq!(folded_rows(&url).await, expected, "filled by the migration");
+    drop(db);
+
+    let app = TestApp::spawn_on_url(backend, url).await;
+    let found = app
+        .customers_of(&tenant)
+        .list_customers(ListCustomersRequest {
+            filter: r#"province = "da nang" attributes.tier:"vang" name:"Văn an""#.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    let names: Vec<&str> = found.customers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["Nguyễn Văn-An"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_customers_are_folded_by_the_migration_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("crm.db").display());
+    stored_customers_are_folded_by_the_migration(Backend::Sqlite, url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_customers_are_folded_by_the_migration_on_postgres() {
+    let Some((admin, name, url)) = own_postgres_database("folding").await else {
+        eprintln!("skipped: CRM_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    stored_customers_are_folded_by_the_migration(Backend::Postgres, url).await;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .await
+        .expect("drop the test's database");
+}
