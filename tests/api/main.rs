@@ -10,6 +10,7 @@ mod change_stream;
 mod create_batches;
 mod customers;
 mod filter_differential;
+mod filters;
 mod folded_text;
 mod groups;
 mod hostile_fuzz;
