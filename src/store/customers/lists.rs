@@ -9,7 +9,7 @@ use sea_orm::{
 
 use super::{
     CustomerRecord,
-    filter::{condition, meaning_of},
+    filter::{Scope, condition, meaning_of},
     holders,
     records::with_groups,
 };
@@ -73,11 +73,11 @@ pub(super) async fn filtered(
         resource::with_deleted_filter(in_tenant::<customer::Entity>(tenant), filter.deleted);
     if filter.filter != Filter::All {
         let meaning = meaning_of(db, tenant, &filter.filter, now).await?;
-        query = query.filter(condition(
-            &filter.filter,
-            &meaning,
-            db.get_database_backend(),
-        ));
+        let scope = Scope {
+            tenant,
+            backend: db.get_database_backend(),
+        };
+        query = query.filter(condition(&filter.filter, &meaning, scope));
     }
     if let Some(group_id) = &filter.group_id {
         let groups = group_scope(db, tenant, group_id, filter.include_subgroups).await?;

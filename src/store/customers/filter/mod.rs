@@ -10,5 +10,5 @@ pub mod sql;
 pub mod subject;
 
 pub use meaning::meaning_of;
-pub use sql::condition;
+pub use sql::{Scope, condition};
 pub use subject::FilterSubject;
