@@ -8,11 +8,12 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use futures::TryStreamExt;
 use tokio::{net::TcpListener, sync::Notify};
 use tonic::transport::{Server, server::TcpIncoming};
-use tower::util::MapResponseLayer;
+use tower::util::{MapFutureLayer, MapResponseLayer};
 
 use crate::{
     clock::{SharedClock, SystemClock},
     config::Config,
+    error,
     grpc::{
         customers::CustomerApi, groups::GroupApi, relationships::RelationshipApi,
         sources::SourceApi,
@@ -45,6 +46,10 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     store: Store,
+    /// The store on background upkeep's connections (see
+    /// [`database::ServiceConnections`]).
+    upkeep: Store,
+    query_timeout: Duration,
     shutdown_grace: Duration,
     heartbeat_interval: Duration,
     sweep_interval: Duration,
@@ -69,18 +74,35 @@ impl Application {
         if config.handshake_timeout.is_zero() {
             return Err("--handshake-timeout must be more than 0".into());
         }
-        let db = database::open(&config.database_url, config.migrate).await?;
-        let mut store =
-            Store::new(db, clock, config.seed_locale).with_record_cache(config.record_cache);
-        if let Some(writer) = database::connect_writer(&config.database_url).await? {
+        if config.query_timeout < Duration::from_millis(1)
+            || config.query_timeout > database::MAX_STATEMENT_LIMIT
+        {
+            return Err(format!(
+                "--query-timeout must be between 1ms and {}",
+                humantime::format_duration(database::MAX_STATEMENT_LIMIT)
+            )
+            .into());
+        }
+        let connections =
+            database::open_service(&config.database_url, config.migrate, config.query_timeout)
+                .await?;
+        let mut store = Store::new(connections.requests, clock, config.seed_locale)
+            .with_record_cache(config.record_cache);
+        if let Some(writer) = connections.writer {
             store = store.with_writer(writer);
         }
+        let upkeep = match connections.background {
+            Some(pool) => store.on_background_pool(pool),
+            None => store.clone(),
+        };
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         Ok(Self {
             listener,
             local_addr,
             store,
+            upkeep,
+            query_timeout: config.query_timeout,
             shutdown_grace: config.shutdown_grace,
             heartbeat_interval: config.heartbeat_interval,
             sweep_interval: config.sweep_interval,
@@ -104,6 +126,8 @@ impl Application {
             listener,
             local_addr,
             store,
+            upkeep,
+            query_timeout,
             shutdown_grace,
             heartbeat_interval,
             sweep_interval,
@@ -122,9 +146,9 @@ impl Application {
             let store = store.clone();
             async move { store.hear_replicas().await }
         });
-        let checkpoints = tokio::spawn(database::checkpoint_regularly(store.db().clone()));
-        let upkeep = tokio::spawn(maintenance::run(
-            store.clone(),
+        let checkpoints = tokio::spawn(database::checkpoint_regularly(upkeep.db().clone()));
+        let upkeep_rounds = tokio::spawn(maintenance::run(
+            upkeep.clone(),
             sweep_interval,
             change_retention,
         ));
@@ -150,7 +174,7 @@ impl Application {
                 tracing::info!(grace = ?shutdown_grace, "shutting down: no new calls, waiting for calls in flight");
                 watcher.abort();
                 replicas.abort();
-                upkeep.abort();
+                upkeep_rounds.abort();
                 // Open change streams end with UNAVAILABLE (clients resume).
                 feed_to_close.close();
                 health::report(&reporter, false).await;
@@ -167,6 +191,10 @@ impl Application {
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             // Requests tonic cannot read get the conventional codes.
             .layer(MapResponseLayer::new(transport::reclassify_unreadable))
+            // DEADLINE_EXCEEDED names the limit a call's statement ran past.
+            .layer(MapFutureLayer::new(move |call| {
+                error::with_query_timeout(query_timeout, call)
+            }))
             .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -196,6 +224,7 @@ impl Application {
         feed_reader.abort();
         checkpoints.abort();
         store.close().await;
+        upkeep.close().await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -105,6 +105,12 @@ pub struct Config {
     #[arg(long, env = "CRM_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration, global = true)]
     pub shutdown_grace: Duration,
 
+    /// How long one database statement of a request may run before the
+    /// database cancels it (DEADLINE_EXCEEDED). Background upkeep has a
+    /// bound of its own (see `store::db::connection::background_bound`).
+    #[arg(long, env = "CRM_QUERY_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub query_timeout: Duration,
+
     /// How long a new connection may take to send the HTTP/2 preface;
     /// a connection that sends nothing is closed after it.
     #[arg(long, env = "CRM_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
@@ -165,5 +171,13 @@ mod tests {
             cli.config.change_retention,
             Duration::from_secs(30 * 86_400)
         );
+        assert_eq!(cli.config.query_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_query_timeout_is_a_duration_flag() {
+        let cli = Cli::parse_from(["crm-classify", "--query-timeout", "250ms"]);
+        assert_eq!(cli.config.query_timeout, Duration::from_millis(250));
+        assert!(Cli::try_parse_from(["crm-classify", "--query-timeout", "soon"]).is_err());
     }
 }

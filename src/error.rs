@@ -1,7 +1,7 @@
 //! One error type for the whole service, the single place where database
 //! errors are classified, and the single mapping from errors to gRPC statuses.
 
-use std::{ops::Deref, sync::Mutex};
+use std::{future::Future, ops::Deref, sync::Mutex, time::Duration};
 
 use sea_orm::{DbErr, RuntimeErr};
 use tonic::{Code, Status};
@@ -89,6 +89,11 @@ pub enum AppError {
     /// point that was trimmed.
     #[error("{0}")]
     OutOfRange(String),
+    /// A statement ran past its time limit and the database stopped it
+    /// (PostgreSQL cancelled it, SQLite interrupted it); its transaction
+    /// rolled back. Carries the database's words, for the log.
+    #[error("the statement ran past its time limit and was cancelled: {0}")]
+    DeadlineExceeded(String),
     /// A transient write conflict that survived every retry.
     #[error("write conflict ({0:?})")]
     Conflict(ConflictKind),
@@ -111,6 +116,33 @@ const DESCRIPTION_MAX_BYTES: usize = 256;
 /// message. With the limits above the details stay under 3 KB, well inside
 /// the 8 KB of metadata gRPC clients accept by default.
 const VIOLATIONS_MAX: usize = 5;
+
+tokio::task_local! {
+    /// The `--query-timeout` of the server handling the current call, for
+    /// the message of DEADLINE_EXCEEDED (see [`with_query_timeout`]).
+    static QUERY_TIMEOUT: Duration;
+}
+
+/// Runs `call` (the handling of one call) knowing the server's
+/// `--query-timeout`, which DEADLINE_EXCEEDED then names.
+pub fn with_query_timeout<F: Future>(
+    timeout: Duration,
+    call: F,
+) -> impl Future<Output = F::Output> {
+    QUERY_TIMEOUT.scope(timeout, call)
+}
+
+/// What DEADLINE_EXCEEDED says: the limit when known (always inside a
+/// call), what to do about it.
+fn deadline_message() -> String {
+    let limit = QUERY_TIMEOUT
+        .try_with(|t| format!(" ({})", humantime::format_duration(*t)))
+        .unwrap_or_default();
+    format!(
+        "the query took longer than the query timeout{limit} and was cancelled; \
+         narrow the filter, or retry later if the service is busy"
+    )
+}
 
 /// Every request fails alike while the database is away: one warning per
 /// interval says so, not one per request.
@@ -210,16 +242,25 @@ fn classify_sqlx(err: &sea_orm::sqlx::Error) -> Option<AppError> {
     use sea_orm::sqlx::{Error, sqlite::SqliteError};
     match err {
         Error::Database(db) if db.try_downcast_ref::<SqliteError>().is_some() => {
-            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
             let code = db
                 .code()
                 .and_then(|c| c.parse::<i32>().ok())
                 .unwrap_or_default();
-            matches!(code & 0xff, 5 | 6).then_some(AppError::Conflict(ConflictKind::Serialization))
+            match code & 0xff {
+                // SQLITE_BUSY and SQLITE_LOCKED, with their extended codes.
+                5 | 6 => Some(AppError::Conflict(ConflictKind::Serialization)),
+                // SQLITE_INTERRUPT: the statement time limit
+                // (store::db::sqlite_deadline).
+                9 => Some(AppError::DeadlineExceeded(db.message().to_owned())),
+                _ => None,
+            }
         }
         Error::Database(db) => match db.code().unwrap_or_default().deref() {
             // PostgreSQL: serialization_failure, deadlock_detected.
             "40001" | "40P01" => Some(AppError::Conflict(ConflictKind::Serialization)),
+            // PostgreSQL: query_canceled, which `statement_timeout` raises
+            // (the service sends no cancel requests of its own).
+            "57014" => Some(AppError::DeadlineExceeded(db.message().to_owned())),
             // PostgreSQL: the server is shutting down or refusing connections.
             "57P01" | "57P02" | "57P03" | "53300" => {
                 Some(AppError::Unavailable(db.message().to_owned()))
@@ -303,6 +344,10 @@ impl From<AppError> for Status {
                 warn_throttled!(throttle, %detail, "database unavailable");
                 Status::unavailable("the database is unavailable; retry later")
             }
+            AppError::DeadlineExceeded(detail) => {
+                tracing::info!(%detail, "a statement ran past its time limit");
+                Status::deadline_exceeded(deadline_message())
+            }
             AppError::Conflict(ConflictKind::Unique) => Status::already_exists(
                 "a concurrent request wrote a row with the same unique key; read it and retry",
             ),
@@ -346,6 +391,7 @@ mod tests {
             AppError::Busy(huge.to_owned()),
             AppError::OutOfRange(huge.to_owned()),
             AppError::Unavailable(huge.to_owned()),
+            AppError::DeadlineExceeded(huge.to_owned()),
             AppError::Internal(huge.to_owned()),
         ]
     }
@@ -381,6 +427,31 @@ mod tests {
         let echo = quoted(&long);
         assert!(echo.starts_with(&format!("`{}…`", "ạ".repeat(ECHO_MAX_CHARS))));
         assert!(echo.ends_with("(3000 bytes)"), "{echo}");
+    }
+
+    #[tokio::test]
+    async fn deadline_exceeded_names_the_query_timeout_of_the_call() {
+        let status = with_query_timeout(Duration::from_millis(1500), async {
+            Status::from(AppError::DeadlineExceeded("canceling statement".into()))
+        })
+        .await;
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(
+            status
+                .message()
+                .starts_with("the query took longer than the query timeout (1s 500ms) and was cancelled; narrow the filter"),
+            "{}",
+            status.message()
+        );
+        // Outside a call (a stream's task) the limit goes unnamed.
+        let status = Status::from(AppError::DeadlineExceeded("interrupted".into()));
+        assert!(
+            status
+                .message()
+                .starts_with("the query took longer than the query timeout and was cancelled"),
+            "{}",
+            status.message()
+        );
     }
 
     #[test]

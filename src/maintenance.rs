@@ -1,7 +1,9 @@
 //! Background upkeep, every `--sweep-interval`: the inactivity rule for
 //! every tenant, then the change stream's retention (see
 //! [`crate::changes::retention`]). Each replica runs it; both jobs are safe
-//! to run on several replicas at once.
+//! to run on several replicas at once. It runs on connections of its own,
+//! whose statements are held to the background limit rather than to
+//! `--query-timeout` (see [`crate::store::db::connection`]).
 
 use std::time::Duration;
 

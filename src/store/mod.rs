@@ -85,10 +85,23 @@ impl Store {
     }
 
     /// Runs write transactions on `writer` instead of the read pool (see
-    /// [`db::connection::connect_writer`]).
+    /// [`db::connection::ServiceConnections`]).
     pub fn with_writer(mut self, writer: DatabaseConnection) -> Self {
         self.writer = writer;
         self
+    }
+
+    /// This store (its caches, queues and change feed) reading on `pool`,
+    /// and on PostgreSQL writing there too: background upkeep's, whose
+    /// statements have a time limit of their own (see
+    /// [`db::connection`]). On SQLite writes stay on the one writer.
+    pub fn on_background_pool(&self, pool: DatabaseConnection) -> Self {
+        let mut store = self.clone();
+        if pool.get_database_backend() == DatabaseBackend::Postgres {
+            store.writer = pool.clone();
+        }
+        store.db = pool;
+        store
     }
 
     /// The change stream's fan-out.

@@ -101,6 +101,8 @@ pub struct Options {
     pub change_retention: Duration,
     /// `--handshake-timeout`.
     pub handshake_timeout: Duration,
+    /// `--query-timeout`.
+    pub query_timeout: Duration,
 }
 
 impl Default for Options {
@@ -110,6 +112,7 @@ impl Default for Options {
             sweep_interval: Duration::from_secs(3600),
             change_retention: Config::from_defaults().change_retention,
             handshake_timeout: Config::from_defaults().handshake_timeout,
+            query_timeout: Config::from_defaults().query_timeout,
         }
     }
 }
@@ -178,6 +181,7 @@ impl TestApp {
         config.sweep_interval = options.sweep_interval;
         config.change_retention = options.change_retention;
         config.handshake_timeout = options.handshake_timeout;
+        config.query_timeout = options.query_timeout;
         if let Some(heartbeat) = heartbeat {
             config.heartbeat_interval = heartbeat;
         }

@@ -19,6 +19,7 @@ mod hostile_tokens;
 mod hostile_transport;
 mod inactivity;
 mod processes;
+mod query_timeout;
 mod record_cache;
 mod relationship_members;
 mod relationships;

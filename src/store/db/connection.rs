@@ -1,5 +1,32 @@
 //! Opening the database (SQLite or PostgreSQL, chosen by the URL) with the
 //! settings the service relies on, and applying migrations.
+//!
+//! # Statement time limits
+//!
+//! Every connection the service opens for its work carries a time limit
+//! for each statement, enforced by the database itself: PostgreSQL's
+//! `statement_timeout` (the server cancels the statement, SQLSTATE 57014),
+//! on SQLite [`super::sqlite_deadline`] (the statement is interrupted,
+//! SQLITE_INTERRUPT). Either way the statement stops, its transaction rolls
+//! back, and the request gets DEADLINE_EXCEEDED ([`AppError::DeadlineExceeded`]).
+//!
+//! - Requests' reads, and on PostgreSQL their writes: `--query-timeout`.
+//! - Background upkeep (the inactivity sweep, the change stream's
+//!   retention, checkpoints) runs on connections of its own under
+//!   [`background_limit`]: a filter-sized limit would cut a sweep that is
+//!   merely working through a large tenant, and lowering `--query-timeout`
+//!   to protect the API must not stop the sweep. Its statements are short
+//!   by design (batches of a few hundred customers); the limit only stops
+//!   one that is stuck (a lock never released), which the next round retries.
+//! - On SQLite every write runs on the one write connection, requests' and
+//!   the sweep's alike (one writer, one warm page cache), so its limit is
+//!   the background one: there a request's write is bounded by it rather
+//!   than by `--query-timeout`.
+//! - Migrations run on a connection of their own without a limit (an
+//!   in-memory SQLite database, which lives only on the requests' pool, is
+//!   the exception: everything on it runs under `--query-timeout`).
+//! - [`connect`], [`open`] and [`connect_for_bulk_load`], for tools and
+//!   tests, set no limit.
 
 use std::time::Duration;
 
@@ -21,10 +48,67 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a request waits for a pooled connection before UNAVAILABLE.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The least time limit of a background statement (see the module doc):
+/// a hundred times what a sweep batch takes on a loaded server.
+pub const BACKGROUND_LIMIT_FLOOR: Duration = Duration::from_secs(300);
+/// The longest statement time limit: PostgreSQL takes `statement_timeout`
+/// in milliseconds as a 32-bit integer (about 24.8 days).
+pub const MAX_STATEMENT_LIMIT: Duration = Duration::from_secs(24 * 86_400);
+
+/// The time limit of background upkeep's statements: the larger of
+/// [`BACKGROUND_LIMIT_FLOOR`] and `--query-timeout`, so background work is
+/// never held to less than a request.
+pub fn background_limit(query_timeout: Duration) -> Duration {
+    query_timeout.max(BACKGROUND_LIMIT_FLOOR)
+}
+
+/// The service's connections, each with the statement time limit of the
+/// work it serves (see the module doc).
+pub struct ServiceConnections {
+    /// Requests' reads, and on PostgreSQL their writes: `--query-timeout`.
+    pub requests: DatabaseConnection,
+    /// On SQLite, the connection every write runs on: [`background_limit`].
+    /// `None` on PostgreSQL and for an in-memory database.
+    pub writer: Option<DatabaseConnection>,
+    /// Background upkeep's reads, and on PostgreSQL its writes:
+    /// [`background_limit`]. `None` for an in-memory database, which exists
+    /// only on the requests' pool.
+    pub background: Option<DatabaseConnection>,
+}
+
+/// Opens the service's connections to `url` (pending migrations applied
+/// first when `migrate` is set), requests' statements limited to
+/// `query_timeout` (at least 1 ms, at most [`MAX_STATEMENT_LIMIT`]).
+pub async fn open_service(
+    url: &str,
+    migrate: bool,
+    query_timeout: Duration,
+) -> AppResult<ServiceConnections> {
+    let requests = open_pool(url, migrate, Some(query_timeout)).await?;
+    if is_in_memory(url) {
+        return Ok(ServiceConnections {
+            requests,
+            writer: None,
+            background: None,
+        });
+    }
+    let background = background_limit(query_timeout);
+    let writer = if url.starts_with("sqlite:") {
+        Some(connect_with(url, Role::Writer, Some(background)).await?)
+    } else {
+        None
+    };
+    Ok(ServiceConnections {
+        requests,
+        writer,
+        background: Some(connect_with(url, Role::Background, Some(background)).await?),
+    })
+}
+
 /// Connects to `url`: `sqlite://PATH` (the file is created when missing) or
 /// `postgres://…`.
 pub async fn connect(url: &str) -> AppResult<DatabaseConnection> {
-    connect_with(url, Role::Pool).await
+    connect_with(url, Role::Pool, None).await
 }
 
 /// The service's pool on `url`, pending migrations applied first when
@@ -36,22 +120,31 @@ pub async fn connect(url: &str) -> AppResult<DatabaseConnection> {
 /// opened afterwards use those migrating wrote (see
 /// [`super::planner_statistics`]).
 pub async fn open(url: &str, migrate: bool) -> AppResult<DatabaseConnection> {
+    open_pool(url, migrate, None).await
+}
+
+/// [`open`], statements on the pool limited to `limit`.
+async fn open_pool(
+    url: &str,
+    migrate: bool,
+    limit: Option<Duration>,
+) -> AppResult<DatabaseConnection> {
     if migrate {
         if is_in_memory(url) {
             // Exists only while a connection to it is open.
-            let db = connect(url).await?;
+            let db = connect_with(url, Role::Pool, limit).await?;
             self::migrate(&db).await?;
             return Ok(db);
         }
         migrate_url(url).await?;
     }
-    connect(url).await
+    connect_with(url, Role::Pool, limit).await
 }
 
 /// Applies pending migrations to the database at `url` on a connection of
 /// its own, closed afterwards.
 pub async fn migrate_url(url: &str) -> AppResult<()> {
-    let db = connect_with(url, Role::Migrator).await?;
+    let db = connect_with(url, Role::Migrator, None).await?;
     migrate(&db).await?;
     db.close().await?;
     Ok(())
@@ -61,26 +154,11 @@ fn is_in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
 
-/// On SQLite, a connection of its own for write transactions, with a large
-/// page cache. SQLite has one writer at a time anyway; keeping it on one
-/// connection keeps that cache warm, where writes taking turns on pooled
-/// connections would each find their connection's cache discarded (any
-/// other connection's write invalidates it). `None` on PostgreSQL, whose
-/// writers share the pool, and for an in-memory SQLite database.
-pub async fn connect_writer(url: &str) -> AppResult<Option<DatabaseConnection>> {
-    // An in-memory database exists once per connection: the pool's is the
-    // migrated one, so writes stay on the pool.
-    if !url.starts_with("sqlite:") || is_in_memory(url) {
-        return Ok(None);
-    }
-    connect_with(url, Role::Writer).await.map(Some)
-}
-
 /// Connects for a one-off bulk load (the benchmark seeder): on SQLite one
 /// connection with a large page cache and no fsync, which is unsafe for a
 /// server but fine for loading a fresh benchmark database.
 pub async fn connect_for_bulk_load(url: &str) -> AppResult<DatabaseConnection> {
-    connect_with(url, Role::BulkLoad).await
+    connect_with(url, Role::BulkLoad, None).await
 }
 
 /// What a connection is for.
@@ -88,8 +166,17 @@ pub async fn connect_for_bulk_load(url: &str) -> AppResult<DatabaseConnection> {
 enum Role {
     /// The pool every read (and on PostgreSQL every write) uses.
     Pool,
-    /// SQLite's write connection.
+    /// On SQLite, a connection of its own for write transactions, with a
+    /// large page cache. SQLite has one writer at a time anyway; keeping it
+    /// on one connection keeps that cache warm, where writes taking turns
+    /// on pooled connections would each find their connection's cache
+    /// discarded (any other connection's write invalidates it). Not on
+    /// PostgreSQL, whose writers share the pool, nor for an in-memory
+    /// SQLite database (which exists once per connection: the pool's is the
+    /// migrated one, so writes stay on the pool).
     Writer,
+    /// Background upkeep's few connections.
+    Background,
     /// The benchmark seeder.
     BulkLoad,
     /// Applying migrations.
@@ -99,12 +186,20 @@ enum Role {
 /// Pages of SQLite's write connection cache, in KiB (negative: a size).
 const WRITER_CACHE_KIB: &str = "-16384";
 
-async fn connect_with(url: &str, role: Role) -> AppResult<DatabaseConnection> {
+/// Connects for `role`, each statement limited to `limit` when set.
+async fn connect_with(
+    url: &str,
+    role: Role,
+    limit: Option<Duration>,
+) -> AppResult<DatabaseConnection> {
     let is_sqlite = url.starts_with("sqlite:");
     let mut options = ConnectOptions::new(url.to_owned());
     let connections = match role {
         Role::Pool if is_sqlite => 8,
         Role::Pool => 20,
+        // The sweep moves two batches at once on PostgreSQL.
+        Role::Background if is_sqlite => 2,
+        Role::Background => 3,
         Role::Writer | Role::BulkLoad | Role::Migrator => 1,
     };
     options
@@ -139,9 +234,19 @@ async fn connect_with(url: &str, role: Role) -> AppResult<DatabaseConnection> {
                     .pragma("cache_size", WRITER_CACHE_KIB)
                     .pragma("wal_autocheckpoint", "0")
                     .pragma("temp_store", "memory"),
-                Role::Pool | Role::Migrator => opts,
+                Role::Pool | Role::Background | Role::Migrator => opts,
             }
         });
+        if let Some(limit) = limit {
+            options.map_sqlx_sqlite_pool_opts(move |pool| {
+                pool.after_connect(move |conn, _| {
+                    Box::pin(super::sqlite_deadline::install(conn, limit))
+                })
+            });
+        }
+    } else if let Some(limit) = limit {
+        // Sent with the connection's startup message: no extra round trip.
+        options.statement_timeout(limit);
     }
     Database::connect(options)
         .await
