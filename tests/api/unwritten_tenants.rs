@@ -13,7 +13,7 @@ use crm_classify::pb::{
 };
 use tonic::Code;
 
-use crate::fixtures::{SEEDED, create_customer, named, unknown_id};
+use crate::fixtures::{SEEDED, create_customer, named, opening_heartbeat, unknown_id};
 use crate::helpers::{expect_code, new_tenant};
 use crate::hostile_tokens::rows_of_tenants;
 use crate::on_both_databases;
@@ -73,8 +73,9 @@ on_both_databases! {
         let dry = app.relationships_of(&tenant()).apply_inactivity_rules(ApplyInactivityRulesRequest { dry_run: true, ..Default::default() }).await.unwrap().into_inner();
         assert_eq!(dry.move_count, 0);
         let mut watch = app.relationships_of(&tenant()).watch_relationship_changes(WatchRelationshipChangesRequest::default()).await.unwrap().into_inner();
-        let first = tokio::time::timeout(Duration::from_secs(10), watch.message()).await.expect("a heartbeat in time").unwrap().unwrap();
-        assert!(matches!(first.event, Some(Event::Heartbeat(_))), "{first:?}");
+        assert_eq!(opening_heartbeat(&mut watch, 0).await, 0, "a tenant never written has no change");
+        let idle = tokio::time::timeout(Duration::from_secs(10), watch.message()).await.expect("a heartbeat in time").unwrap().unwrap();
+        assert!(matches!(idle.event, Some(Event::Heartbeat(_))), "{idle:?}");
         drop(watch);
 
         let groups = app.groups_of(&tenant()).list_groups(ListGroupsRequest::default()).await.unwrap().into_inner();
