@@ -21,8 +21,8 @@
 //! - [`store`]: persistence, no tonic: `store::customers` (with the one
 //!   write path every customer change goes through,
 //!   `store::customers::write`), `store::catalogs` (groups, sources,
-//!   relationships), `store::db` (connection, write transactions,
-//!   replicas).
+//!   relationships), `store::db` (connection, write transactions, read
+//!   snapshots, replicas).
 //! - [`changes`]: the change stream: tailing the relationship-change log
 //!   (which only the write path appends to), fan-out and retention.
 //! - [`entity`]: SeaORM entities.

@@ -8,7 +8,7 @@ use super::{
 use crate::{
     domain::{catalog::Target, customer::CustomerOrder, ids, paging::DeletedFilter},
     pb::{self, customer_service_server::CustomerService},
-    store::Store,
+    store::{AsOf, Store},
 };
 
 /// The CustomerService implementation.
@@ -72,7 +72,10 @@ impl CustomerService for CustomerApi {
             &req.query,
             DeletedFilter::from_flags(req.show_deleted, req.deleted_only),
         )?;
-        let result = self
+        let AsOf {
+            read: result,
+            sequence,
+        } = self
             .store
             .list_customers(&ctx, &filter, order, &page)
             .await?;
@@ -80,7 +83,7 @@ impl CustomerService for CustomerApi {
             next_page_token: page.next_token(&result),
             total_size: result.total as i64,
             customers: result.items.into_iter().map(Into::into).collect(),
-            watch_from_sequence: 0,
+            watch_from_sequence: sequence,
         }))
     }
 
@@ -261,7 +264,10 @@ impl CustomerService for CustomerApi {
             &req.query,
             DeletedFilter::Active,
         )?;
-        let tallies = self.store.count_by_relationship(&ctx, &filter).await?;
+        let AsOf {
+            read: tallies,
+            sequence,
+        } = self.store.count_by_relationship(&ctx, &filter).await?;
         Ok(Response::new(pb::CountCustomersByRelationshipResponse {
             total: tallies.total,
             counts: tallies
@@ -269,7 +275,7 @@ impl CustomerService for CustomerApi {
                 .into_iter()
                 .map(Into::into)
                 .collect(),
-            watch_from_sequence: 0,
+            watch_from_sequence: sequence,
         }))
     }
 }

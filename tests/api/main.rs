@@ -25,4 +25,5 @@ mod sources;
 mod stored_data;
 mod tenancy;
 mod unwritten_tenants;
+mod watch_from;
 mod write_path;

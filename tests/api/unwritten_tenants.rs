@@ -94,19 +94,19 @@ on_both_databases! {
         }
 
         let bar = app.customers_of(&tenant()).count_customers_by_relationship(CountCustomersByRelationshipRequest::default()).await.unwrap().into_inner();
-        assert_eq!(bar.total, 0);
+        assert_eq!((bar.total, bar.watch_from_sequence), (0, 0));
         let codes: Vec<&str> = bar.counts.iter().map(|c| c.code.as_str()).collect();
         assert_eq!(codes, SEEDED);
         assert!(bar.counts.iter().all(|c| c.count == 0));
         expect_code(app.customers_of(&tenant()).count_customers_by_relationship(CountCustomersByRelationshipRequest { group_id: unknown_id(), ..Default::default() }).await, Code::NotFound);
         let customers = app.customers_of(&tenant()).list_customers(ListCustomersRequest::default()).await.unwrap().into_inner();
-        assert!(customers.customers.is_empty() && customers.total_size == 0);
+        assert!(customers.customers.is_empty() && customers.total_size == 0 && customers.watch_from_sequence == 0);
         let mut customers = app.customers_of(&t);
         for order_by in ["", "name", "last_contact_time"] {
             for show_deleted in [false, true] {
                 let request = ListCustomersRequest { relationship_id: hot.id.clone(), order_by: order_by.into(), show_deleted, ..Default::default() };
                 let holders = customers.list_customers(request.clone()).await.unwrap().into_inner();
-                assert!(holders.customers.is_empty() && holders.total_size == 0, "{order_by} {show_deleted}");
+                assert!(holders.customers.is_empty() && holders.total_size == 0 && holders.watch_from_sequence == 0, "{order_by} {show_deleted}");
                 let unknown = ListCustomersRequest { relationship_id: unknown_id(), ..request };
                 expect_code(customers.list_customers(unknown).await, Code::NotFound);
             }
