@@ -22,7 +22,7 @@
 //!   write path every customer change goes through,
 //!   `store::customers::write`), `store::catalogs` (groups, sources,
 //!   relationships), `store::db` (connection and statement time limits,
-//!   write transactions, replicas).
+//!   write transactions, read snapshots, replicas).
 //! - [`changes`]: the change stream: tailing the relationship-change log
 //!   (which only the write path appends to), fan-out and retention.
 //! - [`entity`]: SeaORM entities.

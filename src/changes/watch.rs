@@ -1,7 +1,14 @@
-//! One watcher of the change stream: the retained changes after its resume
-//! point from the database, then the live ones from the [`Feed`], in
-//! sequence order with no gap and no duplicate, filtered, with a heartbeat
-//! whenever it has sent nothing for the heartbeat interval.
+//! One watcher of the change stream: a heartbeat as it opens, the retained
+//! changes after its resume point from the database, then the live ones
+//! from the [`Feed`], in sequence order with no gap and no duplicate,
+//! filtered, with a heartbeat whenever it has sent nothing for the
+//! heartbeat interval.
+//!
+//! The opening heartbeat carries the sequence the watcher starts after:
+//! with a resume point, that point (every change up to it was the client's
+//! to consider, none after it has been yet); from now, the latest change
+//! committed when it opened, so a client learns where "now" was and that
+//! every later change will come.
 //!
 //! The watcher keeps the last sequence it has dealt with. A live change
 //! at or below it is a duplicate and skipped; one further ahead than the
@@ -69,8 +76,8 @@ impl Filter {
 pub enum Event {
     /// A change that matched.
     Change(Box<relationship_change::Model>),
-    /// Nothing sent for a while; every change up to this sequence has been
-    /// dealt with.
+    /// The stream opened, or nothing was sent for a while; every change up
+    /// to this sequence has been dealt with.
     Heartbeat(i64),
 }
 
@@ -168,6 +175,7 @@ impl Watcher {
             published,
             mut closed,
         } = subscription;
+        self.send(Event::Heartbeat(self.last)).await?;
         self.catch_up(published).await?;
         let mut idle_until = tokio::time::Instant::now() + self.watch.heartbeat;
         loop {

@@ -8,7 +8,7 @@ use super::{
 use crate::{
     domain::{catalog::Target, customer::CustomerOrder, ids, paging::DeletedFilter},
     pb::{self, customer_service_server::CustomerService},
-    store::Store,
+    store::{AsOf, Store},
 };
 
 /// The CustomerService implementation.
@@ -73,7 +73,10 @@ impl CustomerService for CustomerApi {
             DeletedFilter::from_flags(req.show_deleted, req.deleted_only),
             &req.filter,
         )?;
-        let result = self
+        let AsOf {
+            read: result,
+            sequence,
+        } = self
             .store
             .list_customers(&ctx, &filter, order, &page)
             .await?;
@@ -81,7 +84,7 @@ impl CustomerService for CustomerApi {
             next_page_token: page.next_token(&result),
             total_size: result.total as i64,
             customers: result.items.into_iter().map(Into::into).collect(),
-            watch_from_sequence: 0,
+            watch_from_sequence: sequence,
         }))
     }
 
@@ -263,7 +266,10 @@ impl CustomerService for CustomerApi {
             DeletedFilter::Active,
             &req.filter,
         )?;
-        let tallies = self.store.count_by_relationship(&ctx, &filter).await?;
+        let AsOf {
+            read: tallies,
+            sequence,
+        } = self.store.count_by_relationship(&ctx, &filter).await?;
         Ok(Response::new(pb::CountCustomersByRelationshipResponse {
             total: tallies.total,
             counts: tallies
@@ -271,7 +277,7 @@ impl CustomerService for CustomerApi {
                 .into_iter()
                 .map(Into::into)
                 .collect(),
-            watch_from_sequence: 0,
+            watch_from_sequence: sequence,
         }))
     }
 }

@@ -1,7 +1,8 @@
 //! Persistence: SeaORM queries and transactions per resource, no tonic.
 //!
 //! - [`db`]: connecting, migrating, write transactions ([`Store::write`])
-//!   and their rules, what replicas tell each other.
+//!   and their rules, read snapshots ([`Store::snapshot_of`]), what
+//!   replicas tell each other.
 //! - [`customers`]: everything about customer records, with the one write
 //!   path every customer change goes through ([`customers::write`]).
 //! - [`catalogs`]: the three catalogs customers are classified by (groups,
@@ -18,7 +19,10 @@ pub mod resource;
 pub mod secrets;
 pub mod tenants;
 
-pub use db::transaction::{WriteTx, lock_scope, lock_scope_shared, snapshot};
+pub use db::{
+    snapshot::{AsOf, Snapshot, snapshot},
+    transaction::{WriteTx, lock_scope, lock_scope_shared},
+};
 
 use std::{
     collections::HashSet,

@@ -232,13 +232,18 @@ pub async fn list_page<E: EntityTrait>(
 where
     E::Model: Sync,
 {
-    list_page_with_total(db, query, order, direction, page, key, None).await
+    let tx = super::snapshot(db).await?;
+    let found = list_page_with_total(&tx, query, order, direction, page, key, None).await?;
+    tx.commit().await?;
+    Ok(found)
 }
 
 /// Like [`list_page`], with the total read by `total` (a statement returning
-/// one integer, e.g. from a counter table) instead of by counting the rows.
+/// one integer, e.g. from a counter table) instead of by counting the rows
+/// when given, and in the caller's snapshot: `db` must read one (a
+/// [`super::snapshot`] transaction) for the page and its total to agree.
 pub async fn list_page_with_total<E: EntityTrait>(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     query: Select<E>,
     order: [(E::Column, CursorKind); 2],
     direction: Order,
@@ -251,9 +256,8 @@ where
 {
     let rows_query = page_query(query.clone(), order, direction, page)?;
     if let Some(statement) = &total {
-        // The page and its total in one statement: one snapshot, no
-        // transaction. An empty page says nothing about the total, so it
-        // takes the two-statement path below.
+        // The page and its total in one statement. An empty page says
+        // nothing about the total, so it takes the two-statement path below.
         let statement = rows_query
             .clone()
             .expr_as(
@@ -271,19 +275,17 @@ where
             return Ok(finish_page(items, total.unwrap_or(0), page, key));
         }
     }
-    let tx = super::snapshot(db).await?;
     let total = match total {
-        None => query.count(&tx).await?,
+        None => query.count(db).await?,
         Some(statement) => {
-            let row = tx
-                .query_one_raw(tx.get_database_backend().build(&statement))
+            let row = db
+                .query_one_raw(db.get_database_backend().build(&statement))
                 .await?;
             let n: Option<i64> = row.map(|r| r.try_get_by_index(0)).transpose()?;
             n.unwrap_or(0).max(0) as u64
         }
     };
-    let items = rows_query.all(&tx).await?;
-    tx.commit().await?;
+    let items = rows_query.all(db).await?;
     Ok(finish_page(items, total as i64, page, key))
 }
 

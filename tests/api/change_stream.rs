@@ -9,6 +9,8 @@
 //! says every change up to its `latest_sequence` has been considered, so a
 //! test reads a stream until a heartbeat reports the tenant's latest change
 //! ([`changes_through`]) instead of sleeping and hoping nothing more comes.
+//! Every stream opens with a heartbeat; [`watch`] reads and checks it
+//! before handing the stream over (`watch_from.rs` tests it).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -29,8 +31,8 @@ use tonic::{Code, Status, codegen::http::uri::PathAndQuery};
 use tonic_prost::ProstCodec;
 
 use crate::fixtures::{
-    Customers, Events, create_request_with, history, named, new_group, next_event_by, read_through,
-    rel, relationships, sequences, unknown_id, update_request,
+    Customers, Events, create_request_with, history, named, new_group, next_event_by,
+    opening_heartbeat, read_through, rel, relationships, sequences, unknown_id, update_request,
 };
 use crate::helpers::{
     Backend, SHUTDOWN_GRACE, TestApp, at_most, concurrently, new_tenant, postgres_database_url,
@@ -71,15 +73,31 @@ async fn try_watch_of(
     .map(tonic::Response::into_inner)
 }
 
-/// Opens a stream of `tenant`'s changes; the call must succeed.
-async fn watch_of(app: &TestApp, tenant: &str, request: WatchRelationshipChangesRequest) -> Events {
+/// Opens a stream of `tenant`'s changes; the call must succeed. Reads its
+/// opening heartbeat (see [`opening_heartbeat`]) and returns the stream
+/// and the sequence it starts after.
+async fn opened_of(
+    app: &TestApp,
+    tenant: &str,
+    request: WatchRelationshipChangesRequest,
+) -> (Events, i64) {
     let shown = format!("{request:?}");
-    try_watch_of(app, tenant, request)
+    let after_sequence = request.after_sequence;
+    let mut events = try_watch_of(app, tenant, request)
         .await
-        .unwrap_or_else(|status| panic!("watch {shown}: {status:?}"))
+        .unwrap_or_else(|status| panic!("watch {shown}: {status:?}"));
+    let starts_after = opening_heartbeat(&mut events, after_sequence).await;
+    (events, starts_after)
 }
 
-/// Opens a stream of the test tenant's changes; the call must succeed.
+/// Opens a stream of `tenant`'s changes past its opening heartbeat; the
+/// call must succeed.
+async fn watch_of(app: &TestApp, tenant: &str, request: WatchRelationshipChangesRequest) -> Events {
+    opened_of(app, tenant, request).await.0
+}
+
+/// Opens a stream of the test tenant's changes past its opening
+/// heartbeat; the call must succeed.
 async fn watch(app: &TestApp, request: WatchRelationshipChangesRequest) -> Events {
     watch_of(app, &app.tenant, request).await
 }
@@ -341,7 +359,11 @@ async fn from_now_starts_after_every_acknowledged_change(app: &TestApp) {
     for round in 0..ROUNDS {
         let acknowledged = change_for(&mut customers, &customer.id, &cycle[step % 3], "").await;
         step += 1;
-        let mut fresh = watch(app, after(0)).await;
+        let (mut fresh, starts_after) = opened_of(app, &app.tenant, after(0)).await;
+        assert_eq!(
+            starts_after, acknowledged.sequence,
+            "round {round}: a watch from 0 opens with a heartbeat of the latest change"
+        );
         let next = change_for(&mut customers, &customer.id, &cycle[step % 3], "").await;
         step += 1;
         let first = next_change(&mut fresh).await;

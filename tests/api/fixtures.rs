@@ -501,6 +501,28 @@ pub async fn next_event_by(events: &mut Events, deadline: tokio::time::Instant) 
     }
 }
 
+/// Reads the heartbeat a stream opens with, within five seconds; returns
+/// its `latest_sequence`, the sequence the stream starts after. Resuming
+/// after `after_sequence` > 0, it must be `after_sequence` itself: the
+/// changes after it are still to come.
+pub async fn opening_heartbeat(events: &mut Events, after_sequence: i64) -> i64 {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let latest = match next_event_by(events, deadline).await {
+        Event::Heartbeat(heartbeat) => heartbeat.latest_sequence,
+        Event::Change(change) => {
+            panic!("a stream opens with a heartbeat, not with change {change:?}")
+        }
+    };
+    if after_sequence > 0 {
+        assert_eq!(
+            latest, after_sequence,
+            "the opening heartbeat of a resume after {after_sequence}"
+        );
+    }
+    assert!(latest >= 0, "opening heartbeat {latest}");
+    latest
+}
+
 /// Every change the stream sends until a heartbeat reports at least
 /// `at_least`, before `deadline`; returns them and that heartbeat's
 /// `latest_sequence`. A heartbeat never lags a change already sent.

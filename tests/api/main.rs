@@ -29,4 +29,5 @@ mod sources;
 mod stored_data;
 mod tenancy;
 mod unwritten_tenants;
+mod watch_from;
 mod write_path;

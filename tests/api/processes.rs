@@ -36,8 +36,8 @@ use tokio::{
 use tonic::{Status, transport::Channel};
 
 use crate::fixtures::{
-    Customers, Events, Relationships, change_request, next_event_by, read_through, rel,
-    relationships, sequences,
+    Customers, Events, Relationships, change_request, next_event_by, opening_heartbeat,
+    read_through, rel, relationships, sequences,
 };
 use crate::helpers::{Headers, new_tenant, postgres_database_url};
 
@@ -286,10 +286,12 @@ async fn watch(client: &mut Relationships, after_sequence: i64) -> Events {
         after_sequence,
         ..Default::default()
     };
-    within("watch", client.watch_relationship_changes(request))
+    let mut events = within("watch", client.watch_relationship_changes(request))
         .await
         .unwrap_or_else(|s| panic!("watch after {after_sequence}: {s:?}"))
-        .into_inner()
+        .into_inner();
+    opening_heartbeat(&mut events, after_sequence).await;
+    events
 }
 
 /// The next event, which must be a heartbeat: its `latest_sequence`.

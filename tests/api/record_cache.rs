@@ -528,7 +528,7 @@ async fn a_write_through_one_replica_reaches_the_other_replicas_cache() {
 /// flow forwards no byte in either direction, yet closes neither socket. To
 /// both ends that is a network flow that died without a word. Its tasks end
 /// when it is dropped.
-struct SilentProxy {
+pub(crate) struct SilentProxy {
     /// The database URL that goes through the proxy.
     url: String,
     state: Arc<ProxyState>,
@@ -624,7 +624,7 @@ impl SilentProxy {
     /// Silences, for good, the flows that carry a listener now (waiting up
     /// to 5 s for one); returns how many. Other flows, and flows opened from
     /// now on, keep forwarding.
-    async fn silence_listeners(&self) -> usize {
+    pub(crate) async fn silence_listeners(&self) -> usize {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let silenced = {
@@ -747,7 +747,8 @@ impl Pipe {
 /// Servers A (straight to PostgreSQL) and B (through a proxy of its own)
 /// on one database, both serving one tenant, and a customer created through
 /// A whose record B has cached. `None` when PostgreSQL is not configured.
-async fn a_replica_behind_a_proxy() -> Option<(TestApp, SilentProxy, TestApp, Customer)> {
+pub(crate) async fn a_replica_behind_a_proxy() -> Option<(TestApp, SilentProxy, TestApp, Customer)>
+{
     let url = postgres_database_url()?;
     let a = TestApp::spawn(Backend::Postgres)
         .await

@@ -9,7 +9,9 @@ use crm_classify::pb::{
 };
 use tonic::Code;
 
-use crate::fixtures::{change, create_customer, history, named, rel, relationships};
+use crate::fixtures::{
+    change, create_customer, history, named, opening_heartbeat, rel, relationships,
+};
 use crate::helpers::{Backend, Options, TestApp};
 
 fn after(after_sequence: i64) -> WatchRelationshipChangesRequest {
@@ -71,6 +73,7 @@ async fn changes_past_retention_are_no_longer_replayable(backend: Backend) {
         .await
         .expect("resume inside the retention period")
         .into_inner();
+    opening_heartbeat(&mut stream, 2).await;
     let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
         .await
         .expect("a change in time")

@@ -13,7 +13,7 @@ use crm_classify::pb::{
 };
 use tonic::Code;
 
-use crate::fixtures::{SEEDED, create_customer, named, unknown_id};
+use crate::fixtures::{SEEDED, create_customer, named, opening_heartbeat, unknown_id};
 use crate::helpers::{expect_code, new_tenant};
 use crate::hostile_tokens::rows_of_tenants;
 use crate::on_both_databases;
@@ -73,8 +73,9 @@ on_both_databases! {
         let dry = app.relationships_of(&tenant()).apply_inactivity_rules(ApplyInactivityRulesRequest { dry_run: true, ..Default::default() }).await.unwrap().into_inner();
         assert_eq!(dry.move_count, 0);
         let mut watch = app.relationships_of(&tenant()).watch_relationship_changes(WatchRelationshipChangesRequest::default()).await.unwrap().into_inner();
-        let first = tokio::time::timeout(Duration::from_secs(10), watch.message()).await.expect("a heartbeat in time").unwrap().unwrap();
-        assert!(matches!(first.event, Some(Event::Heartbeat(_))), "{first:?}");
+        assert_eq!(opening_heartbeat(&mut watch, 0).await, 0, "a tenant never written has no change");
+        let idle = tokio::time::timeout(Duration::from_secs(10), watch.message()).await.expect("a heartbeat in time").unwrap().unwrap();
+        assert!(matches!(idle.event, Some(Event::Heartbeat(_))), "{idle:?}");
         drop(watch);
 
         let groups = app.groups_of(&tenant()).list_groups(ListGroupsRequest::default()).await.unwrap().into_inner();
@@ -93,19 +94,19 @@ on_both_databases! {
         }
 
         let bar = app.customers_of(&tenant()).count_customers_by_relationship(CountCustomersByRelationshipRequest::default()).await.unwrap().into_inner();
-        assert_eq!(bar.total, 0);
+        assert_eq!((bar.total, bar.watch_from_sequence), (0, 0));
         let codes: Vec<&str> = bar.counts.iter().map(|c| c.code.as_str()).collect();
         assert_eq!(codes, SEEDED);
         assert!(bar.counts.iter().all(|c| c.count == 0));
         expect_code(app.customers_of(&tenant()).count_customers_by_relationship(CountCustomersByRelationshipRequest { group_id: unknown_id(), ..Default::default() }).await, Code::NotFound);
         let customers = app.customers_of(&tenant()).list_customers(ListCustomersRequest::default()).await.unwrap().into_inner();
-        assert!(customers.customers.is_empty() && customers.total_size == 0);
+        assert!(customers.customers.is_empty() && customers.total_size == 0 && customers.watch_from_sequence == 0);
         let mut customers = app.customers_of(&t);
         for order_by in ["", "name", "last_contact_time"] {
             for show_deleted in [false, true] {
                 let request = ListCustomersRequest { relationship_id: hot.id.clone(), order_by: order_by.into(), show_deleted, ..Default::default() };
                 let holders = customers.list_customers(request.clone()).await.unwrap().into_inner();
-                assert!(holders.customers.is_empty() && holders.total_size == 0, "{order_by} {show_deleted}");
+                assert!(holders.customers.is_empty() && holders.total_size == 0 && holders.watch_from_sequence == 0, "{order_by} {show_deleted}");
                 let unknown = ListCustomersRequest { relationship_id: unknown_id(), ..request };
                 expect_code(customers.list_customers(unknown).await, Code::NotFound);
             }

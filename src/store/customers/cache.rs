@@ -17,6 +17,8 @@
 //!   that commit's invalidation: either the fill comes first and the
 //!   invalidation removes it, or the invalidation comes first and the fill is
 //!   refused.
+//!   A read in a snapshot (a list) takes its tickets before the snapshot
+//!   begins, since its reads may be older than the moment it reads them.
 //! * With several replicas on PostgreSQL, every write also sends its
 //!   invalidation with `pg_notify` inside its transaction (delivered at
 //!   commit) and each replica applies the others' (see `replicas`). While
@@ -100,6 +102,14 @@ pub struct Ticket {
     epoch: u64,
 }
 
+/// Permission to fill any entry, taken at once for every shard: for a read
+/// transaction, before it begins (its reads may predate a ticket taken
+/// when the record is read).
+#[derive(Debug, Clone)]
+pub struct Tickets {
+    epochs: [u64; SHARDS],
+}
+
 /// The cache; cheap to clone (shared).
 #[derive(Clone)]
 pub struct RecordCache {
@@ -162,6 +172,22 @@ impl RecordCache {
         Ticket {
             shard,
             epoch: self.lock(shard).epoch,
+        }
+    }
+
+    /// Takes the ticket for filling any entry later.
+    pub fn tickets(&self) -> Tickets {
+        Tickets {
+            epochs: std::array::from_fn(|shard| self.lock(shard).epoch),
+        }
+    }
+
+    /// The ticket `tickets` holds for filling `id`.
+    pub fn ticket_in(&self, tickets: &Tickets, id: &str) -> Ticket {
+        let shard = self.shard_of(id);
+        Ticket {
+            shard,
+            epoch: tickets.epochs[shard],
         }
     }
 
@@ -289,6 +315,18 @@ mod tests {
         cache.invalidate(&Touches::Everything);
         cache.fill(ticket, &record("t1", "c1", 1));
         assert!(cache.get("t1", "c1").is_none());
+    }
+
+    #[test]
+    fn a_fill_read_after_tickets_taken_before_an_invalidation_is_refused() {
+        let cache = RecordCache::new(100, true);
+        let tickets = cache.tickets();
+        cache.invalidate(&Touches::customer("c1"));
+        cache.fill(cache.ticket_in(&tickets, "c1"), &record("t1", "c1", 1));
+        assert!(cache.get("t1", "c1").is_none());
+        let tickets = cache.tickets();
+        cache.fill(cache.ticket_in(&tickets, "c1"), &record("t1", "c1", 2));
+        assert_eq!(cache.get("t1", "c1").unwrap().row.revision, 2);
     }
 
     #[test]

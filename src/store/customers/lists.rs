@@ -14,7 +14,7 @@ use super::{
     records::with_groups,
 };
 use crate::store::{
-    Store,
+    AsOf, Snapshot, Store,
     catalogs::{groups::active_descendants, relationships},
     resource::{self, in_tenant},
 };
@@ -199,6 +199,8 @@ trait CustomerCopies: EntityTrait {
     const CUSTOMER_ID: Self::Column;
     /// A row's customer: creation time and id.
     fn customer(row: &Self::Model) -> (i64, &str);
+    /// The relationship a row's customer holds.
+    fn relationship(row: &Self::Model) -> &str;
 }
 
 impl CustomerCopies for group_member::Entity {
@@ -207,6 +209,9 @@ impl CustomerCopies for group_member::Entity {
     fn customer(row: &Self::Model) -> (i64, &str) {
         (row.customer_create_time, &row.customer_id)
     }
+    fn relationship(row: &Self::Model) -> &str {
+        &row.relationship_id
+    }
 }
 
 impl CustomerCopies for relationship_member::Entity {
@@ -214,6 +219,9 @@ impl CustomerCopies for relationship_member::Entity {
     const CUSTOMER_ID: Self::Column = relationship_member::Column::CustomerId;
     fn customer(row: &Self::Model) -> (i64, &str) {
         (row.customer_create_time, &row.customer_id)
+    }
+    fn relationship(row: &Self::Model) -> &str {
+        &row.relationship_id
     }
 }
 
@@ -323,22 +331,42 @@ pub(super) fn is_unfiltered(filter: &CustomerFilter) -> bool {
         && filter.deleted == DeletedFilter::Active
 }
 impl Store {
-    /// Customers matching `filter`, in `order`.
+    /// Customers matching `filter`, in `order`, read in one snapshot, with
+    /// the tenant's latest change in it: a client that applies every change
+    /// after it to the page stays exact. Records from the cache are used
+    /// only where their relationship is the one the snapshot shows (see
+    /// [`Store::customer_records`]).
     pub async fn list_customers(
         &self,
         ctx: &RequestContext,
         filter: &CustomerFilter,
         order: CustomerOrder,
         page: &PageRequest,
+    ) -> AppResult<AsOf<Page<CustomerRecord>>> {
+        let snapshot = self.snapshot_of(ctx.tenant.as_str()).await?;
+        let listed = self.list_in(&snapshot, ctx, filter, order, page).await?;
+        snapshot.end(listed).await
+    }
+
+    async fn list_in(
+        &self,
+        snapshot: &Snapshot,
+        ctx: &RequestContext,
+        filter: &CustomerFilter,
+        order: CustomerOrder,
+        page: &PageRequest,
     ) -> AppResult<Page<CustomerRecord>> {
+        let db = snapshot.db();
         let tenant = ctx.tenant.as_str();
         if let (Some(group_id), CustomerOrder::Newest) = (single_group(filter), order) {
             let relationship_id = filter.relationship_id.as_deref();
             let query = members(tenant, group_id, relationship_id);
             let total = Some(group_total(tenant, group_id, relationship_id));
-            let result = self.newest_from_copies(tenant, query, page, total).await?;
+            let result = self
+                .newest_from_copies(snapshot, tenant, query, page, total)
+                .await?;
             if result.items.is_empty() {
-                ensure_member_filters_exist(self.db(), tenant, group_id, relationship_id).await?;
+                ensure_member_filters_exist(db, tenant, group_id, relationship_id).await?;
             }
             return Ok(result);
         }
@@ -346,20 +374,22 @@ impl Store {
         {
             let query = holders::holders(tenant, relationship_id, filter.deleted);
             let total = counted_total(tenant, filter);
-            let result = self.newest_from_copies(tenant, query, page, total).await?;
+            let result = self
+                .newest_from_copies(snapshot, tenant, query, page, total)
+                .await?;
             if result.items.is_empty() {
-                relationships::ensure_exists(self.db(), tenant, relationship_id).await?;
+                relationships::ensure_exists(db, tenant, relationship_id).await?;
             }
             return Ok(result);
         }
-        let query = filtered(self.db(), tenant, filter, true, self.now()).await?;
+        let query = filtered(db, tenant, filter, true, self.now()).await?;
         let total = counted_total(tenant, filter);
         use customer::Column as C;
         let result = match order {
             CustomerOrder::Newest => {
                 let order = [(C::CreateTime, CursorKind::Int), (C::Id, CursorKind::Id)];
                 resource::list_page_with_total(
-                    self.db(),
+                    db,
                     query,
                     order,
                     Order::Desc,
@@ -372,7 +402,7 @@ impl Store {
             CustomerOrder::Name => {
                 let order = [(C::SortKey, CursorKind::SortKey), (C::Id, CursorKind::Id)];
                 resource::list_page_with_total(
-                    self.db(),
+                    db,
                     query,
                     order,
                     Order::Asc,
@@ -390,7 +420,7 @@ impl Store {
             CustomerOrder::LeastRecentContact => {
                 let order = [(C::ActivityTime, CursorKind::Int), (C::Id, CursorKind::Id)];
                 resource::list_page_with_total(
-                    self.db(),
+                    db,
                     query,
                     order,
                     Order::Asc,
@@ -407,7 +437,7 @@ impl Store {
             }
         };
         Ok(Page {
-            items: with_groups(self.db(), tenant, result.items).await?,
+            items: with_groups(db, tenant, result.items).await?,
             next: result.next,
             total: result.total,
         })
@@ -415,9 +445,11 @@ impl Store {
 
     /// A page, newest first, of the customers `query` selects from a table
     /// of their copies, with its total read by `total` (counted when
-    /// `None`): the page of copies, then their records.
+    /// `None`): the page of copies, then their records, all as `snapshot`
+    /// shows them.
     async fn newest_from_copies<E: CustomerCopies>(
         &self,
+        snapshot: &Snapshot,
         tenant: &str,
         query: Select<E>,
         page: &PageRequest,
@@ -434,16 +466,28 @@ impl Store {
             let (create_time, id) = E::customer(row);
             newest_key(create_time, id)
         };
-        let copies =
-            resource::list_page_with_total(self.db(), query, order, Order::Desc, page, key, total)
-                .await?;
-        let ids: Vec<String> = copies
+        let copies = resource::list_page_with_total(
+            snapshot.db(),
+            query,
+            order,
+            Order::Desc,
+            page,
+            key,
+            total,
+        )
+        .await?;
+        let held: Vec<(String, String)> = copies
             .items
             .iter()
-            .map(|row| E::customer(row).1.to_owned())
+            .map(|row| {
+                (
+                    E::customer(row).1.to_owned(),
+                    E::relationship(row).to_owned(),
+                )
+            })
             .collect();
         Ok(Page {
-            items: self.customer_records(tenant, &ids).await?,
+            items: self.customer_records(snapshot, tenant, &held).await?,
             next: copies.next,
             total: copies.total,
         })

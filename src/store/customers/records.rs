@@ -21,7 +21,7 @@ use crate::{
     },
     entity::customer,
     error::{AppError, AppResult},
-    store::{Store, resource::in_tenant},
+    store::{Snapshot, Store, resource::in_tenant},
 };
 
 /// A customer with the ids of the active groups it belongs to.
@@ -199,36 +199,43 @@ impl Store {
         Ok(record)
     }
 
-    /// The customers `ids` of the tenant that exist, in that order; from the
-    /// record cache where it holds them.
+    /// The customers `held` names (each with the relationship it holds in
+    /// `snapshot`) that exist, in that order, each with that relationship:
+    /// from the record cache where the cached record holds it, otherwise
+    /// read in the snapshot.
+    ///
+    /// A cached record with another relationship is older than the
+    /// snapshot (a write committed whose invalidation has not reached the
+    /// cache yet, e.g. one made through another replica) or newer. A
+    /// client that watches changes from the snapshot's sequence would
+    /// never be sent the change an older one misses, so neither is served.
+    /// Other fields of a cached record may differ from the snapshot as
+    /// they may for any cached read; the stream does not carry them.
     pub async fn customer_records(
         &self,
+        snapshot: &Snapshot,
         tenant: &str,
-        ids: &[String],
+        held: &[(String, String)],
     ) -> AppResult<Vec<CustomerRecord>> {
-        let mut found: HashMap<String, CustomerRecord> = HashMap::with_capacity(ids.len());
+        let mut found: HashMap<String, CustomerRecord> = HashMap::with_capacity(held.len());
         let mut missing = Vec::new();
-        for id in ids {
+        for (id, relationship_id) in held {
             match self.records().get(tenant, id) {
-                Some(record) => {
+                Some(record) if record.row.relationship_id == *relationship_id => {
                     found.insert(id.clone(), CustomerRecord::clone(&record));
                 }
-                None => missing.push((id.clone(), self.records().ticket(id))),
+                _ => missing.push(id.clone()),
             }
         }
         if !missing.is_empty() {
-            let missing_ids: Vec<String> = missing.iter().map(|(id, _)| id.clone()).collect();
-            let query = in_tenant::<customer::Entity>(tenant)
-                .filter(customer::Column::Id.is_in(missing_ids));
-            let tickets: HashMap<String, _> = missing.into_iter().collect();
-            for record in records_of(self.db(), query).await? {
-                if let Some(ticket) = tickets.get(&record.row.id) {
-                    self.records().fill(*ticket, &record);
-                }
+            let query =
+                in_tenant::<customer::Entity>(tenant).filter(customer::Column::Id.is_in(missing));
+            for record in records_of(snapshot.db(), query).await? {
+                snapshot.fill(&record);
                 found.insert(record.row.id.clone(), record);
             }
         }
-        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+        Ok(held.iter().filter_map(|(id, _)| found.remove(id)).collect())
     }
 }
 

@@ -12,7 +12,7 @@ use sea_orm::{
 
 use super::lists::{filtered, is_unfiltered, single_group};
 use crate::store::{
-    Store,
+    AsOf, Store,
     resource::{self, in_tenant},
     snapshot,
 };
@@ -176,25 +176,45 @@ fn tallies(
 }
 
 impl Store {
-    /// The summary bar for `filter` (its relationship filter is ignored).
+    /// The summary bar for `filter` (its relationship filter is ignored),
+    /// with the tenant's latest change in the snapshot it was read in.
+    /// Counts (from the counters, or counted) and sequence come from one
+    /// snapshot, so a client that applies exactly the changes after it
+    /// stays exact; a sequence read apart from the counts would make it
+    /// count some change twice, or never.
     pub async fn count_by_relationship(
         &self,
         ctx: &RequestContext,
         filter: &CustomerFilter,
-    ) -> AppResult<Tallies> {
+    ) -> AppResult<AsOf<Tallies>> {
         let tenant = ctx.tenant.as_str();
         if !self.tenant_exists(&ctx.tenant).await? {
             // No customers yet: the filters' groups and sources are checked
-            // (they do not exist), and every seed counts zero.
+            // (they do not exist), and every seed counts zero, as of no
+            // change at all.
             filtered(self.db(), tenant, filter, false, self.now()).await?;
-            return Ok(Tallies {
+            let read = Tallies {
                 total: 0,
                 by_relationship: tallies(
                     &self.unprovisioned_relationships(&ctx.tenant)?,
                     &HashMap::new(),
                 ),
-            });
+            };
+            return Ok(AsOf { read, sequence: 0 });
         }
+        let snapshot = self.snapshot_of(tenant).await?;
+        let counted = self.count_in(snapshot.db(), tenant, filter).await?;
+        snapshot.end(counted).await
+    }
+
+    /// The summary bar of a provisioned tenant for `filter`, read through
+    /// `db` (one snapshot).
+    async fn count_in(
+        &self,
+        db: &impl ConnectionTrait,
+        tenant: &str,
+        filter: &CustomerFilter,
+    ) -> AppResult<Tallies> {
         if is_unfiltered(filter) {
             // Kept up to date by every write: no scan of the customers.
             let mut counter = Query::select();
@@ -209,7 +229,7 @@ impl Store {
                     ))
                     .equals((relationship::Entity, relationship::Column::Id)),
                 );
-            return tallies_from_counters(self.db(), tenant, counter, None).await;
+            return tallies_from_counters(db, tenant, counter, None).await;
         }
         if let Some(group_id) = single_group(filter) {
             // Kept up to date by every write, like the unfiltered counts.
@@ -226,22 +246,20 @@ impl Store {
                     ))
                     .equals((relationship::Entity, relationship::Column::Id)),
                 );
-            return tallies_from_counters(self.db(), tenant, counter, Some(group_id)).await;
+            return tallies_from_counters(db, tenant, counter, Some(group_id)).await;
         }
-        let tx = snapshot(self.db()).await?;
-        let relationships = relationships_in_order(&tx, tenant).await?;
-        let counts: HashMap<String, i64> = filtered(&tx, tenant, filter, false, self.now())
+        let relationships = relationships_in_order(db, tenant).await?;
+        let counts: HashMap<String, i64> = filtered(db, tenant, filter, false, self.now())
             .await?
             .select_only()
             .column(customer::Column::RelationshipId)
             .column_as(Expr::cust("COUNT(*)"), "n")
             .group_by(customer::Column::RelationshipId)
             .into_tuple::<(String, i64)>()
-            .all(&tx)
+            .all(db)
             .await?
             .into_iter()
             .collect();
-        tx.commit().await?;
         let by_relationship = tallies(&relationships, &counts);
         Ok(Tallies {
             total: by_relationship.iter().map(|t| t.count).sum(),

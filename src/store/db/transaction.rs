@@ -1,4 +1,4 @@
-//! Write transactions and their rules, and read snapshots.
+//! Write transactions and their rules.
 //!
 //! Every write runs in [`Store::write`]: on SQLite the transaction takes
 //! the write lock up front (`BEGIN IMMEDIATE`) behind an in-process queue,
@@ -21,9 +21,8 @@ use std::{
 
 use futures::future::BoxFuture;
 use sea_orm::{
-    AccessMode, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
-    ExecResult, IsolationLevel, QueryResult, SqliteTransactionMode, Statement, TransactionOptions,
-    TransactionTrait,
+    ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, ExecResult, QueryResult,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
 use crate::{
@@ -189,21 +188,6 @@ impl Drop for Invalidate<'_> {
         let touches = self.1.lock().unwrap_or_else(|e| e.into_inner());
         self.0.invalidate(&touches);
     }
-}
-
-/// A read-only transaction that sees one snapshot of the database, so that
-/// several reads (a page and its total) agree. PostgreSQL needs REPEATABLE
-/// READ for that; a SQLite read transaction always reads one snapshot.
-pub async fn snapshot(db: &DatabaseConnection) -> AppResult<DatabaseTransaction> {
-    let options = match db.get_database_backend() {
-        DatabaseBackend::Postgres => TransactionOptions {
-            isolation_level: Some(IsolationLevel::RepeatableRead),
-            access_mode: Some(AccessMode::ReadOnly),
-            ..Default::default()
-        },
-        _ => TransactionOptions::default(),
-    };
-    Ok(db.begin_with_options(options).await?)
 }
 
 /// A short, slightly jittered pause before retrying.
