@@ -147,7 +147,17 @@ async fn next_heartbeat(events: &mut Events) -> i64 {
 /// Every change the stream sends until a heartbeat reports that everything
 /// up to `latest` (the tenant's latest change) has been considered.
 async fn changes_through(events: &mut Events, latest: i64) -> Vec<RelationshipChange> {
-    let (changes, reported) = read_through(events, latest, Instant::now() + WAIT).await;
+    changes_through_by(events, latest, Instant::now() + WAIT).await
+}
+
+/// [`changes_through`] with a deadline of the caller's (a reader started
+/// before the writes it waits for gives them time to be made).
+async fn changes_through_by(
+    events: &mut Events,
+    latest: i64,
+    deadline: Instant,
+) -> Vec<RelationshipChange> {
+    let (changes, reported) = read_through(events, latest, deadline).await;
     assert_eq!(reported, latest, "a heartbeat beyond the latest change");
     if let Some(beyond) = changes.iter().find(|c| c.sequence > latest) {
         panic!(
@@ -1403,8 +1413,11 @@ async fn a_slow_watcher_catches_up(app: &TestApp) {
     .into_inner();
     let mut fast = watch(app, after(0)).await;
     let total = (CUSTOMERS * (1 + BATCHES)) as i64;
+    // The fast watcher waits while the two thousand writes are made: a
+    // minute, not the usual few seconds, on a busy machine.
+    let writes_done_by = Instant::now() + Duration::from_secs(60);
     let reader = tokio::spawn(async move {
-        let got = changes_through(&mut fast, total).await;
+        let got = changes_through_by(&mut fast, total, writes_done_by).await;
         assert_eq!(
             sequences(&got),
             (1..=total).collect::<Vec<_>>(),

@@ -81,10 +81,23 @@ enum Scenario {
     CountUnfiltered,
     CountByGroup,
     CreateWithTwoGroups,
+    ListFiltered,
+    CountFiltered,
+    CountByWord,
+}
+
+/// An index-backed filter of three comparisons: relationship, owner and a
+/// creation-time range (the seed's owners are `u0`…`u49`).
+fn three_comparisons(rng: &mut fastrand::Rng) -> String {
+    let relationship = ["NEW", "APPROACHED", "HOT", "POTENTIAL", "CLOSED"][rng.usize(..5)];
+    format!(
+        r#"relationship = "{relationship}" AND owner_id = "u{}" AND create_time >= ago("90d")"#,
+        rng.u32(..50)
+    )
 }
 
 impl Scenario {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 10] = [
         Self::HealthCheck,
         Self::GetCustomer,
         Self::ListByGroupAndRelationship,
@@ -92,6 +105,9 @@ impl Scenario {
         Self::CountUnfiltered,
         Self::CountByGroup,
         Self::CreateWithTwoGroups,
+        Self::ListFiltered,
+        Self::CountFiltered,
+        Self::CountByWord,
     ];
 
     fn name(self) -> &'static str {
@@ -103,6 +119,9 @@ impl Scenario {
             Self::CountUnfiltered => "CountCustomersByRelationship unfiltered",
             Self::CountByGroup => "CountCustomersByRelationship by group",
             Self::CreateWithTwoGroups => "CreateCustomer with 2 groups",
+            Self::ListFiltered => "ListCustomers filter relationship+owner+90 days, 50 + total",
+            Self::CountFiltered => "CountCustomersByRelationship filter relationship+owner+90 days",
+            Self::CountByWord => "CountCustomersByRelationship filter name word, every customer",
         }
     }
 }
@@ -308,6 +327,32 @@ async fn call(
             .customers
             .count_customers_by_relationship(CountCustomersByRelationshipRequest {
                 group_id: pick(rng, &fixture.group_ids),
+                ..Default::default()
+            })
+            .await
+            .is_ok(),
+        Scenario::ListFiltered => clients
+            .customers
+            .list_customers(ListCustomersRequest {
+                filter: three_comparisons(rng),
+                page_size: 50,
+                ..Default::default()
+            })
+            .await
+            .is_ok(),
+        Scenario::CountFiltered => clients
+            .customers
+            .count_customers_by_relationship(CountCustomersByRelationshipRequest {
+                filter: three_comparisons(rng),
+                ..Default::default()
+            })
+            .await
+            .is_ok(),
+        Scenario::CountByWord => clients
+            .customers
+            .count_customers_by_relationship(CountCustomersByRelationshipRequest {
+                // The seed names customers "Khách hàng 0000123".
+                filter: format!(r#"name:"hang {:07}""#, rng.u32(..1_000_000)),
                 ..Default::default()
             })
             .await
