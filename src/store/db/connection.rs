@@ -351,6 +351,7 @@ mod tests {
                 "m20261205_000007_source_index_without_relationship",
                 "m20261206_000008_relationship_members",
                 "m20261206_000009_service_secrets",
+                "m20261206_000010_folded_text",
             ]
         );
     }
