@@ -20,8 +20,8 @@ use crm_classify::{
         parse,
     },
     pb::{
-        AddCustomersToGroupRequest, CountCustomersByRelationshipRequest, CreateSourceRequest,
-        Customer, DeleteGroupRequest, Group, ListCustomersRequest, Source,
+        AddCustomersToGroupRequest, CountCustomersByRelationshipRequest, Customer,
+        DeleteGroupRequest, Group, ListCustomersRequest, Source,
     },
 };
 use proptest::{
@@ -30,7 +30,7 @@ use proptest::{
 };
 
 use crate::fixtures::{
-    create_customer, create_group, delete_customer, record_contact, relationships,
+    create_customer, create_group, create_source, delete_customer, record_contact, relationships,
 };
 use crate::helpers::TestApp;
 use crate::on_both_databases;
@@ -126,21 +126,15 @@ pub async fn populate(app: &TestApp, rng: &mut TestRng, population: usize) -> Ca
     let mut customers = app.customers();
     let mut sources = HashMap::new();
     for (code, name) in [("WEB", "Website"), ("FAIR", "Hội chợ")] {
-        let source = app
-            .sources()
-            .create_source(CreateSourceRequest {
-                source: Some(Source {
-                    code: code.into(),
-                    name: name.into(),
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            })
-            .await
-            .expect("create source")
-            .into_inner()
-            .source
-            .expect("source");
+        let source = create_source(
+            app,
+            Source {
+                code: code.into(),
+                name: name.into(),
+                ..Default::default()
+            },
+        )
+        .await;
         sources.insert(code.to_owned(), source.id);
     }
     let relationships: HashMap<String, String> = relationships(&mut app.relationships())

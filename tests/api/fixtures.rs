@@ -453,12 +453,21 @@ pub async fn group_count(app: &TestApp, id: &str) -> i64 {
 
 /// Creates a source named `name`; the call must succeed.
 pub async fn new_source(app: &TestApp, name: &str) -> Source {
+    create_source(
+        app,
+        Source {
+            name: name.to_owned(),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Creates `source`; the call must succeed.
+pub async fn create_source(app: &TestApp, source: Source) -> Source {
     app.sources()
         .create_source(CreateSourceRequest {
-            source: Some(Source {
-                name: name.to_owned(),
-                ..Default::default()
-            }),
+            source: Some(source),
             request_id: String::new(),
         })
         .await

@@ -13,7 +13,10 @@ use crate::{
     domain::filter::{Comparison, Field, Filter, Value, eval::Meaning},
     entity::{customer_group, customer_source, relationship},
     error::AppResult,
-    store::{catalogs::groups::active_descendants, resource::in_tenant},
+    store::{
+        catalogs::groups::active_descendants,
+        resource::{Resource, in_tenant},
+    },
 };
 
 /// The names `filter` uses, by what they name.
@@ -65,34 +68,47 @@ pub async fn meaning_of(
         now,
         ..Meaning::default()
     };
-    if !names.sources.is_empty() {
-        meaning.sources = in_tenant::<customer_source::Entity>(tenant)
-            .filter(customer_source::Column::Code.is_in(names.sources))
-            .select_only()
-            .column(customer_source::Column::Code)
-            .column(customer_source::Column::Id)
-            .into_tuple::<(String, String)>()
-            .all(db)
-            .await?
-            .into_iter()
-            .collect();
-    }
-    if !names.relationships.is_empty() {
-        meaning.relationships = in_tenant::<relationship::Entity>(tenant)
-            .filter(relationship::Column::Code.is_in(names.relationships))
-            .select_only()
-            .column(relationship::Column::Code)
-            .column(relationship::Column::Id)
-            .into_tuple::<(String, String)>()
-            .all(db)
-            .await?
-            .into_iter()
-            .collect();
-    }
+    meaning.sources = ids_by_code::<customer_source::Entity>(
+        db,
+        tenant,
+        customer_source::Column::Code,
+        names.sources,
+    )
+    .await?;
+    meaning.relationships = ids_by_code::<relationship::Entity>(
+        db,
+        tenant,
+        relationship::Column::Code,
+        names.relationships,
+    )
+    .await?;
     if !names.groups.is_empty() {
         meaning.subtrees = subtrees(db, tenant, names.groups).await?;
     }
     Ok(meaning)
+}
+
+/// The ids of the tenant's entries (deleted ones included) whose `code`
+/// column holds one of `codes`, by code.
+async fn ids_by_code<E: Resource>(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    code: E::Column,
+    codes: BTreeSet<String>,
+) -> AppResult<HashMap<String, String>> {
+    if codes.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(in_tenant::<E>(tenant)
+        .filter(code.is_in(codes))
+        .select_only()
+        .column(code)
+        .column(E::id_col())
+        .into_tuple::<(String, String)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 /// For each argument of `in_group`: the active group it names by id or
