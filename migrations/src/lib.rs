@@ -36,6 +36,7 @@ mod m20261205_000007_source_index_without_relationship;
 mod m20261206_000008_relationship_members;
 mod m20261206_000009_service_secrets;
 mod m20261206_000010_folded_text;
+mod m20261206_000011_relationship_members_owner;
 
 pub mod folding;
 
@@ -56,6 +57,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000008_relationship_members::Migration),
             Box::new(m20261206_000009_service_secrets::Migration),
             Box::new(m20261206_000010_folded_text::Migration),
+            Box::new(m20261206_000011_relationship_members_owner::Migration),
         ]
     }
 }

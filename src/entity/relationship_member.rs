@@ -1,5 +1,5 @@
 //! A customer's relationship, with copies of the customer's activeness,
-//! creation and activity times, in a narrow table of its own: lists by
+//! creation and activity times and owner, in a narrow table of its own: lists by
 //! relationship and the inactivity sweep read its indexes, so `customers`
 //! need not index the relationship, and a move updates the customer's row
 //! in place (see the migration `m20261206_000008_relationship_members`).
@@ -26,6 +26,8 @@ pub struct Model {
     pub customer_create_time: i64,
     /// Copy of the customer's activity time (last contact, or creation).
     pub activity_time: i64,
+    /// Copy of the customer's owner.
+    pub owner_id: String,
 }
 
 /// No navigable relations.

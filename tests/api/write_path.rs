@@ -200,6 +200,7 @@ impl Tables {
                 customer_active: c.delete_time.is_none(),
                 customer_create_time: c.create_time,
                 activity_time: c.activity_time,
+                owner_id: c.owner_id.clone(),
             };
             if *m != expected {
                 problems.push(format!(
@@ -544,6 +545,17 @@ async fn every_write_keeps_derived_state_and_cache_in_step(app: &TestApp) {
         .await
         .expect("update the profile");
     run.check("UpdateCustomer of name and phone").await;
+
+    let handed_over = Customer {
+        id: ana.id.clone(),
+        owner_id: "u-9".into(),
+        ..Default::default()
+    };
+    customers
+        .update_customer(update_request(handed_over, &["owner_id"]))
+        .await
+        .expect("update the owner");
+    run.check("UpdateCustomer of the owner").await;
 
     let moved = Customer {
         id: b[0].clone(),

@@ -63,6 +63,7 @@ const STATISTICS: &str = "
     relationship_changes sqlite_autoindex_relationship_changes_1 1000000 1000000 1
     relationship_counts sqlite_autoindex_relationship_counts_1 6 6 1
     relationship_members relationship_members_by_relationship 1000000 1000000 166667 166667 1 1
+    relationship_members relationship_members_by_owner 1000000 1000000 166667 166667 3333 1 1
     relationship_members relationship_members_unplaced_by_activity 1000000 1000000 166667 1 1
     relationship_members relationship_members 1000000 1
     relationships relationships_by_position 7 7 1 1

@@ -1,7 +1,7 @@
 //! The copies of customer fields that other tables keep so that lists,
 //! counts and the inactivity sweep read narrow indexes: each customer's row
 //! in `relationship_members` (relationship, activeness, creation and
-//! activity times) and the relationship, activeness and creation time on
+//! activity times, owner) and the relationship, activeness and creation time on
 //! each of its `group_members` rows. Written only here, next to the
 //! customer row they copy.
 
@@ -34,6 +34,7 @@ fn member_row(customer: &customer::Model) -> relationship_member::ActiveModel {
         customer_active: Set(customer.delete_time.is_none()),
         customer_create_time: Set(customer.create_time),
         activity_time: Set(customer.activity_time),
+        owner_id: Set(customer.owner_id.clone()),
     }
 }
 
@@ -127,6 +128,22 @@ pub(super) async fn set_active(
         .exec_with_returning(tx)
         .await?;
     Ok(memberships.into_iter().map(|m| m.group_id).collect())
+}
+
+/// Copies a customer's new owner.
+pub(super) async fn set_owner(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+    owner_id: &str,
+) -> AppResult<()> {
+    relationship_member::Entity::update_many()
+        .col_expr(relationship_member::Column::OwnerId, Expr::value(owner_id))
+        .filter(relationship_member::Column::TenantId.eq(tenant))
+        .filter(relationship_member::Column::CustomerId.eq(id))
+        .exec(tx)
+        .await?;
+    Ok(())
 }
 
 /// Copies a customer's new activity time.

@@ -254,6 +254,9 @@ impl<'a> Work<'a> {
         set_profile(&mut active, profile);
         active.bump(row.revision + 1, now);
         active.update(tx).await?;
+        if profile.owner_id != row.owner_id {
+            copies::set_owner(tx, &row.tenant_id, &row.id, &profile.owner_id).await?;
+        }
         self.changed([row.id.clone()]);
         Ok(())
     }
