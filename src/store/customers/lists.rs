@@ -21,7 +21,7 @@ use crate::store::{
 use crate::{
     domain::{
         customer::{CustomerFilter, CustomerOrder},
-        filter::Filter,
+        filter::{Comparison, Field, Filter, Op, Time, Value},
         paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
         tenant::RequestContext,
     },
@@ -187,6 +187,93 @@ fn single_relationship(filter: &CustomerFilter) -> Option<&str> {
         .relationship_id
         .as_deref()
         .filter(|_| only_relationship)
+}
+
+/// A list of one relationship's active customers of one owner, newest
+/// first, optionally within creation-time bounds, and nothing else: the
+/// "my Hot customers of the quarter" question, which
+/// `relationship_members_by_owner` answers alone (page and total).
+struct OwnedHolders<'f> {
+    /// The relationship by id, or by code (resolved when listing).
+    relationship: Result<&'f str, &'f str>,
+    owner: &'f str,
+    /// Comparisons of the creation time.
+    created: Vec<(Op, Time)>,
+}
+
+/// The [`OwnedHolders`] question `filter` asks, if it asks exactly that.
+fn owned_holders(filter: &CustomerFilter) -> Option<OwnedHolders<'_>> {
+    let only_these = filter.group_id.is_none()
+        && filter.source_id.is_none()
+        && filter.query.is_none()
+        && filter.deleted == DeletedFilter::Active;
+    if !only_these {
+        return None;
+    }
+    let mut relationship = filter.relationship_id.as_deref().map(Ok);
+    let mut owner = filter.owner_id.as_deref();
+    let mut created = Vec::new();
+    let parts = match &filter.filter {
+        Filter::All => &[][..],
+        Filter::And(parts) => parts.as_slice(),
+        single @ Filter::Compare(_) => std::slice::from_ref(single),
+        _ => return None,
+    };
+    for part in parts {
+        let Filter::Compare(Comparison { field, op, value }) = part else {
+            return None;
+        };
+        match (field, op, value) {
+            (Field::Relationship, Op::Eq, Value::Text(code)) if relationship.is_none() => {
+                relationship = Some(Err(code.as_str()));
+            }
+            (Field::RelationshipId, Op::Eq, Value::Text(id)) if relationship.is_none() => {
+                relationship = Some(Ok(id.as_str()));
+            }
+            (Field::OwnerId, Op::Eq, Value::Text(id)) if owner.is_none() => {
+                owner = Some(id.as_str());
+            }
+            (Field::CreateTime, op, Value::Time(t)) if *op != Op::Ne && *op != Op::Has => {
+                created.push((*op, *t));
+            }
+            _ => return None,
+        }
+    }
+    Some(OwnedHolders {
+        relationship: relationship?,
+        owner: owner?,
+        created,
+    })
+}
+
+/// The active holders of `relationship_id` owned by `owner`, within the
+/// creation-time bounds, evaluated at `now`.
+fn owned_holders_query(
+    tenant: &str,
+    relationship_id: &str,
+    question: &OwnedHolders<'_>,
+    now: i64,
+) -> Select<relationship_member::Entity> {
+    use relationship_member::Column as M;
+    let mut query = relationship_member::Entity::find()
+        .filter(M::TenantId.eq(tenant))
+        .filter(M::RelationshipId.eq(relationship_id))
+        .filter(M::CustomerActive.eq(true))
+        .filter(M::OwnerId.eq(question.owner));
+    for (op, time) in &question.created {
+        let at = match *time {
+            Time::At(at) => at,
+            Time::Ago(back) => now.saturating_sub(back),
+        };
+        query = query.filter(match op {
+            Op::Lt => M::CustomerCreateTime.lt(at),
+            Op::Le => M::CustomerCreateTime.lte(at),
+            Op::Gt => M::CustomerCreateTime.gt(at),
+            Op::Ge => M::CustomerCreateTime.gte(at),
+            _ => M::CustomerCreateTime.eq(at),
+        });
+    }
+    query
 }
 
 /// A table of copies of customers' state, a row per customer (and group),
@@ -379,6 +466,31 @@ impl Store {
                 .await?;
             if result.items.is_empty() {
                 relationships::ensure_exists(db, tenant, relationship_id).await?;
+            }
+            return Ok(result);
+        }
+        if let (Some(question), CustomerOrder::Newest) = (owned_holders(filter), order) {
+            let relationship_id = match question.relationship {
+                Ok(id) => Some(id.to_owned()),
+                Err(code) => meaning_of(db, tenant, &filter.filter, self.now())
+                    .await?
+                    .relationships
+                    .remove(code),
+            };
+            let Some(relationship_id) = relationship_id else {
+                // A code no relationship has: nobody holds it.
+                return Ok(Page {
+                    items: Vec::new(),
+                    next: None,
+                    total: 0,
+                });
+            };
+            let query = owned_holders_query(tenant, &relationship_id, &question, self.now());
+            let result = self
+                .newest_from_copies(snapshot, tenant, query, page, None)
+                .await?;
+            if result.items.is_empty() && filter.relationship_id.is_some() {
+                relationships::ensure_exists(db, tenant, &relationship_id).await?;
             }
             return Ok(result);
         }
