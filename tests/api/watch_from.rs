@@ -562,12 +562,16 @@ async fn copies_kept_from_their_watch_points_stay_exact(app: &TestApp, with_dele
         );
         read_at.push(from);
     }
-    // The reads did fall among the writes.
+    // The reads did fall among the writes: at several distinct points
+    // strictly between the first change and the last (how many depends on
+    // how the machine schedules readers and writers; three make the test
+    // mean something).
+    read_at.retain(|at| *at > 0 && *at < latest);
     read_at.sort_unstable();
     read_at.dedup();
     assert!(
-        read_at.len() > per_view,
-        "reads at distinct sequences: {read_at:?} (latest {latest})"
+        read_at.len() >= 3,
+        "reads at distinct sequences among the writes: {read_at:?} (latest {latest})"
     );
 }
 
