@@ -17,10 +17,12 @@
 //! - [`clock`]: the one source of "now", controllable in tests.
 //! - [`error`]: `AppError`, database error classification, gRPC statuses.
 //! - [`domain`]: validated inputs and rules (codes, names, ids, paging,
-//!   relationship kinds); no tonic, no SeaORM.
+//!   relationship kinds, the filter language and its in-memory
+//!   evaluator); no tonic, no SeaORM.
 //! - [`store`]: persistence, no tonic: `store::customers` (with the one
 //!   write path every customer change goes through,
-//!   `store::customers::write`), `store::catalogs` (groups, sources,
+//!   `store::customers::write`, and filters as SQL in
+//!   `store::customers::filter`), `store::catalogs` (groups, sources,
 //!   relationships), `store::db` (connection and statement time limits,
 //!   write transactions, read snapshots, replicas).
 //! - [`changes`]: the change stream: tailing the relationship-change log
