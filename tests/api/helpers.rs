@@ -504,7 +504,8 @@ macro_rules! on_both_databases {
 }
 
 /// Waits until the server's health for `service` ("" for the server as a
-/// whole) reads `expected`, asking every 100 ms; panics after `limit`.
+/// whole) reads `expected`, following its `Watch` stream (which sends the
+/// status at once and then every change); panics after `limit`.
 pub async fn await_health(
     app: &TestApp,
     service: &str,
@@ -514,23 +515,26 @@ pub async fn await_health(
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let expected = tonic_health::pb::health_check_response::ServingStatus::from(expected);
     let deadline = tokio::time::Instant::now() + limit;
+    let mut statuses = HealthClient::new(app.channel.clone())
+        .watch(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .expect("health answers")
+        .into_inner();
+    let mut last = None;
     loop {
-        let status = HealthClient::new(app.channel.clone())
-            .check(HealthCheckRequest {
-                service: service.to_owned(),
-            })
+        let next = tokio::time::timeout_at(deadline, statuses.message())
             .await
-            .expect("health answers")
-            .into_inner()
-            .status();
-        if status == expected {
+            .unwrap_or_else(|_| {
+                panic!("health of {service:?} still {last:?}, not {expected:?}, after {limit:?}")
+            })
+            .expect("the health stream")
+            .expect("the health stream stays open");
+        if next.status() == expected {
             return;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "health of {service:?} still {status:?}, not {expected:?}, after {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        last = Some(next.status());
     }
 }
 

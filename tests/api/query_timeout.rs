@@ -107,34 +107,41 @@ async fn count(db: &impl ConnectionTrait, n: u64) -> i64 {
         .expect("total")
 }
 
-/// On PostgreSQL, waits until no backend runs the statement marked
-/// `marker` any more; fails the test if one still does after a while.
-async fn expect_nothing_running(url: &str, marker: &str) {
+/// On PostgreSQL, checks that no backend still runs the statement marked
+/// `marker`. First every connection of `db`'s pool is taken at once (a
+/// transaction begun on each): before sqlx sends anything on a connection
+/// it reads what the server still owes it, down to the ReadyForQuery that
+/// PostgreSQL sends once a cancelled statement has ended. So once each
+/// connection has begun, each backend is done with what it ran, and one
+/// look at `pg_stat_activity` tells.
+async fn expect_nothing_running(db: &sea_orm::DatabaseConnection, url: &str, marker: &str) {
+    let open = db.get_postgres_connection_pool().size() as usize;
+    let held: Vec<_> = futures::future::join_all((0..open).map(|_| db.begin()))
+        .await
+        .into_iter()
+        .map(|tx| tx.expect("begin on a pooled connection"))
+        .collect();
     let admin = Database::connect(url).await.expect("admin connection");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let running = admin
-            .query_one_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "SELECT count(*) AS running FROM pg_stat_activity \
-                 WHERE state <> 'idle' AND pid <> pg_backend_pid() AND query LIKE $1",
-                [format!("%{marker}%").into()],
-            ))
-            .await
-            .expect("read pg_stat_activity")
-            .expect("one row")
-            .try_get::<i64>("", "running")
-            .expect("running");
-        if running == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{running} backend(s) still run the cancelled statement {marker}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let running = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT count(*) AS running FROM pg_stat_activity \
+             WHERE state <> 'idle' AND pid <> pg_backend_pid() AND query LIKE $1",
+            [format!("%{marker}%").into()],
+        ))
+        .await
+        .expect("read pg_stat_activity")
+        .expect("one row")
+        .try_get::<i64>("", "running")
+        .expect("running");
+    assert_eq!(
+        running, 0,
+        "backends still run the cancelled statement {marker}"
+    );
     admin.close().await.ok();
+    for tx in held {
+        tx.rollback().await.expect("rollback");
+    }
 }
 
 async fn close(connections: ServiceConnections) {
@@ -161,7 +168,7 @@ async fn a_statement_past_the_query_timeout_is_cancelled_and_the_pool_serves_on(
     let marker = marker();
     expect_cut(db, &marker).await;
     if backend == Backend::Postgres {
-        expect_nothing_running(&url, &marker).await;
+        expect_nothing_running(db, &url, &marker).await;
     }
     assert_eq!(count(db, 1_000).await, 1_000);
 
@@ -170,7 +177,7 @@ async fn a_statement_past_the_query_timeout_is_cancelled_and_the_pool_serves_on(
     let cuts = (0..24).map(|_| expect_cut(db, &marker));
     futures::future::join_all(cuts).await;
     if backend == Backend::Postgres {
-        expect_nothing_running(&url, &marker).await;
+        expect_nothing_running(db, &url, &marker).await;
     }
     assert_eq!(count(db, 1_000).await, 1_000);
 

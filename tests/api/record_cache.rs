@@ -37,6 +37,7 @@ use tokio::{
         TcpListener, TcpStream,
         tcp::{OwnedReadHalf, OwnedWriteHalf},
     },
+    sync::Notify,
     task::{JoinHandle, JoinSet},
     time::timeout,
 };
@@ -540,6 +541,9 @@ struct ProxyState {
     /// Every flow is silent, new ones too.
     all_silent: AtomicBool,
     flows: Mutex<Vec<Arc<Flow>>>,
+    /// Told whenever a flow starts, or sees its listener registered or
+    /// answered.
+    changed: Notify,
 }
 
 /// One client connection and its upstream connection.
@@ -556,6 +560,25 @@ struct Flow {
 impl ProxyState {
     fn is_silent(&self, flow: &Flow) -> bool {
         self.all_silent.load(Ordering::SeqCst) || flow.silent.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `ready` holds of the flows, looking again each time one
+    /// changes; whether it did within `limit`.
+    async fn wait_for(&self, limit: Duration, ready: impl Fn(&[Arc<Flow>]) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            // Registered before looking, so no change between the look and
+            // the wait is missed.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if ready(&self.flows.lock().unwrap()) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return false;
+            }
+        }
     }
 }
 
@@ -596,24 +619,28 @@ impl SilentProxy {
     /// the proxy hears invalidations, and its cache is on (it turns it on
     /// as it reads that answer, well before its next call is served).
     async fn wait_for_listener(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let heard = self
-                .state
-                .flows
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|f| f.heard.load(Ordering::SeqCst) && !self.state.is_silent(f));
-            if heard {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the replica behind the proxy did not listen within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let state = &self.state;
+        let heard = state
+            .wait_for(Duration::from_secs(30), |flows| {
+                flows
+                    .iter()
+                    .any(|f| f.heard.load(Ordering::SeqCst) && !state.is_silent(f))
+            })
+            .await;
+        assert!(
+            heard,
+            "the replica behind the proxy did not listen within 30 s"
+        );
+    }
+
+    /// Waits (at most `limit`) until something happens on the proxy: a
+    /// flow starts, a listener registers or is answered, or the replica
+    /// sends something into the silence (a probe of its listener, a
+    /// reconnection, a read). Whether something did.
+    async fn next_change(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.state.changed.notified())
+            .await
+            .is_ok()
     }
 
     /// Silences every flow, for good, and every flow opened from now on.
@@ -625,20 +652,16 @@ impl SilentProxy {
     /// to 5 s for one); returns how many. Other flows, and flows opened from
     /// now on, keep forwarding.
     pub(crate) async fn silence_listeners(&self) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let silenced = {
-                let flows = self.state.flows.lock().unwrap();
-                let listening = flows.iter().filter(|f| f.listening.load(Ordering::SeqCst));
-                listening
-                    .inspect(|f| f.silent.store(true, Ordering::SeqCst))
-                    .count()
-            };
-            if silenced > 0 || Instant::now() >= deadline {
-                return silenced;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let listening = |f: &Arc<Flow>| f.listening.load(Ordering::SeqCst);
+        self.state
+            .wait_for(Duration::from_secs(5), |flows| flows.iter().any(listening))
+            .await;
+        let flows = self.state.flows.lock().unwrap();
+        flows
+            .iter()
+            .filter(|f| listening(f))
+            .inspect(|f| f.silent.store(true, Ordering::SeqCst))
+            .count()
     }
 }
 
@@ -659,12 +682,14 @@ async fn accept(listener: TcpListener, upstream: String, state: Arc<ProxyState>)
         while pipes.try_join_next().is_some() {}
         let flow = Arc::new(Flow::default());
         state.flows.lock().unwrap().push(flow.clone());
+        state.changed.notify_waiters();
         let (client_read, client_write) = client.into_split();
         if state.all_silent.load(Ordering::SeqCst) {
             // Nobody answers: hold the connection and swallow what comes.
+            let state = state.clone();
             pipes.spawn(async move {
                 let _keep_open = client_write;
-                swallow(client_read).await;
+                swallow(client_read, state).await;
             });
             continue;
         }
@@ -689,13 +714,15 @@ async fn accept(listener: TcpListener, upstream: String, state: Arc<ProxyState>)
     }
 }
 
-/// Reads and drops whatever `from` sends; never closes it.
-async fn swallow(mut from: OwnedReadHalf) {
+/// Reads and drops whatever `from` sends, telling `state` of each piece;
+/// never closes it.
+async fn swallow(mut from: OwnedReadHalf, state: Arc<ProxyState>) {
     let mut buffer = vec![0u8; 64 * 1024];
     while let Ok(n) = from.read(&mut buffer).await {
         if n == 0 {
             break;
         }
+        state.changed.notify_waiters();
     }
     pending::<()>().await
 }
@@ -724,21 +751,26 @@ impl Pipe {
                     self.flow.heard.store(false, Ordering::SeqCst);
                 } else if sent(b"LISTEN \"") {
                     self.flow.listening.store(true, Ordering::SeqCst);
+                    self.state.changed.notify_waiters();
                 }
             }
             if self.state.is_silent(&self.flow) {
                 // Keep `to` open whatever `from` does.
                 let _keep_open = to;
                 if n > 0 {
-                    swallow(from).await;
+                    self.state.changed.notify_waiters();
+                    swallow(from, self.state.clone()).await;
                 }
                 return pending().await;
             }
             if n == 0 || to.write_all(&buffer[..n]).await.is_err() {
                 return;
             }
-            if !self.from_client && self.flow.listening.load(Ordering::SeqCst) {
-                self.flow.heard.store(true, Ordering::SeqCst);
+            if !self.from_client
+                && self.flow.listening.load(Ordering::SeqCst)
+                && !self.flow.heard.swap(true, Ordering::SeqCst)
+            {
+                self.state.changed.notify_waiters();
             }
         }
     }
@@ -838,7 +870,12 @@ async fn a_replica_cut_off_from_the_database_stops_serving_its_cache() {
                     "B still served the record it cached {:?} after it was cut off ({stale_reads} reads)",
                     cut_off.elapsed()
                 );
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // Read again once B sends something more towards its
+                // database: its listener's probe, then (the probe lost, its
+                // cache off) its attempt to listen again.
+                proxy
+                    .next_change(DEAF_NOTICED_WITHIN.saturating_sub(cut_off.elapsed()))
+                    .await;
             }
         }
     }
