@@ -497,57 +497,36 @@ impl Store {
         let query = filtered(db, tenant, filter, true, self.now()).await?;
         let total = counted_total(tenant, filter);
         use customer::Column as C;
-        let result = match order {
-            CustomerOrder::Newest => {
-                let order = [(C::CreateTime, CursorKind::Int), (C::Id, CursorKind::Id)];
-                resource::list_page_with_total(
-                    db,
-                    query,
-                    order,
-                    Order::Desc,
-                    page,
-                    |c| newest_key(c.create_time, &c.id),
-                    total,
-                )
-                .await?
-            }
-            CustomerOrder::Name => {
-                let order = [(C::SortKey, CursorKind::SortKey), (C::Id, CursorKind::Id)];
-                resource::list_page_with_total(
-                    db,
-                    query,
-                    order,
-                    Order::Asc,
-                    page,
-                    |c| {
-                        Cursor(vec![
-                            CursorValue::Text(c.sort_key.clone()),
-                            CursorValue::Text(c.id.clone()),
-                        ])
-                    },
-                    total,
-                )
-                .await?
-            }
-            CustomerOrder::LeastRecentContact => {
-                let order = [(C::ActivityTime, CursorKind::Int), (C::Id, CursorKind::Id)];
-                resource::list_page_with_total(
-                    db,
-                    query,
-                    order,
-                    Order::Asc,
-                    page,
-                    |c| {
-                        Cursor(vec![
-                            CursorValue::Int(c.activity_time),
-                            CursorValue::Text(c.id.clone()),
-                        ])
-                    },
-                    total,
-                )
-                .await?
-            }
+        type Key = fn(&customer::Model) -> Cursor;
+        let (columns, direction, key): (_, _, Key) = match order {
+            CustomerOrder::Newest => (
+                [(C::CreateTime, CursorKind::Int), (C::Id, CursorKind::Id)],
+                Order::Desc,
+                |c| newest_key(c.create_time, &c.id),
+            ),
+            CustomerOrder::Name => (
+                [(C::SortKey, CursorKind::SortKey), (C::Id, CursorKind::Id)],
+                Order::Asc,
+                |c| {
+                    Cursor(vec![
+                        CursorValue::Text(c.sort_key.clone()),
+                        CursorValue::Text(c.id.clone()),
+                    ])
+                },
+            ),
+            CustomerOrder::LeastRecentContact => (
+                [(C::ActivityTime, CursorKind::Int), (C::Id, CursorKind::Id)],
+                Order::Asc,
+                |c| {
+                    Cursor(vec![
+                        CursorValue::Int(c.activity_time),
+                        CursorValue::Text(c.id.clone()),
+                    ])
+                },
+            ),
         };
+        let result =
+            resource::list_page_with_total(db, query, columns, direction, page, key, total).await?;
         Ok(Page {
             items: with_groups(db, tenant, result.items).await?,
             next: result.next,
