@@ -189,6 +189,20 @@ fn describe_violations(violations: &[FieldViolation]) -> String {
 }
 
 impl AppError {
+    /// The same error, with violations of field `from` told as violations
+    /// of field `to`.
+    pub fn for_field(self, from: &str, to: &str) -> Self {
+        match self {
+            Self::InvalidArgument(mut violations) => {
+                for v in violations.iter_mut().filter(|v| v.field == from) {
+                    v.field = to.to_owned();
+                }
+                Self::InvalidArgument(violations)
+            }
+            other => other,
+        }
+    }
+
     /// INVALID_ARGUMENT for one field.
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
         Self::InvalidArgument(vec![FieldViolation::new(field, description)])

@@ -37,6 +37,7 @@ mod m20261206_000008_relationship_members;
 mod m20261206_000009_service_secrets;
 mod m20261206_000010_folded_text;
 mod m20261206_000011_relationship_members_owner;
+mod m20261206_000012_rule_groups;
 
 pub mod folding;
 
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000009_service_secrets::Migration),
             Box::new(m20261206_000010_folded_text::Migration),
             Box::new(m20261206_000011_relationship_members_owner::Migration),
+            Box::new(m20261206_000012_rule_groups::Migration),
         ]
     }
 }

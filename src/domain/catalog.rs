@@ -31,6 +31,9 @@ pub struct NewGroup {
     pub entry: NewEntry,
     /// Parent group; `None` for a top-level group.
     pub parent_id: Option<String>,
+    /// The rule that fills the group (a filter, checked to parse); empty
+    /// for a manual group.
+    pub rule: String,
 }
 
 /// Changes to a group.
@@ -40,6 +43,8 @@ pub struct GroupPatch {
     pub entry: EntryPatch,
     /// `Some(None)` moves the group to the top level.
     pub parent_id: Option<Option<String>>,
+    /// A new rule; `Some("")` clears it (the group becomes manual).
+    pub rule: Option<String>,
 }
 
 /// A Create's idempotency key: the caller's `request_id` and a fingerprint of

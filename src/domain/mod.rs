@@ -8,6 +8,7 @@ pub mod customer;
 pub mod filter;
 pub mod ids;
 pub mod inactivity;
+pub mod membership;
 pub mod paging;
 pub mod relationship;
 pub mod tenant;

@@ -35,6 +35,17 @@ pub struct Model {
     pub update_time: i64,
     /// Soft-delete time.
     pub delete_time: Option<i64>,
+    /// The filter that fills the group; empty for a manual group.
+    pub rule: String,
+    /// `CURRENT` or `EVALUATING`.
+    pub evaluation_state: String,
+    /// When the rule was last evaluated over every customer.
+    pub evaluate_time: Option<i64>,
+    /// While evaluating: the last customer id evaluated (empty before the
+    /// first).
+    pub evaluated_through: String,
+    /// While evaluating: the membership cause its moves are logged with.
+    pub evaluation_cause: String,
 }
 
 /// No navigable relations.

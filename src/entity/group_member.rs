@@ -23,6 +23,11 @@ pub struct Model {
     pub customer_active: bool,
     /// Copy of the customer's creation time.
     pub customer_create_time: i64,
+    /// The group's rule matches the customer.
+    pub matched: bool,
+    /// Added by hand: a member of a manual group, or pinned into a rule
+    /// group.
+    pub pinned: bool,
 }
 
 /// No navigable relations.

@@ -27,6 +27,43 @@ impl GroupApi {
 
 #[tonic::async_trait]
 impl GroupService for GroupApi {
+    type WatchGroupMembershipChangesStream = std::pin::Pin<
+        Box<
+            dyn futures::Stream<Item = Result<pb::WatchGroupMembershipChangesResponse, Status>>
+                + Send,
+        >,
+    >;
+
+    async fn list_group_members(
+        &self,
+        _request: Request<pb::ListGroupMembersRequest>,
+    ) -> Result<Response<pb::ListGroupMembersResponse>, Status> {
+        Err(Status::unimplemented("ListGroupMembers is not built yet"))
+    }
+
+    async fn preview_group_rule(
+        &self,
+        _request: Request<pb::PreviewGroupRuleRequest>,
+    ) -> Result<Response<pb::PreviewGroupRuleResponse>, Status> {
+        Err(Status::unimplemented("PreviewGroupRule is not built yet"))
+    }
+
+    async fn clear_group_pins(
+        &self,
+        _request: Request<pb::ClearGroupPinsRequest>,
+    ) -> Result<Response<pb::ClearGroupPinsResponse>, Status> {
+        Err(Status::unimplemented("ClearGroupPins is not built yet"))
+    }
+
+    async fn watch_group_membership_changes(
+        &self,
+        _request: Request<pb::WatchGroupMembershipChangesRequest>,
+    ) -> Result<Response<Self::WatchGroupMembershipChangesStream>, Status> {
+        Err(Status::unimplemented(
+            "WatchGroupMembershipChanges is not built yet",
+        ))
+    }
+
     async fn create_group(
         &self,
         request: Request<pb::CreateGroupRequest>,

@@ -107,6 +107,7 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
                 &NewGroup {
                     entry: entry(format!("Nhóm {g} · {run}")),
                     parent_id: None,
+                    rule: String::new(),
                 },
                 None,
             )
@@ -116,6 +117,7 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
             let sub = NewGroup {
                 entry: entry(format!("Nhóm {g}.{s}")),
                 parent_id: Some(top.id.clone()),
+                rule: String::new(),
             };
             groups.push(store.create_group(&tenant, &sub, None).await?.id);
         }

@@ -27,6 +27,16 @@ const FIELD: &str = "filter";
 /// Parses `text` into a filter; the empty (or blank) filter is
 /// [`Filter::All`].
 pub fn parse(text: &str) -> AppResult<Filter> {
+    parse_field(text, FIELD)
+}
+
+/// [`parse`] for a filter that arrives in request field `field` (a group's
+/// rule, say): its errors name that field.
+pub fn parse_field(text: &str, field: &str) -> AppResult<Filter> {
+    parse_text(text).map_err(|e| e.for_field(FIELD, field))
+}
+
+fn parse_text(text: &str) -> AppResult<Filter> {
     let length = text.chars().count();
     if length > MAX_LENGTH {
         return Err(AppError::invalid(

@@ -7,7 +7,8 @@ use crate::grpc::mask::{self, MaskRules};
 use crate::{
     domain::{
         catalog::{EntryPatch, GroupPatch, NewEntry, NewGroup, Target},
-        ids,
+        filter, ids,
+        membership::EvaluationState,
         relationship::{self, InactivityRule, Kind, NewRelationship, RelationshipPatch},
         text,
     },
@@ -70,7 +71,7 @@ fn entry_patch(
 // ---- groups ----
 
 const GROUP_MASK: MaskRules = MaskRules {
-    mutable: &["code", "name", "description", "parent_id"],
+    mutable: &["code", "name", "description", "parent_id", "rule"],
     output_only: &[
         "id",
         "customer_count",
@@ -78,6 +79,8 @@ const GROUP_MASK: MaskRules = MaskRules {
         "update_time",
         "delete_time",
         "etag",
+        "evaluation_state",
+        "evaluate_time",
     ],
     immutable: &[],
 };
@@ -95,11 +98,15 @@ pub fn new_group(group: Option<pb::Group>) -> AppResult<NewGroup> {
         update_time: _,
         delete_time: _,
         etag: _,
+        rule,
+        evaluation_state: _,
+        evaluate_time: _,
     } = required(group, "group")?;
     let mut checks = Checks::default();
     let input = NewGroup {
         entry: new_entry(&mut checks, "group", &code, &name, &description),
         parent_id: checks.take(ids::parse_optional("group.parent_id", &parent_id)),
+        rule: checks.take(group_rule(&rule)),
     };
     checks.finish().map(|()| input)
 }
@@ -120,6 +127,9 @@ pub fn group_patch(
         update_time: _,
         delete_time: _,
         etag,
+        rule,
+        evaluation_state: _,
+        evaluate_time: _,
     } = required(group, "group")?;
     let paths = mask::resolve(
         update_mask.as_ref(),
@@ -129,6 +139,7 @@ pub fn group_patch(
             ("name", !name.is_empty()),
             ("description", !description.is_empty()),
             ("parent_id", !parent_id.is_empty()),
+            ("rule", !rule.is_empty()),
         ]),
     )?;
     let mut checks = Checks::default();
@@ -138,8 +149,21 @@ pub fn group_patch(
         parent_id: paths
             .contains("parent_id")
             .then(|| checks.take(ids::parse_optional("group.parent_id", &parent_id))),
+        rule: paths
+            .contains("rule")
+            .then(|| checks.take(group_rule(&rule))),
     };
     checks.finish().map(|()| (target, patch))
+}
+
+/// A group's rule as stored: trimmed, and parsed to check it (empty: no
+/// rule). What its names refer to is checked against the tenant later.
+fn group_rule(rule: &str) -> AppResult<String> {
+    let rule = rule.trim();
+    if !rule.is_empty() {
+        filter::parse_field(rule, "group.rule")?;
+    }
+    Ok(rule.to_owned())
 }
 
 impl From<customer_group::Model> for pb::Group {
@@ -155,6 +179,16 @@ impl From<customer_group::Model> for pb::Group {
             update_time: Some(timestamp(row.update_time)),
             delete_time: row.delete_time.map(timestamp),
             etag: etag(row.revision),
+            evaluation_state: match EvaluationState::from_stored(&row.evaluation_state) {
+                Some(EvaluationState::Evaluating) => pb::EvaluationState::Evaluating,
+                _ => pb::EvaluationState::Current,
+            } as i32,
+            evaluate_time: if row.rule.is_empty() {
+                None
+            } else {
+                row.evaluate_time.map(timestamp)
+            },
+            rule: row.rule,
         }
     }
 }

@@ -353,6 +353,7 @@ mod tests {
                 "m20261206_000009_service_secrets",
                 "m20261206_000010_folded_text",
                 "m20261206_000011_relationship_members_owner",
+                "m20261206_000012_rule_groups",
             ]
         );
     }

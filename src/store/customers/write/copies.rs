@@ -51,6 +51,8 @@ fn membership(
         relationship_id: Set(customer.relationship_id.clone()),
         customer_active: Set(customer.delete_time.is_none()),
         customer_create_time: Set(customer.create_time),
+        matched: Set(false),
+        pinned: Set(true),
     }
 }
 
