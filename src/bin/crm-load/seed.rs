@@ -206,7 +206,7 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
                             origin,
                         })
                         .collect();
-                    write::apply(tx, tenant, now, &changes, None).await
+                    write::apply(tx, tenant, now, "", &changes, None).await
                 })
             })
             .await?;

@@ -6,10 +6,12 @@
 //! expected there.
 
 pub mod eval;
+mod reads;
 mod syntax;
 pub mod text;
 mod tree;
 
+pub use reads::Reads;
 pub use tree::{Comparison, Field, Filter, Kind, Op, Time, Value};
 
 use crate::error::{AppError, AppResult};

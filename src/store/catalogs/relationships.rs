@@ -127,7 +127,7 @@ async fn reassign_holders(
             origin: &origin,
         })
         .collect();
-    write::apply(tx, tenant, now, &changes, None).await?;
+    write::apply(tx, tenant, now, &ctx.actor.0, &changes, None).await?;
     Ok(moves.len() as u64)
 }
 

@@ -63,7 +63,7 @@ impl Store {
                         row: &row,
                         time: contact_time,
                     };
-                    write::apply(tx, tenant, now, &[contacted], None).await?;
+                    write::apply(tx, tenant, now, &ctx.actor.0, &[contacted], None).await?;
                     let row = customer::Model {
                         last_contact_time: Some(contact_time),
                         activity_time: contact_time,

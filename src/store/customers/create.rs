@@ -291,7 +291,8 @@ async fn write_accepted(
             origin,
         })
         .collect();
-    write::apply(tx, tenant, now, &changes, None).await?;
+    // Each creation is logged with its own actor (a batch may mix them).
+    write::apply(tx, tenant, now, "", &changes, None).await?;
     Ok(accepted
         .iter()
         .zip(rows)

@@ -228,7 +228,7 @@ pub async fn restore_on_contact(
         change: &change,
         origin: &origin,
     };
-    write::apply(tx, tenant, now, &[moved], None).await?;
+    write::apply(tx, tenant, now, &ctx.actor.0, &[moved], None).await?;
     Ok(true)
 }
 
@@ -498,7 +498,8 @@ impl Store {
                     .zip(&origins)
                     .map(|(change, origin)| Change::Move { change, origin })
                     .collect();
-                let applied = write::apply(tx, &sweep.tenant, now, &changes, None).await?;
+                let applied =
+                    write::apply(tx, &sweep.tenant, now, &sweep.actor, &changes, None).await?;
                 for (p, entry) in planned_moves.iter_mut().zip(applied.logged) {
                     p.sequence = Some(entry.sequence);
                 }

@@ -6,7 +6,7 @@ use super::{
     write::{self, Change},
 };
 use crate::{
-    domain::tenant::RequestContext,
+    domain::{membership::MembershipCause, tenant::RequestContext},
     entity::{customer, customer_group},
     error::AppResult,
     store::{Store, resource},
@@ -31,9 +31,15 @@ impl Store {
                 for id in ids {
                     let customer = &customers[id];
                     resource::ensure_active::<customer::Entity>(customer, "adding it to groups")?;
-                    changes.push(Change::Join { group_id, customer });
+                    changes.push(Change::Join {
+                        group_id,
+                        customer,
+                        cause: MembershipCause::Manual,
+                    });
                 }
-                Ok(write::apply(tx, tenant, now, &changes, None).await?.joined)
+                Ok(write::apply(tx, tenant, now, &ctx.actor.0, &changes, None)
+                    .await?
+                    .joined)
             })
         })
         .await
@@ -59,9 +65,12 @@ impl Store {
                     .map(|customer_id| Change::Leave {
                         group_id,
                         customer_id,
+                        cause: MembershipCause::Manual,
                     })
                     .collect();
-                Ok(write::apply(tx, tenant, now, &changes, None).await?.left)
+                Ok(write::apply(tx, tenant, now, &ctx.actor.0, &changes, None)
+                    .await?
+                    .left)
             })
         })
         .await

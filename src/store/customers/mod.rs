@@ -19,6 +19,7 @@ pub mod contacts;
 pub mod create;
 pub mod create_queue;
 pub mod filter;
+pub mod group_rules;
 pub mod history;
 pub mod holders;
 pub mod inactivity;

@@ -148,6 +148,22 @@ pub async fn find_record(
         .ok_or_else(|| AppError::not_found("customer", id))
 }
 
+/// Customers `ids` of the tenant (those that exist) with their active
+/// groups, deleted or not, read a few hundred a statement.
+pub async fn find_records(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    ids: &[String],
+) -> AppResult<Vec<CustomerRecord>> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let query = in_tenant::<customer::Entity>(tenant)
+            .filter(customer::Column::Id.is_in(chunk.iter().cloned()));
+        found.extend(records_of(db, query).await?);
+    }
+    Ok(found)
+}
+
 /// The profile fields of a stored row; INTERNAL when its stored
 /// attributes are not the JSON object they must be.
 pub fn profile_of(row: &customer::Model) -> AppResult<Profile> {

@@ -49,7 +49,15 @@ async fn apply_to_one(
     changes: &[Change<'_>],
     now: i64,
 ) -> AppResult<(CustomerRecord, Option<relationship_change::Model>)> {
-    let mut applied = write::apply(tx, ctx.tenant.as_str(), now, changes, Some(&row.id)).await?;
+    let mut applied = write::apply(
+        tx,
+        ctx.tenant.as_str(),
+        now,
+        &ctx.actor.0,
+        changes,
+        Some(&row.id),
+    )
+    .await?;
     let record = applied
         .record
         .take()
@@ -257,7 +265,9 @@ impl Store {
                         origin: &origin,
                     })
                     .collect();
-                Ok(write::apply(tx, tenant, now, &changes, None).await?.logged)
+                Ok(write::apply(tx, tenant, now, &ctx.actor.0, &changes, None)
+                    .await?
+                    .logged)
             })
         })
         .await

@@ -38,11 +38,21 @@ fn member_row(customer: &customer::Model) -> relationship_member::ActiveModel {
     }
 }
 
+/// Why a `group_members` row is there.
+#[derive(Debug, Clone, Copy)]
+enum Why {
+    /// Added by hand (a manual group's member, or pinned in).
+    Pinned,
+    /// The group's rule matches.
+    Matched,
+}
+
 /// The `group_members` row of `customer` in `group_id`.
 fn membership(
     tenant: &str,
     group_id: &str,
     customer: &customer::Model,
+    why: Why,
 ) -> group_member::ActiveModel {
     group_member::ActiveModel {
         tenant_id: Set(tenant.to_owned()),
@@ -51,8 +61,8 @@ fn membership(
         relationship_id: Set(customer.relationship_id.clone()),
         customer_active: Set(customer.delete_time.is_none()),
         customer_create_time: Set(customer.create_time),
-        matched: Set(false),
-        pinned: Set(true),
+        matched: Set(matches!(why, Why::Matched)),
+        pinned: Set(matches!(why, Why::Pinned)),
     }
 }
 
@@ -69,7 +79,7 @@ pub(super) async fn insert_created(
     }
     let memberships: Vec<group_member::ActiveModel> = customers
         .iter()
-        .flat_map(|(c, groups)| groups.iter().map(|g| membership(tenant, g, c)))
+        .flat_map(|(c, groups)| groups.iter().map(|g| membership(tenant, g, c, Why::Pinned)))
         .collect();
     for chunk in memberships.chunks(ROWS_PER_STATEMENT) {
         group_member::Entity::insert_many(chunk.to_vec())
@@ -195,11 +205,55 @@ pub(super) async fn join<'c>(
         .filter(|c| present.insert(c.id.clone()))
         .collect();
     for chunk in new.chunks(ROWS_PER_STATEMENT) {
-        group_member::Entity::insert_many(chunk.iter().map(|c| membership(tenant, group_id, c)))
-            .exec_without_returning(tx)
-            .await?;
+        group_member::Entity::insert_many(
+            chunk
+                .iter()
+                .map(|c| membership(tenant, group_id, c, Why::Pinned)),
+        )
+        .exec_without_returning(tx)
+        .await?;
     }
     Ok(new)
+}
+
+/// Adds `customers`, which have no row in rule group `group_id`, as
+/// members the rule matches; returns them.
+pub(super) async fn join_matched<'c>(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    group_id: &str,
+    customers: &[&'c customer::Model],
+) -> AppResult<Vec<&'c customer::Model>> {
+    for chunk in customers.chunks(ROWS_PER_STATEMENT) {
+        group_member::Entity::insert_many(
+            chunk
+                .iter()
+                .map(|c| membership(tenant, group_id, c, Why::Matched)),
+        )
+        .exec_without_returning(tx)
+        .await?;
+    }
+    Ok(customers.to_vec())
+}
+
+/// Notes whether the rule of group `group_id` matches its members `ids`.
+pub(super) async fn set_matched(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    group_id: &str,
+    ids: &[String],
+    matched: bool,
+) -> AppResult<()> {
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        group_member::Entity::update_many()
+            .col_expr(group_member::Column::Matched, Expr::value(matched))
+            .filter(group_member::Column::TenantId.eq(tenant))
+            .filter(group_member::Column::GroupId.eq(group_id))
+            .filter(group_member::Column::CustomerId.is_in(chunk.iter().cloned()))
+            .exec(tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Removes customers `ids` from group `group_id`; returns the memberships

@@ -14,17 +14,31 @@
 //! unused). Numbers therefore become visible in order and none is skipped.
 //! On SQLite the write transaction already excludes every other writer.
 
-use sea_orm::{
-    ActiveValue::Set,
-    ConnectionTrait, EntityTrait,
-    sea_query::{Expr, ExprTrait, OnConflict},
-};
+use sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, Statement};
 
 use crate::{
-    domain::change::Origin,
-    entity::{change_counter, relationship_change},
+    domain::{change::Origin, membership::MembershipCause},
+    entity::{membership_change, relationship_change},
     error::{AppError, AppResult},
 };
+
+/// A tenant's log, numbered by its own counter.
+#[derive(Debug, Clone, Copy)]
+enum Counter {
+    /// The relationship-change log (`change_counters`).
+    Relationships,
+    /// The membership log (`membership_counters`).
+    Memberships,
+}
+
+impl Counter {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Relationships => "change_counters",
+            Self::Memberships => "membership_counters",
+        }
+    }
+}
 
 /// Log entries written per statement (each binds eleven values).
 const ROWS_PER_STATEMENT: usize = 1000;
@@ -52,7 +66,7 @@ pub(super) async fn append(
     if entries.is_empty() {
         return Ok(Vec::new());
     }
-    let last = allocate(tx, tenant, entries.len() as i64).await?;
+    let last = allocate(tx, Counter::Relationships, tenant, entries.len() as i64).await?;
     let first = last - entries.len() as i64 + 1;
     let rows: Vec<relationship_change::Model> = entries
         .into_iter()
@@ -86,28 +100,88 @@ pub(super) async fn append(
     Ok(rows)
 }
 
-/// Takes the next `n` sequence numbers of the tenant's log; returns the last.
-/// See the module documentation for why this orders commits.
-async fn allocate(tx: &impl ConnectionTrait, tenant: &str, n: i64) -> AppResult<i64> {
-    let counter = change_counter::Entity::insert(change_counter::ActiveModel {
-        tenant_id: Set(tenant.to_owned()),
-        last_sequence: Set(n),
-        ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::column(change_counter::Column::TenantId)
-            .value(
-                change_counter::Column::LastSequence,
-                Expr::col((change_counter::Entity, change_counter::Column::LastSequence)).add(n),
-            )
-            .to_owned(),
-    )
-    .exec_with_returning(tx)
-    .await?;
-    if counter.last_sequence < n {
+/// One change of a group's membership to log.
+pub(super) struct MembershipEntry {
+    pub group_id: String,
+    pub customer_id: String,
+    pub joined: bool,
+    pub cause: MembershipCause,
+    /// Who acted; `None`: the write's actor.
+    pub actor: Option<String>,
+}
+
+/// Appends `entries` to the tenant's membership log, numbered in order,
+/// made by `actor` at `time`.
+pub(super) async fn append_memberships(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    actor: &str,
+    time: i64,
+    entries: Vec<MembershipEntry>,
+) -> AppResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let last = allocate(tx, Counter::Memberships, tenant, entries.len() as i64).await?;
+    let first = last - entries.len() as i64 + 1;
+    let rows: Vec<membership_change::ActiveModel> = entries
+        .into_iter()
+        .zip(first..)
+        .map(|(e, sequence)| {
+            membership_change::Model {
+                tenant_id: tenant.to_owned(),
+                sequence,
+                group_id: e.group_id,
+                customer_id: e.customer_id,
+                joined: e.joined,
+                cause: e.cause.as_str().to_owned(),
+                actor_id: e.actor.unwrap_or_else(|| actor.to_owned()),
+                change_time: time,
+            }
+            .into()
+        })
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        membership_change::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Takes the next `n` sequence numbers of the tenant's log `counter`;
+/// returns the last. See the module documentation for why this orders
+/// commits.
+async fn allocate(
+    tx: &impl ConnectionTrait,
+    counter: Counter,
+    tenant: &str,
+    n: i64,
+) -> AppResult<i64> {
+    let backend = tx.get_database_backend();
+    let (tenant_at, n_at) = match backend {
+        DatabaseBackend::Postgres => ("$1", "$2"),
+        _ => ("?1", "?2"),
+    };
+    let table = counter.table();
+    let sql = format!(
+        "INSERT INTO {table} (tenant_id, last_sequence) VALUES ({tenant_at}, {n_at})
+         ON CONFLICT (tenant_id) DO UPDATE SET last_sequence = {table}.last_sequence + {n_at}
+         RETURNING last_sequence"
+    );
+    let row = tx
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [tenant.into(), n.into()],
+        ))
+        .await?
+        .ok_or_else(|| AppError::Internal(format!("{table} returned no row for {tenant}")))?;
+    let last: i64 = row.try_get("", "last_sequence")?;
+    if last < n {
         return Err(AppError::Internal(format!(
-            "change counter of {tenant} went backwards"
+            "{table} of {tenant} went backwards"
         )));
     }
-    Ok(counter.last_sequence)
+    Ok(last)
 }

@@ -9,6 +9,10 @@
 //! - the summary-bar counters ([`counters`]), derived in one place from
 //!   each customer's counted state before and after the change;
 //! - the relationship-change log and the tenant's sequence ([`log`]);
+//! - group memberships: pins on rule groups, the tenant's group rules
+//!   followed on every customer the write touches, and the membership log
+//!   with its own sequence, derived from each touched customer's
+//!   memberships before and after the write ([`membership`]);
 //! - which customer records changed: noted on the [`WriteTx`] (this
 //!   replica's record cache drops them when the write ends) and announced
 //!   to the other replicas, delivered at commit. Callers name nothing.
@@ -20,6 +24,7 @@
 mod copies;
 mod counters;
 mod log;
+mod membership;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -33,16 +38,24 @@ use sea_orm::{
 use super::{
     CustomerRecord,
     cache::Touches,
+    group_rules::RuleSet,
     records::{find_record, set_profile},
 };
 use crate::{
-    domain::{change::Origin, customer::Profile, relationship::Kind},
+    domain::{
+        change::{Cause, Origin},
+        customer::Profile,
+        filter::Reads,
+        membership::MembershipCause,
+        relationship::Kind,
+    },
     entity::{customer, relationship, relationship_change},
     error::AppResult,
     store::{WriteTx, db::replicas, resource::Revisable},
 };
 use counters::Deltas;
-use log::Entry;
+use log::{Entry, MembershipEntry};
+use membership::{Pair, ToFollow};
 
 /// Customers per `INSERT` (21 values each), below SQLite's limit of
 /// 32,766 bound values.
@@ -86,15 +99,31 @@ pub enum Change<'a> {
     Delete(&'a customer::Model),
     /// A restore (the row as locked).
     Restore(&'a customer::Model),
-    /// The customer joins the group, unless it is a member already.
+    /// The customer joins the group, unless it is a member already; on a
+    /// rule group it is pinned in.
     Join {
         group_id: &'a str,
         customer: &'a customer::Model,
+        cause: MembershipCause,
     },
-    /// The customer leaves the group, if it is a member.
+    /// The customer leaves the group, if it is a member; on a rule group it
+    /// is pinned out.
     Leave {
         group_id: &'a str,
         customer_id: &'a str,
+        cause: MembershipCause,
+    },
+    /// The customer's pins on a rule group go; the rule decides.
+    Unpin {
+        group_id: &'a str,
+        customer_id: &'a str,
+    },
+    /// The rule group's rule is evaluated on the customer (a changed rule,
+    /// or a time-based one as time passes), its moves logged with `cause`.
+    Evaluate {
+        group_id: &'a str,
+        customer_id: &'a str,
+        cause: MembershipCause,
     },
     /// A move to another relationship, and who made it why.
     Move {
@@ -108,10 +137,15 @@ pub enum Change<'a> {
 pub struct Applied {
     /// The log entries written, in sequence order.
     pub logged: Vec<relationship_change::Model>,
-    /// Customers that joined a group they were not in.
+    /// Customers that joined a group they had no row in (a manual member,
+    /// or one pinned in).
     pub joined: u64,
-    /// Memberships removed.
+    /// Rows removed from a group by hand (removed, or pinned out).
     pub left: u64,
+    /// The customers whose pins were dropped.
+    pub unpinned: u64,
+    /// Membership changes logged: (joined, left).
+    pub membership_moves: (u64, u64),
     /// The record read back, when one was asked for.
     pub record: Option<CustomerRecord>,
 }
@@ -124,14 +158,32 @@ pub struct Applied {
 /// commit and every writer of the tenant waits for them (on PostgreSQL;
 /// SQLite has one writer anyway), so the less done after taking them, the
 /// more writes a tenant takes per second.
+/// `actor` made the changes (`x-actor-id`; empty for the system): the
+/// membership log says so.
 pub async fn apply(
     tx: &WriteTx,
     tenant: &str,
     now: i64,
+    actor: &str,
     changes: &[Change<'_>],
     read_back: Option<&str>,
 ) -> AppResult<Applied> {
-    let mut work = Work::default();
+    let rules = RuleSet::load(tx, tenant, now).await?;
+    let mut work = Work {
+        tracks_memberships: !rules.is_empty()
+            || changes.iter().any(|c| match c {
+                Change::Create { groups, .. } => !groups.is_empty(),
+                Change::Edit { .. } | Change::Contact { .. } | Change::Move { .. } => false,
+                _ => true,
+            }),
+        ..Work::default()
+    };
+    let touched = touched_customers(changes);
+    let before = if work.tracks_memberships {
+        membership::members(tx, tenant, &touched).await?
+    } else {
+        Default::default()
+    };
     work.create(tx, tenant, changes).await?;
     for change in changes {
         match *change {
@@ -147,9 +199,30 @@ pub async fn apply(
             _ => {}
         }
     }
-    work.join(tx, tenant, changes).await?;
-    work.leave(tx, tenant, changes).await?;
+    work.join(tx, tenant, &rules, changes).await?;
+    work.leave(tx, tenant, &rules, changes, now).await?;
+    work.unpin(tx, tenant, &rules, changes).await?;
     work.relocate(tx, tenant, changes, now).await?;
+    let mut membership_entries = Vec::new();
+    if work.tracks_memberships {
+        for change in changes {
+            if let Change::Evaluate {
+                group_id,
+                customer_id,
+                cause,
+            } = *change
+            {
+                work.settle(group_id, customer_id, cause);
+            }
+        }
+        let follow = std::mem::take(&mut work.follow);
+        let moved = membership::follow_rules(tx, tenant, &rules, follow, &mut work.deltas).await?;
+        work.changed(moved);
+        let mut all = touched;
+        all.extend(work.created.iter().cloned());
+        let after = membership::members(tx, tenant, &all).await?;
+        membership_entries = work.membership_entries(&before, &after);
+    }
 
     // Delivered at commit whenever they are sent, so sent before the locks.
     replicas::announce(
@@ -163,15 +236,41 @@ pub async fn apply(
         Some(id) => Some(find_record(tx, tenant, id).await?),
         None => None,
     };
-    // The counters before the sequence, and both as late as can be.
+    // The counters before the sequences, and all as late as can be.
     work.deltas.write(tx, tenant).await?;
     let logged = log::append(tx, tenant, work.entries).await?;
+    let joined = membership_entries.iter().filter(|e| e.joined).count() as u64;
+    let membership_moves = (joined, membership_entries.len() as u64 - joined);
+    log::append_memberships(tx, tenant, actor, now, membership_entries).await?;
     Ok(Applied {
         logged,
         joined: work.joined,
         left: work.left,
+        unpinned: work.unpinned,
+        membership_moves,
         record,
     })
+}
+
+/// The customers that `changes` touch and that exist already (not those
+/// created), in order, once each.
+fn touched_customers(changes: &[Change<'_>]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    changes
+        .iter()
+        .filter_map(|c| match *c {
+            Change::Create { .. } => None,
+            Change::Edit { row, .. } | Change::Contact { row, .. } => Some(row.id.as_str()),
+            Change::Delete(row) | Change::Restore(row) => Some(row.id.as_str()),
+            Change::Join { customer, .. } => Some(customer.id.as_str()),
+            Change::Leave { customer_id, .. }
+            | Change::Unpin { customer_id, .. }
+            | Change::Evaluate { customer_id, .. } => Some(customer_id),
+            Change::Move { change, .. } => Some(change.customer_id.as_str()),
+        })
+        .filter(|id| seen.insert(*id))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// What [`apply`] has done so far.
@@ -182,12 +281,78 @@ struct Work<'a> {
     changed: Touches,
     joined: u64,
     left: u64,
+    unpinned: u64,
+    /// Whether memberships may change (and are to be logged).
+    tracks_memberships: bool,
+    /// What the group rules are to look at.
+    follow: ToFollow,
+    /// Customers created, and who created each.
+    created: Vec<String>,
+    creators: HashMap<String, String>,
+    /// Why a membership changed, where a change says so.
+    causes: HashMap<Pair, MembershipCause>,
+    /// Why every membership of a customer changed (deleted, restored).
+    customer_causes: HashMap<String, MembershipCause>,
+    /// The cause of the moves nothing else explains: the rules'.
+    rule_cause: Option<MembershipCause>,
 }
 
 impl<'a> Work<'a> {
     fn changed(&mut self, ids: impl IntoIterator<Item = String>) {
         self.changed
             .add(Touches::Customers(ids.into_iter().collect()));
+    }
+
+    /// Notes that the write changed `reads` of customer `id`.
+    fn touch(&mut self, id: &str, reads: Reads) {
+        if self.tracks_memberships {
+            self.follow.touch(id, reads);
+        }
+    }
+
+    /// Notes that customer `id`'s membership of rule group `group_id` is
+    /// to be settled by its rule, for `cause`.
+    fn settle(&mut self, group_id: &str, id: &str, cause: MembershipCause) {
+        self.follow
+            .settle
+            .entry(group_id.to_owned())
+            .or_default()
+            .insert(id.to_owned());
+        self.causes
+            .insert((group_id.to_owned(), id.to_owned()), cause);
+        if matches!(cause, MembershipCause::RuleChanged | MembershipCause::Sweep) {
+            self.rule_cause = Some(cause);
+        }
+    }
+
+    /// The membership log's entries: each (group, customer) membership
+    /// that `before` and `after` disagree on, customer by customer.
+    fn membership_entries(
+        &self,
+        before: &std::collections::BTreeSet<Pair>,
+        after: &std::collections::BTreeSet<Pair>,
+    ) -> Vec<MembershipEntry> {
+        let mut moves: Vec<(&Pair, bool)> = after
+            .difference(before)
+            .map(|p| (p, true))
+            .chain(before.difference(after).map(|p| (p, false)))
+            .collect();
+        moves.sort_by(|(a, _), (b, _)| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+        moves
+            .into_iter()
+            .map(|(pair, joined)| MembershipEntry {
+                group_id: pair.0.clone(),
+                customer_id: pair.1.clone(),
+                joined,
+                cause: self
+                    .causes
+                    .get(pair)
+                    .or_else(|| self.customer_causes.get(&pair.1))
+                    .copied()
+                    .unwrap_or(self.rule_cause.unwrap_or(MembershipCause::Rule)),
+                actor: self.creators.get(&pair.1).cloned(),
+            })
+            .collect()
     }
 
     /// Inserts the new customers, their copies and memberships. Nobody
@@ -227,6 +392,17 @@ impl<'a> Work<'a> {
             .collect();
         copies::insert_created(tx, tenant, &rows).await?;
         for (row, groups, origin) in created {
+            self.created.push(row.id.clone());
+            self.creators.insert(row.id.clone(), origin.actor.clone());
+            self.touch(&row.id, Reads::ALL);
+            let cause = if origin.cause == Cause::Import {
+                MembershipCause::Import
+            } else {
+                MembershipCause::CustomerCreated
+            };
+            for group in groups {
+                self.causes.insert((group.clone(), row.id.clone()), cause);
+            }
             self.deltas.count(&row.relationship_id, groups, 1);
             let mut group_ids = groups.to_vec();
             group_ids.sort_unstable();
@@ -257,6 +433,7 @@ impl<'a> Work<'a> {
         if profile.owner_id != row.owner_id {
             copies::set_owner(tx, &row.tenant_id, &row.id, &profile.owner_id).await?;
         }
+        self.touch(&row.id, Reads::PROFILE.with(Reads::UPDATE_TIME));
         self.changed([row.id.clone()]);
         Ok(())
     }
@@ -275,6 +452,7 @@ impl<'a> Work<'a> {
         active.bump(row.revision + 1, now);
         active.update(tx).await?;
         copies::set_activity(tx, tenant, &row.id, time).await?;
+        self.touch(&row.id, Reads::CONTACT.with(Reads::UPDATE_TIME));
         self.changed([row.id.clone()]);
         Ok(())
     }
@@ -294,24 +472,61 @@ impl<'a> Work<'a> {
         active.delete_time = Set(delete.then_some(now));
         active.bump(row.revision + 1, now);
         active.update(tx).await?;
+        if delete {
+            self.customer_causes
+                .insert(row.id.clone(), MembershipCause::CustomerDeleted);
+        } else {
+            self.customer_causes
+                .insert(row.id.clone(), MembershipCause::CustomerRestored);
+            self.touch(&row.id, Reads::ALL);
+        }
         self.changed([row.id.clone()]);
         Ok(())
     }
 
-    /// Adds customers to groups, each group's in one statement.
-    async fn join(&mut self, tx: &WriteTx, tenant: &str, changes: &[Change<'a>]) -> AppResult<()> {
+    /// Adds customers to groups (pins them into rule groups), each
+    /// group's in one statement.
+    async fn join(
+        &mut self,
+        tx: &WriteTx,
+        tenant: &str,
+        rules: &RuleSet,
+        changes: &[Change<'a>],
+    ) -> AppResult<()> {
         let mut by_group: BTreeMap<&str, Vec<&customer::Model>> = BTreeMap::new();
         for change in changes {
-            if let Change::Join { group_id, customer } = *change {
+            if let Change::Join {
+                group_id,
+                customer,
+                cause,
+            } = *change
+            {
                 by_group.entry(group_id).or_default().push(customer);
+                self.causes
+                    .insert((group_id.to_owned(), customer.id.clone()), cause);
             }
         }
         for (group_id, customers) in by_group {
+            if rules.get(group_id).is_some() {
+                self.joined +=
+                    membership::pin_in(tx, tenant, group_id, &customers, &mut self.deltas).await?;
+                for c in &customers {
+                    self.follow
+                        .settle
+                        .entry(group_id.to_owned())
+                        .or_default()
+                        .insert(c.id.clone());
+                    self.touch(&c.id, Reads::GROUPS);
+                }
+                self.changed(customers.iter().map(|c| c.id.clone()));
+                continue;
+            }
             let joined = copies::join(tx, tenant, group_id, &customers).await?;
             for c in &joined {
                 if c.delete_time.is_none() {
                     self.deltas.count_in_group(group_id, &c.relationship_id, 1);
                 }
+                self.touch(&c.id, Reads::GROUPS);
             }
             self.joined += joined.len() as u64;
             self.changed(joined.iter().map(|c| c.id.clone()));
@@ -319,11 +534,66 @@ impl<'a> Work<'a> {
         Ok(())
     }
 
-    /// Removes customers from groups, each group's in one statement.
-    async fn leave(&mut self, tx: &WriteTx, tenant: &str, changes: &[Change<'a>]) -> AppResult<()> {
+    /// Removes customers from groups (pins them out of rule groups), each
+    /// group's in one statement.
+    async fn leave(
+        &mut self,
+        tx: &WriteTx,
+        tenant: &str,
+        rules: &RuleSet,
+        changes: &[Change<'a>],
+        now: i64,
+    ) -> AppResult<()> {
         let mut by_group: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for change in changes {
             if let Change::Leave {
+                group_id,
+                customer_id,
+                cause,
+            } = *change
+            {
+                by_group
+                    .entry(group_id)
+                    .or_default()
+                    .push(customer_id.to_owned());
+                self.causes
+                    .insert((group_id.to_owned(), customer_id.to_owned()), cause);
+            }
+        }
+        for (group_id, ids) in by_group {
+            if rules.get(group_id).is_some() {
+                self.left +=
+                    membership::pin_out(tx, tenant, group_id, &ids, now, &mut self.deltas).await?;
+                for id in &ids {
+                    self.touch(id, Reads::GROUPS);
+                }
+                self.changed(ids);
+                continue;
+            }
+            let removed = copies::leave(tx, tenant, group_id, &ids).await?;
+            for m in removed.iter().filter(|m| m.customer_active) {
+                self.deltas.count_in_group(group_id, &m.relationship_id, -1);
+            }
+            for m in &removed {
+                self.touch(&m.customer_id, Reads::GROUPS);
+            }
+            self.left += removed.len() as u64;
+            self.changed(removed.into_iter().map(|m| m.customer_id));
+        }
+        Ok(())
+    }
+
+    /// Drops customers' pins on rule groups; their rules decide.
+    async fn unpin(
+        &mut self,
+        tx: &WriteTx,
+        tenant: &str,
+        rules: &RuleSet,
+        changes: &[Change<'a>],
+    ) -> AppResult<()> {
+        let mut by_group: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for change in changes {
+            if let Change::Unpin {
                 group_id,
                 customer_id,
             } = *change
@@ -335,12 +605,15 @@ impl<'a> Work<'a> {
             }
         }
         for (group_id, ids) in by_group {
-            let removed = copies::leave(tx, tenant, group_id, &ids).await?;
-            for m in removed.iter().filter(|m| m.customer_active) {
-                self.deltas.count_in_group(group_id, &m.relationship_id, -1);
+            if rules.get(group_id).is_none() {
+                continue;
             }
-            self.left += removed.len() as u64;
-            self.changed(removed.into_iter().map(|m| m.customer_id));
+            let cleared = membership::unpin(tx, tenant, group_id, &ids).await?;
+            self.unpinned += cleared.len() as u64;
+            for id in cleared {
+                self.settle(group_id, &id, MembershipCause::Manual);
+                self.touch(&id, Reads::GROUPS);
+            }
         }
         Ok(())
     }
@@ -429,10 +702,17 @@ impl<'a> Work<'a> {
                 time: now,
                 group_ids,
             });
+            self.touch(&m.customer_id, Reads::RELATIONSHIP.with(Reads::UPDATE_TIME));
             self.changed([m.customer_id.clone()]);
         }
         Ok(())
     }
+}
+
+/// Group `group_id`'s rule was cleared: its members stay, as manual
+/// members, and its pins out go. Nobody's membership changes.
+pub async fn rule_cleared(tx: &WriteTx, tenant: &str, group_id: &str) -> AppResult<()> {
+    membership::make_manual(tx, tenant, group_id).await
 }
 
 /// Notes that the active group ids of possibly every customer of the
@@ -474,6 +754,10 @@ mod tests {
         "INSERT INTO group_members",
         "UPDATE relationship_members",
         "INSERT INTO relationship_changes",
+        "group_exclusion::Entity::insert",
+        "group_exclusion::Entity::delete",
+        "membership_change::Entity::insert",
+        "membership_counters",
     ];
 
     fn sources(dir: &Path, found: &mut Vec<std::path::PathBuf>) {

@@ -1,0 +1,314 @@
+//! The rule groups of a tenant as the write path evaluates them: each
+//! active group's rule parsed (once per rule text, whichever replica or
+//! request saw it first), what the rules' names mean now, and the order to
+//! evaluate them in — a rule that refers to other groups after those
+//! groups' own rules, so one write settles every membership at once.
+//!
+//! A rule may refer to other groups (`in_group` takes in the group's
+//! subtree), but never to itself through a chain of rules: [`check_rule`]
+//! refuses such a rule when it is set, naming the cycle.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
+
+use super::filter::meaning_of;
+use crate::{
+    domain::filter::{self, Filter, Reads, eval::Meaning},
+    entity::customer_group::{Column, Entity},
+    error::{AppError, AppResult},
+};
+
+/// Parsed rules kept, by text; cleared when it grows past this.
+const PARSED_KEPT: usize = 10_000;
+
+/// One rule group.
+#[derive(Debug, Clone)]
+pub struct RuleGroup {
+    /// The group.
+    pub id: String,
+    /// Its code (to name it in errors).
+    pub code: String,
+    /// Its rule.
+    pub filter: Arc<Filter>,
+    /// What the rule reads of a customer.
+    pub reads: Reads,
+}
+
+/// A tenant's active rule groups, in evaluation order, with what their
+/// names mean at one moment.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    /// Dependencies first.
+    pub groups: Vec<RuleGroup>,
+    /// The names of every rule, resolved once.
+    pub meaning: Meaning,
+}
+
+impl RuleSet {
+    /// The tenant's active rule groups, as of `now`.
+    pub async fn load(db: &impl ConnectionTrait, tenant: &str, now: i64) -> AppResult<Self> {
+        let rows = stored_rules(db, tenant).await?;
+        Self::of(db, tenant, now, rows).await
+    }
+
+    /// A rule set of `rows` (id, code, rule text), ordered; with a cycle,
+    /// in the order found so far and then by id (a cycle made by moving
+    /// groups; setting a rule refuses one).
+    async fn of(
+        db: &impl ConnectionTrait,
+        tenant: &str,
+        now: i64,
+        rows: Vec<(String, String, String)>,
+    ) -> AppResult<Self> {
+        if rows.is_empty() {
+            return Ok(Self::default());
+        }
+        let mut groups = Vec::with_capacity(rows.len());
+        for (id, code, rule) in rows {
+            let filter = parsed(&rule)?;
+            groups.push(RuleGroup {
+                id,
+                code,
+                reads: filter.reads(),
+                filter,
+            });
+        }
+        let all = Filter::And(groups.iter().map(|g| (*g.filter).clone()).collect());
+        let meaning = meaning_of(db, tenant, &all, now).await?;
+        let (ordered, _) = order(groups, &meaning);
+        Ok(Self {
+            groups: ordered,
+            meaning,
+        })
+    }
+
+    /// Whether the tenant has no active rule group.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The rule group `id`, when it is one.
+    pub fn get(&self, id: &str) -> Option<&RuleGroup> {
+        self.groups.iter().find(|g| g.id == id)
+    }
+
+    /// What any of the rules reads.
+    pub fn reads(&self) -> Reads {
+        self.groups
+            .iter()
+            .fold(Reads::NONE, |reads, g| reads.with(g.reads))
+    }
+}
+
+/// (id, code, rule) of the tenant's active groups that have a rule, by id.
+async fn stored_rules(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+) -> AppResult<Vec<(String, String, String)>> {
+    Ok(Entity::find()
+        .filter(Column::TenantId.eq(tenant))
+        .filter(Column::DeleteTime.is_null())
+        .filter(Column::Rule.ne(""))
+        .select_only()
+        .column(Column::Id)
+        .column(Column::Code)
+        .column(Column::Rule)
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
+/// The stored rule `text` parsed; INTERNAL if it does not parse (rules are
+/// checked when set).
+fn parsed(text: &str) -> AppResult<Arc<Filter>> {
+    static PARSED: OnceLock<Mutex<HashMap<String, Arc<Filter>>>> = OnceLock::new();
+    let cache = PARSED.get_or_init(Mutex::default);
+    if let Some(found) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(text) {
+        return Ok(found.clone());
+    }
+    let filter = Arc::new(
+        filter::parse(text)
+            .map_err(|e| AppError::Internal(format!("a stored rule does not parse: {e}")))?,
+    );
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= PARSED_KEPT {
+        cache.clear();
+    }
+    cache.insert(text.to_owned(), filter.clone());
+    Ok(filter)
+}
+
+/// The groups each rule group's result depends on: the groups its rule
+/// names, `in_group` ones with their active subgroups.
+fn dependencies(group: &RuleGroup, meaning: &Meaning) -> HashSet<String> {
+    let mut found = HashSet::new();
+    for named in group.filter.groups_named() {
+        match meaning.subtrees.get(named) {
+            Some(subtree) => found.extend(subtree.iter().cloned()),
+            // `group_ids:"ID"` names one group by id.
+            None => {
+                found.insert(named.to_owned());
+            }
+        }
+    }
+    found
+}
+
+/// `groups` with every rule group after the rule groups it depends on; and
+/// a cycle, when there is one (its groups in order, the first repeated at
+/// the end).
+fn order(groups: Vec<RuleGroup>, meaning: &Meaning) -> (Vec<RuleGroup>, Option<Vec<String>>) {
+    let ids: HashSet<String> = groups.iter().map(|g| g.id.clone()).collect();
+    // Only dependencies on rule groups order anything.
+    let mut waits: BTreeMap<String, HashSet<String>> = groups
+        .iter()
+        .map(|g| {
+            let on: HashSet<String> = dependencies(g, meaning)
+                .into_iter()
+                .filter(|d| ids.contains(d))
+                .collect();
+            (g.id.clone(), on)
+        })
+        .collect();
+    let mut by_id: BTreeMap<String, RuleGroup> =
+        groups.into_iter().map(|g| (g.id.clone(), g)).collect();
+    let mut ordered = Vec::with_capacity(by_id.len());
+    loop {
+        let ready: Vec<String> = waits
+            .iter()
+            .filter(|(_, on)| on.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect();
+        if ready.is_empty() {
+            break;
+        }
+        for id in ready {
+            waits.remove(&id);
+            for on in waits.values_mut() {
+                on.remove(&id);
+            }
+            ordered.extend(by_id.remove(&id));
+        }
+    }
+    let cycle = cycle_in(&waits);
+    ordered.extend(by_id.into_values());
+    (ordered, cycle)
+}
+
+/// A cycle among `waits` (each left group waits on at least one other left
+/// group, so following any wait leads back round).
+fn cycle_in(waits: &BTreeMap<String, HashSet<String>>) -> Option<Vec<String>> {
+    let start = waits.keys().next()?.clone();
+    let mut path = vec![start.clone()];
+    let mut current = start;
+    loop {
+        let mut next: Vec<&String> = waits.get(&current)?.iter().collect();
+        next.sort();
+        let next = (*next.first()?).clone();
+        if let Some(at) = path.iter().position(|p| *p == next) {
+            let mut cycle = path.split_off(at);
+            cycle.push(next);
+            return Some(cycle);
+        }
+        path.push(next.clone());
+        current = next;
+    }
+}
+
+/// Checks a rule about to be set on group `group_id` (or on a new group,
+/// `None`): every group it names exists in the tenant (deleted ones match
+/// nobody until restored), and no chain of rules leads from the group back
+/// to itself. INVALID_ARGUMENT on `field` otherwise.
+pub async fn check_rule(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    group_id: Option<&str>,
+    rule: &str,
+    field: &str,
+    now: i64,
+) -> AppResult<()> {
+    let filter = filter::parse_field(rule, field)?;
+    let named = filter.groups_named();
+    if !named.is_empty() {
+        let found: Vec<(String, String)> = Entity::find()
+            .filter(Column::TenantId.eq(tenant))
+            .filter(
+                Condition::any()
+                    .add(Column::Id.is_in(named.iter().copied()))
+                    .add(Column::Code.is_in(named.iter().copied())),
+            )
+            .select_only()
+            .column(Column::Id)
+            .column(Column::Code)
+            .into_tuple()
+            .all(db)
+            .await?;
+        if let Some(unknown) = named
+            .iter()
+            .find(|n| !found.iter().any(|(id, code)| id == *n || code == *n))
+        {
+            return Err(AppError::invalid(
+                field,
+                format!("refers to group `{unknown}`, which the tenant does not have"),
+            ));
+        }
+    }
+    let Some(group_id) = group_id else {
+        // A new group: no rule can refer to it yet.
+        return Ok(());
+    };
+    let mut rows: Vec<(String, String, String)> = stored_rules(db, tenant)
+        .await?
+        .into_iter()
+        .filter(|(id, _, _)| id != group_id)
+        .collect();
+    let code: Option<String> = Entity::find_by_id(group_id.to_owned())
+        .select_only()
+        .column(Column::Code)
+        .into_tuple()
+        .one(db)
+        .await?;
+    rows.push((
+        group_id.to_owned(),
+        code.unwrap_or_default(),
+        rule.to_owned(),
+    ));
+    let mut groups = Vec::with_capacity(rows.len());
+    for (id, code, text) in rows {
+        let filter = if id == group_id {
+            Arc::new(filter.clone())
+        } else {
+            parsed(&text)?
+        };
+        groups.push(RuleGroup {
+            id,
+            code,
+            reads: filter.reads(),
+            filter,
+        });
+    }
+    let all = Filter::And(groups.iter().map(|g| (*g.filter).clone()).collect());
+    let meaning = meaning_of(db, tenant, &all, now).await?;
+    let codes: HashMap<String, String> = groups
+        .iter()
+        .map(|g| (g.id.clone(), g.code.clone()))
+        .collect();
+    if let (_, Some(cycle)) = order(groups, &meaning) {
+        let named: Vec<&str> = cycle
+            .iter()
+            .map(|id| codes.get(id).map_or(id.as_str(), String::as_str))
+            .collect();
+        return Err(AppError::invalid(
+            field,
+            format!(
+                "would make the rules refer to themselves: {}",
+                named.join(" → ")
+            ),
+        ));
+    }
+    Ok(())
+}
