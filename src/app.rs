@@ -152,6 +152,11 @@ impl Application {
             sweep_interval,
             change_retention,
         ));
+        // Rule groups evaluated in the background, on the upkeep's pool.
+        let evaluations = tokio::spawn({
+            let upkeep = upkeep.clone();
+            async move { upkeep.run_evaluations().await }
+        });
         let feed_reader = tokio::spawn({
             let feed = store.feed().clone();
             async move { feed.run().await }
@@ -175,6 +180,7 @@ impl Application {
                 watcher.abort();
                 replicas.abort();
                 upkeep_rounds.abort();
+                evaluations.abort();
                 // Open change streams end with UNAVAILABLE (clients resume).
                 feed_to_close.close();
                 health::report(&reporter, false).await;

@@ -1,5 +1,6 @@
 //! Background upkeep, every `--sweep-interval`: the inactivity rule for
-//! every tenant, then the change stream's retention (see
+//! every tenant, a pass of every group rule that uses `ago()` (see
+//! [`crate::store::customers::evaluation`]), then the change stream's retention (see
 //! [`crate::changes::retention`]). Each replica runs it; both jobs are safe
 //! to run on several replicas at once. It runs on connections of its own,
 //! whose statements are held to the background limit rather than to
@@ -27,6 +28,9 @@ pub async fn run(store: Store, interval: Duration, retention: Duration) {
 pub async fn round(store: &Store, retention: Duration) {
     if let Err(err) = store.sweep_all_tenants().await {
         tracing::warn!(error = %err, "inactivity sweep failed");
+    }
+    if let Err(err) = store.start_time_rule_passes().await {
+        tracing::warn!(error = %err, "starting the time-based group rules' passes failed");
     }
     let retention = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
     let cutoff = store.now().saturating_sub(retention);

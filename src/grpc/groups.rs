@@ -7,10 +7,33 @@ use super::{
     target, write_context,
 };
 use crate::{
-    domain::{ids, paging::DeletedFilter},
+    domain::{
+        ids,
+        paging::{DeletedFilter, PageRequest},
+    },
+    error::AppError,
+    grpc::convert::customer::customer_ids,
     pb::{self, group_service_server::GroupService},
-    store::Store,
+    store::{Store, customers::members::Member, db::snapshot::AsOf},
 };
+
+/// A listed member, with its reasons.
+fn member_message(member: Member) -> pb::GroupMember {
+    let r = member.reasons;
+    let reasons = [
+        (r.rule, pb::MembershipReason::Rule),
+        (r.pinned, pb::MembershipReason::Pinned),
+        (r.pinned_out, pb::MembershipReason::PinnedOut),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, reason)| reason as i32)
+    .collect();
+    pb::GroupMember {
+        customer_id: member.customer_id,
+        reasons,
+    }
+}
 
 /// The GroupService implementation.
 #[derive(Clone)]
@@ -36,23 +59,79 @@ impl GroupService for GroupApi {
 
     async fn list_group_members(
         &self,
-        _request: Request<pb::ListGroupMembersRequest>,
+        request: Request<pb::ListGroupMembersRequest>,
     ) -> Result<Response<pb::ListGroupMembersResponse>, Status> {
-        Err(Status::unimplemented("ListGroupMembers is not built yet"))
+        let ctx = context(&request)?;
+        let req = request.into_inner();
+        let page = page_request(&self.store, &req).await?;
+        let group_id = ids::parse("group_id", &req.group_id)?;
+        let AsOf {
+            read: members,
+            sequence,
+        } = self
+            .store
+            .list_group_members(&ctx, &group_id, req.show_pinned_out, &page)
+            .await?;
+        Ok(Response::new(pb::ListGroupMembersResponse {
+            next_page_token: page.next_token(&members),
+            total_size: members.total as i64,
+            members: members.items.into_iter().map(member_message).collect(),
+            watch_from_sequence: sequence,
+        }))
     }
 
     async fn preview_group_rule(
         &self,
-        _request: Request<pb::PreviewGroupRuleRequest>,
+        request: Request<pb::PreviewGroupRuleRequest>,
     ) -> Result<Response<pb::PreviewGroupRuleResponse>, Status> {
-        Err(Status::unimplemented("PreviewGroupRule is not built yet"))
+        let ctx = context(&request)?;
+        let req = request.into_inner();
+        let rule = req.rule.trim();
+        if rule.is_empty() {
+            return Err(AppError::invalid("rule", "give the rule to preview").into());
+        }
+        let group_id = ids::parse_optional("group_id", &req.group_id)?;
+        let key = self.store.page_key().await?;
+        let first = PageRequest::parse(req.page_size, "", String::new(), &key)?;
+        let preview = self
+            .store
+            .preview_group_rule(&ctx, rule, group_id.as_deref(), &first)
+            .await?;
+        Ok(Response::new(pb::PreviewGroupRuleResponse {
+            total_size: preview.tallies.total,
+            counts: preview
+                .tallies
+                .by_relationship
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            customers: preview.first.into_iter().map(Into::into).collect(),
+            join_count: preview.joining,
+            leave_count: preview.leaving,
+        }))
     }
 
     async fn clear_group_pins(
         &self,
-        _request: Request<pb::ClearGroupPinsRequest>,
+        request: Request<pb::ClearGroupPinsRequest>,
     ) -> Result<Response<pb::ClearGroupPinsResponse>, Status> {
-        Err(Status::unimplemented("ClearGroupPins is not built yet"))
+        let ctx = write_context(&self.store, &request).await?;
+        let req = request.into_inner();
+        let group_id = ids::parse("group_id", &req.group_id)?;
+        let customer_ids = if req.customer_ids.is_empty() {
+            Vec::new()
+        } else {
+            customer_ids(&req.customer_ids)?
+        };
+        let cleared = self
+            .store
+            .clear_group_pins(&ctx, &group_id, &customer_ids)
+            .await?;
+        Ok(Response::new(pb::ClearGroupPinsResponse {
+            cleared_count: cleared.cleared as i64,
+            joined_count: cleared.joined as i64,
+            left_count: cleared.left as i64,
+        }))
     }
 
     async fn watch_group_membership_changes(

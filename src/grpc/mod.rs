@@ -128,6 +128,7 @@ list_requests! {
     ListCustomersRequest => "ListCustomers",
     ListContactsRequest => "ListContacts",
     ListRelationshipHistoryRequest => "ListRelationshipHistory",
+    ListGroupMembersRequest => "ListGroupMembers",
 }
 
 /// The page request of a List call. Its token is signed with the store's

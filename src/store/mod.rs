@@ -59,6 +59,8 @@ pub struct Store {
     feed: Feed,
     /// The page-token key, read from the database on first use.
     page_key: Arc<OnceCell<PageKey>>,
+    /// Told when a write here starts a rule group's evaluation.
+    evaluations: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -77,6 +79,7 @@ impl Store {
             creates: Default::default(),
             feed: Feed::new(db.clone()),
             page_key: Arc::default(),
+            evaluations: Arc::default(),
             db,
         }
     }
@@ -111,6 +114,12 @@ impl Store {
     /// The change stream's fan-out.
     pub fn feed(&self) -> &Feed {
         &self.feed
+    }
+
+    /// Told when a write here starts a rule group's evaluation (see
+    /// [`customers::evaluation`]).
+    pub fn evaluations(&self) -> &tokio::sync::Notify {
+        &self.evaluations
     }
 
     /// The customer-record cache.

@@ -17,12 +17,19 @@ use sea_orm::{
 use crate::store::{
     Store, WriteTx,
     catalogs::{self as catalog, CatalogActive, CreateEntry},
-    customers, lock_scope,
+    customers::{
+        self,
+        evaluation::{self, start_reading},
+        group_rules::{check_rule, ensure_acyclic},
+    },
+    lock_scope,
     resource::{self, Revisable, in_tenant},
 };
 use crate::{
     domain::{
         catalog::{EntryPatch, GroupPatch, IdempotencyKey, NewEntry, NewGroup, Target},
+        filter::Reads,
+        membership::{EvaluationState, MembershipCause},
         paging::{DeletedFilter, Page, PageRequest},
         tenant::TenantId,
         text,
@@ -32,6 +39,8 @@ use crate::{
 };
 
 const TREE_SCOPE: &str = "group-tree";
+/// The request field a group's rule arrives in.
+const RULE_FIELD: &str = "group.rule";
 /// Completes the message of a name taken among a group's siblings.
 const SIBLINGS_WORDS: &str = " under the same parent";
 /// Deeper than any real tree; stops a walk over corrupt data.
@@ -169,19 +178,29 @@ impl CreateEntry for Entity {
 
     async fn insert_row(
         tx: &WriteTx,
-        _tenant: &str,
-        _id: &str,
+        tenant: &str,
+        id: &str,
         input: NewGroup,
         row: ActiveModel,
-        _now: i64,
+        now: i64,
     ) -> AppResult<Model> {
-        Ok(ActiveModel {
+        let rule = input.rule;
+        let inserted = ActiveModel {
             parent_id: Set(input.parent_id),
             deleted_with: Set(None),
+            rule: Set(rule.clone()),
             ..row
         }
         .insert(tx)
-        .await?)
+        .await?;
+        if rule.is_empty() {
+            return Ok(inserted);
+        }
+        // Checked once the group is in the tree: a rule naming its parent's
+        // subtree names the group itself.
+        check_rule(tx, tenant, Some(id), &rule, RULE_FIELD, now).await?;
+        evaluation::start(tx, tenant, id, MembershipCause::RuleChanged).await?;
+        resource::find::<Entity>(tx, tenant, id).await
     }
 }
 
@@ -193,7 +212,9 @@ impl Store {
         input: &NewGroup,
         key: Option<&IdempotencyKey>,
     ) -> AppResult<Model> {
-        self.create_entry::<Entity>(tenant, input, key).await
+        let group = self.create_entry::<Entity>(tenant, input, key).await?;
+        self.evaluations().notify_one();
+        Ok(group)
     }
 
     /// One group, deleted or not.
@@ -258,8 +279,10 @@ impl Store {
                 if let Some(code) = &patch.entry.code {
                     catalog::ensure_code_free::<Entity>(tx, tenant, code, Some(&row.id)).await?;
                 }
+                let rule = patch.rule.clone().filter(|r| *r != row.rule);
 
                 let revision = row.revision + 1;
+                let id = row.id.clone();
                 let mut active: ActiveModel = row.into();
                 active.apply_entry(&EntryPatch {
                     name: Some(name),
@@ -267,10 +290,41 @@ impl Store {
                 });
                 active.parent_id = Set(parent);
                 active.bump(revision, now);
-                Ok(active.update(tx).await?)
+                if let Some(rule) = &rule {
+                    active.rule = Set(rule.clone());
+                }
+                active.update(tx).await?;
+                match rule.as_deref() {
+                    None => {}
+                    Some("") => {
+                        customers::write::rule_cleared(tx, tenant, &id).await?;
+                        Entity::update_many()
+                            .col_expr(
+                                Column::EvaluationState,
+                                Expr::value(EvaluationState::Current.as_str()),
+                            )
+                            .col_expr(Column::EvaluateTime, Expr::value(Option::<i64>::None))
+                            .filter(Column::TenantId.eq(tenant))
+                            .filter(Column::Id.eq(&id))
+                            .exec(tx)
+                            .await?;
+                    }
+                    Some(rule) => {
+                        check_rule(tx, tenant, Some(&id), rule, RULE_FIELD, now).await?;
+                        evaluation::start(tx, tenant, &id, MembershipCause::RuleChanged).await?;
+                    }
+                }
+                if moved {
+                    // Rules taking in a subtree may now take in another.
+                    ensure_acyclic(tx, tenant, now, "group.parent_id").await?;
+                    start_reading(tx, tenant, Reads::GROUPS, MembershipCause::RuleChanged, now)
+                        .await?;
+                }
+                resource::find::<Entity>(tx, tenant, &id).await
             })
         })
         .await
+        .inspect(|_| self.evaluations().notify_one())
     }
 
     /// Soft-deletes a group; with `cascade` its active subtree too. Returns
@@ -304,11 +358,15 @@ impl Store {
                 mark(tx, tenant, &descendants, Some(now), Some(&row.id), now).await?;
                 mark(tx, tenant, std::slice::from_ref(&row.id), Some(now), None, now).await?;
                 customers::write::groups_changed(tx).await?;
+                // Rules naming these groups now match nobody through them.
+                start_reading(tx, tenant, Reads::GROUPS, MembershipCause::RuleChanged, now)
+                    .await?;
                 let group = resource::find::<Entity>(tx, tenant, &row.id).await?;
                 Ok((group, descendants))
             })
         })
         .await
+        .inspect(|_| self.evaluations().notify_one())
     }
 
     /// Restores a deleted group and the descendants its cascading delete took
@@ -356,10 +414,23 @@ impl Store {
                 mark(tx, tenant, &restored, None, None, now).await?;
                 mark(tx, tenant, std::slice::from_ref(&row.id), None, None, now).await?;
                 customers::write::groups_changed(tx).await?;
+                // The restored groups' rules missed the writes made while
+                // they were deleted; rules naming them match through them
+                // again.
+                for id in std::iter::once(&row.id).chain(&restored) {
+                    let group = resource::find::<Entity>(tx, tenant, id).await?;
+                    if !group.rule.is_empty() {
+                        evaluation::start(tx, tenant, id, MembershipCause::RuleChanged).await?;
+                    }
+                }
+                ensure_acyclic(tx, tenant, now, "id").await?;
+                start_reading(tx, tenant, Reads::GROUPS, MembershipCause::RuleChanged, now)
+                    .await?;
                 let group = resource::find::<Entity>(tx, tenant, &row.id).await?;
                 Ok((group, restored))
             })
         })
         .await
+        .inspect(|_| self.evaluations().notify_one())
     }
 }

@@ -67,18 +67,7 @@ impl RuleSet {
         if rows.is_empty() {
             return Ok(Self::default());
         }
-        let mut groups = Vec::with_capacity(rows.len());
-        for (id, code, rule) in rows {
-            let filter = parsed(&rule)?;
-            groups.push(RuleGroup {
-                id,
-                code,
-                reads: filter.reads(),
-                filter,
-            });
-        }
-        let all = Filter::And(groups.iter().map(|g| (*g.filter).clone()).collect());
-        let meaning = meaning_of(db, tenant, &all, now).await?;
+        let (groups, meaning) = rule_groups(db, tenant, now, rows, None).await?;
         let (ordered, _) = order(groups, &meaning);
         Ok(Self {
             groups: ordered,
@@ -120,6 +109,33 @@ async fn stored_rules(
         .into_tuple()
         .all(db)
         .await?)
+}
+
+/// The rule groups of `rows` (id, code, rule text; one of them given
+/// already parsed), and what all their names mean at `now`.
+async fn rule_groups(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    now: i64,
+    rows: Vec<(String, String, String)>,
+    parsed_already: Option<(&str, Filter)>,
+) -> AppResult<(Vec<RuleGroup>, Meaning)> {
+    let mut groups = Vec::with_capacity(rows.len());
+    for (id, code, text) in rows {
+        let filter = match &parsed_already {
+            Some((given, filter)) if *given == id => Arc::new(filter.clone()),
+            _ => parsed(&text)?,
+        };
+        groups.push(RuleGroup {
+            id,
+            code,
+            reads: filter.reads(),
+            filter,
+        });
+    }
+    let all = Filter::And(groups.iter().map(|g| (*g.filter).clone()).collect());
+    let meaning = meaning_of(db, tenant, &all, now).await?;
+    Ok((groups, meaning))
 }
 
 /// The stored rule `text` parsed; INTERNAL if it does not parse (rules are
@@ -219,6 +235,19 @@ fn cycle_in(waits: &BTreeMap<String, HashSet<String>>) -> Option<Vec<String>> {
     }
 }
 
+/// INVALID_ARGUMENT on `field` when the tenant's stored rules refer to
+/// themselves through a chain of rules (after a group moved or was
+/// restored into a subtree some rule takes in).
+pub async fn ensure_acyclic(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    now: i64,
+    field: &str,
+) -> AppResult<()> {
+    let rows = stored_rules(db, tenant).await?;
+    refuse_cycle(db, tenant, now, rows, None, field).await
+}
+
 /// Checks a rule about to be set on group `group_id` (or on a new group,
 /// `None`): every group it names exists in the tenant (deleted ones match
 /// nobody until restored), and no chain of rules leads from the group back
@@ -272,27 +301,21 @@ pub async fn check_rule(
         .into_tuple()
         .one(db)
         .await?;
-    rows.push((
-        group_id.to_owned(),
-        code.unwrap_or_default(),
-        rule.to_owned(),
-    ));
-    let mut groups = Vec::with_capacity(rows.len());
-    for (id, code, text) in rows {
-        let filter = if id == group_id {
-            Arc::new(filter.clone())
-        } else {
-            parsed(&text)?
-        };
-        groups.push(RuleGroup {
-            id,
-            code,
-            reads: filter.reads(),
-            filter,
-        });
-    }
-    let all = Filter::And(groups.iter().map(|g| (*g.filter).clone()).collect());
-    let meaning = meaning_of(db, tenant, &all, now).await?;
+    rows.push((group_id.to_owned(), code.unwrap_or_default(), rule.to_owned()));
+    refuse_cycle(db, tenant, now, rows, Some((group_id, filter)), field).await
+}
+
+/// INVALID_ARGUMENT on `field` naming a cycle among the rules `rows` (id,
+/// code, text), one of them given already parsed.
+async fn refuse_cycle(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    now: i64,
+    rows: Vec<(String, String, String)>,
+    parsed_already: Option<(&str, Filter)>,
+    field: &str,
+) -> AppResult<()> {
+    let (groups, meaning) = rule_groups(db, tenant, now, rows, parsed_already).await?;
     let codes: HashMap<String, String> = groups
         .iter()
         .map(|g| (g.id.clone(), g.code.clone()))

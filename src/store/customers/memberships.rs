@@ -1,4 +1,8 @@
-//! Group membership of customers: adding and removing, both idempotent.
+//! Group membership of customers: adding and removing, both idempotent
+//! (on a rule group they pin in and out), and handing pinned customers
+//! back to a group's rule.
+
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use super::{
     records::lock_customers,
@@ -7,12 +11,76 @@ use super::{
 };
 use crate::{
     domain::{membership::MembershipCause, tenant::RequestContext},
-    entity::{customer, customer_group},
-    error::AppResult,
+    entity::{customer, customer_group, group_exclusion, group_member},
+    error::{AppError, AppResult},
     store::{Store, resource},
 };
 
+/// What ClearGroupPins did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PinsCleared {
+    /// Customers whose pins went.
+    pub cleared: u64,
+    /// Of them, those that joined the group (pinned out, matched).
+    pub joined: u64,
+    /// Those that left it (pinned in, not matched).
+    pub left: u64,
+}
+
 impl Store {
+    /// Hands customers `customer_ids` of rule group `group_id` (none: every
+    /// pinned one) back to its rule.
+    pub async fn clear_group_pins(
+        &self,
+        ctx: &RequestContext,
+        group_id: &str,
+        customer_ids: &[String],
+    ) -> AppResult<PinsCleared> {
+        let now = self.now();
+        let input = (ctx.clone(), group_id.to_owned(), customer_ids.to_vec());
+        self.write(input, move |tx, (ctx, group_id, ids)| {
+            Box::pin(async move {
+                let tenant = ctx.tenant.as_str();
+                let group = resource::find::<customer_group::Entity>(tx, tenant, group_id).await?;
+                resource::ensure_active::<customer_group::Entity>(&group, "clearing its pins")?;
+                if group.rule.is_empty() {
+                    return Err(AppError::precondition(
+                        "NOT_A_RULE_GROUP",
+                        group_id.as_str(),
+                        format!(
+                            "group `{group_id}` has no rule: its members are all added by hand; remove them instead"
+                        ),
+                    ));
+                }
+                let ids = if ids.is_empty() {
+                    pinned_customers(tx, tenant, group_id).await?
+                } else {
+                    ids.clone()
+                };
+                lock_customers(tx, tenant, &ids).await?;
+                let changes: Vec<Change> = ids
+                    .iter()
+                    .map(|customer_id| Change::Unpin {
+                        group_id,
+                        customer_id,
+                    })
+                    .collect();
+                let applied = write::apply(tx, tenant, now, &ctx.actor.0, &changes, None).await?;
+                let (joined, left) = applied
+                    .membership_moves
+                    .get(group_id.as_str())
+                    .copied()
+                    .unwrap_or_default();
+                Ok(PinsCleared {
+                    cleared: applied.unpinned,
+                    joined,
+                    left,
+                })
+            })
+        })
+        .await
+    }
+
     /// Adds customers to an active group; returns how many were not in it.
     pub async fn add_customers_to_group(
         &self,
@@ -75,4 +143,31 @@ impl Store {
         })
         .await
     }
+}
+
+/// The customers pinned into or out of group `group_id`.
+async fn pinned_customers(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    group_id: &str,
+) -> AppResult<Vec<String>> {
+    let mut ids: Vec<String> = group_member::Entity::find()
+        .filter(group_member::Column::TenantId.eq(tenant))
+        .filter(group_member::Column::GroupId.eq(group_id))
+        .filter(group_member::Column::Pinned.eq(true))
+        .select_only()
+        .column(group_member::Column::CustomerId)
+        .into_tuple()
+        .all(tx)
+        .await?;
+    let out: Vec<String> = group_exclusion::Entity::find()
+        .filter(group_exclusion::Column::TenantId.eq(tenant))
+        .filter(group_exclusion::Column::GroupId.eq(group_id))
+        .select_only()
+        .column(group_exclusion::Column::CustomerId)
+        .into_tuple()
+        .all(tx)
+        .await?;
+    ids.extend(out);
+    Ok(ids)
 }

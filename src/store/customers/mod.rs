@@ -10,6 +10,8 @@
 //! - [`update`]: profile, delete and restore, relationship changes.
 //! - [`memberships`], [`contacts`]: group membership; contacts.
 //! - [`inactivity`]: the inactivity rule, swept and on demand.
+//! - [`group_rules`]: a tenant's rule groups as writes follow them;
+//!   [`evaluation`]: rules evaluated over every customer in the background.
 //! - [`lists`], [`reports`], [`holders`], [`history`]: lists; counts and
 //!   reports;
 //!   who holds a relationship; each customer's relationship history.
@@ -18,12 +20,14 @@ pub mod cache;
 pub mod contacts;
 pub mod create;
 pub mod create_queue;
+pub mod evaluation;
 pub mod filter;
 pub mod group_rules;
 pub mod history;
 pub mod holders;
 pub mod inactivity;
 pub mod lists;
+pub mod members;
 pub mod memberships;
 pub mod records;
 pub mod reports;

@@ -144,8 +144,8 @@ pub struct Applied {
     pub left: u64,
     /// The customers whose pins were dropped.
     pub unpinned: u64,
-    /// Membership changes logged: (joined, left).
-    pub membership_moves: (u64, u64),
+    /// Membership changes logged, by group: (joined, left).
+    pub membership_moves: HashMap<String, (u64, u64)>,
     /// The record read back, when one was asked for.
     pub record: Option<CustomerRecord>,
 }
@@ -239,8 +239,15 @@ pub async fn apply(
     // The counters before the sequences, and all as late as can be.
     work.deltas.write(tx, tenant).await?;
     let logged = log::append(tx, tenant, work.entries).await?;
-    let joined = membership_entries.iter().filter(|e| e.joined).count() as u64;
-    let membership_moves = (joined, membership_entries.len() as u64 - joined);
+    let mut membership_moves: HashMap<String, (u64, u64)> = HashMap::new();
+    for entry in &membership_entries {
+        let moves = membership_moves.entry(entry.group_id.clone()).or_default();
+        if entry.joined {
+            moves.0 += 1;
+        } else {
+            moves.1 += 1;
+        }
+    }
     log::append_memberships(tx, tenant, actor, now, membership_entries).await?;
     Ok(Applied {
         logged,

@@ -1,0 +1,247 @@
+//! Rule groups evaluated in the background: a group whose rule was set or
+//! changed (or whose rule refers to groups that changed, or uses `ago()`
+//! and time passed) is `EVALUATING` until its rule has been evaluated on
+//! every customer of the tenant, in bounded batches in id order, each
+//! batch one write through the customers' write path. The group keeps its
+//! place (`evaluated_through`), so a replica that stops mid-way (or dies)
+//! leaves the rest to whichever replica looks next; each batch locks the
+//! group's row first, so two replicas never evaluate the same batch.
+//!
+//! Customers written meanwhile already follow the new rule: the write path
+//! evaluates the stored rule on every write.
+
+use std::time::Duration;
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
+};
+
+use super::{
+    records::lock_customers,
+    write::{self, Change},
+};
+use crate::{
+    domain::{
+        filter::Reads,
+        membership::{EvaluationState, MembershipCause},
+    },
+    entity::{customer, customer_group},
+    error::AppResult,
+    store::{Store, WriteTx, customers::group_rules::RuleSet, resource},
+};
+
+/// Customers a batch evaluates.
+pub const BATCH: u64 = 500;
+/// How often a replica looks for groups to evaluate that no write here
+/// announced (made through another replica, or left by one that stopped).
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// Marks group `group_id`'s rule for evaluation from the first customer,
+/// its moves logged with `cause`.
+pub async fn start(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    group_id: &str,
+    cause: MembershipCause,
+) -> AppResult<()> {
+    restart(tx, tenant, group_id, cause, false).await
+}
+
+/// [`start`], only when the group is `CURRENT` if `only_current`.
+async fn restart(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    group_id: &str,
+    cause: MembershipCause,
+    only_current: bool,
+) -> AppResult<()> {
+    let mut update = customer_group::Entity::update_many()
+        .col_expr(
+            customer_group::Column::EvaluationState,
+            Expr::value(EvaluationState::Evaluating.as_str()),
+        )
+        .col_expr(customer_group::Column::EvaluatedThrough, Expr::value(""))
+        .col_expr(
+            customer_group::Column::EvaluationCause,
+            Expr::value(cause.as_str()),
+        )
+        .filter(customer_group::Column::TenantId.eq(tenant))
+        .filter(customer_group::Column::Id.eq(group_id));
+    if only_current {
+        update = update.filter(
+            customer_group::Column::EvaluationState.eq(EvaluationState::Current.as_str()),
+        );
+    }
+    update.exec(tx).await?;
+    Ok(())
+}
+
+/// Marks for evaluation every active rule group of the tenant whose rule
+/// reads `reads` (a group's subtree changed: rules reading groups).
+pub async fn start_reading(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    reads: Reads,
+    cause: MembershipCause,
+    now: i64,
+) -> AppResult<()> {
+    let rules = RuleSet::load(tx, tenant, now).await?;
+    for group in rules.groups.iter().filter(|g| g.reads.meets(reads)) {
+        start(tx, tenant, &group.id, cause).await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Evaluates rule groups in the background until the returned future
+    /// is dropped: whenever a write here starts an evaluation, and every
+    /// [`POLL`] otherwise.
+    pub async fn run_evaluations(&self) {
+        let mut failures = crate::telemetry::Throttle::default();
+        loop {
+            match self.evaluate_pending().await {
+                Ok(_) => failures.clear(),
+                Err(error) => crate::warn_throttled!(
+                    failures,
+                    %error,
+                    "evaluating group rules failed; trying again"
+                ),
+            }
+            tokio::select! {
+                () = self.evaluations().notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// Starts a pass of every active rule group whose rule uses `ago()`
+    /// and is not being evaluated already: time moved, and so may its
+    /// members. Its moves are logged as SWEEP.
+    pub async fn start_time_rule_passes(&self) -> AppResult<u64> {
+        let current: Vec<(String, String, String)> = customer_group::Entity::find()
+            .filter(customer_group::Column::DeleteTime.is_null())
+            .filter(customer_group::Column::Rule.ne(""))
+            .filter(customer_group::Column::EvaluationState.eq(EvaluationState::Current.as_str()))
+            .select_only()
+            .column(customer_group::Column::TenantId)
+            .column(customer_group::Column::Id)
+            .column(customer_group::Column::Rule)
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        let timed: Vec<(String, String)> = current
+            .into_iter()
+            .filter(|(_, _, rule)| {
+                crate::domain::filter::parse(rule)
+                    .is_ok_and(|f| f.reads().meets(Reads::CLOCK))
+            })
+            .map(|(tenant, id, _)| (tenant, id))
+            .collect();
+        let started = timed.len() as u64;
+        if started == 0 {
+            return Ok(0);
+        }
+        self.write(timed, |tx, timed| {
+            Box::pin(async move {
+                for (tenant, id) in timed {
+                    // Not one an evaluation started meanwhile would redo.
+                    restart(tx, tenant, id, MembershipCause::Sweep, true).await?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        self.evaluations().notify_one();
+        Ok(started)
+    }
+
+    /// Evaluates every group waiting for it to the end; returns how many
+    /// batches that took.
+    pub async fn evaluate_pending(&self) -> AppResult<u64> {
+        let pending: Vec<(String, String)> = customer_group::Entity::find()
+            .filter(
+                customer_group::Column::EvaluationState.eq(EvaluationState::Evaluating.as_str()),
+            )
+            .filter(customer_group::Column::DeleteTime.is_null())
+            .select_only()
+            .column(customer_group::Column::TenantId)
+            .column(customer_group::Column::Id)
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        let mut batches = 0;
+        for (tenant, group_id) in pending {
+            loop {
+                batches += 1;
+                if self.evaluate_batch(&tenant, &group_id).await? {
+                    break;
+                }
+            }
+        }
+        Ok(batches)
+    }
+
+    /// Evaluates group `group_id`'s rule on its next batch of customers;
+    /// returns whether the evaluation is over (or was not going on).
+    async fn evaluate_batch(&self, tenant: &str, group_id: &str) -> AppResult<bool> {
+        let now = self.now();
+        let input = (tenant.to_owned(), group_id.to_owned());
+        self.write(input, move |tx, (tenant, group_id)| {
+            Box::pin(async move { evaluate_next(tx, tenant, group_id, now).await })
+        })
+        .await
+    }
+}
+
+async fn evaluate_next(tx: &WriteTx, tenant: &str, group_id: &str, now: i64) -> AppResult<bool> {
+    let group = resource::find_for_update::<customer_group::Entity>(tx, tenant, group_id).await?;
+    if group.delete_time.is_some()
+        || group.rule.is_empty()
+        || EvaluationState::from_stored(&group.evaluation_state) != Some(EvaluationState::Evaluating)
+    {
+        return Ok(true);
+    }
+    let ids: Vec<String> = customer::Entity::find()
+        .filter(customer::Column::TenantId.eq(tenant))
+        .filter(customer::Column::Id.gt(group.evaluated_through.as_str()))
+        .order_by_asc(customer::Column::Id)
+        .limit(BATCH)
+        .select_only()
+        .column(customer::Column::Id)
+        .into_tuple()
+        .all(tx)
+        .await?;
+    lock_customers(tx, tenant, &ids).await?;
+    let cause =
+        MembershipCause::from_stored(&group.evaluation_cause).unwrap_or(MembershipCause::RuleChanged);
+    let changes: Vec<Change> = ids
+        .iter()
+        .map(|customer_id| Change::Evaluate {
+            group_id,
+            customer_id,
+            cause,
+        })
+        .collect();
+    write::apply(tx, tenant, now, "", &changes, None).await?;
+    let done = (ids.len() as u64) < BATCH;
+    let mut update = customer_group::Entity::update_many()
+        .filter(customer_group::Column::TenantId.eq(tenant))
+        .filter(customer_group::Column::Id.eq(group_id));
+    update = if done {
+        update
+            .col_expr(
+                customer_group::Column::EvaluationState,
+                Expr::value(EvaluationState::Current.as_str()),
+            )
+            .col_expr(customer_group::Column::EvaluatedThrough, Expr::value(""))
+            .col_expr(customer_group::Column::EvaluateTime, Expr::value(now))
+    } else {
+        update.col_expr(
+            customer_group::Column::EvaluatedThrough,
+            Expr::value(ids.last().cloned().unwrap_or_default()),
+        )
+    };
+    update.exec(tx).await?;
+    Ok(done)
+}
