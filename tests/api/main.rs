@@ -24,6 +24,7 @@ mod record_cache;
 mod relationship_members;
 mod relationships;
 mod retention;
+mod rule_groups;
 mod server;
 mod sources;
 mod stored_data;

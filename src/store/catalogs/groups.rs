@@ -424,8 +424,7 @@ impl Store {
                     }
                 }
                 ensure_acyclic(tx, tenant, now, "id").await?;
-                start_reading(tx, tenant, Reads::GROUPS, MembershipCause::RuleChanged, now)
-                    .await?;
+                start_reading(tx, tenant, Reads::GROUPS, MembershipCause::RuleChanged, now).await?;
                 let group = resource::find::<Entity>(tx, tenant, &row.id).await?;
                 Ok((group, restored))
             })

@@ -292,13 +292,17 @@ async fn write_accepted(
         })
         .collect();
     // Each creation is logged with its own actor (a batch may mix them).
-    write::apply(tx, tenant, now, "", &changes, None).await?;
+    let mut applied = write::apply(tx, tenant, now, "", &changes, None).await?;
     Ok(accepted
         .iter()
         .zip(rows)
         .map(|(a, row)| {
-            let mut group_ids = creates[a.index].input.group_ids.clone();
-            group_ids.sort();
+            // The groups given, and any whose rule took the customer in.
+            let group_ids = applied.memberships.remove(&row.id).unwrap_or_else(|| {
+                let mut given = creates[a.index].input.group_ids.clone();
+                given.sort();
+                given
+            });
             CustomerRecord { row, group_ids }
         })
         .collect())

@@ -69,9 +69,8 @@ async fn restart(
         .filter(customer_group::Column::TenantId.eq(tenant))
         .filter(customer_group::Column::Id.eq(group_id));
     if only_current {
-        update = update.filter(
-            customer_group::Column::EvaluationState.eq(EvaluationState::Current.as_str()),
-        );
+        update = update
+            .filter(customer_group::Column::EvaluationState.eq(EvaluationState::Current.as_str()));
     }
     update.exec(tx).await?;
     Ok(())
@@ -133,8 +132,7 @@ impl Store {
         let timed: Vec<(String, String)> = current
             .into_iter()
             .filter(|(_, _, rule)| {
-                crate::domain::filter::parse(rule)
-                    .is_ok_and(|f| f.reads().meets(Reads::CLOCK))
+                crate::domain::filter::parse(rule).is_ok_and(|f| f.reads().meets(Reads::CLOCK))
             })
             .map(|(tenant, id, _)| (tenant, id))
             .collect();
@@ -198,7 +196,8 @@ async fn evaluate_next(tx: &WriteTx, tenant: &str, group_id: &str, now: i64) -> 
     let group = resource::find_for_update::<customer_group::Entity>(tx, tenant, group_id).await?;
     if group.delete_time.is_some()
         || group.rule.is_empty()
-        || EvaluationState::from_stored(&group.evaluation_state) != Some(EvaluationState::Evaluating)
+        || EvaluationState::from_stored(&group.evaluation_state)
+            != Some(EvaluationState::Evaluating)
     {
         return Ok(true);
     }
@@ -213,8 +212,8 @@ async fn evaluate_next(tx: &WriteTx, tenant: &str, group_id: &str, now: i64) -> 
         .all(tx)
         .await?;
     lock_customers(tx, tenant, &ids).await?;
-    let cause =
-        MembershipCause::from_stored(&group.evaluation_cause).unwrap_or(MembershipCause::RuleChanged);
+    let cause = MembershipCause::from_stored(&group.evaluation_cause)
+        .unwrap_or(MembershipCause::RuleChanged);
     let changes: Vec<Change> = ids
         .iter()
         .map(|customer_id| Change::Evaluate {

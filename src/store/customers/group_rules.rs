@@ -301,7 +301,11 @@ pub async fn check_rule(
         .into_tuple()
         .one(db)
         .await?;
-    rows.push((group_id.to_owned(), code.unwrap_or_default(), rule.to_owned()));
+    rows.push((
+        group_id.to_owned(),
+        code.unwrap_or_default(),
+        rule.to_owned(),
+    ));
     refuse_cycle(db, tenant, now, rows, Some((group_id, filter)), field).await
 }
 

@@ -6,9 +6,7 @@ use sea_orm::{
     QuerySelect, QueryTrait, sea_query::Query,
 };
 
-use super::{
-    CustomerRecord, group_rules::check_rule, lists::filtered, reports::Tallies,
-};
+use super::{CustomerRecord, group_rules::check_rule, lists::filtered, reports::Tallies};
 use crate::{
     domain::{
         customer::{CustomerFilter, CustomerOrder},

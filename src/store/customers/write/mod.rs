@@ -144,6 +144,10 @@ pub struct Applied {
     pub left: u64,
     /// The customers whose pins were dropped.
     pub unpinned: u64,
+    /// When memberships were followed: every group (deleted ones included)
+    /// each touched or created active customer is a member of after the
+    /// changes, sorted.
+    pub memberships: BTreeMap<String, Vec<String>>,
     /// Membership changes logged, by group: (joined, left).
     pub membership_moves: HashMap<String, (u64, u64)>,
     /// The record read back, when one was asked for.
@@ -204,6 +208,7 @@ pub async fn apply(
     work.unpin(tx, tenant, &rules, changes).await?;
     work.relocate(tx, tenant, changes, now).await?;
     let mut membership_entries = Vec::new();
+    let mut memberships: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if work.tracks_memberships {
         for change in changes {
             if let Change::Evaluate {
@@ -222,6 +227,9 @@ pub async fn apply(
         all.extend(work.created.iter().cloned());
         let after = membership::members(tx, tenant, &all).await?;
         membership_entries = work.membership_entries(&before, &after);
+        for (group, customer) in after {
+            memberships.entry(customer).or_default().push(group);
+        }
     }
 
     // Delivered at commit whenever they are sent, so sent before the locks.
@@ -254,6 +262,7 @@ pub async fn apply(
         joined: work.joined,
         left: work.left,
         unpinned: work.unpinned,
+        memberships,
         membership_moves,
         record,
     })
