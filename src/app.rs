@@ -157,9 +157,10 @@ impl Application {
             let upkeep = upkeep.clone();
             async move { upkeep.run_evaluations().await }
         });
-        let feed_reader = tokio::spawn({
-            let feed = store.feed().clone();
-            async move { feed.run().await }
+        // One reader per log: relationship changes and memberships.
+        let feed_readers = tokio::spawn({
+            let feeds = store.feeds().clone();
+            async move { feeds.run().await }
         });
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -171,7 +172,7 @@ impl Application {
             .build_v1alpha()?;
 
         let draining = Arc::new(Notify::new());
-        let feed_to_close = store.feed().clone();
+        let feeds_to_close = store.feeds().clone();
         let signal = {
             let draining = draining.clone();
             async move {
@@ -181,8 +182,9 @@ impl Application {
                 replicas.abort();
                 upkeep_rounds.abort();
                 evaluations.abort();
-                // Open change streams end with UNAVAILABLE (clients resume).
-                feed_to_close.close();
+                // Open change streams (of both logs) end with UNAVAILABLE
+                // (clients resume).
+                feeds_to_close.close();
                 health::report(&reporter, false).await;
                 draining.notify_one();
             }
@@ -205,7 +207,10 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(GroupServiceServer::new(GroupApi::new(store.clone())))
+            .add_service(GroupServiceServer::new(GroupApi::new(
+                store.clone(),
+                heartbeat_interval,
+            )))
             .add_service(SourceServiceServer::new(SourceApi::new(store.clone())))
             .add_service(RelationshipServiceServer::new(RelationshipApi::new(
                 store.clone(),
@@ -227,7 +232,7 @@ impl Application {
                 tokio::time::sleep(shutdown_grace).await;
             } => tracing::warn!("shutdown grace period over; abandoning the calls still in flight"),
         }
-        feed_reader.abort();
+        feed_readers.abort();
         checkpoints.abort();
         store.close().await;
         upkeep.close().await;

@@ -1,7 +1,8 @@
 //! Background upkeep, every `--sweep-interval`: the inactivity rule for
 //! every tenant, a pass of every group rule that uses `ago()` (see
-//! [`crate::store::customers::evaluation`]), then the change stream's retention (see
-//! [`crate::changes::retention`]). Each replica runs it; both jobs are safe
+//! [`crate::store::customers::evaluation`]), then the change streams'
+//! retention, for the relationship changes and the memberships alike (see
+//! [`crate::changes::retention`]). Each replica runs it; every job is safe
 //! to run on several replicas at once. It runs on connections of its own,
 //! whose statements are held to the background limit rather than to
 //! `--query-timeout` (see [`crate::store::db::connection`]).
@@ -10,7 +11,10 @@ use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 
-use crate::{changes::retention, store::Store};
+use crate::{
+    changes::{log::Log, membership::MembershipLog, relationship::RelationshipLog, retention},
+    store::Store,
+};
 
 /// Runs the upkeep until dropped. The first round comes one interval after
 /// start, so replicas restarted together do not all sweep at once while
@@ -34,12 +38,21 @@ pub async fn round(store: &Store, retention: Duration) {
     }
     let retention = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
     let cutoff = store.now().saturating_sub(retention);
-    match retention::trim(store.db(), cutoff).await {
+    trim::<RelationshipLog>(store, cutoff).await;
+    trim::<MembershipLog>(store, cutoff).await;
+}
+
+/// Moves log `L`'s replay floor past `cutoff`; failures are logged.
+async fn trim<L: Log>(store: &Store, cutoff: i64) {
+    match retention::trim::<L>(store.db(), cutoff).await {
         Ok(0) => {}
         Ok(trimmed) => tracing::info!(
             trimmed,
+            log = L::NAME,
             "changes past the retention period are no longer replayable"
         ),
-        Err(err) => tracing::warn!(error = %err, "trimming the change stream failed"),
+        Err(err) => {
+            tracing::warn!(error = %err, log = L::NAME, "trimming the change stream failed")
+        }
     }
 }

@@ -1,13 +1,15 @@
-//! The change stream's fan-out: one reader per server tails the change log
-//! of every tenant that has watchers here and hands each new change to
+//! The change stream's fan-out: one reader per server and log tails that
+//! log for every tenant that has watchers here and hands each new entry to
 //! them, so a thousand watchers cost one query per wake-up, not a thousand.
+//! A [`Feed`] works on any [`Log`]; the server runs one per log
+//! ([`Feeds`]).
 //!
-//! The reader wakes when this server commits a change ([`Feed::wake`]) and
-//! otherwise polls every [`POLL`], which is how changes made through other
-//! replicas arrive (and a safety net for missed wake-ups). Each tenant's
-//! changes go out on a bounded broadcast channel: a watcher that falls
-//! behind loses its place in the channel, not memory, and catches up from
-//! the database (see `watch`).
+//! The reader wakes when this server commits a write ([`Feed::wake`]) and
+//! otherwise polls every [`POLL`], which is how entries written through
+//! other replicas arrive (and a safety net for missed wake-ups). Each
+//! tenant's entries go out on a bounded broadcast channel: a watcher that
+//! falls behind loses its place in the channel, not memory, and catches up
+//! from the database (see `watch`).
 
 use std::{
     collections::HashMap,
@@ -15,134 +17,116 @@ use std::{
     time::Duration,
 };
 
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, broadcast, watch};
 
+use super::{
+    log::{Log, latest_sequence, latest_sequences, read_after},
+    membership::MembershipLog,
+    relationship::RelationshipLog,
+};
 use crate::{
-    domain::change::split_group_ids,
-    entity::{change_counter, relationship_change},
     error::{AppError, AppResult},
     telemetry::Throttle,
     warn_throttled,
 };
 
-/// How often the reader looks for changes nobody woke it for.
+/// How often the reader looks for entries nobody woke it for.
 pub const POLL: Duration = Duration::from_millis(250);
-/// Changes read per statement.
+/// Entries read per statement.
 pub const PAGE: u64 = 500;
-/// Pages of changes a tenant's channel holds for watchers that are behind.
+/// Pages of entries a tenant's channel holds for watchers that are behind.
 /// A watcher whose client stopped reading keeps every page published after
-/// it stopped in memory, up to this many (at most 64 × [`PAGE`] changes,
+/// it stopped in memory, up to this many (at most 64 × [`PAGE`] entries,
 /// some 15 MB); past that it is told it lagged, lets them go, and later
 /// reads what it missed from the database.
 const CHANNEL_CAPACITY: usize = 64;
 
-/// Consecutive changes of one tenant, in sequence order, as one message.
-pub type Batch = Arc<[Entry]>;
+/// Consecutive entries of one tenant's log `L`, in sequence order, as one
+/// message.
+pub type Batch<L> = Arc<[<L as Log>::Entry]>;
 
-/// One change, with what the stream's filters look at: the customer's
-/// owner and groups when the change was made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The change.
-    pub change: relationship_change::Model,
-    /// The customer's owner.
-    pub owner_id: String,
-    /// The customer's groups.
-    pub group_ids: Vec<String>,
+/// The relationship-change log's fan-out.
+pub type RelationshipFeed = Feed<RelationshipLog>;
+/// The membership log's fan-out.
+pub type MembershipFeed = Feed<MembershipLog>;
+
+/// The server's fan-outs, one per log: woken, run and closed together.
+#[derive(Clone)]
+pub struct Feeds {
+    /// WatchRelationshipChanges's.
+    pub relationships: RelationshipFeed,
+    /// WatchGroupMembershipChanges's.
+    pub memberships: MembershipFeed,
 }
 
-/// The changes of `tenant` after sequence `after`, at most `limit`, in
-/// order.
-pub async fn read_after(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    after: i64,
-    limit: u64,
-) -> AppResult<Vec<Entry>> {
-    let rows = relationship_change::Entity::find()
-        .filter(relationship_change::Column::TenantId.eq(tenant))
-        .filter(relationship_change::Column::Sequence.gt(after))
-        .order_by_asc(relationship_change::Column::Sequence)
-        .limit(limit)
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().map(Entry::from).collect())
-}
-
-impl From<relationship_change::Model> for Entry {
-    fn from(mut change: relationship_change::Model) -> Self {
-        let owner_id = std::mem::take(&mut change.owner_id);
-        let group_ids = split_group_ids(Some(std::mem::take(&mut change.group_ids)));
+impl Feeds {
+    /// Feeds reading from `db`; nothing is read until [`Feeds::run`] runs.
+    pub fn new(db: DatabaseConnection) -> Self {
         Self {
-            change,
-            owner_id,
-            group_ids,
+            relationships: Feed::new(db.clone()),
+            memberships: Feed::new(db),
+        }
+    }
+
+    /// Tells every reader that this server committed a write (or another
+    /// replica announced one): whichever log grew, its reader looks now.
+    pub fn wake(&self) {
+        self.relationships.wake();
+        self.memberships.wake();
+    }
+
+    /// Ends every stream of every log (with UNAVAILABLE) and stops the
+    /// readers.
+    pub fn close(&self) {
+        self.relationships.close();
+        self.memberships.close();
+    }
+
+    /// Runs every reader until the feeds are closed.
+    pub async fn run(&self) {
+        tokio::join!(self.relationships.run(), self.memberships.run());
+    }
+}
+
+/// A tenant's channel and how far the reader has published its log.
+struct Channel<L: Log> {
+    sender: broadcast::Sender<Batch<L>>,
+    published: i64,
+}
+
+/// The fan-out of log `L`; cheap to clone (shared).
+pub struct Feed<L: Log> {
+    inner: Arc<Inner<L>>,
+}
+
+impl<L: Log> Clone for Feed<L> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
         }
     }
 }
 
-/// The tenant's latest sequence (0 before its first change).
-pub async fn latest_sequence(db: &impl ConnectionTrait, tenant: &str) -> AppResult<i64> {
-    let latest = latest_sequences(db, std::iter::once(tenant.to_owned())).await?;
-    Ok(latest.get(tenant).copied().unwrap_or(0))
-}
-
-/// The latest sequence of each of `tenants` that has changes.
-async fn latest_sequences(
-    db: &impl ConnectionTrait,
-    tenants: impl Iterator<Item = String>,
-) -> AppResult<HashMap<String, i64>> {
-    let tenants: Vec<String> = tenants.collect();
-    let mut latest = HashMap::with_capacity(tenants.len());
-    for chunk in tenants.chunks(500) {
-        let rows: Vec<(String, i64)> = change_counter::Entity::find()
-            .filter(change_counter::Column::TenantId.is_in(chunk.iter().cloned()))
-            .select_only()
-            .column(change_counter::Column::TenantId)
-            .column(change_counter::Column::LastSequence)
-            .into_tuple()
-            .all(db)
-            .await?;
-        latest.extend(rows);
-    }
-    Ok(latest)
-}
-
-/// A tenant's channel and how far the reader has published its log.
-struct Channel {
-    sender: broadcast::Sender<Batch>,
-    published: i64,
-}
-
-/// The fan-out; cheap to clone (shared).
-#[derive(Clone)]
-pub struct Feed {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
+struct Inner<L: Log> {
     db: DatabaseConnection,
-    tenants: Mutex<HashMap<String, Channel>>,
+    tenants: Mutex<HashMap<String, Channel<L>>>,
     wake: Notify,
     closed: watch::Sender<bool>,
 }
 
-/// What a new watcher gets: the live changes after `published`, which it
+/// What a new watcher gets: the live entries after `published`, which it
 /// replays up to from the database.
-pub struct Subscription {
-    /// Changes after `published`, as the reader publishes them.
-    pub live: broadcast::Receiver<Batch>,
+pub struct Subscription<L: Log> {
+    /// Entries after `published`, as the reader publishes them.
+    pub live: broadcast::Receiver<Batch<L>>,
     /// The last sequence published before `live` began.
     pub published: i64,
     /// Turns true when the server shuts down.
     pub closed: watch::Receiver<bool>,
 }
 
-impl Feed {
+impl<L: Log> Feed<L> {
     /// A feed reading from `db`; nothing is read until [`Feed::run`] runs.
     pub fn new(db: DatabaseConnection) -> Self {
         Self {
@@ -166,7 +150,7 @@ impl Feed {
         self.inner.wake.notify_one();
     }
 
-    fn tenants(&self) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
+    fn tenants(&self) -> std::sync::MutexGuard<'_, HashMap<String, Channel<L>>> {
         self.inner.tenants.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -185,7 +169,7 @@ impl Feed {
 
     /// Starts watching `tenant`'s live changes; UNAVAILABLE once the feed is
     /// closed.
-    pub async fn subscribe(&self, tenant: &str) -> AppResult<Subscription> {
+    pub async fn subscribe(&self, tenant: &str) -> AppResult<Subscription<L>> {
         if self.is_closed() {
             return Err(AppError::Busy(
                 "the server is shutting down; watch through another replica or later".into(),
@@ -193,7 +177,7 @@ impl Feed {
         }
         // Read before taking the lock; a change committed meanwhile is after
         // it, so the reader publishes it.
-        let latest = latest_sequence(&self.inner.db, tenant).await?;
+        let latest = latest_sequence::<L>(&self.inner.db, tenant).await?;
         let mut tenants = self.tenants();
         let channel = tenants.entry(tenant.to_owned()).or_insert_with(|| Channel {
             sender: broadcast::channel(CHANNEL_CAPACITY).0,
@@ -221,6 +205,7 @@ impl Feed {
                 Err(error) => warn_throttled!(
                     failures,
                     %error,
+                    log = L::NAME,
                     "reading the change log failed; trying again"
                 ),
             }
@@ -245,8 +230,8 @@ impl Feed {
         };
         // One cheap statement tells which watched tenants have new changes;
         // only those are read.
-        let latest =
-            latest_sequences(&self.inner.db, watched.iter().map(|(t, _)| t.clone())).await?;
+        let tenants: Vec<String> = watched.iter().map(|(t, _)| t.clone()).collect();
+        let latest = latest_sequences::<L>(&self.inner.db, &tenants).await?;
         let mut failed = false;
         for (tenant, published) in watched {
             if latest.get(&tenant).is_none_or(|&l| l <= published) {
@@ -259,6 +244,7 @@ impl Feed {
                     tenant_failures,
                     %error,
                     %tenant,
+                    log = L::NAME,
                     "reading a tenant's change log failed; trying again"
                 );
             }
@@ -272,8 +258,8 @@ impl Feed {
     /// Publishes `tenant`'s changes after `published`.
     async fn publish_tenant(&self, tenant: &str, mut published: i64) -> AppResult<()> {
         loop {
-            let entries = read_after(&self.inner.db, tenant, published, PAGE).await?;
-            let Some(last) = entries.last().map(|e| e.change.sequence) else {
+            let entries = read_after::<L>(&self.inner.db, tenant, published, PAGE).await?;
+            let Some(last) = entries.last().map(L::sequence) else {
                 return Ok(());
             };
             let full = entries.len() as u64 == PAGE;

@@ -1,6 +1,7 @@
-//! One watcher of the change stream: a heartbeat as it opens, the retained
-//! changes after its resume point from the database, then the live ones
-//! from the [`Feed`], in sequence order with no gap and no duplicate,
+//! One watcher of a log's stream (any [`Log`]: the relationship changes,
+//! the membership changes): a heartbeat as it opens, the retained changes
+//! after its resume point from the database, then the live ones from the
+//! log's [`Feed`], in sequence order with no gap and no duplicate,
 //! filtered, with a heartbeat whenever it has sent nothing for the
 //! heartbeat interval.
 //!
@@ -17,90 +18,52 @@
 //! slow watcher costs a bounded buffer, never a growing one, and never holds
 //! up the others.
 
-use std::{collections::HashSet, time::Duration};
+use std::time::Duration;
 
 use futures::FutureExt;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 
 use super::{
-    feed::{Entry, Feed, PAGE, Subscription, latest_sequence, read_after},
+    feed::{Feed, PAGE, Subscription},
+    log::{Log, latest_sequence, read_after},
     retention,
 };
-use crate::{entity::relationship_change, error::AppError, error::AppResult};
+use crate::error::{AppError, AppResult};
 
 /// Events buffered for a client that is slow to read them.
 const OUTBOX: usize = 64;
 
-/// Which changes a watcher wants; an empty set does not filter.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
-    /// The change's old or new relationship is one of these.
-    pub relationship_ids: HashSet<String>,
-    /// The customer is in one of these groups.
-    pub group_ids: HashSet<String>,
-    /// The customer's owner is one of these.
-    pub owner_ids: HashSet<String>,
-    /// The customer is one of these.
-    pub customer_ids: HashSet<String>,
-}
-
-impl Filter {
-    /// Whether `entry` passes every filter given.
-    pub fn matches(&self, entry: &Entry) -> bool {
-        let change = &entry.change;
-        let any = |set: &HashSet<String>, mut values: std::slice::Iter<'_, String>| {
-            set.is_empty() || values.any(|v| set.contains(v))
-        };
-        any(
-            &self.relationship_ids,
-            [
-                change.old_relationship_id.clone(),
-                change.new_relationship_id.clone(),
-            ]
-            .iter(),
-        ) && any(&self.group_ids, entry.group_ids.iter())
-            && any(
-                &self.owner_ids,
-                std::slice::from_ref(&entry.owner_id).iter(),
-            )
-            && any(
-                &self.customer_ids,
-                std::slice::from_ref(&change.customer_id).iter(),
-            )
-    }
-}
-
-/// What a watcher sends.
+/// What a watcher sends; `C` is its log's change ([`Log::Change`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum Event<C> {
     /// A change that matched.
-    Change(Box<relationship_change::Model>),
+    Change(Box<C>),
     /// The stream opened, or nothing was sent for a while; every change up
     /// to this sequence has been dealt with.
     Heartbeat(i64),
 }
 
-/// A watcher's request.
+/// A watcher's request; `F` is its log's filter ([`Log::Filter`]).
 #[derive(Debug, Clone)]
-pub struct Watch {
+pub struct Watch<F> {
     /// The tenant.
     pub tenant: String,
     /// Resume after this sequence; 0: from now.
     pub after_sequence: i64,
     /// Which changes.
-    pub filter: Filter,
+    pub filter: F,
     /// Idle time before a heartbeat.
     pub heartbeat: Duration,
 }
 
 /// Starts a watcher. Errors about the request (a resume point out of
 /// range) come back here; later ones end the returned stream.
-pub async fn start(
+pub async fn start<L: Log>(
     db: DatabaseConnection,
-    feed: &Feed,
-    watch: Watch,
-) -> AppResult<mpsc::Receiver<AppResult<Event>>> {
+    feed: &Feed<L>,
+    watch: Watch<L::Filter>,
+) -> AppResult<Events<L>> {
     if watch.after_sequence < 0 {
         return Err(AppError::invalid("after_sequence", "must not be negative"));
     }
@@ -111,9 +74,9 @@ pub async fn start(
         // not have published yet.
         subscription
             .published
-            .max(latest_sequence(&db, &watch.tenant).await?)
+            .max(latest_sequence::<L>(&db, &watch.tenant).await?)
     } else {
-        check_resume_point(&db, &watch.tenant, watch.after_sequence).await?;
+        check_resume_point::<L>(&db, &watch.tenant, watch.after_sequence).await?;
         watch.after_sequence
     };
     let (outbox, events) = mpsc::channel(OUTBOX);
@@ -129,8 +92,12 @@ pub async fn start(
 
 /// OUT_OF_RANGE unless the changes after `after` are all retained and
 /// `after` is not beyond the latest change.
-async fn check_resume_point(db: &DatabaseConnection, tenant: &str, after: i64) -> AppResult<()> {
-    let range = retention::retained(db, tenant).await?;
+async fn check_resume_point<L: Log>(
+    db: &DatabaseConnection,
+    tenant: &str,
+    after: i64,
+) -> AppResult<()> {
+    let range = retention::retained::<L>(db, tenant).await?;
     if after > range.latest {
         return Err(AppError::OutOfRange(format!(
             "after_sequence {after} is beyond the latest change ({}); re-read, then watch from 0",
@@ -146,10 +113,14 @@ async fn check_resume_point(db: &DatabaseConnection, tenant: &str, after: i64) -
     Ok(())
 }
 
-struct Watcher {
+/// What [`start`] returns: the watcher's events, then (at the end) its
+/// error, if any.
+pub type Events<L> = mpsc::Receiver<AppResult<Event<<L as Log>::Change>>>;
+
+struct Watcher<L: Log> {
     db: DatabaseConnection,
-    watch: Watch,
-    outbox: mpsc::Sender<AppResult<Event>>,
+    watch: Watch<L::Filter>,
+    outbox: mpsc::Sender<AppResult<Event<L::Change>>>,
     /// The last sequence dealt with (sent or filtered out).
     last: i64,
 }
@@ -162,14 +133,14 @@ enum Stop {
     Failed(AppError),
 }
 
-impl Watcher {
-    async fn run(mut self, subscription: Subscription) {
+impl<L: Log> Watcher<L> {
+    async fn run(mut self, subscription: Subscription<L>) {
         if let Err(Stop::Failed(err)) = self.serve(subscription).await {
             let _ = self.outbox.send(Err(err)).await;
         }
     }
 
-    async fn serve(&mut self, subscription: Subscription) -> Result<(), Stop> {
+    async fn serve(&mut self, subscription: Subscription<L>) -> Result<(), Stop> {
         let Subscription {
             mut live,
             published,
@@ -206,8 +177,8 @@ impl Watcher {
     }
 
     /// Deals with a live change; returns whether something was sent.
-    async fn take(&mut self, entry: &Entry) -> Result<bool, Stop> {
-        let sequence = entry.change.sequence;
+    async fn take(&mut self, entry: &L::Entry) -> Result<bool, Stop> {
+        let sequence = L::sequence(entry);
         if sequence <= self.last {
             return Ok(false);
         }
@@ -223,7 +194,7 @@ impl Watcher {
     async fn catch_up(&mut self, upto: i64) -> Result<bool, Stop> {
         let mut sent = false;
         while self.last < upto {
-            let entries = read_after(&self.db, &self.watch.tenant, self.last, PAGE)
+            let entries = read_after::<L>(&self.db, &self.watch.tenant, self.last, PAGE)
                 .await
                 .map_err(Stop::Failed)?;
             if entries.is_empty() {
@@ -232,7 +203,8 @@ impl Watcher {
                 break;
             }
             for entry in &entries {
-                if entry.change.sequence > upto && entry.change.sequence == self.last + 1 {
+                let sequence = L::sequence(entry);
+                if sequence > upto && sequence == self.last + 1 {
                     break;
                 }
                 // An entry past the next sequence (the ones between are no
@@ -245,8 +217,8 @@ impl Watcher {
 
     /// Sends `entry` if it matches, and moves past it; it must be the next
     /// sequence.
-    async fn deal_with(&mut self, entry: &Entry) -> Result<bool, Stop> {
-        let sequence = entry.change.sequence;
+    async fn deal_with(&mut self, entry: &L::Entry) -> Result<bool, Stop> {
+        let sequence = L::sequence(entry);
         if sequence != self.last + 1 {
             return Err(Stop::Failed(AppError::OutOfRange(format!(
                 "change {} is no longer retained; re-read, then watch from 0",
@@ -254,15 +226,14 @@ impl Watcher {
             ))));
         }
         self.last = sequence;
-        if !self.watch.filter.matches(entry) {
+        if !L::matches(&self.watch.filter, entry) {
             return Ok(false);
         }
-        self.send(Event::Change(Box::new(entry.change.clone())))
-            .await?;
+        self.send(Event::Change(Box::new(L::change(entry)))).await?;
         Ok(true)
     }
 
-    async fn send(&self, event: Event) -> Result<(), Stop> {
+    async fn send(&self, event: Event<L::Change>) -> Result<(), Stop> {
         self.outbox.send(Ok(event)).await.map_err(|_| Stop::Gone)
     }
 }

@@ -1,10 +1,12 @@
 //! GroupService handlers.
 
+use std::time::Duration;
+
 use tonic::{Request, Response, Status};
 
 use super::{
-    context, convert::catalog as convert, idempotency_key, page_request, present, present_one,
-    target, write_context,
+    context, convert::catalog as convert, idempotency_key, membership_stream, page_request,
+    present, present_one, target, write_context,
 };
 use crate::{
     domain::{
@@ -39,23 +41,20 @@ fn member_message(member: Member) -> pb::GroupMember {
 #[derive(Clone)]
 pub struct GroupApi {
     store: Store,
+    heartbeat: Duration,
 }
 
 impl GroupApi {
-    /// A service over `store`.
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    /// A service over `store`; membership streams send a heartbeat after
+    /// `heartbeat` without an event.
+    pub fn new(store: Store, heartbeat: Duration) -> Self {
+        Self { store, heartbeat }
     }
 }
 
 #[tonic::async_trait]
 impl GroupService for GroupApi {
-    type WatchGroupMembershipChangesStream = std::pin::Pin<
-        Box<
-            dyn futures::Stream<Item = Result<pb::WatchGroupMembershipChangesResponse, Status>>
-                + Send,
-        >,
-    >;
+    type WatchGroupMembershipChangesStream = membership_stream::MembershipStream;
 
     async fn list_group_members(
         &self,
@@ -136,11 +135,9 @@ impl GroupService for GroupApi {
 
     async fn watch_group_membership_changes(
         &self,
-        _request: Request<pb::WatchGroupMembershipChangesRequest>,
+        request: Request<pb::WatchGroupMembershipChangesRequest>,
     ) -> Result<Response<Self::WatchGroupMembershipChangesStream>, Status> {
-        Err(Status::unimplemented(
-            "WatchGroupMembershipChanges is not built yet",
-        ))
+        membership_stream::watch(&self.store, self.heartbeat, request).await
     }
 
     async fn create_group(

@@ -1,6 +1,8 @@
-//! Transport only: one handler file per service, conversions in `convert`,
-//! and what every handler shares (the request context, idempotency keys, page
-//! requests, and catalog messages with their customer counts). Handlers
+//! Transport only: one handler file per service (and `membership_stream`
+//! for GroupService's stream), conversions in `convert`, what the two change
+//! streams' handlers share in `watch`, and what every handler shares (the
+//! request context, idempotency keys, page requests, and catalog messages
+//! with their customer counts). Handlers
 //! validate into domain inputs, call one store function and convert the
 //! result back.
 
@@ -8,9 +10,11 @@ pub mod convert;
 pub mod customers;
 pub mod groups;
 pub mod mask;
+pub mod membership_stream;
 pub mod relationships;
 pub mod sources;
 pub mod strings;
+pub mod watch;
 
 use std::{collections::HashMap, future::Future};
 

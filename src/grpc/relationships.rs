@@ -1,23 +1,27 @@
 //! RelationshipService handlers.
 
-use std::{collections::HashSet, pin::Pin, time::Duration};
+use std::time::Duration;
 
-use futures::{Stream, StreamExt, future, stream};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{
     context,
     convert::{Checks, catalog as convert, micros, timestamp},
-    idempotency_key, page_request, present, present_one, target, write_context,
+    idempotency_key, page_request, present, present_one, target,
+    watch::{EventStream, filter_ids, respond},
+    write_context,
 };
 use crate::{
-    changes::watch::{self, Event, Filter, Watch},
+    changes::{
+        relationship::Filter,
+        watch::{Event, Watch},
+    },
     domain::{
         customer, ids,
         paging::{DeletedFilter, page_size_of},
         tenant::RequestContext,
     },
+    entity::relationship_change,
     error::{AppError, AppResult},
     pb::{self, relationship_service_server::RelationshipService},
     store::{
@@ -34,8 +38,7 @@ pub struct RelationshipApi {
 }
 
 /// The change stream as tonic sends it.
-type ChangeStream =
-    Pin<Box<dyn Stream<Item = Result<pb::WatchRelationshipChangesResponse, Status>> + Send>>;
+type ChangeStream = EventStream<pb::WatchRelationshipChangesResponse>;
 
 impl RelationshipApi {
     /// A service over `store`; change streams send a heartbeat after
@@ -48,16 +51,10 @@ impl RelationshipApi {
 /// The filters of a WatchRelationshipChanges request.
 fn watch_filter(request: &pb::WatchRelationshipChangesRequest) -> AppResult<Filter> {
     let mut checks = Checks::default();
-    let mut ids_of = |field: &str, raw: &[String]| -> HashSet<String> {
-        raw.iter()
-            .enumerate()
-            .map(|(i, id)| checks.take(ids::parse(&format!("{field}[{i}]"), id)))
-            .collect()
-    };
     let filter = Filter {
-        relationship_ids: ids_of("relationship_ids", &request.relationship_ids),
-        group_ids: ids_of("group_ids", &request.group_ids),
-        customer_ids: ids_of("customer_ids", &request.customer_ids),
+        relationship_ids: filter_ids(&mut checks, "relationship_ids", &request.relationship_ids),
+        group_ids: filter_ids(&mut checks, "group_ids", &request.group_ids),
+        customer_ids: filter_ids(&mut checks, "customer_ids", &request.customer_ids),
         owner_ids: request
             .owner_ids
             .iter()
@@ -121,8 +118,8 @@ impl From<InactivityMove> for pb::InactivityMove {
     }
 }
 
-impl From<Event> for pb::WatchRelationshipChangesResponse {
-    fn from(event: Event) -> Self {
+impl From<Event<relationship_change::Model>> for pb::WatchRelationshipChangesResponse {
+    fn from(event: Event<relationship_change::Model>) -> Self {
         use pb::watch_relationship_changes_response::Event as E;
         Self {
             event: Some(match event {
@@ -151,24 +148,7 @@ impl RelationshipService for RelationshipApi {
             filter: watch_filter(&request)?,
             heartbeat: self.heartbeat,
         };
-        let feed = self.store.feed().clone();
-        let events = watch::start(self.store.db().clone(), &feed, watch).await?;
-        // At shutdown the stream ends at once with UNAVAILABLE, even when
-        // events wait in its buffer for a client that does not read them.
-        let closing = feed.closing();
-        let end = stream::once(async move {
-            feed.is_closed().then(|| {
-                Err(Status::unavailable(
-                    "the server is shutting down; resume from the last sequence seen",
-                ))
-            })
-        })
-        .filter_map(future::ready);
-        let events = ReceiverStream::new(events)
-            .map(|event| event.map(Into::into).map_err(Status::from))
-            .take_until(closing)
-            .chain(end);
-        Ok(Response::new(Box::pin(events)))
+        respond(&self.store, self.store.feed(), watch).await
     }
 
     async fn apply_inactivity_rules(

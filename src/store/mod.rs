@@ -33,7 +33,7 @@ use sea_orm::{DatabaseBackend, DatabaseConnection};
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::{
-    changes::feed::Feed,
+    changes::feed::{Feeds, MembershipFeed, RelationshipFeed},
     clock::SharedClock,
     config::DEFAULT_RECORD_CACHE,
     domain::{paging::PageKey, relationship::SeedLocale},
@@ -56,7 +56,8 @@ pub struct Store {
     provisioned: Arc<RwLock<HashSet<String>>>,
     records: RecordCache,
     creates: customers::create_queue::CreateQueue,
-    feed: Feed,
+    /// The change streams' fan-outs, one per log.
+    feeds: Feeds,
     /// The page-token key, read from the database on first use.
     page_key: Arc<OnceCell<PageKey>>,
     /// Told when a write here starts a rule group's evaluation.
@@ -77,7 +78,7 @@ impl Store {
             provisioned: Arc::default(),
             records: RecordCache::new(DEFAULT_RECORD_CACHE, sqlite),
             creates: Default::default(),
-            feed: Feed::new(db.clone()),
+            feeds: Feeds::new(db.clone()),
             page_key: Arc::default(),
             evaluations: Arc::default(),
             db,
@@ -111,9 +112,20 @@ impl Store {
         store
     }
 
-    /// The change stream's fan-out.
-    pub fn feed(&self) -> &Feed {
-        &self.feed
+    /// The relationship change stream's fan-out.
+    pub fn feed(&self) -> &RelationshipFeed {
+        &self.feeds.relationships
+    }
+
+    /// The membership change stream's fan-out.
+    pub fn membership_feed(&self) -> &MembershipFeed {
+        &self.feeds.memberships
+    }
+
+    /// Every log's fan-out: woken after every write, run and closed
+    /// together.
+    pub fn feeds(&self) -> &Feeds {
+        &self.feeds
     }
 
     /// Told when a write here starts a rule group's evaluation (see
@@ -129,11 +141,11 @@ impl Store {
 
     /// Hears the other replicas' writes, for as long as the returned future
     /// runs: drops their customers from the record cache and wakes the
-    /// change feed for their changes (PostgreSQL; on SQLite, with one
+    /// change feeds for their changes (PostgreSQL; on SQLite, with one
     /// server per database, it ends at once).
     pub async fn hear_replicas(&self) {
         if self.db.get_database_backend() == DatabaseBackend::Postgres {
-            replicas::listen(self.db.clone(), self.records.clone(), self.feed.clone()).await;
+            replicas::listen(self.db.clone(), self.records.clone(), self.feeds.clone()).await;
         }
     }
 

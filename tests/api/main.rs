@@ -18,6 +18,7 @@ mod hostile_input;
 mod hostile_tokens;
 mod hostile_transport;
 mod inactivity;
+mod membership_stream;
 mod processes;
 mod query_timeout;
 mod record_cache;

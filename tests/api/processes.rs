@@ -771,3 +771,223 @@ async fn two_processes_on_one_postgres_database_stream_each_others_changes() {
     customers_agree(&mut holds, &made, [("A", &mut on_a), ("B", &mut on_b)]).await;
     eprintln!("two-process test: {:?}", started.elapsed());
 }
+
+// 3. SIGKILL during a rule group's evaluation.
+
+/// Customers of the evaluation test: several batches of the background
+/// evaluation, so the kill comes between two of them.
+const EVALUATED_CUSTOMERS: usize = 3_000;
+
+/// Where group `id`'s stored evaluation stands: (state, evaluated_through).
+async fn stored_evaluation(db: &sea_orm::DatabaseConnection, id: &str) -> (String, String) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let backend = db.get_database_backend();
+    let placeholder = match backend {
+        sea_orm::DatabaseBackend::Postgres => "$1",
+        _ => "?",
+    };
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "SELECT evaluation_state, evaluated_through FROM customer_groups WHERE id = {placeholder}"
+            ),
+            [id.into()],
+        ))
+        .await
+        .expect("read the group row")
+        .expect("the group row");
+    (
+        row.try_get("", "evaluation_state").expect("state"),
+        row.try_get("", "evaluated_through").expect("place"),
+    )
+}
+
+/// Kills the server with SIGKILL once a rule group's evaluation has
+/// committed its first batch and before its last, restarts it on the same
+/// database, and checks that the evaluation resumes, reaches CURRENT and
+/// leaves exactly the customers the rule matches as members.
+async fn sigkill_during_a_rule_evaluation_resumes_to_an_exact_membership(database_url: &str) {
+    use crm_classify::pb::{
+        CreateGroupRequest, EvaluationState, GetGroupRequest, Group, ListCustomersRequest,
+        ListGroupMembersRequest, group_service_client::GroupServiceClient,
+    };
+    const RULE: &str = "revenue >= 500";
+    let tenant = new_tenant();
+    let mut first = Server::start(database_url).await;
+    let (customers, _) = first.clients(&tenant).await;
+    let made = Arc::new(AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (mut customers, made) = (customers.clone(), made.clone());
+        writers.push(tokio::spawn(async move {
+            loop {
+                let i = made.fetch_add(1, Ordering::SeqCst);
+                if i >= EVALUATED_CUSTOMERS {
+                    return;
+                }
+                let request = CreateCustomerRequest {
+                    customer: Some(Customer {
+                        name: format!("Khách {w}-{i}"),
+                        revenue: (i % 1000) as i64,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                within("create", customers.create_customer(request))
+                    .await
+                    .expect("create customer");
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let channel = Channel::from_shared(format!("http://{}", first.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut groups = GroupServiceClient::with_interceptor(channel, Headers::tenant(&tenant));
+    let group = within(
+        "create group",
+        groups.create_group(CreateGroupRequest {
+            group: Some(Group {
+                name: "Doanh thu lớn".into(),
+                rule: RULE.into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }),
+    )
+    .await
+    .expect("create group")
+    .into_inner()
+    .group
+    .expect("group");
+
+    // The kill comes once the first batch is committed.
+    let db = sea_orm::Database::connect(database_url)
+        .await
+        .expect("open the database");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (state, place) = stored_evaluation(&db, &group.id).await;
+        if !place.is_empty() {
+            break;
+        }
+        assert_eq!(
+            state, "EVALUATING",
+            "the evaluation ended before a batch was seen"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no batch committed within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let status = first.sigkill();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "killed: {status:?}");
+    let (state, place) = stored_evaluation(&db, &group.id).await;
+    assert_eq!(state, "EVALUATING", "killed mid-evaluation (at {place:?})");
+    assert!(!place.is_empty(), "with some batches done");
+
+    let second = Server::start(database_url).await;
+    let (mut customers, _) = second.clients(&tenant).await;
+    let channel = Channel::from_shared(format!("http://{}", second.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut groups = GroupServiceClient::with_interceptor(channel, Headers::tenant(&tenant));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = within(
+            "get group",
+            groups.get_group(GetGroupRequest {
+                id: group.id.clone(),
+            }),
+        )
+        .await
+        .expect("get group")
+        .into_inner()
+        .group
+        .expect("group");
+        if now.evaluation_state == EvaluationState::Current as i32 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not CURRENT within two minutes of the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut members = HashSet::new();
+    let mut token = String::new();
+    loop {
+        let page = within(
+            "list members",
+            groups.list_group_members(ListGroupMembersRequest {
+                group_id: group.id.clone(),
+                page_size: 1000,
+                page_token: token,
+                show_pinned_out: false,
+            }),
+        )
+        .await
+        .expect("list members")
+        .into_inner();
+        members.extend(page.members.into_iter().map(|m| m.customer_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut matching = HashSet::new();
+    let mut token = String::new();
+    loop {
+        let page = within(
+            "list customers",
+            customers.list_customers(ListCustomersRequest {
+                filter: RULE.into(),
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("list customers")
+        .into_inner();
+        matching.extend(page.customers.into_iter().map(|c| c.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(
+        matching.len(),
+        EVALUATED_CUSTOMERS / 2,
+        "half the revenues are ≥ 500"
+    );
+    assert_eq!(members, matching, "the membership is the rule's, exactly");
+}
+
+mod sigkill_during_a_rule_evaluation {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_sqlite() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("crm.db").display());
+        sigkill_during_a_rule_evaluation_resumes_to_an_exact_membership(&url).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_postgres() {
+        let Some(url) = postgres_database_url() else {
+            eprintln!("skipped: CRM_TEST_POSTGRES_URL is not set");
+            return;
+        };
+        sigkill_during_a_rule_evaluation_resumes_to_an_exact_membership(&url).await;
+    }
+}

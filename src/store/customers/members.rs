@@ -14,7 +14,7 @@ use crate::{
         paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
         tenant::RequestContext,
     },
-    entity::{customer, customer_group, group_exclusion, group_member, membership_counter},
+    entity::{customer, customer_group, group_exclusion, group_member},
     error::AppResult,
     store::{Store, db::snapshot::AsOf, resource},
 };
@@ -78,10 +78,7 @@ impl Store {
         };
         let snapshot = self.snapshot_of(tenant).await?;
         let db = snapshot.db();
-        let sequence = membership_counter::Entity::find_by_id(tenant.to_owned())
-            .one(db)
-            .await?
-            .map_or(0, |c| c.last_sequence);
+        let sequence = snapshot.membership_sequence().await?;
         let members = group_member::Entity::find()
             .filter(group_member::Column::TenantId.eq(tenant))
             .filter(group_member::Column::GroupId.eq(group_id))

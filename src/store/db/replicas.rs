@@ -1,6 +1,9 @@
 //! What replicas sharing one PostgreSQL database tell each other: which
-//! customer records to drop from their caches, and that the change log
-//! grew (so their change feeds read it now rather than at the next poll).
+//! customer records to drop from their caches, and that a change log grew
+//! (so their change feeds read it now rather than at the next poll; one
+//! notice wakes the feeds of both logs, the relationship changes and the
+//! memberships, so a write passes its tenant to [`announce`] when either
+//! log grew).
 //!
 //! A write announces the customers it changed with `pg_notify` inside its
 //! own transaction, so the notice is delivered when, and only if, it
@@ -19,11 +22,12 @@ use sea_orm::{
 };
 
 use crate::store::customers::cache::{RecordCache, Touches};
-use crate::{changes::feed::Feed, error::AppResult, telemetry::Throttle, warn_throttled};
+use crate::{changes::feed::Feeds, error::AppResult, telemetry::Throttle, warn_throttled};
 
 /// The notification channel of cache invalidations.
 const CHANNEL: &str = "crm_classify_records";
-/// The notification channel of new changes; the payload is the tenant.
+/// The notification channel of new changes (in either log); the payload is
+/// the tenant.
 const CHANGES_CHANNEL: &str = "crm_classify_changes";
 /// A notice longer than this names no ids: every cache is cleared instead
 /// (PostgreSQL limits a payload to 8000 bytes).
@@ -67,7 +71,8 @@ fn touches_of(payload: &str) -> Touches {
 
 /// Sends, in the transaction `tx` and so delivered at commit, the notice
 /// of the records `touches` names and, when `log_grew_of` names a tenant,
-/// that its change log grew: one statement for both (PostgreSQL only).
+/// that one of its change logs (relationship changes, memberships) grew:
+/// one statement for both (PostgreSQL only).
 pub async fn announce(
     tx: &impl ConnectionTrait,
     touches: &Touches,
@@ -114,10 +119,10 @@ async fn notify(db: &impl ConnectionTrait, channel: &str, payload: String) -> Ap
     Ok(())
 }
 
-/// Applies the other replicas' notices to `cache` and `feed` for as long as
-/// it runs; keeps the cache off whenever it is not sure to hear them. (The
-/// feed also polls, so it needs no such care.)
-pub async fn listen(db: DatabaseConnection, cache: RecordCache, feed: Feed) {
+/// Applies the other replicas' notices to `cache` and `feeds` for as long
+/// as it runs; keeps the cache off whenever it is not sure to hear them.
+/// (The feeds also poll, so they need no such care.)
+pub async fn listen(db: DatabaseConnection, cache: RecordCache, feeds: Feeds) {
     let pool = db.get_postgres_connection_pool().clone();
     // Retried every RECONNECT_PAUSE during an outage.
     let mut failures = Throttle::default();
@@ -133,7 +138,7 @@ pub async fn listen(db: DatabaseConnection, cache: RecordCache, feed: Feed) {
                         failures.clear();
                         cache.set_enabled(true);
                         tracing::debug!("listening for cache invalidations");
-                        let why = hear(&db, &mut listener, &cache, &feed).await;
+                        let why = hear(&db, &mut listener, &cache, &feeds).await;
                         tracing::warn!(%why, "stopped hearing cache invalidations; cache off");
                     }
                     Err(error) => {
@@ -156,7 +161,7 @@ async fn hear(
     db: &DatabaseConnection,
     listener: &mut PgListener,
     cache: &RecordCache,
-    feed: &Feed,
+    feeds: &Feeds,
 ) -> String {
     let mut probe: Option<(String, tokio::time::Instant)> = None;
     loop {
@@ -167,7 +172,7 @@ async fn hear(
             None => QUIET_LIMIT,
         };
         match tokio::time::timeout(wait, listener.try_recv()).await {
-            Ok(Ok(Some(notice))) if notice.channel() == CHANGES_CHANNEL => feed.wake(),
+            Ok(Ok(Some(notice))) if notice.channel() == CHANGES_CHANNEL => feeds.wake(),
             Ok(Ok(Some(notice))) => {
                 let payload = notice.payload();
                 if let Some(token) = payload.strip_prefix(PROBE_PREFIX) {

@@ -1,7 +1,8 @@
 //! Read snapshots: read-only transactions that see one state of the
 //! database, so that several reads agree (a page and its total), and the
-//! tenant's change-log position that state reflects, so that a client can
-//! keep what it read up to date from the change stream.
+//! tenant's change-log positions that state reflects (relationship changes,
+//! and on request memberships), so that a client can keep what it read up
+//! to date from the change streams.
 
 use sea_orm::{
     AccessMode, DatabaseBackend, DatabaseConnection, DatabaseTransaction, IsolationLevel,
@@ -9,7 +10,7 @@ use sea_orm::{
 };
 
 use crate::{
-    changes::feed::latest_sequence,
+    changes::{log::latest_sequence, membership::MembershipLog, relationship::RelationshipLog},
     error::AppResult,
     store::{
         Store,
@@ -51,6 +52,7 @@ pub struct AsOf<T> {
 /// [`Snapshot::sequence`].
 pub struct Snapshot {
     tx: DatabaseTransaction,
+    tenant: String,
     sequence: i64,
     records: RecordCache,
     /// Taken before the snapshot began (see [`Snapshot::fill`]).
@@ -66,9 +68,10 @@ impl Store {
         // The first statement fixes the snapshot (PostgreSQL takes it then,
         // SQLite's read transaction starts then), so nothing it reads can
         // predate the tickets.
-        let sequence = latest_sequence(&tx, tenant).await?;
+        let sequence = latest_sequence::<RelationshipLog>(&tx, tenant).await?;
         Ok(Snapshot {
             tx,
+            tenant: tenant.to_owned(),
             sequence,
             records: self.records().clone(),
             tickets,
@@ -82,9 +85,17 @@ impl Snapshot {
         &self.tx
     }
 
-    /// The tenant's latest change in the snapshot.
+    /// The tenant's latest relationship change in the snapshot.
     pub fn sequence(&self) -> i64 {
         self.sequence
+    }
+
+    /// The tenant's latest membership change in the snapshot (0 before its
+    /// first): the membership changes after it are exactly those the
+    /// snapshot's reads do not reflect, so a listing's
+    /// `watch_from_sequence`. Read when asked, in the snapshot.
+    pub async fn membership_sequence(&self) -> AppResult<i64> {
+        latest_sequence::<MembershipLog>(&self.tx, &self.tenant).await
     }
 
     /// Fills the record cache with `record`, read in this snapshot, unless

@@ -105,9 +105,9 @@ impl Store {
             let changed = Arc::new(Mutex::new(Touches::Nothing));
             let _invalidate = Invalidate(&store.records, &changed);
             let result = store.write_attempts(&changed, &input, &op).await;
-            // Whatever it wrote, watchers of the change stream look now
-            // rather than at the next poll.
-            store.feed.wake();
+            // Whatever it wrote, watchers of the change streams (both
+            // logs) look now rather than at the next poll.
+            store.feeds.wake();
             result
         })
         .await

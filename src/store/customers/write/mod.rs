@@ -236,7 +236,8 @@ pub async fn apply(
     replicas::announce(
         tx,
         &work.changed,
-        (!work.entries.is_empty()).then_some(tenant),
+        // Either log grew: the other replicas' feeds read now.
+        (!work.entries.is_empty() || !membership_entries.is_empty()).then_some(tenant),
     )
     .await?;
     tx.note(std::mem::replace(&mut work.changed, Touches::Nothing));
