@@ -100,6 +100,7 @@ on_both_databases! {
                 "SourceService" => 7,
                 "RelationshipService" => 8,
                 "CustomerService" => 14,
+                "GroupService" => 10,
                 _ => 6,
             };
             assert_eq!(descriptor.method.len(), expected, "{service}");

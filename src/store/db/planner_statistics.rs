@@ -52,6 +52,7 @@ const STATISTICS: &str = "
     customers customers_email 1000000 1000000 1
     customers customers_phone 1000000 1000000 1
     customers sqlite_autoindex_customers_1 1000000 1
+    group_exclusions group_exclusions 10000 10000 1000 1
     group_members group_members_by_customer 1200000 1200000 2
     group_members group_members_by_relationship 1200000 1200000 60000 60000 10000 1 1
     group_members group_members_by_time 1200000 1200000 60000 60000 1 1
@@ -59,6 +60,8 @@ const STATISTICS: &str = "
     group_relationship_counts sqlite_autoindex_group_relationship_counts_1 120 120 6 1
     idempotency_keys idempotency_keys_by_time 100000 1
     idempotency_keys sqlite_autoindex_idempotency_keys_1 100000 100000 10000 1
+    membership_changes membership_changes 1000000 1000000 1
+    membership_counters sqlite_autoindex_membership_counters_1 1 1
     relationship_changes relationship_changes_by_customer 1000000 1000000 1 1
     relationship_changes sqlite_autoindex_relationship_changes_1 1000000 1000000 1
     relationship_counts sqlite_autoindex_relationship_counts_1 6 6 1

@@ -773,8 +773,10 @@ mod tests {
         "INSERT INTO relationship_changes",
         "group_exclusion::Entity::insert",
         "group_exclusion::Entity::delete",
+        "group_exclusion::ActiveModel",
         "membership_change::Entity::insert",
-        "membership_counters",
+        "membership_change::ActiveModel",
+        "INSERT INTO membership_changes",
     ];
 
     fn sources(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
