@@ -501,6 +501,25 @@ impl<'a> Work<'a> {
         Ok(())
     }
 
+    /// What `pick` takes from `changes` — (group, item, customer id, the
+    /// cause it gives the membership change) — by group, with the causes
+    /// noted.
+    fn by_group<T>(
+        &mut self,
+        changes: &[Change<'a>],
+        pick: impl Fn(&Change<'a>) -> Option<(&'a str, T, &'a str, Option<MembershipCause>)>,
+    ) -> BTreeMap<&'a str, Vec<T>> {
+        let mut by_group: BTreeMap<&str, Vec<T>> = BTreeMap::new();
+        for (group_id, item, customer_id, cause) in changes.iter().filter_map(pick) {
+            by_group.entry(group_id).or_default().push(item);
+            if let Some(cause) = cause {
+                self.causes
+                    .insert((group_id.to_owned(), customer_id.to_owned()), cause);
+            }
+        }
+        by_group
+    }
+
     /// Adds customers to groups (pins them into rule groups), each
     /// group's in one statement.
     async fn join(
@@ -510,19 +529,14 @@ impl<'a> Work<'a> {
         rules: &RuleSet,
         changes: &[Change<'a>],
     ) -> AppResult<()> {
-        let mut by_group: BTreeMap<&str, Vec<&customer::Model>> = BTreeMap::new();
-        for change in changes {
-            if let Change::Join {
+        let by_group = self.by_group(changes, |c| match *c {
+            Change::Join {
                 group_id,
                 customer,
                 cause,
-            } = *change
-            {
-                by_group.entry(group_id).or_default().push(customer);
-                self.causes
-                    .insert((group_id.to_owned(), customer.id.clone()), cause);
-            }
-        }
+            } => Some((group_id, customer, &customer.id, Some(cause))),
+            _ => None,
+        });
         for (group_id, customers) in by_group {
             if rules.get(group_id).is_some() {
                 self.joined +=
@@ -561,22 +575,14 @@ impl<'a> Work<'a> {
         changes: &[Change<'a>],
         now: i64,
     ) -> AppResult<()> {
-        let mut by_group: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for change in changes {
-            if let Change::Leave {
+        let by_group = self.by_group(changes, |c| match *c {
+            Change::Leave {
                 group_id,
                 customer_id,
                 cause,
-            } = *change
-            {
-                by_group
-                    .entry(group_id)
-                    .or_default()
-                    .push(customer_id.to_owned());
-                self.causes
-                    .insert((group_id.to_owned(), customer_id.to_owned()), cause);
-            }
-        }
+            } => Some((group_id, customer_id.to_owned(), customer_id, Some(cause))),
+            _ => None,
+        });
         for (group_id, ids) in by_group {
             if rules.get(group_id).is_some() {
                 self.left +=
@@ -608,19 +614,13 @@ impl<'a> Work<'a> {
         rules: &RuleSet,
         changes: &[Change<'a>],
     ) -> AppResult<()> {
-        let mut by_group: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for change in changes {
-            if let Change::Unpin {
+        let by_group = self.by_group(changes, |c| match *c {
+            Change::Unpin {
                 group_id,
                 customer_id,
-            } = *change
-            {
-                by_group
-                    .entry(group_id)
-                    .or_default()
-                    .push(customer_id.to_owned());
-            }
-        }
+            } => Some((group_id, customer_id.to_owned(), customer_id, None)),
+            _ => None,
+        });
         for (group_id, ids) in by_group {
             if rules.get(group_id).is_none() {
                 continue;
