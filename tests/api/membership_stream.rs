@@ -619,7 +619,130 @@ async fn streams_end_unavailable_on_shutdown(mut app: TestApp) {
     );
 }
 
+/// A listing of a rule group's members, made while writers change
+/// customers (the rule's matches) and pins, plus the membership changes
+/// streamed from the listing's `watch_from_sequence`, equals the group's
+/// membership once the writers are done.
+async fn list_then_watch_holds_an_exact_copy(app: &TestApp) {
+    use crm_classify::pb::{Group, ListGroupMembersRequest, UpdateCustomerRequest};
+    const CUSTOMERS: usize = 12;
+    const ROUNDS: usize = 6;
+    let mut customers = app.customers();
+    let mut ids = Vec::new();
+    for i in 0..CUSTOMERS {
+        let c = create_customer(
+            &mut customers,
+            Customer {
+                revenue: (i * 10) as i64,
+                ..named(&format!("K{i}"))
+            },
+        )
+        .await;
+        ids.push(c.id);
+    }
+    let group = create_group(
+        &mut app.groups(),
+        Group {
+            name: "Doanh thu từ 50".into(),
+            rule: "revenue >= 50".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .id;
+    crate::rule_groups::await_current(app, &group).await;
+
+    let (started, mut started_rx) = tokio::sync::mpsc::channel::<()>(CUSTOMERS);
+    let writers: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let (mut client, id, group, started) =
+                (app.customers(), id.clone(), group.clone(), started.clone());
+            tokio::spawn(async move {
+                for round in 0..ROUNDS {
+                    let revenue = ((i * 7 + round * 13) % 10 * 10) as i64;
+                    let c = Customer {
+                        id: id.clone(),
+                        revenue,
+                        ..Default::default()
+                    };
+                    client
+                        .update_customer(UpdateCustomerRequest {
+                            customer: Some(c),
+                            update_mask: crate::fixtures::mask(&["revenue"]),
+                            reason: String::new(),
+                        })
+                        .await
+                        .expect("update");
+                    if round == 1 {
+                        let _ = started.send(()).await;
+                    }
+                    match (i + round) % 4 {
+                        0 => add(&mut client, &group, &[&id]).await,
+                        1 => remove(&mut client, &group, &[&id]).await,
+                        _ => {}
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(started);
+    // The listing comes once every writer is under way.
+    for _ in 0..CUSTOMERS {
+        started_rx.recv().await.expect("a writer started");
+    }
+    let listing = app
+        .groups()
+        .list_group_members(ListGroupMembersRequest {
+            group_id: group.clone(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    let mut copy: HashSet<String> = listing.members.into_iter().map(|m| m.customer_id).collect();
+    let (mut events, from) = opened_of(
+        app,
+        &app.tenant,
+        WatchGroupMembershipChangesRequest {
+            after_sequence: listing.watch_from_sequence,
+            group_ids: vec![group.clone()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(from, listing.watch_from_sequence);
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let (_, latest) = opened_of(app, &app.tenant, after(0)).await;
+    for change in changes_through(&mut events, latest).await {
+        match change.change() {
+            Change::Joined => assert!(
+                copy.insert(change.customer_id.clone()),
+                "joined twice: {change:?}"
+            ),
+            Change::Left => assert!(
+                copy.remove(&change.customer_id),
+                "left without being in: {change:?}"
+            ),
+            Change::Unspecified => panic!("unspecified change {change:?}"),
+        }
+    }
+    let now: HashSet<String> = crate::rule_groups::members(app, &group)
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(copy, now, "the listing plus the stream is the membership");
+}
+
 on_both_databases! {
+    async fn listing_a_groups_members_then_watching_holds_an_exact_copy_under_concurrent_writers(app: TestApp, heartbeat = HEARTBEAT) {
+        list_then_watch_holds_an_exact_copy(&app).await;
+    }
+
     async fn every_kind_of_membership_write_is_streamed_with_its_cause(app: TestApp, heartbeat = HEARTBEAT) {
         every_membership_write_is_streamed(&app).await;
     }

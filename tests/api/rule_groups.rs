@@ -56,7 +56,7 @@ async fn set_rule(app: &TestApp, id: &str, rule: &str) -> Result<Group, tonic::S
 /// Waits until group `id` has evaluated its rule over every customer (the
 /// background evaluation has no outside event; its state is read until it
 /// turns, with a deadline).
-async fn await_current(app: &TestApp, id: &str) -> Group {
+pub(crate) async fn await_current(app: &TestApp, id: &str) -> Group {
     let deadline = Instant::now() + EVALUATED_WITHIN;
     loop {
         let group = get_group(&mut app.groups(), id).await;
@@ -105,7 +105,7 @@ async fn listed(app: &TestApp, id: &str) -> BTreeMap<String, BTreeSet<i32>> {
 }
 
 /// The members of group `id` (pinned-out customers left out).
-async fn members(app: &TestApp, id: &str) -> BTreeSet<String> {
+pub(crate) async fn members(app: &TestApp, id: &str) -> BTreeSet<String> {
     listed(app, id)
         .await
         .into_iter()
@@ -204,6 +204,56 @@ fn in_province(name: &str, province: &str) -> Customer {
     }
 }
 
+/// Rule groups on each kind of customer data, for the one-test-per-kind
+/// tests of re-evaluation.
+struct Kinds {
+    hot: String,
+    closed: String,
+    by_place: String,
+    hot_group: String,
+    contacted: String,
+    manual: String,
+    via_vip: String,
+}
+
+impl Kinds {
+    async fn set_up(app: &TestApp) -> Self {
+        let list = relationships(&mut app.relationships()).await;
+        let by_place = rule_group(app, "Đà Nẵng", r#"province = "Đà Nẵng""#)
+            .await
+            .id;
+        let hot_group = rule_group(app, "Nóng", r#"relationship = "HOT""#).await.id;
+        let contacted = rule_group(app, "Đã liên hệ", "last_contact_time:*")
+            .await
+            .id;
+        let manual = new_group(app, "VIP").await.id;
+        let via_vip = rule_group(app, "Qua VIP", r#"in_group("VIP")"#).await.id;
+        for g in [&by_place, &hot_group, &contacted, &via_vip] {
+            await_current(app, g).await;
+        }
+        Self {
+            hot: rel(&list, "HOT"),
+            closed: rel(&list, "CLOSED"),
+            by_place,
+            hot_group,
+            contacted,
+            manual,
+            via_vip,
+        }
+    }
+
+    async fn assert_counts(&self, app: &TestApp) {
+        for g in [
+            &self.by_place,
+            &self.hot_group,
+            &self.contacted,
+            &self.via_vip,
+        ] {
+            assert_counts(app, g).await;
+        }
+    }
+}
+
 const HOT_IN_DA_NANG: &str = r#"province = "Đà Nẵng" AND relationship = "HOT""#;
 
 on_both_databases! {
@@ -232,47 +282,81 @@ on_both_databases! {
         assert_counts(&app, &group.id).await;
     }
 
-    async fn every_kind_of_customer_write_re_evaluates_the_rules_it_can_affect(app: TestApp) {
-        let mut customers = app.customers();
-        let list = relationships(&mut app.relationships()).await;
-        let (hot, closed) = (rel(&list, "HOT"), rel(&list, "CLOSED"));
-        let by_place = rule_group(&app, "Đà Nẵng", r#"province = "Đà Nẵng""#).await;
-        let hot_group = rule_group(&app, "Nóng", r#"relationship = "HOT""#).await;
-        let contacted = rule_group(&app, "Đã liên hệ", "last_contact_time:*").await;
-        let manual = new_group(&app, "VIP").await;
-        let via_vip = rule_group(&app, "Qua VIP", r#"in_group("VIP")"#).await;
-        for g in [&by_place, &hot_group, &contacted, &via_vip] {
-            await_current(&app, &g.id).await;
-        }
+    async fn a_created_customer_joins_the_rule_groups_it_matches(app: TestApp) {
+        let kinds = Kinds::set_up(&app).await;
+        let c = create_customer(&mut app.customers(), in_province("Trần Thị Bình", "Đà Nẵng")).await;
+        assert!(c.group_ids.contains(&kinds.by_place), "answered with the group: {:?}", c.group_ids);
+        assert!(!c.group_ids.contains(&kinds.contacted), "{:?}", c.group_ids);
+        assert!(members(&app, &kinds.by_place).await.contains(&c.id));
+        kinds.assert_counts(&app).await;
+    }
 
-        // Create: a matching customer is a member once the call returns.
+    async fn an_updated_customer_leaves_and_joins_as_its_fields_match(app: TestApp) {
+        let kinds = Kinds::set_up(&app).await;
+        let mut customers = app.customers();
         let c = create_customer(&mut customers, in_province("Trần Thị Bình", "Đà Nẵng")).await;
-        assert!(c.group_ids.contains(&by_place.id), "create: {:?}", c.group_ids);
-        // Update: moving away leaves.
         let moved = Customer { province: "Huế".into(), ..c.clone() };
         let updated = customers.update_customer(update_request(moved, &["province"])).await.expect("update").into_inner().customer.expect("customer");
-        assert!(!updated.group_ids.contains(&by_place.id), "update leaves");
-        // Relationship change: joins, then leaves.
-        change(&mut customers, &c.id, &hot).await;
-        assert!(members(&app, &hot_group.id).await.contains(&c.id), "changed to HOT");
-        change(&mut customers, &c.id, &closed).await;
-        assert!(!members(&app, &hot_group.id).await.contains(&c.id), "changed away");
-        // Contact.
+        assert!(!updated.group_ids.contains(&kinds.by_place), "update leaves");
+        assert!(!members(&app, &kinds.by_place).await.contains(&c.id));
+        let back = Customer { province: "đà nẵng".into(), ..updated };
+        let updated = customers.update_customer(update_request(back, &["province"])).await.expect("update").into_inner().customer.expect("customer");
+        assert!(updated.group_ids.contains(&kinds.by_place), "update joins");
+        kinds.assert_counts(&app).await;
+    }
+
+    async fn a_relationship_change_moves_the_customer_in_and_out(app: TestApp) {
+        let kinds = Kinds::set_up(&app).await;
+        let mut customers = app.customers();
+        let c = create_customer(&mut customers, named("Lê Văn Cường")).await;
+        change(&mut customers, &c.id, &kinds.hot).await;
+        assert!(members(&app, &kinds.hot_group).await.contains(&c.id), "changed to HOT");
+        kinds.assert_counts(&app).await;
+        change(&mut customers, &c.id, &kinds.closed).await;
+        assert!(!members(&app, &kinds.hot_group).await.contains(&c.id), "changed away");
+        kinds.assert_counts(&app).await;
+    }
+
+    async fn a_contact_re_evaluates_rules_on_contacts(app: TestApp) {
+        let kinds = Kinds::set_up(&app).await;
+        let mut customers = app.customers();
+        let c = create_customer(&mut customers, named("Phạm Thị Dung")).await;
+        assert!(!c.group_ids.contains(&kinds.contacted));
         record_contact(&mut customers, &c.id, None).await;
-        assert!(get_customer(&mut customers, &c.id).await.group_ids.contains(&contacted.id), "contact");
-        // Membership of another group, through in_group.
-        add(&app, &manual.id, &[&c.id]).await;
-        assert!(get_customer(&mut customers, &c.id).await.group_ids.contains(&via_vip.id), "in_group joins");
-        remove(&app, &manual.id, &[&c.id]).await;
-        assert!(!members(&app, &via_vip.id).await.contains(&c.id), "in_group leaves");
-        // Delete and restore: not a member while deleted, back after.
+        assert!(get_customer(&mut customers, &c.id).await.group_ids.contains(&kinds.contacted), "contact");
+        kinds.assert_counts(&app).await;
+    }
+
+    async fn joining_or_leaving_another_group_re_evaluates_rules_on_groups(app: TestApp) {
+        let kinds = Kinds::set_up(&app).await;
+        let mut customers = app.customers();
+        let c = create_customer(&mut customers, named("Hoàng Văn Em")).await;
+        add(&app, &kinds.manual, &[&c.id]).await;
+        assert!(get_customer(&mut customers, &c.id).await.group_ids.contains(&kinds.via_vip), "in_group joins");
+        kinds.assert_counts(&app).await;
+        remove(&app, &kinds.manual, &[&c.id]).await;
+        assert!(!members(&app, &kinds.via_vip).await.contains(&c.id), "in_group leaves");
+        kinds.assert_counts(&app).await;
+    }
+
+    async fn a_deleted_customer_is_in_no_group_and_a_restored_one_follows_the_rules_again(app: TestApp) {
+        let kinds = Kinds::set_up(&app).await;
+        let mut customers = app.customers();
+        let c = create_customer(&mut customers, in_province("Vũ Thị Giang", "Đà Nẵng")).await;
+        record_contact(&mut customers, &c.id, None).await;
         delete_customer(&mut customers, &c.id).await;
-        assert!(!members(&app, &contacted.id).await.contains(&c.id), "deleted");
+        assert!(!members(&app, &kinds.contacted).await.contains(&c.id), "deleted");
+        assert!(!members(&app, &kinds.by_place).await.contains(&c.id), "deleted");
+        kinds.assert_counts(&app).await;
+        // Changed while deleted: the rules hold on restore.
+        let moved = Customer { province: "Huế".into(), ..get_customer(&mut customers, &c.id).await };
+        let _ = customers.update_customer(update_request(moved, &["province"])).await;
         restore_customer(&mut customers, &c.id).await.expect("restore");
-        assert!(members(&app, &contacted.id).await.contains(&c.id), "restored");
-        for g in [&by_place, &hot_group, &contacted, &via_vip] {
-            assert_counts(&app, &g.id).await;
-        }
+        assert!(members(&app, &kinds.contacted).await.contains(&c.id), "restored");
+        let by_place_now = members(&app, &kinds.by_place).await.contains(&c.id);
+        let matches_now = matching(&app, r#"province = "Đà Nẵng""#).await.contains(&c.id);
+        assert_eq!(by_place_now, matches_now, "the rule decides after the restore");
+        kinds.assert_counts(&app).await;
     }
 
     async fn pins_add_and_remove_by_hand_and_clearing_hands_back_to_the_rule(app: TestApp) {
