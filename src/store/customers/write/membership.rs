@@ -197,6 +197,9 @@ pub(super) struct ToFollow {
     /// Per rule group, customers whose membership of it is to be settled
     /// whatever changed (pins dropped or added, a rule's evaluation).
     pub settle: HashMap<String, BTreeSet<String>>,
+    /// The records of the customers this write created, as created (their
+    /// given groups pinned): nothing to read back.
+    pub created: HashMap<String, CustomerRecord>,
 }
 
 impl ToFollow {
@@ -262,10 +265,24 @@ pub(super) async fn follow_rules(
     if rules.is_empty() || ids.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<String> = ids.into_iter().collect();
-    let records: Vec<CustomerRecord> = find_records(tx, tenant, &ids).await?;
+    let stored: Vec<String> = ids
+        .into_iter()
+        .filter(|id| !follow.created.contains_key(id))
+        .collect();
+    let mut records: Vec<CustomerRecord> = find_records(tx, tenant, &stored).await?;
     let rule_ids: Vec<String> = rules.groups.iter().map(|g| g.id.clone()).collect();
-    let (mut reasons, excluded) = stored_reasons(tx, tenant, &rule_ids, &ids).await?;
+    let (mut reasons, excluded) = stored_reasons(tx, tenant, &rule_ids, &stored).await?;
+    // A new customer's only rows are its given groups', pinned.
+    for (id, record) in std::mem::take(&mut follow.created) {
+        for group in &record.group_ids {
+            let pinned = Reasons {
+                matched: false,
+                pinned: true,
+            };
+            reasons.insert((group.clone(), id.clone()), pinned);
+        }
+        records.push(record);
+    }
     let mut followed: BTreeMap<&str, Followed<'_>> = records
         .iter()
         .map(|r| {

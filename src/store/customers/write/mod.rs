@@ -410,6 +410,15 @@ impl<'a> Work<'a> {
         copies::insert_created(tx, tenant, &rows).await?;
         for (row, groups, origin) in created {
             self.created.push(row.id.clone());
+            if self.tracks_memberships {
+                let mut group_ids = groups.to_vec();
+                group_ids.sort_unstable();
+                let record = CustomerRecord {
+                    row: (*row).clone(),
+                    group_ids,
+                };
+                self.follow.created.insert(row.id.clone(), record);
+            }
             self.creators.insert(row.id.clone(), origin.actor.clone());
             self.touch(&row.id, Reads::ALL);
             let cause = if origin.cause == Cause::Import {
