@@ -104,29 +104,42 @@ pub async fn active_descendants(
     tenant: &str,
     root: &str,
 ) -> AppResult<Vec<String>> {
-    let edges: Vec<(String, Option<String>)> = in_tenant::<Entity>(tenant)
+    let edges: Vec<(String, Option<String>)> = active_edges(tx, tenant).await?;
+    Ok(descendants_in(&edges, root))
+}
+
+/// Every active group of the tenant with its parent.
+pub async fn active_edges(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+) -> AppResult<Vec<(String, Option<String>)>> {
+    Ok(in_tenant::<Entity>(tenant)
         .filter(Column::DeleteTime.is_null())
         .select_only()
         .column(Column::Id)
         .column(Column::ParentId)
         .into_tuple()
-        .all(tx)
-        .await?;
-    let mut children: HashMap<String, Vec<String>> = HashMap::new();
+        .all(db)
+        .await?)
+}
+
+/// The descendants of `root` among `edges` (id, parent), nearest first.
+pub fn descendants_in(edges: &[(String, Option<String>)], root: &str) -> Vec<String> {
+    let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
     for (id, parent) in edges {
         if let Some(parent) = parent {
             children.entry(parent).or_default().push(id);
         }
     }
     let mut found = Vec::new();
-    let mut queue = VecDeque::from([root.to_owned()]);
+    let mut queue = VecDeque::from([root]);
     while let Some(id) = queue.pop_front() {
-        for child in children.remove(&id).unwrap_or_default() {
-            found.push(child.clone());
+        for child in children.remove(id).unwrap_or_default() {
+            found.push(child.to_owned());
             queue.push_back(child);
         }
     }
-    Ok(found)
+    found
 }
 
 /// Sets delete state and bumps the revision of `ids`.

@@ -14,7 +14,7 @@ use crate::{
     entity::{customer_group, customer_source, relationship},
     error::AppResult,
     store::{
-        catalogs::groups::active_descendants,
+        catalogs::groups::{active_edges, descendants_in},
         resource::{Resource, in_tenant},
     },
 };
@@ -133,6 +133,8 @@ async fn subtrees(
         .into_tuple()
         .all(db)
         .await?;
+    // The tree read once, whatever the number of arguments.
+    let edges = active_edges(db, tenant).await?;
     let mut subtrees = HashMap::with_capacity(arguments.len());
     for argument in arguments {
         let mut ids = HashSet::new();
@@ -141,7 +143,7 @@ async fn subtrees(
             .find(|(id, code)| *id == argument || *code == argument)
         {
             ids.insert(id.clone());
-            ids.extend(active_descendants(db, tenant, id).await?);
+            ids.extend(descendants_in(&edges, id));
         }
         subtrees.insert(argument, ids);
     }
