@@ -776,7 +776,7 @@ async fn two_processes_on_one_postgres_database_stream_each_others_changes() {
 
 /// Customers of the evaluation test: several batches of the background
 /// evaluation, so the kill comes between two of them.
-const EVALUATED_CUSTOMERS: usize = 3_000;
+const EVALUATED_CUSTOMERS: usize = 12_000;
 
 /// Where group `id`'s stored evaluation stands: (state, evaluated_through).
 async fn stored_evaluation(db: &sea_orm::DatabaseConnection, id: &str) -> (String, String) {

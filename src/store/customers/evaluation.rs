@@ -2,7 +2,7 @@
 //! changed (or whose rule refers to groups that changed, or uses `ago()`
 //! and time passed) is `EVALUATING` until its rule has been evaluated on
 //! every customer of the tenant, in bounded batches in id order, each
-//! batch one write through the customers' write path. The group keeps its
+//! batch one write through the customers' write path (see [`BATCH`]). The group keeps its
 //! place (`evaluated_through`), so a replica that stops mid-way (or dies)
 //! leaves the rest to whichever replica looks next; each batch locks the
 //! group's row first, so two replicas never evaluate the same batch.
@@ -17,22 +17,30 @@ use sea_orm::{
     sea_query::Expr,
 };
 
+use std::collections::BTreeSet;
+
 use super::{
+    lists::filtered,
     records::lock_customers,
     write::{self, Change},
 };
 use crate::{
     domain::{
-        filter::Reads,
+        customer::CustomerFilter,
+        filter::{self, Reads},
         membership::{EvaluationState, MembershipCause},
+        paging::DeletedFilter,
     },
-    entity::{customer, customer_group},
+    entity::{customer, customer_group, group_member},
     error::AppResult,
     store::{Store, WriteTx, customers::group_rules::RuleSet, resource},
 };
 
-/// Customers a batch evaluates.
-pub const BATCH: u64 = 500;
+/// Customers a batch covers, in id order. Of them, only those the rule
+/// matches (found by the rule as one SQL condition over the batch's id
+/// range) and those it matched so far are evaluated (in memory, on their
+/// locked records) and written; the others cannot change.
+pub const BATCH: u64 = 5_000;
 /// How often a replica looks for groups to evaluate that no write here
 /// announced (made through another replica, or left by one that stopped).
 pub const POLL: Duration = Duration::from_millis(500);
@@ -201,7 +209,7 @@ async fn evaluate_next(tx: &WriteTx, tenant: &str, group_id: &str, now: i64) -> 
     {
         return Ok(true);
     }
-    let ids: Vec<String> = customer::Entity::find()
+    let range: Vec<String> = customer::Entity::find()
         .filter(customer::Column::TenantId.eq(tenant))
         .filter(customer::Column::Id.gt(group.evaluated_through.as_str()))
         .order_by_asc(customer::Column::Id)
@@ -211,10 +219,14 @@ async fn evaluate_next(tx: &WriteTx, tenant: &str, group_id: &str, now: i64) -> 
         .into_tuple()
         .all(tx)
         .await?;
-    lock_customers(tx, tenant, &ids).await?;
+    let (Some(first), Some(last)) = (range.first(), range.last()) else {
+        return finish(tx, tenant, group_id, now).await.map(|()| true);
+    };
+    let candidates = candidates(tx, tenant, &group, (first, last), now).await?;
+    lock_customers(tx, tenant, &candidates).await?;
     let cause = MembershipCause::from_stored(&group.evaluation_cause)
         .unwrap_or(MembershipCause::RuleChanged);
-    let changes: Vec<Change> = ids
+    let changes: Vec<Change> = candidates
         .iter()
         .map(|customer_id| Change::Evaluate {
             group_id,
@@ -223,24 +235,78 @@ async fn evaluate_next(tx: &WriteTx, tenant: &str, group_id: &str, now: i64) -> 
         })
         .collect();
     write::apply(tx, tenant, now, "", &changes, None).await?;
-    let done = (ids.len() as u64) < BATCH;
-    let mut update = customer_group::Entity::update_many()
-        .filter(customer_group::Column::TenantId.eq(tenant))
-        .filter(customer_group::Column::Id.eq(group_id));
-    update = if done {
-        update
-            .col_expr(
-                customer_group::Column::EvaluationState,
-                Expr::value(EvaluationState::Current.as_str()),
-            )
-            .col_expr(customer_group::Column::EvaluatedThrough, Expr::value(""))
-            .col_expr(customer_group::Column::EvaluateTime, Expr::value(now))
-    } else {
-        update.col_expr(
+    if (range.len() as u64) < BATCH {
+        finish(tx, tenant, group_id, now).await?;
+        return Ok(true);
+    }
+    customer_group::Entity::update_many()
+        .col_expr(
             customer_group::Column::EvaluatedThrough,
-            Expr::value(ids.last().cloned().unwrap_or_default()),
+            Expr::value(last.clone()),
         )
+        .filter(customer_group::Column::TenantId.eq(tenant))
+        .filter(customer_group::Column::Id.eq(group_id))
+        .exec(tx)
+        .await?;
+    Ok(false)
+}
+
+/// The customers with ids in `range` (inclusive) whose membership of
+/// `group` its rule may change: those it matches now (in SQL, deleted
+/// customers included) and those it matched so far.
+async fn candidates(
+    tx: &WriteTx,
+    tenant: &str,
+    group: &customer_group::Model,
+    (first, last): (&String, &String),
+    now: i64,
+) -> AppResult<Vec<String>> {
+    let selection = CustomerFilter {
+        group_id: None,
+        include_subgroups: false,
+        source_id: None,
+        relationship_id: None,
+        owner_id: None,
+        query: None,
+        deleted: DeletedFilter::All,
+        filter: filter::parse(&group.rule)?,
     };
-    update.exec(tx).await?;
-    Ok(done)
+    let matching: Vec<String> = filtered(tx, tenant, &selection, false, now)
+        .await?
+        .filter(customer::Column::Id.gte(first.as_str()))
+        .filter(customer::Column::Id.lte(last.as_str()))
+        .select_only()
+        .column(customer::Column::Id)
+        .into_tuple()
+        .all(tx)
+        .await?;
+    let matched: Vec<String> = group_member::Entity::find()
+        .filter(group_member::Column::TenantId.eq(tenant))
+        .filter(group_member::Column::GroupId.eq(&group.id))
+        .filter(group_member::Column::Matched.eq(true))
+        .filter(group_member::Column::CustomerId.gte(first.as_str()))
+        .filter(group_member::Column::CustomerId.lte(last.as_str()))
+        .select_only()
+        .column(group_member::Column::CustomerId)
+        .into_tuple()
+        .all(tx)
+        .await?;
+    let all: BTreeSet<String> = matching.into_iter().chain(matched).collect();
+    Ok(all.into_iter().collect())
+}
+
+/// The evaluation of group `group_id` is over: CURRENT, as of `now`.
+async fn finish(tx: &WriteTx, tenant: &str, group_id: &str, now: i64) -> AppResult<()> {
+    customer_group::Entity::update_many()
+        .col_expr(
+            customer_group::Column::EvaluationState,
+            Expr::value(EvaluationState::Current.as_str()),
+        )
+        .col_expr(customer_group::Column::EvaluatedThrough, Expr::value(""))
+        .col_expr(customer_group::Column::EvaluateTime, Expr::value(now))
+        .filter(customer_group::Column::TenantId.eq(tenant))
+        .filter(customer_group::Column::Id.eq(group_id))
+        .exec(tx)
+        .await?;
+    Ok(())
 }
