@@ -173,13 +173,22 @@ pub async fn apply(
     read_back: Option<&str>,
 ) -> AppResult<Applied> {
     let rules = RuleSet::load(tx, tenant, now).await?;
+    // Memberships can change only where a change names groups, or changes
+    // what some rule reads.
+    let rules_read = rules.reads();
     let mut work = Work {
-        tracks_memberships: !rules.is_empty()
-            || changes.iter().any(|c| match c {
-                Change::Create { groups, .. } => !groups.is_empty(),
-                Change::Edit { .. } | Change::Contact { .. } | Change::Move { .. } => false,
-                _ => true,
-            }),
+        tracks_memberships: changes.iter().any(|c| match c {
+            Change::Create { groups, .. } => !groups.is_empty() || !rules.is_empty(),
+            Change::Edit { .. } => rules_read.meets(Reads::PROFILE.with(Reads::UPDATE_TIME)),
+            Change::Contact { .. } => rules_read.meets(Reads::CONTACT.with(Reads::UPDATE_TIME)),
+            Change::Move { .. } => rules_read.meets(Reads::RELATIONSHIP.with(Reads::UPDATE_TIME)),
+            Change::Delete(_)
+            | Change::Restore(_)
+            | Change::Join { .. }
+            | Change::Leave { .. }
+            | Change::Unpin { .. }
+            | Change::Evaluate { .. } => true,
+        }),
         ..Work::default()
     };
     let touched = touched_customers(changes);
