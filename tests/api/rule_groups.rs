@@ -473,6 +473,22 @@ on_both_databases! {
         assert!(members(&app, &via.id).await.contains(&c.id), "back after the restore");
     }
 
+    async fn renaming_a_code_a_rule_names_re_evaluates_the_rule(app: TestApp) {
+        let web = crate::fixtures::new_source(&app, "Web").await;
+        assert_eq!(web.code, "WEB");
+        let c = create_customer(&mut app.customers(), Customer { source_id: web.id.clone(), ..named("Khách web") }).await;
+        let group = rule_group(&app, "Từ web", r#"source = "WEB""#).await;
+        await_current(&app, &group.id).await;
+        assert!(members(&app, &group.id).await.contains(&c.id));
+        app.sources().update_source(crm_classify::pb::UpdateSourceRequest {
+            source: Some(crm_classify::pb::Source { id: web.id.clone(), code: "SITE".into(), ..Default::default() }),
+            update_mask: mask(&["code"]),
+        }).await.expect("rename the code");
+        await_current(&app, &group.id).await;
+        assert!(members(&app, &group.id).await.is_empty(), "WEB names no source now");
+        assert_counts(&app, &group.id).await;
+    }
+
     async fn a_preview_tells_what_saving_the_rule_then_does(app: TestApp) {
         let mut customers = app.customers();
         let hot = rel(&relationships(&mut app.relationships()).await, "HOT");

@@ -18,6 +18,7 @@ use crate::store::{
     Store, WriteTx,
     catalogs::{self as catalog, CatalogActive, CreateEntry},
     customers::{
+        evaluation::start_reading,
         holders,
         write::{self, Change, Move},
     },
@@ -29,6 +30,8 @@ use crate::{
     domain::{
         catalog::{IdempotencyKey, NewEntry, Target},
         change::{Cause, Origin},
+        filter::Reads,
+        membership::MembershipCause,
         paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
         relationship::{
             InactivityRule, Kind, NewRelationship, RelationshipPatch, SeedLocale, seeds,
@@ -453,6 +456,17 @@ impl Store {
                     ensure_exemptions(tx, tenant, &rule, &row.id).await?;
                 }
                 catalog::ensure_patch_free::<Entity>(tx, tenant, &row.id, &patch.entry).await?;
+                if patch.entry.code.as_ref().is_some_and(|c| *c != row.code) {
+                    // Rules naming relationships by code may now name another.
+                    start_reading(
+                        tx,
+                        tenant,
+                        Reads::RELATIONSHIP,
+                        MembershipCause::RuleChanged,
+                        now,
+                    )
+                    .await?;
+                }
                 match patch.is_default {
                     Some(true) if !row.is_default => {
                         default_must_be_manual(kind)?;
@@ -490,6 +504,7 @@ impl Store {
             })
         })
         .await
+        .inspect(|_| self.evaluations().notify_one())
     }
 
     /// Soft-deletes a relationship. Customers holding it move to

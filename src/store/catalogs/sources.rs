@@ -5,12 +5,15 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, Condition};
 use crate::store::{
     Store, WriteTx,
     catalogs::{self as catalog, CatalogActive, CreateEntry},
+    customers::evaluation::start_reading,
     lock_scope,
     resource::{self, Revisable, in_tenant},
 };
 use crate::{
     domain::{
         catalog::{EntryPatch, IdempotencyKey, NewEntry, Target},
+        filter::Reads,
+        membership::MembershipCause,
         paging::{DeletedFilter, Page, PageRequest},
         tenant::TenantId,
     },
@@ -86,6 +89,17 @@ impl Store {
                 let row = resource::lock_target::<Entity>(tx, tenant, target).await?;
                 resource::ensure_active::<Entity>(&row, "changing it")?;
                 catalog::ensure_patch_free::<Entity>(tx, tenant, &row.id, patch).await?;
+                if patch.code.as_ref().is_some_and(|c| *c != row.code) {
+                    // Rules naming sources by code may now name another.
+                    start_reading(
+                        tx,
+                        tenant,
+                        Reads::PROFILE,
+                        MembershipCause::RuleChanged,
+                        now,
+                    )
+                    .await?;
+                }
                 let revision = row.revision + 1;
                 let mut active: ActiveModel = row.into();
                 active.apply_entry(patch);
@@ -94,6 +108,7 @@ impl Store {
             })
         })
         .await
+        .inspect(|_| self.evaluations().notify_one())
     }
 
     /// Soft-deletes a source.
