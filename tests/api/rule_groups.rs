@@ -15,6 +15,7 @@ use crm_classify::pb::{
     Customer, EvaluationState, Group, ListCustomersRequest, ListGroupMembersRequest,
     MembershipReason, PreviewGroupRuleRequest, RemoveCustomersFromGroupRequest, UpdateGroupRequest,
 };
+use tokio_stream::StreamExt;
 use tonic::Code;
 
 use crate::fixtures::{
@@ -471,6 +472,44 @@ on_both_databases! {
         app.groups().restore_group(crm_classify::pb::RestoreGroupRequest { id: vip.id.clone(), etag: String::new() }).await.expect("restore");
         await_current(&app, &via.id).await;
         assert!(members(&app, &via.id).await.contains(&c.id), "back after the restore");
+    }
+
+    async fn a_pin_out_made_while_the_group_is_deleted_holds_after_its_restore(app: TestApp) {
+        let c = create_customer(&mut app.customers(), in_province("Khách", "Đà Nẵng")).await;
+        let group = rule_group(&app, "Đà Nẵng", r#"province = "Đà Nẵng""#).await;
+        await_current(&app, &group.id).await;
+        app.groups().delete_group(crm_classify::pb::DeleteGroupRequest { id: group.id.clone(), etag: String::new(), cascade: false }).await.expect("delete");
+        assert_eq!(remove(&app, &group.id, &[&c.id]).await, 1, "removed while deleted");
+        app.groups().restore_group(crm_classify::pb::RestoreGroupRequest { id: group.id.clone(), etag: String::new() }).await.expect("restore");
+        await_current(&app, &group.id).await;
+        assert_eq!(listed(&app, &group.id).await.get(&c.id), Some(&reasons(&[MembershipReason::PinnedOut])), "still pinned out");
+        assert_counts(&app, &group.id).await;
+    }
+
+    async fn a_relationship_change_that_a_rule_follows_names_the_group_it_joined(app: TestApp) {
+        use crm_classify::pb::{WatchRelationshipChangesRequest, watch_relationship_changes_response::Event};
+        let hot = rel(&relationships(&mut app.relationships()).await, "HOT");
+        let group = rule_group(&app, "Nóng", r#"relationship = "HOT""#).await;
+        await_current(&app, &group.id).await;
+        let mut customers = app.customers();
+        let c = create_customer(&mut customers, named("Khách")).await;
+        let mut events = app.relationships().watch_relationship_changes(WatchRelationshipChangesRequest {
+            group_ids: vec![group.id.clone()],
+            ..Default::default()
+        }).await.expect("watch").into_inner();
+        let Some(Ok(first)) = events.next().await else { panic!("an opening heartbeat") };
+        assert!(matches!(first.event, Some(Event::Heartbeat(_))), "{first:?}");
+        let moved = change(&mut customers, &c.id, &hot).await;
+        let sequence = moved.change.expect("logged").sequence;
+        let got = tokio::time::timeout(EVALUATED_WITHIN, async {
+            loop {
+                match events.next().await {
+                    Some(Ok(r)) => if let Some(Event::Change(change)) = r.event { return change },
+                    other => panic!("the stream ended: {other:?}"),
+                }
+            }
+        }).await.expect("the move, streamed to the group's watchers");
+        assert_eq!((got.sequence, got.customer_id), (sequence, c.id.clone()));
     }
 
     async fn renaming_a_code_a_rule_names_re_evaluates_the_rule(app: TestApp) {

@@ -20,7 +20,7 @@ use crate::store::{
     customers::{
         self,
         evaluation::{self, start_reading},
-        group_rules::{check_rule, ensure_acyclic},
+        group_rules::{check_rule, ensure_acyclic, lock_rules},
     },
     lock_scope,
     resource::{self, Revisable, in_tenant},
@@ -183,6 +183,9 @@ impl CreateEntry for Entity {
     }
 
     async fn check(tx: &WriteTx, tenant: &str, input: &NewGroup) -> AppResult<()> {
+        if !input.rule.is_empty() {
+            lock_rules(tx, tenant).await?;
+        }
         match &input.parent_id {
             Some(parent) => ensure_usable_parent(tx, tenant, parent).await,
             None => Ok(()),
@@ -265,6 +268,7 @@ impl Store {
         self.write(input, move |tx, (target, patch, tenant)| {
             Box::pin(async move {
                 lock_scope(tx, tenant, TREE_SCOPE).await?;
+                lock_rules(tx, tenant).await?;
                 let row = resource::lock_target::<Entity>(tx, tenant, target).await?;
                 resource::ensure_active::<Entity>(&row, "changing it")?;
 
@@ -354,6 +358,7 @@ impl Store {
         self.write(input, move |tx, (target, tenant)| {
             Box::pin(async move {
                 lock_scope(tx, tenant, TREE_SCOPE).await?;
+                lock_rules(tx, tenant).await?;
                 let row = resource::lock_target::<Entity>(tx, tenant, target).await?;
                 resource::ensure_not_yet_deleted::<Entity>(&row)?;
                 let descendants = active_descendants(tx, tenant, &row.id).await?;
@@ -395,6 +400,7 @@ impl Store {
         self.write(input, move |tx, (target, tenant)| {
             Box::pin(async move {
                 lock_scope(tx, tenant, TREE_SCOPE).await?;
+                lock_rules(tx, tenant).await?;
                 let row = resource::lock_target::<Entity>(tx, tenant, target).await?;
                 resource::ensure_deleted::<Entity>(&row)?;
                 if let Some(parent_id) = &row.parent_id {

@@ -19,6 +19,7 @@ use crate::store::{
     catalogs::{self as catalog, CatalogActive, CreateEntry},
     customers::{
         evaluation::start_reading,
+        group_rules::lock_rules,
         holders,
         write::{self, Change, Move},
     },
@@ -457,6 +458,7 @@ impl Store {
                 }
                 catalog::ensure_patch_free::<Entity>(tx, tenant, &row.id, &patch.entry).await?;
                 if patch.entry.code.as_ref().is_some_and(|c| *c != row.code) {
+                    lock_rules(tx, tenant).await?;
                     // Rules naming relationships by code may now name another.
                     start_reading(
                         tx,

@@ -5,7 +5,7 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, Condition};
 use crate::store::{
     Store, WriteTx,
     catalogs::{self as catalog, CatalogActive, CreateEntry},
-    customers::evaluation::start_reading,
+    customers::{evaluation::start_reading, group_rules::lock_rules},
     lock_scope,
     resource::{self, Revisable, in_tenant},
 };
@@ -90,6 +90,7 @@ impl Store {
                 resource::ensure_active::<Entity>(&row, "changing it")?;
                 catalog::ensure_patch_free::<Entity>(tx, tenant, &row.id, patch).await?;
                 if patch.code.as_ref().is_some_and(|c| *c != row.code) {
+                    lock_rules(tx, tenant).await?;
                     // Rules naming sources by code may now name another.
                     start_reading(
                         tx,

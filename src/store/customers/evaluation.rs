@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
+    sea_query::{Expr, LockType},
 };
 
 use std::collections::BTreeSet;
@@ -32,8 +32,11 @@ use crate::{
         paging::DeletedFilter,
     },
     entity::{customer, customer_group, group_member},
-    error::AppResult,
-    store::{Store, WriteTx, customers::group_rules::RuleSet, resource},
+    error::{AppError, AppResult},
+    store::{
+        Store, WriteTx,
+        customers::group_rules::{RuleSet, hold_rules},
+    },
 };
 
 /// Customers a batch covers, in id order. Of them, only those the rule
@@ -41,6 +44,8 @@ use crate::{
 /// range) and those it matched so far are evaluated (in memory, on their
 /// locked records) and written; the others cannot change.
 pub const BATCH: u64 = 5_000;
+/// Customers a batch locks, evaluates and writes at most.
+const MOST_WRITTEN: usize = 500;
 /// How often a replica looks for groups to evaluate that no write here
 /// announced (made through another replica, or left by one that stopped).
 pub const POLL: Duration = Duration::from_millis(500);
@@ -201,7 +206,16 @@ impl Store {
 }
 
 async fn evaluate_next(tx: &WriteTx, tenant: &str, group_id: &str, now: i64) -> AppResult<bool> {
-    let group = resource::find_for_update::<customer_group::Entity>(tx, tenant, group_id).await?;
+    hold_rules(tx, tenant).await?;
+    // FOR NO KEY UPDATE: another replica's batch of this group waits, while
+    // writers adding rows that refer to the group (FOR KEY SHARE) do not.
+    let group = customer_group::Entity::find()
+        .filter(customer_group::Column::TenantId.eq(tenant))
+        .filter(customer_group::Column::Id.eq(group_id))
+        .lock(LockType::NoKeyUpdate)
+        .one(tx)
+        .await?
+        .ok_or_else(|| AppError::not_found("group", group_id))?;
     if group.delete_time.is_some()
         || group.rule.is_empty()
         || EvaluationState::from_stored(&group.evaluation_state)
@@ -222,7 +236,16 @@ async fn evaluate_next(tx: &WriteTx, tenant: &str, group_id: &str, now: i64) -> 
     let (Some(first), Some(last)) = (range.first(), range.last()) else {
         return finish(tx, tenant, group_id, now).await.map(|()| true);
     };
-    let candidates = candidates(tx, tenant, &group, (first, last), now).await?;
+    let mut candidates = candidates(tx, tenant, &group, (first, last), now).await?;
+    // At most so many customers locked and written per transaction; the
+    // next batch starts after the last one taken.
+    let mut through = last.clone();
+    let mut more = (range.len() as u64) == BATCH;
+    if candidates.len() > MOST_WRITTEN {
+        candidates.truncate(MOST_WRITTEN);
+        through = candidates[MOST_WRITTEN - 1].clone();
+        more = true;
+    }
     lock_customers(tx, tenant, &candidates).await?;
     let cause = MembershipCause::from_stored(&group.evaluation_cause)
         .unwrap_or(MembershipCause::RuleChanged);
@@ -235,14 +258,14 @@ async fn evaluate_next(tx: &WriteTx, tenant: &str, group_id: &str, now: i64) -> 
         })
         .collect();
     write::apply(tx, tenant, now, "", &changes, None).await?;
-    if (range.len() as u64) < BATCH {
+    if !more {
         finish(tx, tenant, group_id, now).await?;
         return Ok(true);
     }
     customer_group::Entity::update_many()
         .col_expr(
             customer_group::Column::EvaluatedThrough,
-            Expr::value(last.clone()),
+            Expr::value(through),
         )
         .filter(customer_group::Column::TenantId.eq(tenant))
         .filter(customer_group::Column::Id.eq(group_id))

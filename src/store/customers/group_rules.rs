@@ -20,7 +20,28 @@ use crate::{
     domain::filter::{self, Filter, Reads, eval::Meaning},
     entity::customer_group::{Column, Entity},
     error::{AppError, AppResult},
+    store::{lock_scope, lock_scope_shared},
 };
+
+/// The advisory-lock scope of what a tenant's rules mean: their texts,
+/// the groups they name (the tree, deletions) and the codes they name.
+/// Every customer write holds it shared from loading the rules to its
+/// commit (so it evaluates the rules that are stored when it commits), as
+/// does every batch of a background evaluation; a change to what rules
+/// mean holds it exclusively, after its catalog's own scope.
+const RULES_SCOPE: &str = "group-rules";
+
+/// Holds the tenant's rules as they are until the transaction ends.
+pub async fn hold_rules(tx: &impl ConnectionTrait, tenant: &str) -> AppResult<()> {
+    lock_scope_shared(tx, tenant, RULES_SCOPE).await
+}
+
+/// Waits until no write is following the tenant's rules, and keeps new
+/// ones waiting until the transaction ends: for a change to what the rules
+/// mean.
+pub async fn lock_rules(tx: &impl ConnectionTrait, tenant: &str) -> AppResult<()> {
+    lock_scope(tx, tenant, RULES_SCOPE).await
+}
 
 /// Parsed rules kept, by text; cleared when it grows past this.
 const PARSED_KEPT: usize = 10_000;

@@ -29,15 +29,44 @@ pub struct PinsCleared {
 
 impl Store {
     /// Hands customers `customer_ids` of rule group `group_id` (none: every
-    /// pinned one) back to its rule.
+    /// pinned one, [`PINS_PER_WRITE`] a transaction) back to its rule.
     pub async fn clear_group_pins(
         &self,
         ctx: &RequestContext,
         group_id: &str,
         customer_ids: &[String],
     ) -> AppResult<PinsCleared> {
+        if !customer_ids.is_empty() {
+            let (cleared, _) = self.clear_pins(ctx, group_id, Some(customer_ids)).await?;
+            return Ok(cleared);
+        }
+        let mut total = PinsCleared::default();
+        loop {
+            let (cleared, more) = self.clear_pins(ctx, group_id, None).await?;
+            total.cleared += cleared.cleared;
+            total.joined += cleared.joined;
+            total.left += cleared.left;
+            if !more {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One transaction of [`Store::clear_group_pins`]: the pins of
+    /// `customer_ids`, or of the first pinned customers; also says whether
+    /// more pinned customers may remain.
+    async fn clear_pins(
+        &self,
+        ctx: &RequestContext,
+        group_id: &str,
+        customer_ids: Option<&[String]>,
+    ) -> AppResult<(PinsCleared, bool)> {
         let now = self.now();
-        let input = (ctx.clone(), group_id.to_owned(), customer_ids.to_vec());
+        let input = (
+            ctx.clone(),
+            group_id.to_owned(),
+            customer_ids.map(<[String]>::to_vec),
+        );
         self.write(input, move |tx, (ctx, group_id, ids)| {
             Box::pin(async move {
                 let tenant = ctx.tenant.as_str();
@@ -52,10 +81,13 @@ impl Store {
                         ),
                     ));
                 }
-                let ids = if ids.is_empty() {
-                    pinned_customers(tx, tenant, group_id).await?
-                } else {
-                    ids.clone()
+                let (ids, more) = match ids {
+                    Some(ids) => (ids.clone(), false),
+                    None => {
+                        let pinned = pinned_customers(tx, tenant, group_id).await?;
+                        let more = pinned.len() >= PINS_PER_WRITE;
+                        (pinned, more)
+                    }
                 };
                 lock_customers(tx, tenant, &ids).await?;
                 let changes: Vec<Change> = ids
@@ -71,11 +103,12 @@ impl Store {
                     .get(group_id.as_str())
                     .copied()
                     .unwrap_or_default();
-                Ok(PinsCleared {
+                let cleared = PinsCleared {
                     cleared: applied.unpinned,
                     joined,
                     left,
-                })
+                };
+                Ok((cleared, more))
             })
         })
         .await
@@ -145,7 +178,11 @@ impl Store {
     }
 }
 
-/// The customers pinned into or out of group `group_id`.
+/// Pins cleared per transaction when a whole group's are.
+const PINS_PER_WRITE: usize = 1_000;
+
+/// Some [`PINS_PER_WRITE`] customers pinned into or out of group
+/// `group_id` (pins in first).
 async fn pinned_customers(
     tx: &impl ConnectionTrait,
     tenant: &str,
@@ -157,17 +194,22 @@ async fn pinned_customers(
         .filter(group_member::Column::Pinned.eq(true))
         .select_only()
         .column(group_member::Column::CustomerId)
+        .limit(PINS_PER_WRITE as u64)
         .into_tuple()
         .all(tx)
         .await?;
-    let out: Vec<String> = group_exclusion::Entity::find()
-        .filter(group_exclusion::Column::TenantId.eq(tenant))
-        .filter(group_exclusion::Column::GroupId.eq(group_id))
-        .select_only()
-        .column(group_exclusion::Column::CustomerId)
-        .into_tuple()
-        .all(tx)
-        .await?;
-    ids.extend(out);
+    let room = PINS_PER_WRITE - ids.len();
+    if room > 0 {
+        let out: Vec<String> = group_exclusion::Entity::find()
+            .filter(group_exclusion::Column::TenantId.eq(tenant))
+            .filter(group_exclusion::Column::GroupId.eq(group_id))
+            .select_only()
+            .column(group_exclusion::Column::CustomerId)
+            .limit(room as u64)
+            .into_tuple()
+            .all(tx)
+            .await?;
+        ids.extend(out);
+    }
     Ok(ids)
 }

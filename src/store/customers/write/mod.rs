@@ -38,7 +38,7 @@ use sea_orm::{
 use super::{
     CustomerRecord,
     cache::Touches,
-    group_rules::RuleSet,
+    group_rules::{self, RuleSet},
     records::{find_record, set_profile},
 };
 use crate::{
@@ -49,7 +49,7 @@ use crate::{
         membership::MembershipCause,
         relationship::Kind,
     },
-    entity::{customer, relationship, relationship_change},
+    entity::{customer, customer_group, relationship, relationship_change},
     error::AppResult,
     store::{WriteTx, db::replicas, resource::Revisable},
 };
@@ -172,6 +172,8 @@ pub async fn apply(
     changes: &[Change<'_>],
     read_back: Option<&str>,
 ) -> AppResult<Applied> {
+    // The rules loaded are the rules stored when this write commits.
+    group_rules::hold_rules(tx, tenant).await?;
     let rules = RuleSet::load(tx, tenant, now).await?;
     // Memberships can change only where a change names groups, or changes
     // what some rule reads.
@@ -239,6 +241,14 @@ pub async fn apply(
         for (group, customer) in after {
             memberships.entry(customer).or_default().push(group);
         }
+        // A logged relationship change names the groups the write left
+        // the customer in, those its rules took it into (or out of) too.
+        for entry in &mut work.entries {
+            entry.group_ids = memberships
+                .get(entry.customer_id)
+                .cloned()
+                .unwrap_or_default();
+        }
     }
 
     // Delivered at commit whenever they are sent, so sent before the locks.
@@ -276,6 +286,19 @@ pub async fn apply(
         membership_moves,
         record,
     })
+}
+
+/// Whether group `group_id` (deleted or not) has a rule.
+async fn has_rule(tx: &WriteTx, tenant: &str, group_id: &str) -> AppResult<bool> {
+    let rule: Option<String> = customer_group::Entity::find()
+        .filter(customer_group::Column::TenantId.eq(tenant))
+        .filter(customer_group::Column::Id.eq(group_id))
+        .select_only()
+        .column(customer_group::Column::Rule)
+        .into_tuple()
+        .one(tx)
+        .await?;
+    Ok(rule.is_some_and(|r| !r.is_empty()))
 }
 
 /// The customers that `changes` touch and that exist already (not those
@@ -602,7 +625,8 @@ impl<'a> Work<'a> {
             _ => None,
         });
         for (group_id, ids) in by_group {
-            if rules.get(group_id).is_some() {
+            // A deleted rule group is not in `rules`, and still keeps pins.
+            if rules.get(group_id).is_some() || has_rule(tx, tenant, group_id).await? {
                 self.left +=
                     membership::pin_out(tx, tenant, group_id, &ids, now, &mut self.deltas).await?;
                 for id in &ids {
