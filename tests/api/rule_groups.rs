@@ -526,6 +526,20 @@ on_both_databases! {
         await_current(&app, &group.id).await;
         assert!(members(&app, &group.id).await.is_empty(), "WEB names no source now");
         assert_counts(&app, &group.id).await;
+
+        // Likewise a group named by its code.
+        let vip = new_group(&app, "VIP").await;
+        add(&app, &vip.id, &[&c.id]).await;
+        let via = rule_group(&app, "Qua VIP", r#"in_group("VIP")"#).await;
+        await_current(&app, &via.id).await;
+        assert!(members(&app, &via.id).await.contains(&c.id));
+        app.groups().update_group(UpdateGroupRequest {
+            group: Some(Group { id: vip.id.clone(), code: "KHACH_VIP".into(), ..Default::default() }),
+            update_mask: mask(&["code"]),
+        }).await.expect("recode the group");
+        await_current(&app, &via.id).await;
+        assert!(members(&app, &via.id).await.is_empty(), "VIP names no group now");
+        assert_counts(&app, &via.id).await;
     }
 
     async fn a_preview_tells_what_saving_the_rule_then_does(app: TestApp) {

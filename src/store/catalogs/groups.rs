@@ -297,6 +297,7 @@ impl Store {
                     catalog::ensure_code_free::<Entity>(tx, tenant, code, Some(&row.id)).await?;
                 }
                 let rule = patch.rule.clone().filter(|r| *r != row.rule);
+                let recoded = patch.entry.code.as_ref().is_some_and(|c| *c != row.code);
 
                 let revision = row.revision + 1;
                 let id = row.id.clone();
@@ -334,6 +335,9 @@ impl Store {
                 if moved {
                     // Rules taking in a subtree may now take in another.
                     ensure_acyclic(tx, tenant, now, "group.parent_id").await?;
+                }
+                if moved || recoded {
+                    // Rules naming the group by its old code now name none.
                     start_reading(tx, tenant, Reads::GROUPS, MembershipCause::RuleChanged, now)
                         .await?;
                 }
