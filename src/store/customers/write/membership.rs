@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
-    sea_query::{Expr, OnConflict},
+    sea_query::{Expr, OnConflict, Query, UnionType},
 };
 
 use super::{copies, counters::Deltas};
@@ -360,7 +360,7 @@ pub(super) async fn follow_rules(
 }
 
 /// The reasons of the memberships of `customers` in `groups`, and their
-/// pins out.
+/// pins out, read together (one statement a chunk of customers).
 async fn stored_reasons(
     tx: &impl ConnectionTrait,
     tenant: &str,
@@ -369,33 +369,48 @@ async fn stored_reasons(
 ) -> AppResult<(HashMap<Pair, Reasons>, HashSet<Pair>)> {
     let mut reasons = HashMap::new();
     let mut excluded = HashSet::new();
+    let backend = tx.get_database_backend();
     for chunk in customers.chunks(copies::IDS_PER_STATEMENT) {
-        let rows: Vec<(String, String, bool, bool)> = group_member::Entity::find()
-            .filter(group_member::Column::TenantId.eq(tenant))
-            .filter(group_member::Column::GroupId.is_in(groups.iter().cloned()))
-            .filter(group_member::Column::CustomerId.is_in(chunk.iter().cloned()))
-            .select_only()
+        let rows = Query::select()
             .column(group_member::Column::GroupId)
             .column(group_member::Column::CustomerId)
             .column(group_member::Column::Matched)
             .column(group_member::Column::Pinned)
-            .into_tuple()
-            .all(tx)
-            .await?;
-        for (g, c, matched, pinned) in rows {
-            reasons.insert((g, c), Reasons { matched, pinned });
+            .expr_as(Expr::value(false), "pinned_out")
+            .from(group_member::Entity)
+            .and_where(group_member::Column::TenantId.eq(tenant))
+            .and_where(group_member::Column::GroupId.is_in(groups.iter().cloned()))
+            .and_where(group_member::Column::CustomerId.is_in(chunk.iter().cloned()))
+            .union(
+                UnionType::All,
+                Query::select()
+                    .column(group_exclusion::Column::GroupId)
+                    .column(group_exclusion::Column::CustomerId)
+                    .expr(Expr::value(false))
+                    .expr(Expr::value(false))
+                    .expr(Expr::value(true))
+                    .from(group_exclusion::Entity)
+                    .and_where(group_exclusion::Column::TenantId.eq(tenant))
+                    .and_where(group_exclusion::Column::GroupId.is_in(groups.iter().cloned()))
+                    .and_where(group_exclusion::Column::CustomerId.is_in(chunk.iter().cloned()))
+                    .to_owned(),
+            )
+            .to_owned();
+        for row in tx.query_all_raw(backend.build(&rows)).await? {
+            let pair: Pair = (
+                row.try_get("", "group_id")?,
+                row.try_get("", "customer_id")?,
+            );
+            if row.try_get::<bool>("", "pinned_out")? {
+                excluded.insert(pair);
+            } else {
+                let reason = Reasons {
+                    matched: row.try_get("", "matched")?,
+                    pinned: row.try_get("", "pinned")?,
+                };
+                reasons.insert(pair, reason);
+            }
         }
-        let out: Vec<(String, String)> = group_exclusion::Entity::find()
-            .filter(group_exclusion::Column::TenantId.eq(tenant))
-            .filter(group_exclusion::Column::GroupId.is_in(groups.iter().cloned()))
-            .filter(group_exclusion::Column::CustomerId.is_in(chunk.iter().cloned()))
-            .select_only()
-            .column(group_exclusion::Column::GroupId)
-            .column(group_exclusion::Column::CustomerId)
-            .into_tuple()
-            .all(tx)
-            .await?;
-        excluded.extend(out);
     }
     Ok((reasons, excluded))
 }
