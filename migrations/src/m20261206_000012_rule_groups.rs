@@ -18,6 +18,9 @@ const UP: &[&str] = &[
     // While EVALUATING: the membership cause its moves are logged with
     // (RULE_CHANGED, or SWEEP for a time-based rule's periodic pass).
     "ALTER TABLE customer_groups ADD COLUMN evaluation_cause TEXT NOT NULL DEFAULT 'RULE_CHANGED'",
+    // Bumped by every change to what the tenant's rules mean, so a
+    // replica's cached rule set is known to be current by one read.
+    "ALTER TABLE tenants ADD COLUMN rules_version BIGINT NOT NULL DEFAULT 0",
     "ALTER TABLE group_members ADD COLUMN matched BOOLEAN NOT NULL DEFAULT FALSE",
     "ALTER TABLE group_members ADD COLUMN pinned BOOLEAN NOT NULL DEFAULT TRUE",
     "CREATE TABLE group_exclusions (
@@ -50,6 +53,7 @@ const DOWN: &[&str] = &[
     "DROP TABLE membership_counters",
     "DROP TABLE group_exclusions",
     "ALTER TABLE group_members DROP COLUMN pinned",
+    "ALTER TABLE tenants DROP COLUMN rules_version",
     "ALTER TABLE group_members DROP COLUMN matched",
     "ALTER TABLE customer_groups DROP COLUMN evaluation_cause",
     "ALTER TABLE customer_groups DROP COLUMN evaluated_through",

@@ -11,6 +11,8 @@ pub struct Model {
     pub id: String,
     /// When the tenant was provisioned.
     pub create_time: i64,
+    /// Bumped by every change to what the tenant's group rules mean.
+    pub rules_version: i64,
 }
 
 /// No navigable relations.

@@ -62,6 +62,8 @@ pub struct Store {
     page_key: Arc<OnceCell<PageKey>>,
     /// Told when a write here starts a rule group's evaluation.
     evaluations: Arc<tokio::sync::Notify>,
+    /// The tenants' rule sets as writes here last loaded them.
+    rule_sets: customers::group_rules::RuleSets,
 }
 
 impl Store {
@@ -81,6 +83,7 @@ impl Store {
             feeds: Feeds::new(db.clone()),
             page_key: Arc::default(),
             evaluations: Arc::default(),
+            rule_sets: Default::default(),
             db,
         }
     }

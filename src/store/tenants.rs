@@ -42,6 +42,7 @@ impl Store {
                 let inserted = tenant::Entity::insert(tenant::ActiveModel {
                     id: Set(id.clone()),
                     create_time: Set(now),
+                    rules_version: Set(0),
                 })
                 .on_conflict_do_nothing()
                 .exec_without_returning(tx)

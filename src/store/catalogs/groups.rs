@@ -183,9 +183,6 @@ impl CreateEntry for Entity {
     }
 
     async fn check(tx: &WriteTx, tenant: &str, input: &NewGroup) -> AppResult<()> {
-        if !input.rule.is_empty() {
-            lock_rules(tx, tenant).await?;
-        }
         match &input.parent_id {
             Some(parent) => ensure_usable_parent(tx, tenant, parent).await,
             None => Ok(()),

@@ -16,6 +16,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::store::{
     Store, WriteTx,
+    customers::group_rules::lock_rules,
     idempotency::{self, Claim},
     lock_scope,
     resource::{Resource, Row, in_tenant},
@@ -163,6 +164,9 @@ impl Store {
             Box::pin(async move {
                 let tenant = tenant.as_str();
                 lock_scope(tx, tenant, E::SCOPE).await?;
+                // A new group joins a subtree rules may take in; a new
+                // source or relationship gives a code rules may name.
+                lock_rules(tx, tenant).await?;
                 if let Claim::Replay(first) =
                     idempotency::claim(tx, tenant, E::OPERATION, key.as_ref(), now).await?
                 {

@@ -92,7 +92,7 @@ async fn restart(
 /// Marks for evaluation every active rule group of the tenant whose rule
 /// reads `reads` (a group's subtree changed: rules reading groups).
 pub async fn start_reading(
-    tx: &impl ConnectionTrait,
+    tx: &WriteTx,
     tenant: &str,
     reads: Reads,
     cause: MembershipCause,

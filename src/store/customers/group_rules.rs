@@ -13,14 +13,18 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
 
 use super::filter::meaning_of;
 use crate::{
     domain::filter::{self, Filter, Reads, eval::Meaning},
     entity::customer_group::{Column, Entity},
+    entity::tenant,
     error::{AppError, AppResult},
-    store::{lock_scope, lock_scope_shared},
+    store::{WriteTx, lock_scope, lock_scope_shared},
 };
 
 /// The advisory-lock scope of what a tenant's rules mean: their texts,
@@ -38,9 +42,49 @@ pub async fn hold_rules(tx: &impl ConnectionTrait, tenant: &str) -> AppResult<()
 
 /// Waits until no write is following the tenant's rules, and keeps new
 /// ones waiting until the transaction ends: for a change to what the rules
-/// mean.
-pub async fn lock_rules(tx: &impl ConnectionTrait, tenant: &str) -> AppResult<()> {
-    lock_scope(tx, tenant, RULES_SCOPE).await
+/// mean (a rule, the group tree, a code). Bumps the tenant's rules
+/// version, so every replica's cached rule set of the tenant is stale.
+pub async fn lock_rules(tx: &WriteTx, tenant: &str) -> AppResult<()> {
+    lock_scope(tx, tenant, RULES_SCOPE).await?;
+    tx.rules_changed
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    tenant::Entity::update_many()
+        .col_expr(
+            tenant::Column::RulesVersion,
+            Expr::col(tenant::Column::RulesVersion).add(1),
+        )
+        .filter(tenant::Column::Id.eq(tenant))
+        .exec(tx)
+        .await?;
+    Ok(())
+}
+
+/// Each tenant's rule set as last loaded, with the rules version it was
+/// loaded at; shared by a store's clones.
+#[derive(Clone, Default)]
+pub struct RuleSets(Arc<Mutex<HashMap<String, Versioned>>>);
+
+/// A rule set and the rules version it was loaded at.
+type Versioned = (i64, Arc<RuleSet>);
+
+impl RuleSets {
+    /// Tenants kept; past it the cache starts again empty.
+    const KEPT: usize = 10_000;
+
+    fn get(&self, tenant: &str, version: i64) -> Option<Arc<RuleSet>> {
+        let sets = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        sets.get(tenant)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, set)| set.clone())
+    }
+
+    fn put(&self, tenant: &str, version: i64, set: Arc<RuleSet>) {
+        let mut sets = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if sets.len() >= Self::KEPT {
+            sets.clear();
+        }
+        sets.insert(tenant.to_owned(), (version, set));
+    }
 }
 
 /// Parsed rules kept, by text; cleared when it grows past this.
@@ -61,7 +105,7 @@ pub struct RuleGroup {
 
 /// A tenant's active rule groups, in evaluation order, with what their
 /// names mean at one moment.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     /// Dependencies first.
     pub groups: Vec<RuleGroup>,
@@ -70,10 +114,35 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// The tenant's active rule groups, as of `now`.
-    pub async fn load(db: &impl ConnectionTrait, tenant: &str, now: i64) -> AppResult<Self> {
-        let rows = stored_rules(db, tenant).await?;
-        Self::of(db, tenant, now, rows).await
+    /// The tenant's active rule groups, as of `now`: the cached set when
+    /// the tenant's rules version says it is current (one read), else read
+    /// and cached. The caller holds the rules steady ([`hold_rules`]).
+    pub async fn load(tx: &WriteTx, tenant: &str, now: i64) -> AppResult<Self> {
+        let version: Option<i64> = tenant::Entity::find_by_id(tenant.to_owned())
+            .select_only()
+            .column(tenant::Column::RulesVersion)
+            .into_tuple()
+            .one(tx)
+            .await?;
+        let Some(version) = version else {
+            return Ok(Self::default());
+        };
+        let changing = tx.rules_changed.load(std::sync::atomic::Ordering::Relaxed);
+        let set = match tx.rule_sets.get(tenant, version).filter(|_| !changing) {
+            Some(set) => set,
+            None => {
+                let rows = stored_rules(tx, tenant).await?;
+                let set = Arc::new(Self::of(tx, tenant, now, rows).await?);
+                // Not what this transaction is changing: it may roll back.
+                if !changing {
+                    tx.rule_sets.put(tenant, version, set.clone());
+                }
+                set
+            }
+        };
+        let mut set = RuleSet::clone(&set);
+        set.meaning.now = now;
+        Ok(set)
     }
 
     /// A rule set of `rows` (id, code, rule text), ordered; with a cycle,

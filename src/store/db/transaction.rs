@@ -29,7 +29,10 @@ use crate::{
     error::{AppError, AppResult},
     store::{
         Store,
-        customers::cache::{RecordCache, Touches},
+        customers::{
+            cache::{RecordCache, Touches},
+            group_rules::RuleSets,
+        },
     },
 };
 
@@ -42,6 +45,11 @@ pub struct WriteTx {
     /// Filled by the customers' write path only (shared by every attempt
     /// of one write).
     pub(in crate::store) changed: Arc<Mutex<Touches>>,
+    /// This store's parsed rule sets, by tenant.
+    pub(in crate::store) rule_sets: RuleSets,
+    /// Whether this transaction changed what a tenant's rules mean (it
+    /// must not cache a rule set it reads: its version may roll back).
+    pub(in crate::store) rules_changed: std::sync::atomic::AtomicBool,
 }
 
 impl WriteTx {
@@ -163,6 +171,8 @@ impl Store {
                 })
                 .await?,
             changed: changed.clone(),
+            rule_sets: self.rule_sets.clone(),
+            rules_changed: Default::default(),
         };
         match op(&tx, input).await {
             Ok(value) => {
