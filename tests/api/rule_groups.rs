@@ -553,6 +553,15 @@ on_both_databases! {
         }
         let group = rule_group(&app, "Đà Nẵng", r#"province = "Đà Nẵng""#).await;
         await_current(&app, &group.id).await;
+        // Pins the new rule keeps: one pinned in that it does not match,
+        // one pinned out that it does.
+        let all = matching(&app, "revenue >= 0").await;
+        let low = matching(&app, "revenue < 40").await;
+        let high = matching(&app, "revenue >= 40 AND province = \"Huế\"").await;
+        let (pin_in, pin_out) = (low.iter().next().expect("a low one").clone(), high.iter().next().expect("a high one").clone());
+        assert!(all.len() == 10);
+        add(&app, &group.id, &[&pin_in]).await;
+        remove(&app, &group.id, &[&pin_out]).await;
         let before = members(&app, &group.id).await;
         let rule = r#"revenue >= 40"#;
         let preview = app.groups().preview_group_rule(PreviewGroupRuleRequest {
@@ -570,6 +579,9 @@ on_both_databases! {
         set_rule(&app, &group.id, rule).await.expect("save");
         await_current(&app, &group.id).await;
         let after = members(&app, &group.id).await;
+        let mut expected = expected;
+        expected.insert(pin_in.clone());
+        expected.remove(&pin_out);
         assert_eq!(after, expected);
         assert_eq!(preview.join_count as usize, after.difference(&before).count(), "joined");
         assert_eq!(preview.leave_count as usize, before.difference(&after).count(), "left");

@@ -176,13 +176,20 @@ impl Store {
             filter: filter::parse_field(rule, "rule")?,
         };
         let tallies = self.count_by_relationship(ctx, &selection).await?.read;
-        let first = self
-            .list_customers(ctx, &selection, CustomerOrder::Newest, first_page)
-            .await?
-            .read
-            .items;
+        // Nothing to list when nothing matches (a list would read as much
+        // as the count did to find nothing).
+        let first = if tallies.total == 0 {
+            Vec::new()
+        } else {
+            self.list_customers(ctx, &selection, CustomerOrder::Newest, first_page)
+                .await?
+                .read
+                .items
+        };
         let (joining, leaving) = match group_id {
-            Some(group_id) => changes_to(self.db(), tenant, group_id, &selection, now).await?,
+            Some(group_id) => {
+                changes_to(self.db(), tenant, group_id, &selection, tallies.total, now).await?
+            }
             None => (0, 0),
         };
         Ok(Preview {
@@ -195,46 +202,53 @@ impl Store {
 }
 
 /// How many customers would join group `group_id` and how many would
-/// leave it, were `selection`'s filter its rule (its pins kept).
+/// leave it, were `selection`'s filter its rule (its pins kept), given
+/// that `matching` active customers match: read over the group's own rows
+/// and pins, not the tenant's customers.
 async fn changes_to(
     db: &impl ConnectionTrait,
     tenant: &str,
     group_id: &str,
     selection: &CustomerFilter,
+    matching: i64,
     now: i64,
 ) -> AppResult<(i64, i64)> {
-    let members = group_member::Entity::find()
-        .filter(group_member::Column::TenantId.eq(tenant))
-        .filter(group_member::Column::GroupId.eq(group_id))
-        .select_only()
-        .column(group_member::Column::CustomerId)
-        .into_query();
+    let rows = |unpinned_only: bool| {
+        let mut rows = group_member::Entity::find()
+            .filter(group_member::Column::TenantId.eq(tenant))
+            .filter(group_member::Column::GroupId.eq(group_id))
+            .filter(group_member::Column::CustomerActive.eq(true));
+        if unpinned_only {
+            rows = rows.filter(group_member::Column::Pinned.eq(false));
+        }
+        rows
+    };
     let pinned_out = group_exclusion::Entity::find()
         .filter(group_exclusion::Column::TenantId.eq(tenant))
         .filter(group_exclusion::Column::GroupId.eq(group_id))
         .select_only()
         .column(group_exclusion::Column::CustomerId)
         .into_query();
-    // Matched, not pinned out, not a member yet.
-    let joining = filtered(db, tenant, selection, false, now)
-        .await?
-        .filter(customer::Column::Id.not_in_subquery(members))
-        .filter(customer::Column::Id.not_in_subquery(pinned_out))
-        .count(db)
-        .await?;
-    // Members only the old rule held.
-    let matching = filtered(db, tenant, selection, false, now)
-        .await?
-        .select_only()
-        .column(customer::Column::Id)
-        .into_query();
-    let leaving = group_member::Entity::find()
-        .filter(group_member::Column::TenantId.eq(tenant))
-        .filter(group_member::Column::GroupId.eq(group_id))
-        .filter(group_member::Column::CustomerActive.eq(true))
-        .filter(group_member::Column::Pinned.eq(false))
-        .filter(group_member::Column::CustomerId.not_in_subquery(matching))
-        .count(db)
-        .await?;
-    Ok((joining as i64, leaving as i64))
+    let matching_among = |ids: sea_orm::sea_query::SelectStatement| async move {
+        AppResult::Ok(
+            filtered(db, tenant, selection, false, now)
+                .await?
+                .filter(customer::Column::Id.in_subquery(ids))
+                .count(db)
+                .await? as i64,
+        )
+    };
+    let ids_of = |rows: sea_orm::Select<group_member::Entity>| {
+        rows.select_only()
+            .column(group_member::Column::CustomerId)
+            .into_query()
+    };
+    // Joining: matched, not pinned out, with no row yet.
+    let members_matching = matching_among(ids_of(rows(false))).await?;
+    let pinned_out_matching = matching_among(pinned_out).await?;
+    let joining = matching - members_matching - pinned_out_matching;
+    // Leaving: rows only a rule holds, that this rule does not match.
+    let unpinned = rows(true).count(db).await? as i64;
+    let unpinned_matching = matching_among(ids_of(rows(true))).await?;
+    Ok((joining, unpinned - unpinned_matching))
 }
