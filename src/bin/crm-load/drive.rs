@@ -170,7 +170,7 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
             continue;
         }
         let result = run_scenario(scenario, &args, &channels, &tenant, &fixture).await;
-        let rate = result.calls as f64 / result.elapsed.as_secs_f64();
+        let rate = result.rate();
         let versus = match (scenario, baseline) {
             (Scenario::HealthCheck, _) => {
                 baseline = Some(rate);
@@ -198,16 +198,23 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
     Ok(())
 }
 
-struct Outcome {
-    calls: u64,
-    errors: u64,
-    elapsed: Duration,
-    latencies_us: Vec<u64>,
+/// What a closed-loop run measured.
+pub(crate) struct Outcome {
+    pub(crate) calls: u64,
+    pub(crate) errors: u64,
+    pub(crate) elapsed: Duration,
+    /// Every call's latency, sorted.
+    pub(crate) latencies_us: Vec<u64>,
 }
 
 impl Outcome {
-    fn percentile(&self, p: f64) -> f64 {
+    pub(crate) fn percentile(&self, p: f64) -> f64 {
         percentile_ms(&self.latencies_us, p)
+    }
+
+    /// Calls per second.
+    pub(crate) fn rate(&self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64()
     }
 }
 
@@ -226,31 +233,26 @@ pub(crate) fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
     percentile(sorted_us, p).map_or(f64::NAN, |us| us as f64 / 1000.0)
 }
 
-async fn run_scenario(
-    scenario: Scenario,
-    args: &RunArgs,
-    channels: &[Channel],
-    tenant: &Tenant,
-    fixture: &Arc<Fixture>,
-) -> Outcome {
+/// One concurrent caller of a closed-loop run.
+pub(crate) trait Caller: Send + 'static {
+    /// Makes this caller's call number `n`; whether it succeeded.
+    fn call(&mut self, n: u64) -> impl Future<Output = bool> + Send;
+}
+
+/// Runs every caller in its own task, each making one call after the
+/// other, until `duration` has passed.
+pub(crate) async fn closed_loop<C: Caller>(callers: Vec<C>, duration: Duration) -> Outcome {
     let started = Instant::now();
-    let deadline = started + args.duration;
+    let deadline = started + duration;
     let mut tasks = Vec::new();
-    for worker in 0..args.clients {
-        let channel = channels[worker % channels.len()].clone();
-        let mut clients = Clients {
-            health: HealthClient::new(channel.clone()),
-            customers: CustomerServiceClient::with_interceptor(channel, tenant.clone()),
-        };
-        let fixture = fixture.clone();
+    for mut caller in callers {
         tasks.push(tokio::spawn(async move {
-            let mut rng = fastrand::Rng::with_seed(worker as u64 + 1);
             let mut latencies = Vec::new();
             let mut errors = 0u64;
             let mut n = 0u64;
             while Instant::now() < deadline {
                 let call_started = Instant::now();
-                let ok = call(scenario, &mut clients, &fixture, &mut rng, worker, n).await;
+                let ok = caller.call(n).await;
                 latencies.push(call_started.elapsed().as_micros() as u64);
                 if !ok {
                     errors += 1;
@@ -276,6 +278,54 @@ async fn run_scenario(
         elapsed,
         latencies_us,
     }
+}
+
+/// A caller of one of `crm-load run`'s scenarios.
+struct ScenarioCaller {
+    scenario: Scenario,
+    clients: Clients,
+    fixture: Arc<Fixture>,
+    rng: fastrand::Rng,
+    worker: usize,
+}
+
+impl Caller for ScenarioCaller {
+    async fn call(&mut self, n: u64) -> bool {
+        call(
+            self.scenario,
+            &mut self.clients,
+            &self.fixture,
+            &mut self.rng,
+            self.worker,
+            n,
+        )
+        .await
+    }
+}
+
+async fn run_scenario(
+    scenario: Scenario,
+    args: &RunArgs,
+    channels: &[Channel],
+    tenant: &Tenant,
+    fixture: &Arc<Fixture>,
+) -> Outcome {
+    let callers = (0..args.clients)
+        .map(|worker| {
+            let channel = channels[worker % channels.len()].clone();
+            ScenarioCaller {
+                scenario,
+                clients: Clients {
+                    health: HealthClient::new(channel.clone()),
+                    customers: CustomerServiceClient::with_interceptor(channel, tenant.clone()),
+                },
+                fixture: fixture.clone(),
+                rng: fastrand::Rng::with_seed(worker as u64 + 1),
+                worker,
+            }
+        })
+        .collect();
+    closed_loop(callers, args.duration).await
 }
 
 async fn call(

@@ -6,11 +6,14 @@
 //! `sweep` times the inactivity sweep while other writes go on;
 //! `watch` benchmarks the relationship change stream (latency to many
 //! watchers, throughput, a watcher that stops reading); `filter` times
-//! parsing a filter and evaluating it on one customer in memory.
+//! parsing a filter and evaluating it on one customer in memory; `rules`
+//! benchmarks rule-based groups (writes with and without 20 rule groups,
+//! a rule's evaluation over the tenant, previews, the membership stream).
 //! See BENCHMARKS.md for the commands and results.
 
 mod drive;
 mod filter;
+mod rules;
 mod seed;
 mod sweep;
 mod watch;
@@ -42,6 +45,10 @@ enum Command {
     /// Time parsing a 20-comparison filter and evaluating it in memory on
     /// one customer.
     Filter(filter::FilterArgs),
+    /// Benchmark rule-based groups: writes with and without 20 rule
+    /// groups, evaluating a new rule over the tenant while writers write,
+    /// PreviewGroupRule, and delivery of membership changes to watchers.
+    Rules(rules::RulesArgs),
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -56,5 +63,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Command::Sweep(args) => sweep::run(args).await,
         Command::Watch(args) => watch::run(args).await,
         Command::Filter(args) => filter::run(args),
+        Command::Rules(args) => rules::run(args).await,
     }
 }

@@ -18,9 +18,12 @@ use crm_classify::pb::{
     ListRelationshipsRequest, customer_service_client::CustomerServiceClient,
     relationship_service_client::RelationshipServiceClient,
 };
-use tonic::{metadata::MetadataValue, transport::Endpoint};
+use tonic::{
+    metadata::MetadataValue,
+    transport::{Channel, Endpoint},
+};
 
-use super::drive::{Svc, Tenant, percentile_ms};
+use super::drive::{Outcome, Svc, Tenant};
 
 /// Options of `crm-load sweep`.
 #[derive(Debug, Args)]
@@ -53,44 +56,7 @@ pub async fn run(args: SweepArgs) -> Result<(), Error> {
         .await?;
     let mut relationships =
         RelationshipServiceClient::with_interceptor(channel.clone(), tenant.clone());
-    let mut customers = CustomerServiceClient::with_interceptor(channel.clone(), tenant.clone());
-    let listed = relationships
-        .list_relationships(ListRelationshipsRequest {
-            page_size: 100,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .relationships;
-    let targets: Vec<String> = ["HOT", "POTENTIAL"]
-        .iter()
-        .filter_map(|code| listed.iter().find(|r| r.code == *code))
-        .map(|r| r.id.clone())
-        .collect();
-    if targets.len() != 2 {
-        return Err("the tenant has no HOT and POTENTIAL relationships".into());
-    }
-    // The newest customers: contacted lately, so the sweep leaves them be.
-    let customer_ids: Vec<String> = customers
-        .list_customers(ListCustomersRequest {
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .customers
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
-    if customer_ids.is_empty() {
-        return Err("the tenant has no customers; run `crm-load seed` first".into());
-    }
-    let work = Work {
-        customers: CustomerServiceClient::with_interceptor(channel.clone(), tenant.clone()),
-        customer_ids: Arc::new(customer_ids),
-        targets: Arc::new(targets),
-        pace: args.pace,
-    };
+    let work = Work::load(channel, tenant, args.pace, "crm-load sweep").await?;
 
     let alone = work
         .during(args.writers, tokio::time::sleep(args.baseline))
@@ -143,53 +109,105 @@ pub async fn run(args: SweepArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// The writers' calls.
+/// Writers that change customers' relationships, each at its own pace:
+/// every call moves a random one of the tenant's newest 1000 customers
+/// (contacted lately, so the inactivity sweep leaves them be) to HOT or
+/// POTENTIAL, alternately.
 #[derive(Clone)]
-struct Work {
+pub(crate) struct Work {
     customers: CustomerServiceClient<Svc>,
     customer_ids: Arc<Vec<String>>,
     targets: Arc<Vec<String>>,
     pace: Duration,
-}
-
-#[derive(Default)]
-struct Outcome {
-    latencies_us: Vec<u64>,
-    errors: u64,
-}
-
-impl Outcome {
-    fn percentile(&self, p: f64) -> f64 {
-        percentile_ms(&self.latencies_us, p)
-    }
+    reason: &'static str,
 }
 
 impl Work {
-    async fn during(&self, writers: usize, until: impl Future<Output = ()>) -> Outcome {
+    /// Finds the tenant's HOT and POTENTIAL relationships and its newest
+    /// customers; `pace` is the pause between one writer's calls.
+    pub(crate) async fn load(
+        channel: Channel,
+        tenant: Tenant,
+        pace: Duration,
+        reason: &'static str,
+    ) -> Result<Self, Error> {
+        let listed = RelationshipServiceClient::with_interceptor(channel.clone(), tenant.clone())
+            .list_relationships(ListRelationshipsRequest {
+                page_size: 100,
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .relationships;
+        let targets: Vec<String> = ["HOT", "POTENTIAL"]
+            .iter()
+            .filter_map(|code| listed.iter().find(|r| r.code == *code))
+            .map(|r| r.id.clone())
+            .collect();
+        if targets.len() != 2 {
+            return Err("the tenant has no HOT and POTENTIAL relationships".into());
+        }
+        let mut customers = CustomerServiceClient::with_interceptor(channel, tenant);
+        let customer_ids: Vec<String> = customers
+            .list_customers(ListCustomersRequest {
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .customers
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        if customer_ids.is_empty() {
+            return Err("the tenant has no customers; run `crm-load seed` first".into());
+        }
+        Ok(Self {
+            customers,
+            customer_ids: Arc::new(customer_ids),
+            targets: Arc::new(targets),
+            pace,
+            reason,
+        })
+    }
+
+    pub(crate) async fn during(&self, writers: usize, until: impl Future<Output = ()>) -> Outcome {
         self.during_with(writers, until).await.0
     }
 
     /// Runs `writers` writers until `until` completes.
-    async fn during_with<T>(&self, writers: usize, until: impl Future<Output = T>) -> (Outcome, T) {
+    pub(crate) async fn during_with<T>(
+        &self,
+        writers: usize,
+        until: impl Future<Output = T>,
+    ) -> (Outcome, T) {
+        let started = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let tasks: Vec<_> = (0..writers)
             .map(|w| tokio::spawn(self.clone().write(w, stop.clone())))
             .collect();
         let value = until.await;
         stop.store(true, Ordering::Relaxed);
-        let mut outcome = Outcome::default();
+        let mut outcome = Outcome {
+            calls: 0,
+            errors: 0,
+            elapsed: started.elapsed(),
+            latencies_us: Vec::new(),
+        };
         for task in tasks {
-            if let Ok(one) = task.await {
-                outcome.latencies_us.extend(one.latencies_us);
-                outcome.errors += one.errors;
+            if let Ok((latencies_us, errors)) = task.await {
+                outcome.latencies_us.extend(latencies_us);
+                outcome.errors += errors;
             }
         }
         outcome.latencies_us.sort_unstable();
+        outcome.calls = outcome.latencies_us.len() as u64 + outcome.errors;
         (outcome, value)
     }
 
-    async fn write(mut self, writer: usize, stop: Arc<AtomicBool>) -> Outcome {
-        let mut outcome = Outcome::default();
+    /// One writer's latencies (of the calls that succeeded) and errors.
+    async fn write(mut self, writer: usize, stop: Arc<AtomicBool>) -> (Vec<u64>, u64) {
+        let (mut latencies_us, mut errors) = (Vec::new(), 0);
         let mut rng = fastrand::Rng::with_seed(writer as u64);
         let mut step = 0;
         while !stop.load(Ordering::Relaxed) {
@@ -201,18 +219,16 @@ impl Work {
                 .change_relationship(ChangeRelationshipRequest {
                     customer_id: id.clone(),
                     relationship_id: self.targets[step % 2].clone(),
-                    reason: "crm-load sweep".into(),
+                    reason: self.reason.into(),
                     etag: String::new(),
                 })
                 .await;
             match result {
-                Ok(_) => outcome
-                    .latencies_us
-                    .push(started.elapsed().as_micros() as u64),
-                Err(_) => outcome.errors += 1,
+                Ok(_) => latencies_us.push(started.elapsed().as_micros() as u64),
+                Err(_) => errors += 1,
             }
             tokio::time::sleep(self.pace).await;
         }
-        outcome
+        (latencies_us, errors)
     }
 }

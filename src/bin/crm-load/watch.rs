@@ -14,9 +14,14 @@
 //! (POTENTIAL); each pass over the sample then alternates between two (HOT,
 //! POTENTIAL), so every customer of every batch really moves and each call
 //! makes exactly as many changes as it names customers.
+//!
+//! The watchers, the paced writes and the delivery count are generic over
+//! the stream ([`StreamMessage`]): `crm-load rules --scenario deliver`
+//! measures the membership stream with them.
 
 use std::{
     collections::{HashMap, HashSet},
+    hash::Hash,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -156,7 +161,8 @@ pub async fn run(args: WatchArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
-async fn connect(server: &str) -> Result<Channel, BoxError> {
+/// One HTTP/2 connection to `server`.
+pub(crate) async fn connect(server: &str) -> Result<Channel, BoxError> {
     Ok(Endpoint::from_shared(server.to_owned())?
         .tcp_nodelay(true)
         .connect()
@@ -278,26 +284,47 @@ impl Mover {
     }
 }
 
-/// One BatchChangeRelationship call.
-struct Write {
-    sent: Instant,
-    acked: Instant,
-    /// The sequences of the changes it made.
-    sequences: Vec<i64>,
+/// One write call, and the changes it made by the key their stream
+/// messages carry ([`StreamMessage::Key`]).
+pub(crate) struct Write<K> {
+    pub(crate) sent: Instant,
+    pub(crate) acked: Instant,
+    /// The changes it made: for a relationship change their sequences.
+    pub(crate) keys: Vec<K>,
     /// The customers it named.
-    customers: usize,
+    pub(crate) customers: usize,
 }
 
 /// The calls a scenario made.
-#[derive(Default)]
-struct Writes {
-    done: Vec<Write>,
+pub(crate) struct Writes<K> {
+    done: Vec<Write<K>>,
     errors: u64,
     first_error: Option<String>,
 }
 
-impl Writes {
-    fn add(&mut self, result: Result<Write, String>) {
+impl<K> Default for Writes<K> {
+    fn default() -> Self {
+        Self {
+            done: Vec::new(),
+            errors: 0,
+            first_error: None,
+        }
+    }
+}
+
+impl Writes<i64> {
+    fn last_sequence(&self) -> i64 {
+        self.done
+            .iter()
+            .flat_map(|w| w.keys.last())
+            .copied()
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl<K> Writes<K> {
+    fn add(&mut self, result: Result<Write<K>, String>) {
         match result {
             Ok(write) => self.done.push(write),
             Err(error) => {
@@ -308,22 +335,13 @@ impl Writes {
     }
 
     fn changes(&self) -> usize {
-        self.done.iter().map(|w| w.sequences.len()).sum()
+        self.done.iter().map(|w| w.keys.len()).sum()
     }
 
     /// Customers named that did not move (must be 0: each would be a
     /// change the watchers are not expected to get).
     fn unmoved(&self) -> usize {
         self.done.iter().map(|w| w.customers).sum::<usize>() - self.changes()
-    }
-
-    fn last_sequence(&self) -> i64 {
-        self.done
-            .iter()
-            .flat_map(|w| w.sequences.last())
-            .copied()
-            .max()
-            .unwrap_or(0)
     }
 
     /// From the first call's send to the last one's acknowledgement.
@@ -345,7 +363,7 @@ impl Writes {
         )
     }
 
-    fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let rtt = self.round_trips_us();
         let mut text = format!(
             "{} changes in {} calls over {:.1} s ({:.0} changes/s), call p50 {} ms p99 {} ms, {} errors",
@@ -373,7 +391,7 @@ impl Writes {
 async fn write(
     mut client: CustomerServiceClient<Svc>,
     (customer_ids, relationship_id): (Vec<String>, String),
-) -> Result<Write, String> {
+) -> Result<Write<i64>, String> {
     let customers = customer_ids.len();
     let sent = Instant::now();
     let response = client
@@ -388,16 +406,36 @@ async fn write(
     Ok(Write {
         sent,
         acked: Instant::now(),
-        sequences: response.changes.iter().map(|c| c.sequence).collect(),
+        keys: response.changes.iter().map(|c| c.sequence).collect(),
         customers,
     })
 }
 
+/// A message of a change stream, as the benchmarks read it.
+pub(crate) trait StreamMessage: Send + 'static {
+    /// What the writer knows a change by: for relationship changes their
+    /// sequence (the write's response carries it).
+    type Key: Eq + Hash + Send + 'static;
+    /// The change the message carries, its sequence and key; `None` for a
+    /// heartbeat.
+    fn change(self) -> Option<(i64, Self::Key)>;
+}
+
+impl StreamMessage for WatchRelationshipChangesResponse {
+    type Key = i64;
+
+    fn change(self) -> Option<(i64, i64)> {
+        match self.event {
+            Some(Event::Change(change)) => Some((change.sequence, change.sequence)),
+            Some(Event::Heartbeat(_)) | None => None,
+        }
+    }
+}
+
 /// What one watcher received.
-#[derive(Default)]
-struct Received {
-    /// Each change's sequence and when it arrived, in arrival order.
-    deliveries: Vec<(i64, Instant)>,
+pub(crate) struct Received<K> {
+    /// Each change's key and when it arrived, in arrival order.
+    deliveries: Vec<(K, Instant)>,
     last: Option<i64>,
     /// Changes at or below one already received.
     duplicates: u64,
@@ -408,11 +446,23 @@ struct Received {
     error: Option<String>,
 }
 
-impl Received {
-    fn take(&mut self, response: WatchRelationshipChangesResponse, at: Instant) {
-        match response.event {
-            Some(Event::Change(change)) => {
-                let sequence = change.sequence;
+impl<K> Default for Received<K> {
+    fn default() -> Self {
+        Self {
+            deliveries: Vec::new(),
+            last: None,
+            duplicates: 0,
+            gaps: 0,
+            heartbeats: 0,
+            error: None,
+        }
+    }
+}
+
+impl<K> Received<K> {
+    fn take(&mut self, message: impl StreamMessage<Key = K>, at: Instant) {
+        match message.change() {
+            Some((sequence, key)) => {
                 if let Some(last) = self.last {
                     if sequence <= last {
                         self.duplicates += 1;
@@ -421,10 +471,9 @@ impl Received {
                     self.gaps += (sequence - last - 1) as u64;
                 }
                 self.last = Some(sequence);
-                self.deliveries.push((sequence, at));
+                self.deliveries.push((key, at));
             }
-            Some(Event::Heartbeat(_)) => self.heartbeats += 1,
-            None => {}
+            None => self.heartbeats += 1,
         }
     }
 }
@@ -448,12 +497,12 @@ async fn open(
 
 /// Reads `stream` until told to stop; counts itself in `warmed` on its
 /// first change.
-async fn follow(
-    mut stream: Streaming<WatchRelationshipChangesResponse>,
+async fn follow<M: StreamMessage>(
+    mut stream: Streaming<M>,
     mut stop: watch::Receiver<Option<Stop>>,
     warmed: Arc<AtomicUsize>,
-    mut received: Received,
-) -> Received {
+    mut received: Received<M::Key>,
+) -> Received<M::Key> {
     let mut until = *stop.borrow_and_update();
     let far = Instant::now() + Duration::from_secs(24 * 3600);
     loop {
@@ -493,15 +542,15 @@ async fn follow(
 }
 
 /// Open streams being read, each by its own task.
-struct Watchers {
-    tasks: Vec<JoinHandle<Received>>,
+pub(crate) struct Watchers<K> {
+    tasks: Vec<JoinHandle<Received<K>>>,
     stop: watch::Sender<Option<Stop>>,
     warmed: Arc<AtomicUsize>,
 }
 
-impl Watchers {
+impl<K> Watchers<K> {
     /// Waits until `n` watchers have received a change.
-    async fn warm(&self, n: usize) -> Result<(), BoxError> {
+    pub(crate) async fn warm(&self, n: usize) -> Result<(), BoxError> {
         let deadline = Instant::now() + SETTLE;
         while self.warmed.load(Ordering::Relaxed) < n {
             if Instant::now() > deadline {
@@ -518,7 +567,7 @@ impl Watchers {
 
     /// Tells every watcher to stop once it has `upto`, or after `drain`,
     /// and collects what they received.
-    async fn finish(self, upto: i64, drain: Duration) -> Vec<Received> {
+    pub(crate) async fn finish(self, upto: i64, drain: Duration) -> Vec<Received<K>> {
         self.stop.send_replace(Some(Stop {
             upto,
             deadline: Instant::now() + drain,
@@ -532,6 +581,114 @@ impl Watchers {
         }
         all
     }
+}
+
+/// Opens `n` streams with `open`, spread over the connections `streams`,
+/// each read by a task of its own, and waits until the server has accepted
+/// every one (its response headers come once the watcher is subscribed).
+pub(crate) async fn open_watchers<M, F, Fut>(
+    streams: &[Channel],
+    tenant: &Tenant,
+    n: usize,
+    open: F,
+) -> Result<Watchers<M::Key>, BoxError>
+where
+    M: StreamMessage,
+    F: Fn(Channel, Tenant) -> Fut,
+    Fut: Future<Output = Result<Streaming<M>, Status>> + Send + 'static,
+{
+    let (stop, stop_rx) = watch::channel(None);
+    let warmed = Arc::new(AtomicUsize::new(0));
+    let (opened_tx, mut opened) = mpsc::channel(n.max(1));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let opening = open(streams[i % streams.len()].clone(), tenant.clone());
+        let (stop_rx, warmed, opened_tx) = (stop_rx.clone(), warmed.clone(), opened_tx.clone());
+        tasks.push(tokio::spawn(async move {
+            match opening.await {
+                Ok(stream) => {
+                    let _ = opened_tx.send(Ok(())).await;
+                    drop(opened_tx);
+                    follow(stream, stop_rx, warmed, Received::default()).await
+                }
+                Err(status) => {
+                    let error = format!("{:?}: {}", status.code(), status.message());
+                    let _ = opened_tx.send(Err(error.clone())).await;
+                    Received {
+                        error: Some(error),
+                        ..Default::default()
+                    }
+                }
+            }
+        }));
+    }
+    drop(opened_tx);
+    let deadline = Instant::now() + SETTLE;
+    let (mut ok, mut failed, mut first_error) = (0, 0, None);
+    while ok + failed < n {
+        match tokio::time::timeout_at(deadline, opened.recv()).await {
+            Ok(Some(Ok(()))) => ok += 1,
+            Ok(Some(Err(error))) => {
+                failed += 1;
+                first_error.get_or_insert(error);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let watchers = Watchers {
+        tasks,
+        stop,
+        warmed,
+    };
+    if ok < n {
+        for task in &watchers.tasks {
+            task.abort();
+        }
+        return Err(format!(
+            "only {ok} of {n} streams opened ({failed} refused; first error: {})",
+            first_error.as_deref().unwrap_or("none, timed out")
+        )
+        .into());
+    }
+    Ok(watchers)
+}
+
+/// Starts a write from `next` every `every` for `duration`, with at most
+/// `in_flight` calls in flight (a slow server lowers the achieved rate
+/// instead of piling calls up), and collects them.
+pub(crate) async fn paced<K, Fut>(
+    every: Duration,
+    duration: Duration,
+    in_flight: usize,
+    mut next: impl FnMut() -> Fut,
+) -> Result<Writes<K>, BoxError>
+where
+    K: Send + 'static,
+    Fut: Future<Output = Result<Write<K>, String>> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(in_flight.max(1)));
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let end = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    loop {
+        ticker.tick().await;
+        let permit = permits.clone().acquire_owned().await?;
+        if Instant::now() >= end {
+            break;
+        }
+        let call = next();
+        tasks.push(tokio::spawn(async move {
+            let result = call.await;
+            drop(permit);
+            result
+        }));
+    }
+    let mut writes = Writes::default();
+    for task in tasks {
+        writes.add(task.await?);
+    }
+    Ok(writes)
 }
 
 /// Everything the scenarios share.
@@ -575,77 +732,17 @@ impl Bench<'_> {
             ),
         )
         .await?;
-        Ok(write.sequences.last().copied().unwrap_or(0))
+        Ok(write.keys.last().copied().unwrap_or(0))
     }
 
-    /// Opens `n` streams from now, spread over the connections, and waits
-    /// until the server has accepted every one (its response headers come
-    /// once the watcher is subscribed).
-    async fn open_watchers(&self, n: usize) -> Result<Watchers, BoxError> {
-        let (stop, stop_rx) = watch::channel(None);
-        let warmed = Arc::new(AtomicUsize::new(0));
-        let (opened_tx, mut opened) = mpsc::channel(n.max(1));
-        let mut tasks = Vec::with_capacity(n);
-        for i in 0..n {
-            let channel = self.streams[i % self.streams.len()].clone();
-            let (tenant, stop_rx, warmed, opened_tx) = (
-                self.tenant.clone(),
-                stop_rx.clone(),
-                warmed.clone(),
-                opened_tx.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                match open(channel, tenant).await {
-                    Ok(stream) => {
-                        let _ = opened_tx.send(Ok(())).await;
-                        drop(opened_tx);
-                        follow(stream, stop_rx, warmed, Received::default()).await
-                    }
-                    Err(status) => {
-                        let error = format!("{:?}: {}", status.code(), status.message());
-                        let _ = opened_tx.send(Err(error.clone())).await;
-                        Received {
-                            error: Some(error),
-                            ..Default::default()
-                        }
-                    }
-                }
-            }));
-        }
-        drop(opened_tx);
-        let deadline = Instant::now() + SETTLE;
-        let (mut ok, mut failed, mut first_error) = (0, 0, None);
-        while ok + failed < n {
-            match tokio::time::timeout_at(deadline, opened.recv()).await {
-                Ok(Some(Ok(()))) => ok += 1,
-                Ok(Some(Err(error))) => {
-                    failed += 1;
-                    first_error.get_or_insert(error);
-                }
-                Ok(None) | Err(_) => break,
-            }
-        }
-        let watchers = Watchers {
-            tasks,
-            stop,
-            warmed,
-        };
-        if ok < n {
-            for task in &watchers.tasks {
-                task.abort();
-            }
-            return Err(format!(
-                "only {ok} of {n} streams opened ({failed} refused; first error: {})",
-                first_error.as_deref().unwrap_or("none, timed out")
-            )
-            .into());
-        }
-        Ok(watchers)
+    /// Opens `n` relationship streams from now (see [`open_watchers`]).
+    async fn open_watchers(&self, n: usize) -> Result<Watchers<i64>, BoxError> {
+        open_watchers(&self.streams, &self.tenant, n, open).await
     }
 
     /// Opens the watchers, makes one change and waits until it reached them
     /// all; returns how long that took.
-    async fn open_and_warm(&self, n: usize) -> Result<(Watchers, Duration), BoxError> {
+    async fn open_and_warm(&self, n: usize) -> Result<(Watchers<i64>, Duration), BoxError> {
         let watchers = self.open_watchers(n).await?;
         let started = Instant::now();
         self.warm_up().await?;
@@ -656,38 +753,19 @@ impl Bench<'_> {
     /// Makes changes in batches of `batch` at `rate` changes per second for
     /// `--duration`, with at most `--writers` calls in flight (a slow
     /// server lowers the achieved rate instead of piling calls up).
-    async fn write_paced(&self, batch: usize, rate: f64) -> Result<Writes, BoxError> {
+    async fn write_paced(&self, batch: usize, rate: f64) -> Result<Writes<i64>, BoxError> {
         let in_flight = self.args.writers.max(1);
         let mut mover = Mover::new(&self.fixture, batch, in_flight)?;
-        let permits = Arc::new(Semaphore::new(in_flight));
-        let mut ticker = tokio::time::interval(Duration::from_secs_f64(batch as f64 / rate));
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let end = Instant::now() + self.args.duration;
-        let mut tasks = Vec::new();
-        loop {
-            ticker.tick().await;
-            let permit = permits.clone().acquire_owned().await?;
-            if Instant::now() >= end {
-                break;
-            }
-            let next = mover.next();
-            let client = self.client();
-            tasks.push(tokio::spawn(async move {
-                let result = write(client, next).await;
-                drop(permit);
-                result
-            }));
-        }
-        let mut writes = Writes::default();
-        for task in tasks {
-            writes.add(task.await?);
-        }
-        Ok(writes)
+        let every = Duration::from_secs_f64(batch as f64 / rate);
+        paced(every, self.args.duration, in_flight, || {
+            write(self.client(), mover.next())
+        })
+        .await
     }
 
     /// Makes `batches` batches of `batch` as fast as the server takes them
     /// with `--writers` calls in flight.
-    async fn write_all(&self, batch: usize, batches: usize) -> Result<Writes, BoxError> {
+    async fn write_all(&self, batch: usize, batches: usize) -> Result<Writes<i64>, BoxError> {
         let in_flight = self.args.writers.max(1);
         let mover = Arc::new(Mutex::new(Mover::new(&self.fixture, batch, in_flight)?));
         let mut tasks = Vec::new();
@@ -721,10 +799,7 @@ impl Bench<'_> {
     }
 
     fn start_rss_sampler(&self) -> Option<(JoinHandle<()>, Arc<Mutex<u64>>)> {
-        self.args.server_pid.map(|pid| {
-            let peak = Arc::new(Mutex::new(0u64));
-            (tokio::spawn(sample_rss(pid, peak.clone())), peak)
-        })
+        start_rss_sampler(self.args.server_pid)
     }
 
     /// Many watchers, single-customer changes at a steady rate.
@@ -903,13 +978,16 @@ impl Bench<'_> {
 /// The stalled scenario's stream while the writes happen.
 enum Held {
     /// Not read, with what it received before.
-    Stalled(Box<Streaming<WatchRelationshipChangesResponse>>, Received),
+    Stalled(
+        Box<Streaming<WatchRelationshipChangesResponse>>,
+        Received<i64>,
+    ),
     /// Read by this task.
-    Reading(JoinHandle<Received>),
+    Reading(JoinHandle<Received<i64>>),
 }
 
 /// The deliveries of a scenario's changes over every watcher.
-struct Deliveries {
+pub(crate) struct Deliveries {
     expected: u64,
     delivered: u64,
     duplicates: u64,
@@ -925,11 +1003,11 @@ struct Deliveries {
 }
 
 impl Deliveries {
-    fn count(writes: &Writes, received: &[Received]) -> Self {
-        let times: HashMap<i64, (Instant, Instant)> = writes
+    pub(crate) fn count<K: Eq + Hash>(writes: &Writes<K>, received: &[Received<K>]) -> Self {
+        let times: HashMap<&K, (Instant, Instant)> = writes
             .done
             .iter()
-            .flat_map(|w| w.sequences.iter().map(|s| (*s, (w.sent, w.acked))))
+            .flat_map(|w| w.keys.iter().map(|k| (k, (w.sent, w.acked))))
             .collect();
         let mut from_send_us = Vec::new();
         let mut from_ack_us = Vec::new();
@@ -956,7 +1034,7 @@ impl Deliveries {
         }
     }
 
-    fn print(&self) {
+    pub(crate) fn print(&self) {
         println!(
             "   deliveries: {} of {} expected ({} missing), {} duplicates, {} gaps, {} streams ended early{}",
             self.delivered,
@@ -982,7 +1060,16 @@ impl Deliveries {
     }
 }
 
-fn print_peak(sampler: Option<(JoinHandle<()>, Arc<Mutex<u64>>)>) {
+/// Records the peak resident memory of process `pid`, when given, until
+/// [`print_peak`].
+pub(crate) fn start_rss_sampler(pid: Option<u32>) -> Option<(JoinHandle<()>, Arc<Mutex<u64>>)> {
+    pid.map(|pid| {
+        let peak = Arc::new(Mutex::new(0u64));
+        (tokio::spawn(sample_rss(pid, peak.clone())), peak)
+    })
+}
+
+pub(crate) fn print_peak(sampler: Option<(JoinHandle<()>, Arc<Mutex<u64>>)>) {
     if let Some((task, peak)) = sampler {
         task.abort();
         println!(
