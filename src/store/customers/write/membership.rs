@@ -217,13 +217,23 @@ struct Reasons {
     pinned: bool,
 }
 
+/// What [`follow_rules`] did.
+#[derive(Debug, Default)]
+pub(super) struct Followed {
+    /// The customers whose memberships changed.
+    pub changed: Vec<String>,
+    /// The groups of each customer the write created, as the rules left
+    /// them (given ones and those whose rules took it in), sorted.
+    pub created: HashMap<String, Vec<String>>,
+}
+
 /// A record with its groups as the rules settle them.
-struct Followed<'a> {
+struct Subject<'a> {
     subject: FilterSubject<'a>,
     groups: HashSet<String>,
 }
 
-impl eval::Subject for Followed<'_> {
+impl eval::Subject for Subject<'_> {
     fn text(&self, field: &Field) -> Option<&str> {
         self.subject.text(field)
     }
@@ -244,14 +254,14 @@ impl eval::Subject for Followed<'_> {
 /// Settles the memberships of the rule groups in `rules` that `follow`
 /// names: each group in rule order, each customer whose change the rule
 /// reads (or named outright), so a group that refers to another sees that
-/// one settled first. Returns the customers whose memberships changed.
+/// one settled first. Returns what the rules did.
 pub(super) async fn follow_rules(
     tx: &impl ConnectionTrait,
     tenant: &str,
     rules: &RuleSet,
     mut follow: ToFollow,
     deltas: &mut Deltas,
-) -> AppResult<Vec<String>> {
+) -> AppResult<Followed> {
     let reads = rules.reads();
     let mut ids: BTreeSet<String> = follow
         .touched
@@ -263,12 +273,21 @@ pub(super) async fn follow_rules(
         ids.extend(customers.iter().cloned());
     }
     if rules.is_empty() || ids.is_empty() {
-        return Ok(Vec::new());
+        let created = follow
+            .created
+            .into_iter()
+            .map(|(id, record)| (id, record.group_ids))
+            .collect();
+        return Ok(Followed {
+            changed: Vec::new(),
+            created,
+        });
     }
     let stored: Vec<String> = ids
         .into_iter()
         .filter(|id| !follow.created.contains_key(id))
         .collect();
+    let created_ids: Vec<String> = follow.created.keys().cloned().collect();
     let mut records: Vec<CustomerRecord> = find_records(tx, tenant, &stored).await?;
     let rule_ids: Vec<String> = rules.groups.iter().map(|g| g.id.clone()).collect();
     let (mut reasons, excluded) = stored_reasons(tx, tenant, &rule_ids, &stored).await?;
@@ -283,12 +302,12 @@ pub(super) async fn follow_rules(
         }
         records.push(record);
     }
-    let mut followed: BTreeMap<&str, Followed<'_>> = records
+    let mut followed: BTreeMap<&str, Subject<'_>> = records
         .iter()
         .map(|r| {
             (
                 r.row.id.as_str(),
-                Followed {
+                Subject {
                     subject: FilterSubject::new(r),
                     groups: r.group_ids.iter().cloned().collect(),
                 },
@@ -356,7 +375,21 @@ pub(super) async fn follow_rules(
         copies::set_matched(tx, tenant, &group.id, &now_matched, true).await?;
         copies::set_matched(tx, tenant, &group.id, &no_longer_matched, false).await?;
     }
-    Ok(changed.into_iter().collect())
+    let created = created_ids
+        .into_iter()
+        .map(|id| {
+            let mut groups: Vec<String> = followed
+                .get(id.as_str())
+                .map(|s| s.groups.iter().cloned().collect())
+                .unwrap_or_default();
+            groups.sort_unstable();
+            (id, groups)
+        })
+        .collect();
+    Ok(Followed {
+        changed: changed.into_iter().collect(),
+        created,
+    })
 }
 
 /// The reasons of the memberships of `customers` in `groups`, and their

@@ -232,11 +232,14 @@ pub async fn apply(
             }
         }
         let follow = std::mem::take(&mut work.follow);
-        let moved = membership::follow_rules(tx, tenant, &rules, follow, &mut work.deltas).await?;
-        work.changed(moved);
-        let mut all = touched;
-        all.extend(work.created.iter().cloned());
-        let after = membership::members(tx, tenant, &all).await?;
+        let followed =
+            membership::follow_rules(tx, tenant, &rules, follow, &mut work.deltas).await?;
+        work.changed(followed.changed);
+        // New customers' memberships are known; only the others are read.
+        let mut after = membership::members(tx, tenant, &touched).await?;
+        for (customer, groups) in followed.created {
+            after.extend(groups.into_iter().map(|g| (g, customer.clone())));
+        }
         membership_entries = work.membership_entries(&before, &after);
         for (group, customer) in after {
             memberships.entry(customer).or_default().push(group);
