@@ -403,6 +403,33 @@ on_both_databases! {
         assert_eq!(err.code(), Code::FailedPrecondition);
     }
 
+    async fn clearing_every_pin_of_a_large_group_hands_them_all_back_to_the_rule(app: TestApp) {
+        // More pins than one transaction clears (1,000).
+        const CUSTOMERS: usize = 1_100;
+        let ids: Vec<String> = crate::helpers::at_most(8, CUSTOMERS, |i| {
+            let mut customers = app.customers();
+            async move {
+                create_customer(&mut customers, Customer { revenue: (i % 2) as i64, ..named(&format!("K{i}")) }).await.id
+            }
+        }).await;
+        let group = new_group(&app, "Nhiều ghim").await;
+        for chunk in ids.chunks(1000) {
+            let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            add(&app, &group.id, &chunk).await;
+        }
+        set_rule(&app, &group.id, "revenue = 1").await.expect("set rule");
+        await_current(&app, &group.id).await;
+        assert_eq!(members(&app, &group.id).await.len(), CUSTOMERS, "every manual member kept as a pin");
+        let cleared = app.groups().clear_group_pins(ClearGroupPinsRequest {
+            group_id: group.id.clone(),
+            customer_ids: vec![],
+        }).await.expect("clear").into_inner();
+        assert_eq!(cleared.cleared_count as usize, CUSTOMERS);
+        assert_eq!(cleared.left_count as usize, CUSTOMERS / 2, "the ones the rule does not match leave");
+        assert_eq!(members(&app, &group.id).await, matching(&app, "revenue = 1").await);
+        assert_counts(&app, &group.id).await;
+    }
+
     async fn converting_between_manual_and_rule_groups_loses_nobody(app: TestApp) {
         let mut customers = app.customers();
         let manual = new_group(&app, "Khách quen").await;
