@@ -86,6 +86,14 @@ on_both_databases! {
         };
         let alpha_names: HashSet<String> = list.service.into_iter().map(|s| s.name).collect();
         assert!(SERVICES.iter().all(|s| alpha_names.contains(*s)), "{alpha_names:?}");
+        // The error details our statuses carry are described too, so that
+        // grpcurl -format-error prints them rather than base64.
+        for detail in ["google.rpc.BadRequest", "google.rpc.ErrorInfo", "google.rpc.RetryInfo", "google.rpc.Status"] {
+            let MessageResponse::FileDescriptorResponse(files) = reflect(&app, MessageRequest::FileContainingSymbol(detail.to_owned())).await else {
+                panic!("{detail} cannot be described");
+            };
+            assert!(!files.file_descriptor_proto.is_empty(), "{detail}");
+        }
         for service in SERVICES {
             let MessageResponse::FileDescriptorResponse(files) = reflect(&app, MessageRequest::FileContainingSymbol(service.to_owned())).await else {
                 panic!("expected a file for {service}");
