@@ -111,6 +111,12 @@ impl Application {
         })
     }
 
+    /// Changes each time this server finishes evaluating a group's rule
+    /// (see [`Store::evaluations_finished`]).
+    pub fn evaluations_finished(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.store.evaluations_finished()
+    }
+
     /// The address the server listens on (the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

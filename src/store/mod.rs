@@ -62,6 +62,8 @@ pub struct Store {
     page_key: Arc<OnceCell<PageKey>>,
     /// Told when a write here starts a rule group's evaluation.
     evaluations: Arc<tokio::sync::Notify>,
+    /// Counts the rule evaluations this server has finished.
+    evaluated: Arc<tokio::sync::watch::Sender<u64>>,
     /// The tenants' rule sets as writes here last loaded them.
     rule_sets: customers::group_rules::RuleSets,
 }
@@ -83,6 +85,7 @@ impl Store {
             feeds: Feeds::new(db.clone()),
             page_key: Arc::default(),
             evaluations: Arc::default(),
+            evaluated: Arc::new(tokio::sync::watch::Sender::new(0)),
             rule_sets: Default::default(),
             db,
         }
@@ -135,6 +138,18 @@ impl Store {
     /// [`customers::evaluation`]).
     pub fn evaluations(&self) -> &tokio::sync::Notify {
         &self.evaluations
+    }
+
+    /// Changes each time this server finishes evaluating a group's rule
+    /// (the group has just turned CURRENT, committed): something to wait on
+    /// rather than to poll.
+    pub fn evaluations_finished(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.evaluated.subscribe()
+    }
+
+    /// Notes that an evaluation finished.
+    fn evaluation_finished(&self) {
+        self.evaluated.send_modify(|n| *n += 1);
     }
 
     /// The customer-record cache.

@@ -83,6 +83,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     /// The server's database, for tests that check what it stores.
     pub database_url: String,
+    /// Changes each time the server finishes evaluating a group's rule.
+    pub evaluations_finished: tokio::sync::watch::Receiver<u64>,
     stop: Option<oneshot::Sender<()>>,
     /// The server task; it completes when the server has shut down.
     server: Option<JoinHandle<()>>,
@@ -192,6 +194,7 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("server failed to start on {backend:?}: {e}"));
         let addr = app.local_addr();
+        let evaluations_finished = app.evaluations_finished();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             app.run_until_stopped(async {
@@ -211,6 +214,7 @@ impl TestApp {
             tenant: new_tenant(),
             clock,
             database_url,
+            evaluations_finished,
             stop: Some(stop),
             server: Some(server),
             _dir: dir,

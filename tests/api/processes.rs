@@ -31,7 +31,7 @@ use crm_classify::pb::{
 };
 use tokio::{
     sync::oneshot,
-    time::{Instant, timeout},
+    time::{Instant, timeout, timeout_at},
 };
 use tonic::{Status, transport::Channel};
 
@@ -57,8 +57,10 @@ struct Server {
     child: Child,
     addr: SocketAddr,
     /// Every line the process has written (stdout and stderr), for failure
-    /// messages.
+    /// messages and for waiting on one.
     logs: Arc<Mutex<Vec<String>>>,
+    /// Told each time a line comes.
+    lines: Arc<tokio::sync::Notify>,
 }
 
 /// The exit status of `child`, which closed its output and so is ending,
@@ -88,21 +90,32 @@ impl Server {
             .args(["--sweep-interval", "1h"])
             .args(["--shutdown-grace", "1s"])
             // The `listening` line is at INFO.
-            .env("RUST_LOG", "info,sqlx=warn,sea_orm=warn,h2=warn,tower=warn")
+            // Each committed batch of a rule evaluation is logged at DEBUG.
+            .env(
+                "RUST_LOG",
+                "info,sqlx=warn,sea_orm=warn,h2=warn,tower=warn,crm_classify::store::customers::evaluation=debug",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("start crm-classify");
         let logs = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::new(tokio::sync::Notify::new());
         let (listening, address) = oneshot::channel();
-        drain(child.stdout.take().expect("stdout"), &logs, Some(listening));
-        drain(child.stderr.take().expect("stderr"), &logs, None);
+        drain(
+            child.stdout.take().expect("stdout"),
+            &logs,
+            &lines,
+            Some(listening),
+        );
+        drain(child.stderr.take().expect("stderr"), &logs, &lines, None);
         // The guard exists before the wait, so a server that never says
         // where it listens is killed too.
         let mut server = Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             logs,
+            lines,
         };
         server.addr = match timeout(START, address).await {
             Ok(Ok(addr)) => addr,
@@ -124,6 +137,28 @@ impl Server {
         // On Unix `Child::kill` sends SIGKILL.
         self.child.kill().expect("SIGKILL the server");
         self.child.wait().expect("reap the server")
+    }
+
+    /// Waits (at most until `deadline`) for a JSON log line with message
+    /// `message` whose `field` is `value`; lines written before the call
+    /// count too.
+    async fn await_log(&self, message: &str, field: &str, value: &str, deadline: Instant) {
+        loop {
+            let next = self.lines.notified();
+            tokio::pin!(next);
+            // Registered before looking, so a line written meanwhile wakes it.
+            next.as_mut().enable();
+            let seen = self.logs.lock().unwrap().iter().any(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .is_ok_and(|e| e["message"] == message && e[field] == value)
+            });
+            if seen {
+                return;
+            }
+            if timeout_at(deadline, next).await.is_err() {
+                panic!("no `{message}` line with {field} {value}:\n{}", self.logs());
+            }
+        }
     }
 
     fn logs(&self) -> String {
@@ -168,9 +203,10 @@ impl Drop for Server {
 fn drain(
     output: impl Read + Send + 'static,
     logs: &Arc<Mutex<Vec<String>>>,
+    lines: &Arc<tokio::sync::Notify>,
     mut listening: Option<oneshot::Sender<SocketAddr>>,
 ) {
-    let logs = logs.clone();
+    let (logs, lines) = (logs.clone(), lines.clone());
     std::thread::spawn(move || {
         for line in BufReader::new(output).lines() {
             let Ok(line) = line else { break };
@@ -180,6 +216,7 @@ fn drain(
                 let _ = listening.send(addr);
             }
             logs.lock().unwrap().push(line);
+            lines.notify_waiters();
         }
     });
 }
@@ -866,28 +903,20 @@ async fn sigkill_during_a_rule_evaluation_resumes_to_an_exact_membership(databas
     .group
     .expect("group");
 
-    // The kill comes once the first batch is committed.
+    // The kill comes once the server says the first batch is committed.
+    first
+        .await_log(
+            "rule evaluation batch committed",
+            "group",
+            &group.id,
+            Instant::now() + Duration::from_secs(60),
+        )
+        .await;
+    let status = first.sigkill();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "killed: {status:?}");
     let db = sea_orm::Database::connect(database_url)
         .await
         .expect("open the database");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (state, place) = stored_evaluation(&db, &group.id).await;
-        if !place.is_empty() {
-            break;
-        }
-        assert_eq!(
-            state, "EVALUATING",
-            "the evaluation ended before a batch was seen"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "no batch committed within a minute"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let status = first.sigkill();
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "killed: {status:?}");
     let (state, place) = stored_evaluation(&db, &group.id).await;
     assert_eq!(state, "EVALUATING", "killed mid-evaluation (at {place:?})");
     assert!(!place.is_empty(), "with some batches done");
@@ -900,28 +929,27 @@ async fn sigkill_during_a_rule_evaluation_resumes_to_an_exact_membership(databas
         .await
         .expect("connect");
     let mut groups = GroupServiceClient::with_interceptor(channel, Headers::tenant(&tenant));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let now = within(
-            "get group",
-            groups.get_group(GetGroupRequest {
-                id: group.id.clone(),
-            }),
+    // The restarted server finishes what the first one began, and says so.
+    second
+        .await_log(
+            "rule group evaluated",
+            "group",
+            &group.id,
+            Instant::now() + Duration::from_secs(120),
         )
-        .await
-        .expect("get group")
-        .into_inner()
-        .group
-        .expect("group");
-        if now.evaluation_state == EvaluationState::Current as i32 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not CURRENT within two minutes of the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        .await;
+    let now = within(
+        "get group",
+        groups.get_group(GetGroupRequest {
+            id: group.id.clone(),
+        }),
+    )
+    .await
+    .expect("get group")
+    .into_inner()
+    .group
+    .expect("group");
+    assert_eq!(now.evaluation_state, EvaluationState::Current as i32);
     let mut members = HashSet::new();
     let mut token = String::new();
     loop {

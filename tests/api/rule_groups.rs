@@ -7,7 +7,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use crm_classify::pb::{
@@ -54,21 +54,22 @@ async fn set_rule(app: &TestApp, id: &str, rule: &str) -> Result<Group, tonic::S
         .map(|r| r.into_inner().group.expect("group"))
 }
 
-/// Waits until group `id` has evaluated its rule over every customer (the
-/// background evaluation has no outside event; its state is read until it
-/// turns, with a deadline).
+/// Waits until group `id` has evaluated its rule over every customer: reads
+/// the group, and if it is still evaluating waits for the server's next
+/// finished evaluation (marked seen before the read, so none is missed).
 pub(crate) async fn await_current(app: &TestApp, id: &str) -> Group {
-    let deadline = Instant::now() + EVALUATED_WITHIN;
+    let deadline = tokio::time::Instant::now() + EVALUATED_WITHIN;
+    let mut finished = app.evaluations_finished.clone();
     loop {
+        finished.borrow_and_update();
         let group = get_group(&mut app.groups(), id).await;
         if group.evaluation_state == EvaluationState::Current as i32 {
             return group;
         }
-        assert!(
-            Instant::now() < deadline,
-            "group {id} still evaluating after {EVALUATED_WITHIN:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::timeout_at(deadline, finished.changed())
+            .await
+            .unwrap_or_else(|_| panic!("group {id} still evaluating after {EVALUATED_WITHIN:?}"))
+            .expect("the server is running");
     }
 }
 
@@ -656,12 +657,23 @@ on_both_databases! {
         let group = rule_group(&app, "Tạo hơn 45 ngày", r#"create_time < ago("45d")"#).await;
         await_current(&app, &group.id).await;
         assert!(members(&app, &group.id).await.is_empty());
+        use crm_classify::pb::{MembershipCause, WatchGroupMembershipChangesRequest, membership_change::Change, watch_group_membership_changes_response::Event};
+        let mut events = app.groups().watch_group_membership_changes(WatchGroupMembershipChangesRequest {
+            group_ids: vec![group.id.clone()],
+            ..Default::default()
+        }).await.expect("watch").into_inner();
         app.clock.advance(chrono::Duration::days(46));
-        let deadline = Instant::now() + EVALUATED_WITHIN;
-        while !members(&app, &group.id).await.contains(&c.id) {
-            assert!(Instant::now() < deadline, "the sweep did not move the customer in");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // The sweep's pass streams the customer joining.
+        let joined = tokio::time::timeout(EVALUATED_WITHIN, async {
+            loop {
+                match events.next().await {
+                    Some(Ok(r)) => if let Some(Event::Change(change)) = r.event { return change },
+                    other => panic!("the stream ended: {other:?}"),
+                }
+            }
+        }).await.expect("the sweep moved the customer in");
+        assert_eq!((joined.customer_id.as_str(), joined.change(), joined.cause()), (c.id.as_str(), Change::Joined, MembershipCause::Sweep));
+        assert!(members(&app, &group.id).await.contains(&c.id));
         // A customer created now is not 45 days old.
         let fresh = create_customer(&mut customers, named("Khách mới")).await;
         assert!(!fresh.group_ids.contains(&group.id));

@@ -30,11 +30,10 @@ use crm_classify::pb::{
     self, AddCustomersToGroupRequest, BatchChangeRelationshipRequest, ChangeRelationshipRequest,
     CountCustomersByRelationshipRequest, CreateCustomerRequest, CreateGroupRequest,
     DeleteGroupRequest, GetGroupRequest, ListCustomersRequest, ListGroupMembersRequest,
-    ListGroupsRequest, ListRelationshipsRequest, ListSourcesRequest, PreviewGroupRuleRequest,
+    ListGroupsRequest, ListSourcesRequest, PreviewGroupRuleRequest,
     RemoveCustomersFromGroupRequest, RestoreGroupRequest, WatchGroupMembershipChangesRequest,
     WatchGroupMembershipChangesResponse, customer_service_client::CustomerServiceClient,
     group_service_client::GroupServiceClient, membership_change::Change,
-    relationship_service_client::RelationshipServiceClient,
     source_service_client::SourceServiceClient, watch_group_membership_changes_response::Event,
 };
 use tonic::{Status, Streaming, metadata::MetadataValue, transport::Channel};
@@ -43,8 +42,8 @@ use super::{
     drive::{Caller, Outcome, Svc, Tenant, closed_loop, percentile_ms},
     sweep::Work,
     watch::{
-        Deliveries, StreamMessage, Write, connect, open_watchers, paced, print_peak,
-        start_rss_sampler,
+        Deliveries, StreamMessage, Write, connect, manual_relationships, open_watchers, paced,
+        print_peak, start_rss_sampler,
     },
 };
 
@@ -227,19 +226,7 @@ impl Fixture {
             .into_iter()
             .map(|s| (s.id, s.code))
             .collect::<Vec<_>>();
-        let relationships =
-            RelationshipServiceClient::with_interceptor(channel.clone(), tenant.clone())
-                .list_relationships(ListRelationshipsRequest {
-                    page_size: 1000,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner()
-                .relationships
-                .into_iter()
-                .filter(|r| r.kind() == pb::RelationshipKind::Manual)
-                .map(|r| (r.id, r.code))
-                .collect::<Vec<_>>();
+        let relationships = manual_relationships(channel, tenant).await?;
         if ids.len() < 100 || groups.len() < 2 || sources.is_empty() || relationships.len() < 2 {
             return Err(
                 "the tenant needs customers, groups, sources and two manual relationships; run `crm-load seed` first"

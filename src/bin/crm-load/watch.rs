@@ -179,6 +179,27 @@ struct Fixture {
     targets: [(String, String); 2],
 }
 
+/// The tenant's manual relationships: (id, code).
+pub(crate) async fn manual_relationships(
+    channel: &Channel,
+    tenant: &Tenant,
+) -> Result<Vec<(String, String)>, BoxError> {
+    Ok(
+        RelationshipServiceClient::with_interceptor(channel.clone(), tenant.clone())
+            .list_relationships(ListRelationshipsRequest {
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .relationships
+            .into_iter()
+            .filter(|r| r.kind() == pb::RelationshipKind::Manual)
+            .map(|r| (r.id, r.code))
+            .collect(),
+    )
+}
+
 async fn load_fixture(
     channel: &Channel,
     tenant: &Tenant,
@@ -210,19 +231,7 @@ async fn load_fixture(
         }
     }
     customers.truncate(sample);
-    let manual: Vec<(String, String)> =
-        RelationshipServiceClient::with_interceptor(channel.clone(), tenant.clone())
-            .list_relationships(ListRelationshipsRequest {
-                page_size: 1000,
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .relationships
-            .into_iter()
-            .filter(|r| r.kind() == pb::RelationshipKind::Manual)
-            .map(|r| (r.id, r.code))
-            .collect();
+    let manual = manual_relationships(channel, tenant).await?;
     let by_code = |code: &str| manual.iter().find(|(_, c)| c == code).cloned();
     let targets = match (by_code("HOT"), by_code("POTENTIAL")) {
         (Some(hot), Some(potential)) => [hot, potential],

@@ -27,7 +27,7 @@ use super::{
 use crate::{
     domain::{
         customer::CustomerFilter,
-        filter::{self, Reads},
+        filter::{Filter, Reads},
         membership::{EvaluationState, MembershipCause},
         paging::DeletedFilter,
     },
@@ -35,7 +35,7 @@ use crate::{
     error::{AppError, AppResult},
     store::{
         Store, WriteTx,
-        customers::group_rules::{RuleSet, hold_rules},
+        customers::group_rules::{RuleSet, hold_rules, parsed},
     },
 };
 
@@ -144,9 +144,7 @@ impl Store {
             .await?;
         let timed: Vec<(String, String)> = current
             .into_iter()
-            .filter(|(_, _, rule)| {
-                crate::domain::filter::parse(rule).is_ok_and(|f| f.reads().meets(Reads::CLOCK))
-            })
+            .filter(|(_, _, rule)| parsed(rule).is_ok_and(|f| f.reads().meets(Reads::CLOCK)))
             .map(|(tenant, id, _)| (tenant, id))
             .collect();
         let started = timed.len() as u64;
@@ -198,10 +196,19 @@ impl Store {
     async fn evaluate_batch(&self, tenant: &str, group_id: &str) -> AppResult<bool> {
         let now = self.now();
         let input = (tenant.to_owned(), group_id.to_owned());
-        self.write(input, move |tx, (tenant, group_id)| {
-            Box::pin(async move { evaluate_next(tx, tenant, group_id, now).await })
-        })
-        .await
+        let done = self
+            .write(input, move |tx, (tenant, group_id)| {
+                Box::pin(async move { evaluate_next(tx, tenant, group_id, now).await })
+            })
+            .await?;
+        // Committed: said so, for operators and for whoever waits on it.
+        if done {
+            tracing::info!(%tenant, group = %group_id, "rule group evaluated");
+            self.evaluation_finished();
+        } else {
+            tracing::debug!(%tenant, group = %group_id, "rule evaluation batch committed");
+        }
+        Ok(done)
     }
 }
 
@@ -292,7 +299,7 @@ async fn candidates(
         owner_id: None,
         query: None,
         deleted: DeletedFilter::All,
-        filter: filter::parse(&group.rule)?,
+        filter: Filter::clone(&*parsed(&group.rule)?),
     };
     let matching: Vec<String> = filtered(tx, tenant, &selection, false, now)
         .await?

@@ -228,9 +228,9 @@ async fn rule_groups(
     Ok((groups, meaning))
 }
 
-/// The stored rule `text` parsed; INTERNAL if it does not parse (rules are
-/// checked when set).
-fn parsed(text: &str) -> AppResult<Arc<Filter>> {
+/// The stored rule `text` parsed, once per text whoever asks; INTERNAL if
+/// it does not parse (rules are checked when set).
+pub(super) fn parsed(text: &str) -> AppResult<Arc<Filter>> {
     static PARSED: OnceLock<Mutex<HashMap<String, Arc<Filter>>>> = OnceLock::new();
     let cache = PARSED.get_or_init(Mutex::default);
     if let Some(found) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(text) {
@@ -341,7 +341,8 @@ pub async fn ensure_acyclic(
 /// Checks a rule about to be set on group `group_id` (or on a new group,
 /// `None`): every group it names exists in the tenant (deleted ones match
 /// nobody until restored), and no chain of rules leads from the group back
-/// to itself. INVALID_ARGUMENT on `field` otherwise.
+/// to itself. INVALID_ARGUMENT on `field` otherwise; the rule parsed when
+/// it passes.
 pub async fn check_rule(
     db: &impl ConnectionTrait,
     tenant: &str,
@@ -349,7 +350,7 @@ pub async fn check_rule(
     rule: &str,
     field: &str,
     now: i64,
-) -> AppResult<()> {
+) -> AppResult<Filter> {
     let filter = filter::parse_field(rule, field)?;
     let named = filter.groups_named();
     if !named.is_empty() {
@@ -378,7 +379,7 @@ pub async fn check_rule(
     }
     let Some(group_id) = group_id else {
         // A new group: no rule can refer to it yet.
-        return Ok(());
+        return Ok(filter);
     };
     let mut rows: Vec<(String, String, String)> = stored_rules(db, tenant)
         .await?
@@ -396,7 +397,16 @@ pub async fn check_rule(
         code.unwrap_or_default(),
         rule.to_owned(),
     ));
-    refuse_cycle(db, tenant, now, rows, Some((group_id, filter)), field).await
+    refuse_cycle(
+        db,
+        tenant,
+        now,
+        rows,
+        Some((group_id, filter.clone())),
+        field,
+    )
+    .await?;
+    Ok(filter)
 }
 
 /// INVALID_ARGUMENT on `field` naming a cycle among the rules `rows` (id,

@@ -10,7 +10,6 @@ use super::{CustomerRecord, group_rules::check_rule, lists::filtered, reports::T
 use crate::{
     domain::{
         customer::{CustomerFilter, CustomerOrder},
-        filter,
         paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
         tenant::RequestContext,
     },
@@ -164,7 +163,7 @@ impl Store {
         if let Some(group_id) = group_id {
             resource::find::<customer_group::Entity>(self.db(), tenant, group_id).await?;
         }
-        check_rule(self.db(), tenant, group_id, rule, "rule", now).await?;
+        let rule = check_rule(self.db(), tenant, group_id, rule, "rule", now).await?;
         let selection = CustomerFilter {
             group_id: None,
             include_subgroups: false,
@@ -173,7 +172,7 @@ impl Store {
             owner_id: None,
             query: None,
             deleted: DeletedFilter::Active,
-            filter: filter::parse_field(rule, "rule")?,
+            filter: rule,
         };
         let tallies = self.count_by_relationship(ctx, &selection).await?.read;
         // Nothing to list when nothing matches (a list would read as much

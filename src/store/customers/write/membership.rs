@@ -203,6 +203,15 @@ pub(super) struct ToFollow {
 }
 
 impl ToFollow {
+    /// Notes that customer `id`'s membership of rule group `group_id` is
+    /// to be settled whatever changed.
+    pub fn settle(&mut self, group_id: &str, id: &str) {
+        self.settle
+            .entry(group_id.to_owned())
+            .or_default()
+            .insert(id.to_owned());
+    }
+
     /// Notes that the write changed `reads` of customer `id`.
     pub fn touch(&mut self, id: &str, reads: Reads) {
         let entry = self.touched.entry(id.to_owned()).or_default();

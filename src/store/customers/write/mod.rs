@@ -365,11 +365,7 @@ impl<'a> Work<'a> {
     /// Notes that customer `id`'s membership of rule group `group_id` is
     /// to be settled by its rule, for `cause`.
     fn settle(&mut self, group_id: &str, id: &str, cause: MembershipCause) {
-        self.follow
-            .settle
-            .entry(group_id.to_owned())
-            .or_default()
-            .insert(id.to_owned());
+        self.follow.settle(group_id, id);
         self.causes
             .insert((group_id.to_owned(), id.to_owned()), cause);
         if matches!(cause, MembershipCause::RuleChanged | MembershipCause::Sweep) {
@@ -586,11 +582,7 @@ impl<'a> Work<'a> {
                 self.joined +=
                     membership::pin_in(tx, tenant, group_id, &customers, &mut self.deltas).await?;
                 for c in &customers {
-                    self.follow
-                        .settle
-                        .entry(group_id.to_owned())
-                        .or_default()
-                        .insert(c.id.clone());
+                    self.follow.settle(group_id, &c.id);
                     self.touch(&c.id, Reads::GROUPS);
                 }
                 self.changed(customers.iter().map(|c| c.id.clone()));
