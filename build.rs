@@ -30,6 +30,9 @@ fn main() -> io::Result<()> {
         // Deterministic encoding of map fields, so a request's bytes can serve
         // as its idempotency fingerprint.
         .btree_map(".")
+        // google.rpc.Status (import results) is tonic-types' type, the one
+        // rich errors are built with.
+        .extern_path(".google.rpc", "::tonic_types::pb")
         .compile_fds_with_config(descriptors, config)?;
 
     println!("cargo:rerun-if-changed=proto");

@@ -26,6 +26,23 @@ impl CustomerApi {
 
 #[tonic::async_trait]
 impl CustomerService for CustomerApi {
+    type ImportCustomersStream = super::watch::EventStream<pb::ImportCustomersResponse>;
+    type ExportCustomersStream = super::watch::EventStream<pb::ExportCustomersResponse>;
+
+    async fn import_customers(
+        &self,
+        _request: Request<tonic::Streaming<pb::ImportCustomersRequest>>,
+    ) -> Result<Response<Self::ImportCustomersStream>, Status> {
+        Err(Status::unimplemented("ImportCustomers is being built"))
+    }
+
+    async fn export_customers(
+        &self,
+        _request: Request<pb::ExportCustomersRequest>,
+    ) -> Result<Response<Self::ExportCustomersStream>, Status> {
+        Err(Status::unimplemented("ExportCustomers is being built"))
+    }
+
     async fn create_customer(
         &self,
         request: Request<pb::CreateCustomerRequest>,
