@@ -17,13 +17,17 @@ pub struct Cli {
     /// What to do; `serve` when omitted.
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Options shared by every command.
-    #[command(flatten)]
+    /// Options shared by every command (the server's; `import` and
+    /// `export` read only their own).
+    #[command(flatten, next_help_heading = "Server options")]
     pub config: Config,
 }
 
+/// Exit codes of `import` and `export`, for their help.
+const CLI_EXIT_CODES: &str = "Exit codes: 0 when every row succeeded; 1 when the import ran to the end but some rows failed (they are in FILE.errors.csv); 2 for usage, file or connection errors, and a server that refused or cut the call.";
+
 /// The binary's commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Run the gRPC server (the default).
     Serve,
@@ -32,6 +36,28 @@ pub enum Command {
     /// Ask the server at `--listen` for its grpc.health.v1 status; exit 0
     /// when SERVING (for container health checks).
     HealthCheck,
+    /// Import customers from a CSV or XLSX file into a running server.
+    ///
+    /// Columns are named by field (id, name, phone, email, owner_id,
+    /// source, relationship, groups, province, company, revenue,
+    /// attributes, attributes.KEY) or by their Vietnamese or English labels
+    /// ("Tên khách hàng", "Số điện thoại", "Customer name", …; the README
+    /// lists them). An empty cell leaves the field unset: an updated
+    /// customer keeps its value. Groups are a `;`-separated list of codes
+    /// or names; sources and relationships a code or a name. Failed rows
+    /// are written to FILE.errors.csv with their row number and reason.
+    #[command(after_help = CLI_EXIT_CODES)]
+    Import(Box<crate::cli::import::ImportArgs>),
+    /// Export customers from a running server to CSV or XLSX.
+    ///
+    /// Writes the importable columns (sources, relationships and groups as
+    /// codes, attributes as one JSON object), then profile_completion,
+    /// last_contact_time, create_time and update_time, which an import
+    /// skips: the file imports into another tenant with the same codes.
+    #[command(
+        after_help = "Exit codes: 0 when the export was written; 2 for usage, file or connection errors, and a server that refused or cut the call."
+    )]
+    Export(Box<crate::cli::export::ExportArgs>),
 }
 
 /// How log lines are written.

@@ -30,9 +30,14 @@
 //! - [`entity`]: SeaORM entities.
 //! - [`grpc`]: transport: one handler file per service plus conversions.
 //! - [`pb`]: generated protobuf code and the reflection descriptor set.
+//! - [`cli`]: `crm-classify import FILE` and `crm-classify export`, clients
+//!   of a running server: CSV and XLSX files (`cli::read`, `cli::write`),
+//!   their columns and labels (`cli::columns`), the streams
+//!   (`cli::import`, `cli::export`) and the progress (`cli::progress`).
 
 pub mod app;
 pub mod changes;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;

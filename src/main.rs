@@ -1,11 +1,14 @@
 //! The `crm-classify` binary: parse options, set up logging, then serve
-//! (default), migrate, or check a running server's health.
+//! (default), migrate, or check a running server's health; or, as a client
+//! of a running server, import or export customers (no logging set up:
+//! they print their own progress on stderr, and an export may write its
+//! table to stdout).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use crm_classify::{
-    Application,
+    Application, cli,
     config::{Cli, Command},
     health,
     store::db::connection as database,
@@ -15,11 +18,18 @@ use crm_classify::{
 #[tokio::main]
 async fn main() -> ExitCode {
     let Cli { command, config } = Cli::parse();
+    let command = command.unwrap_or(Command::Serve);
+    match command {
+        Command::Import(args) => return cli::import(*args).await,
+        Command::Export(args) => return cli::export(*args).await,
+        Command::Serve | Command::Migrate | Command::HealthCheck => {}
+    }
     telemetry::init(config.log_format);
-    let result = match command.unwrap_or(Command::Serve) {
+    let result = match command {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(&config.database_url).await,
         Command::HealthCheck => health::check(config.listen).await.map_err(Into::into),
+        Command::Import(_) | Command::Export(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
