@@ -42,7 +42,7 @@ pub enum ConflictKind {
 }
 
 /// Everything that can go wrong in a request.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AppError {
     /// Bad input: one entry per offending field.
     #[error("invalid argument: {}", describe_violations(.0))]

@@ -2,7 +2,8 @@
 //! every tenant, a pass of every group rule that uses `ago()` (see
 //! [`crate::store::customers::evaluation`]), then the change streams'
 //! retention, for the relationship changes and the memberships alike (see
-//! [`crate::changes::retention`]). Each replica runs it; every job is safe
+//! [`crate::changes::retention`]), and the rows of imports older than their
+//! request ids' 24 hours. Each replica runs it; every job is safe
 //! to run on several replicas at once. It runs on connections of its own,
 //! whose statements are held to the background limit rather than to
 //! `--query-timeout` (see [`crate::store::db::connection`]).
@@ -40,6 +41,11 @@ pub async fn round(store: &Store, retention: Duration) {
     let cutoff = store.now().saturating_sub(retention);
     trim::<RelationshipLog>(store, cutoff).await;
     trim::<MembershipLog>(store, cutoff).await;
+    match store.forget_old_imports().await {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(rows, "imported rows past 24 hours forgotten"),
+        Err(err) => tracing::warn!(error = %err, "forgetting old imported rows failed"),
+    }
 }
 
 /// Moves log `L`'s replay floor past `cutoff`; failures are logged.

@@ -38,6 +38,7 @@ mod m20261206_000009_service_secrets;
 mod m20261206_000010_folded_text;
 mod m20261206_000011_relationship_members_owner;
 mod m20261206_000012_rule_groups;
+mod m20261206_000013_imported_rows;
 
 pub mod folding;
 
@@ -60,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000010_folded_text::Migration),
             Box::new(m20261206_000011_relationship_members_owner::Migration),
             Box::new(m20261206_000012_rule_groups::Migration),
+            Box::new(m20261206_000013_imported_rows::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@ pub mod change;
 pub mod customer;
 pub mod filter;
 pub mod ids;
+pub mod import;
 pub mod inactivity;
 pub mod membership;
 pub mod paging;

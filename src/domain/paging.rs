@@ -183,6 +183,8 @@ pub struct PageRequest {
     filters: String,
     /// What the next token is signed with.
     key: PageKey,
+    /// Whether the page's `total` is wanted (an export reads it once).
+    pub counted: bool,
 }
 
 /// One page of rows.
@@ -234,7 +236,21 @@ impl PageRequest {
             after,
             filters,
             key: key.clone(),
+            counted: true,
         })
+    }
+
+    /// A page of `size` rows after `after`, read by the server for itself
+    /// (an export): it issues no token, and its total is read only when
+    /// `counted`.
+    pub fn internal(size: u64, after: Option<Cursor>, counted: bool) -> Self {
+        Self {
+            size,
+            after,
+            filters: String::new(),
+            key: PageKey::from_bytes([0; PAGE_KEY_LEN]),
+            counted,
+        }
     }
 
     /// The `next_page_token` for a page, empty on the last page.

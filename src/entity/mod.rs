@@ -10,6 +10,7 @@ pub mod group_exclusion;
 pub mod group_member;
 pub mod group_relationship_count;
 pub mod idempotency_key;
+pub mod imported_row;
 pub mod membership_change;
 pub mod membership_counter;
 pub mod relationship;

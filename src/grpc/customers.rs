@@ -3,7 +3,8 @@
 use tonic::{Request, Response, Status};
 
 use super::{
-    context, convert::customer as convert, idempotency_key, page_request, target, write_context,
+    context, convert::customer as convert, idempotency_key, page_request, stream_write_context,
+    target, write_context,
 };
 use crate::{
     domain::{catalog::Target, customer::CustomerOrder, ids, paging::DeletedFilter},
@@ -26,21 +27,37 @@ impl CustomerApi {
 
 #[tonic::async_trait]
 impl CustomerService for CustomerApi {
-    type ImportCustomersStream = super::watch::EventStream<pb::ImportCustomersResponse>;
-    type ExportCustomersStream = super::watch::EventStream<pb::ExportCustomersResponse>;
+    type ImportCustomersStream = super::import::ImportStream;
+    type ExportCustomersStream = super::export::ExportStream;
 
     async fn import_customers(
         &self,
-        _request: Request<tonic::Streaming<pb::ImportCustomersRequest>>,
+        request: Request<tonic::Streaming<pb::ImportCustomersRequest>>,
     ) -> Result<Response<Self::ImportCustomersStream>, Status> {
-        Err(Status::unimplemented("ImportCustomers is being built"))
+        let ctx = stream_write_context(&self.store, request.metadata()).await?;
+        let results = super::import::start(self.store.clone(), ctx, request.into_inner()).await?;
+        Ok(Response::new(results))
     }
 
     async fn export_customers(
         &self,
-        _request: Request<pb::ExportCustomersRequest>,
+        request: Request<pb::ExportCustomersRequest>,
     ) -> Result<Response<Self::ExportCustomersStream>, Status> {
-        Err(Status::unimplemented("ExportCustomers is being built"))
+        let ctx = context(&request)?;
+        let req = request.into_inner();
+        let order = CustomerOrder::parse(&req.order_by)?;
+        let filter = convert::customer_filter(
+            &req.group_id,
+            req.include_subgroups,
+            &req.source_id,
+            &req.relationship_id,
+            &req.owner_id,
+            &req.query,
+            DeletedFilter::from_flags(req.show_deleted, req.deleted_only),
+            &req.filter,
+        )?;
+        let export = self.store.export_customers(&ctx, filter, order).await?;
+        Ok(Response::new(super::export::stream(export)))
     }
 
     async fn create_customer(

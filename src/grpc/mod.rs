@@ -1,5 +1,5 @@
 //! Transport only: one handler file per service (and `membership_stream`
-//! for GroupService's stream), conversions in `convert`, what the two change
+//! for GroupService's stream, `import` and `export` for CustomerService's), conversions in `convert`, what the two change
 //! streams' handlers share in `watch`, and what every handler shares (the
 //! request context, idempotency keys, page requests, and catalog messages
 //! with their customer counts). Handlers
@@ -8,7 +8,9 @@
 
 pub mod convert;
 pub mod customers;
+pub mod export;
 pub mod groups;
+pub mod import;
 pub mod mask;
 pub mod membership_stream;
 pub mod relationships;
@@ -64,11 +66,28 @@ fn header<'a>(metadata: &'a MetadataMap, key: &str) -> AppResult<Option<&'a str>
 /// metadata and text are checked. Reads never provision the tenant: one
 /// never written answers as a fresh tenant would, with nothing written.
 pub fn context<T: Message + Name>(request: &Request<T>) -> Result<RequestContext, Status> {
-    let metadata = request.metadata();
+    let ctx = metadata_context(request.metadata())?;
+    strings::check(request.get_ref())?;
+    Ok(ctx)
+}
+
+/// The tenant and actor a call's metadata names.
+fn metadata_context(metadata: &MetadataMap) -> Result<RequestContext, Status> {
     let tenant = TenantId::parse(header(metadata, TENANT_HEADER)?)?;
     let actor = Actor::parse(header(metadata, ACTOR_HEADER)?)?;
-    strings::check(request.get_ref())?;
     Ok(RequestContext { tenant, actor })
+}
+
+/// [`write_context`] for a call whose requests come as a stream: the
+/// metadata now, each message's text as it arrives (see
+/// [`strings::check`]).
+pub async fn stream_write_context(
+    store: &Store,
+    metadata: &MetadataMap,
+) -> Result<RequestContext, Status> {
+    let ctx = metadata_context(metadata)?;
+    store.provision(&ctx.tenant).await?;
+    Ok(ctx)
 }
 
 /// [`context`] for a request that may write: also provisions the tenant

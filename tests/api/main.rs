@@ -17,6 +17,7 @@ mod hostile_fuzz;
 mod hostile_input;
 mod hostile_tokens;
 mod hostile_transport;
+mod import_export;
 mod inactivity;
 mod membership_stream;
 mod processes;

@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod customer;
+pub mod import;
 
 use prost_types::Timestamp;
 

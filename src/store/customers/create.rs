@@ -194,7 +194,7 @@ const OPERATION: &str = "CreateCustomer";
 /// Which of `phones` and of `emails` (empty ones skipped) active customers
 /// of the tenant have, and who has them, read in one statement. Each part
 /// repeats its partial unique index's predicate, so the planners use it.
-async fn taken(
+pub(super) async fn taken(
     tx: &impl ConnectionTrait,
     tenant: &str,
     phones: HashSet<String>,

@@ -435,7 +435,7 @@ impl Store {
         snapshot.end(listed).await
     }
 
-    async fn list_in(
+    pub(super) async fn list_in(
         &self,
         snapshot: &Snapshot,
         ctx: &RequestContext,

@@ -8,6 +8,9 @@
 //! - [`rules`]: what a write checks against the stored state.
 //! - [`create`], [`create_queue`]: creating customers, batched.
 //! - [`update`]: profile, delete and restore, relationship changes.
+//! - [`import`]: importing rows in batches (each row checked and written
+//!   as the single call it stands for); [`export`]: reading a whole
+//!   selection in one snapshot.
 //! - [`memberships`], [`contacts`]: group membership; contacts.
 //! - [`inactivity`]: the inactivity rule, swept and on demand.
 //! - [`group_rules`]: a tenant's rule groups as writes follow them;
@@ -21,10 +24,12 @@ pub mod contacts;
 pub mod create;
 pub mod create_queue;
 pub mod evaluation;
+pub mod export;
 pub mod filter;
 pub mod group_rules;
 pub mod history;
 pub mod holders;
+pub mod import;
 pub mod inactivity;
 pub mod lists;
 pub mod members;

@@ -354,6 +354,7 @@ mod tests {
                 "m20261206_000010_folded_text",
                 "m20261206_000011_relationship_members_owner",
                 "m20261206_000012_rule_groups",
+                "m20261206_000013_imported_rows",
             ]
         );
     }

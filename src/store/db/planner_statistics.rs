@@ -60,6 +60,9 @@ const STATISTICS: &str = "
     group_relationship_counts sqlite_autoindex_group_relationship_counts_1 120 120 6 1
     idempotency_keys idempotency_keys_by_time 100000 1
     idempotency_keys sqlite_autoindex_idempotency_keys_1 100000 100000 10000 1
+    imported_rows imported_rows_by_customer 1000000 1000000 100000 1
+    imported_rows imported_rows_by_time 1000000 1
+    imported_rows sqlite_autoindex_imported_rows_1 1000000 1000000 100000 1
     membership_changes membership_changes 1000000 1000000 1
     membership_counters sqlite_autoindex_membership_counters_1 1 1
     relationship_changes relationship_changes_by_customer 1000000 1000000 1 1

@@ -108,11 +108,32 @@ impl Store {
         T: Send + 'static,
         F: for<'c> Fn(&'c WriteTx, &'c I) -> BoxFuture<'c, AppResult<T>> + Send + Sync + 'static,
     {
+        self.write_or_rehearse(input, op, true).await
+    }
+
+    /// Runs `op` on `input` as [`Store::write`] does, then rolls back
+    /// whatever it did: what a write would do, with nothing written (an
+    /// import's dry run).
+    pub async fn rehearse<I, T, F>(&self, input: I, op: F) -> AppResult<T>
+    where
+        I: Send + Sync + 'static,
+        T: Send + 'static,
+        F: for<'c> Fn(&'c WriteTx, &'c I) -> BoxFuture<'c, AppResult<T>> + Send + Sync + 'static,
+    {
+        self.write_or_rehearse(input, op, false).await
+    }
+
+    async fn write_or_rehearse<I, T, F>(&self, input: I, op: F, commit: bool) -> AppResult<T>
+    where
+        I: Send + Sync + 'static,
+        T: Send + 'static,
+        F: for<'c> Fn(&'c WriteTx, &'c I) -> BoxFuture<'c, AppResult<T>> + Send + Sync + 'static,
+    {
         let store = self.clone();
         tokio::spawn(async move {
             let changed = Arc::new(Mutex::new(Touches::Nothing));
             let _invalidate = Invalidate(&store.records, &changed);
-            let result = store.write_attempts(&changed, &input, &op).await;
+            let result = store.write_attempts(&changed, &input, &op, commit).await;
             // Whatever it wrote, watchers of the change streams (both
             // logs) look now rather than at the next poll.
             store.feeds.wake();
@@ -127,6 +148,7 @@ impl Store {
         changed: &Arc<Mutex<Touches>>,
         input: &I,
         op: &F,
+        commit: bool,
     ) -> AppResult<T>
     where
         I: Sync,
@@ -135,7 +157,7 @@ impl Store {
     {
         let mut attempt = 1;
         loop {
-            let result = self.write_once(changed, input, op).await;
+            let result = self.write_once(changed, input, op, commit).await;
             match result {
                 Err(err) if err.is_retryable() && attempt < MAX_WRITE_ATTEMPTS => {
                     tracing::debug!(attempt, error = %err, "retrying a write that lost a race");
@@ -152,6 +174,7 @@ impl Store {
         changed: &Arc<Mutex<Touches>>,
         input: &I,
         op: &F,
+        commit: bool,
     ) -> AppResult<T>
     where
         I: Sync,
@@ -175,8 +198,12 @@ impl Store {
             rules_changed: Default::default(),
         };
         match op(&tx, input).await {
-            Ok(value) => {
+            Ok(value) if commit => {
                 tx.tx.commit().await?;
+                Ok(value)
+            }
+            Ok(value) => {
+                tx.tx.rollback().await?;
                 Ok(value)
             }
             Err(err) => {
