@@ -205,7 +205,9 @@ fn csv_file(path: &Path) -> Result<csv::Writer<Box<dyn Write + Send>>, String> {
     sink.write_all(b"\xEF\xBB\xBF")
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let sink: Box<dyn Write + Send> = Box::new(sink);
-    Ok(csv::Writer::from_writer(sink))
+    // Flexible: a row of the errors file is as long as the input row was,
+    // which may be longer than its header.
+    Ok(csv::WriterBuilder::new().flexible(true).from_writer(sink))
 }
 
 /// The errors file of an import: the row number, the reason, then the
@@ -259,6 +261,11 @@ impl ErrorsFile {
         if let Some(writer) = &mut self.writer {
             let mut record = vec![row.to_string(), reason.to_owned()];
             record.extend(cells.iter().cloned());
+            // A short row (an XLSX row ends at its last cell) is padded,
+            // so every row has at least the header's columns.
+            if record.len() < self.header.len() {
+                record.resize(self.header.len(), String::new());
+            }
             writer
                 .write_record(&record)
                 .map_err(|e| format!("{}: {e}", self.path.display()))?;
