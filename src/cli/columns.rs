@@ -425,8 +425,8 @@ pub fn attribute_header(key: &str) -> String {
     format!("{ATTRIBUTE_PREFIX}{key}")
 }
 
-/// The label table as Markdown rows (field, Vietnamese, English), for the
-/// README; a unit test keeps the README's table equal to it.
+/// The label table (field, Vietnamese, English); a unit test keeps the
+/// README's table equal to it.
 pub fn label_table() -> Vec<[&'static str; 3]> {
     SPELLINGS.iter().map(|s| [s.name, s.vi, s.en]).collect()
 }
@@ -616,6 +616,16 @@ mod tests {
     fn a_blank_header_is_no_header() {
         assert_eq!(match_header(&header(&["", " "])), Err(HeaderError::Empty));
         assert_eq!(match_header(&[]), Err(HeaderError::Empty));
+    }
+
+    #[test]
+    fn the_readme_lists_the_label_table() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        for [field, vi, en] in label_table() {
+            let row = format!("| `{field}` | {vi} | {en} |");
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
     }
 
     #[test]

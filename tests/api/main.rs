@@ -7,6 +7,7 @@ mod helpers;
 mod requests;
 
 mod change_stream;
+mod cli;
 mod create_batches;
 mod customers;
 mod filter_differential;
