@@ -195,84 +195,97 @@ fn call_failed(what: &str, status: &tonic::Status) -> CliError {
     ))
 }
 
+/// Every page of a list call: `page` asks for the page after a token and
+/// gives its entries and the next token (empty on the last page).
+async fn all_pages<F, Fut>(mut page: F) -> Result<Vec<Entry>, CliError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<(Vec<Entry>, String), CliError>>,
+{
+    let mut entries = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (more, next) = page(token).await?;
+        entries.extend(more);
+        if next.is_empty() {
+            return Ok(entries);
+        }
+        token = next;
+    }
+}
+
 /// Lists every group, source and relationship of the tenant, deleted ones
 /// included (a file may name a deleted source: the server then says so).
 pub async fn load(connection: &Connection) -> Result<Catalogs, CliError> {
-    let mut groups = Vec::new();
-    let mut client = connection.groups();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_groups(ListGroupsRequest {
-                page_size: PAGE,
-                page_token: token,
-                show_deleted: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|s| call_failed("groups", &s))?
-            .into_inner();
-        groups.extend(page.groups.into_iter().map(|g| Entry {
-            deleted: g.delete_time.is_some(),
-            id: g.id,
-            code: g.code,
-            name: g.name,
-        }));
-        if page.next_page_token.is_empty() {
-            break;
+    let groups = all_pages(|page_token| {
+        let mut client = connection.groups();
+        async move {
+            let page = client
+                .list_groups(ListGroupsRequest {
+                    page_size: PAGE,
+                    page_token,
+                    show_deleted: true,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| call_failed("groups", &s))?
+                .into_inner();
+            let entries = page.groups.into_iter().map(|g| Entry {
+                deleted: g.delete_time.is_some(),
+                id: g.id,
+                code: g.code,
+                name: g.name,
+            });
+            Ok((entries.collect(), page.next_page_token))
         }
-        token = page.next_page_token;
-    }
-    let mut sources = Vec::new();
-    let mut client = connection.sources();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_sources(ListSourcesRequest {
-                page_size: PAGE,
-                page_token: token,
-                show_deleted: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|s| call_failed("sources", &s))?
-            .into_inner();
-        sources.extend(page.sources.into_iter().map(|s| Entry {
-            deleted: s.delete_time.is_some(),
-            id: s.id,
-            code: s.code,
-            name: s.name,
-        }));
-        if page.next_page_token.is_empty() {
-            break;
+    })
+    .await?;
+    let sources = all_pages(|page_token| {
+        let mut client = connection.sources();
+        async move {
+            let page = client
+                .list_sources(ListSourcesRequest {
+                    page_size: PAGE,
+                    page_token,
+                    show_deleted: true,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| call_failed("sources", &s))?
+                .into_inner();
+            let entries = page.sources.into_iter().map(|s| Entry {
+                deleted: s.delete_time.is_some(),
+                id: s.id,
+                code: s.code,
+                name: s.name,
+            });
+            Ok((entries.collect(), page.next_page_token))
         }
-        token = page.next_page_token;
-    }
-    let mut relationships = Vec::new();
-    let mut client = connection.relationships();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_relationships(ListRelationshipsRequest {
-                page_size: PAGE,
-                page_token: token,
-                show_deleted: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|s| call_failed("relationships", &s))?
-            .into_inner();
-        relationships.extend(page.relationships.into_iter().map(|r| Entry {
-            deleted: r.delete_time.is_some(),
-            id: r.id,
-            code: r.code,
-            name: r.name,
-        }));
-        if page.next_page_token.is_empty() {
-            break;
+    })
+    .await?;
+    let relationships = all_pages(|page_token| {
+        let mut client = connection.relationships();
+        async move {
+            let page = client
+                .list_relationships(ListRelationshipsRequest {
+                    page_size: PAGE,
+                    page_token,
+                    show_deleted: true,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| call_failed("relationships", &s))?
+                .into_inner();
+            let entries = page.relationships.into_iter().map(|r| Entry {
+                deleted: r.delete_time.is_some(),
+                id: r.id,
+                code: r.code,
+                name: r.name,
+            });
+            Ok((entries.collect(), page.next_page_token))
         }
-        token = page.next_page_token;
-    }
+    })
+    .await?;
     Ok(Catalogs {
         groups: Catalog::new("group", groups),
         sources: Catalog::new("source", sources),

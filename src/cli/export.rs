@@ -163,8 +163,9 @@ pub async fn run(args: ExportArgs) -> Result<(), CliError> {
         .path()
         .map_or_else(|| "stdout".to_owned(), |p| p.display().to_string());
     progress.finish(&format!(
-        "{} customers to {target} in {seconds:.1} s; watch relationship changes after sequence {watch_from}",
-        thousands(written)
+        "{} customer{} to {target} in {seconds:.1} s; watch relationship changes after sequence {watch_from}",
+        thousands(written),
+        if written == 1 { "" } else { "s" }
     ));
     Ok(())
 }

@@ -201,7 +201,7 @@ impl Table {
                     }
                     if let Some(record) = rows.add(row, column, cell.get_value())
                         && !is_blank(&record)
-                        && visit(record).is_break()
+                        && visit(below(record, header_row)).is_break()
                     {
                         return Ok(());
                     }
@@ -209,12 +209,19 @@ impl Table {
                 if let Some(record) = rows.finish()
                     && !is_blank(&record)
                 {
-                    let _ = visit(record);
+                    let _ = visit(below(record, header_row));
                 }
                 Ok(())
             }
         }
     }
+}
+
+/// A worksheet record with its position counted in rows below the header,
+/// the unit of [`Size::Rows`].
+fn below(mut record: Record, header_row: u32) -> Record {
+    record.position = record.number.saturating_sub(u64::from(header_row) + 1);
+    record
 }
 
 fn is_blank(record: &Record) -> bool {
@@ -600,6 +607,8 @@ mod tests {
         );
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].number, 3);
+        // Three rows below the header, the last of them read.
+        assert_eq!(rows[1].position, 3);
         assert_eq!(
             cells(&rows[0]),
             ["", "Nguyễn Văn An", "912345678", "75000000", "TRUE"]
