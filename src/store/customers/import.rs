@@ -20,12 +20,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
-    TryIntoModel, sea_query::Expr,
+    sea_query::Expr,
 };
 
 use super::{
     create::taken,
-    records::{lock_customers, profile_of, set_profile, with_groups},
+    records::{lock_customers, new_row, profile_of, with_groups},
     rules::{check_assignable_relationship, check_group_assignable, check_source_assignable},
     write::{self, Change, Move},
 };
@@ -40,7 +40,7 @@ use crate::{
     },
     entity::{customer, customer_group, customer_source, imported_row, relationship},
     error::{AppError, AppResult},
-    store::{Store, WriteTx, idempotency, lock_scope},
+    store::{Store, WriteTx, idempotency, lock_scope, resource::Resource},
 };
 
 /// The operation an import's request id is kept under.
@@ -156,6 +156,43 @@ fn file(into: &mut HashMap<Named, Entry>, code: String, entry: Entry) {
     into.insert(Named::Id(entry.id.clone()), entry);
 }
 
+/// The rows of `E` (sources or groups) among `names`, under their ids and
+/// codes (`code` is the table's code column).
+async fn entries<E: Resource>(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    code: E::Column,
+    names: &HashSet<&Named>,
+) -> AppResult<HashMap<Named, Entry>> {
+    let mut entries = HashMap::new();
+    let (ids, codes) = split(names);
+    if ids.is_empty() && codes.is_empty() {
+        return Ok(entries);
+    }
+    let found: Vec<(String, String, Option<i64>)> = E::find()
+        .filter(E::tenant_col().eq(tenant))
+        .filter(
+            sea_orm::Condition::any()
+                .add(E::id_col().is_in(ids))
+                .add(code.is_in(codes)),
+        )
+        .select_only()
+        .columns([E::id_col(), code, E::delete_time_col()])
+        .into_tuple()
+        .all(tx)
+        .await?;
+    for (id, code, delete_time) in found {
+        let kind = String::new();
+        let entry = Entry {
+            id,
+            delete_time,
+            kind,
+        };
+        file(&mut entries, code, entry);
+    }
+    Ok(entries)
+}
+
 impl Catalog {
     async fn load(
         tx: &impl ConnectionTrait,
@@ -202,63 +239,12 @@ impl Catalog {
             file(&mut catalog.relationships, code, entry);
         }
 
-        let (ids, codes) = split(&sources);
-        if !ids.is_empty() || !codes.is_empty() {
-            use customer_source::Column as S;
-            let found: Vec<(String, String, Option<i64>)> = customer_source::Entity::find()
-                .filter(S::TenantId.eq(tenant))
-                .filter(
-                    sea_orm::Condition::any()
-                        .add(S::Id.is_in(ids))
-                        .add(S::Code.is_in(codes)),
-                )
-                .select_only()
-                .columns([S::Id, S::Code, S::DeleteTime])
-                .into_tuple()
-                .all(tx)
+        catalog.sources =
+            entries::<customer_source::Entity>(tx, tenant, customer_source::Column::Code, &sources)
                 .await?;
-            for (id, code, delete_time) in found {
-                let kind = String::new();
-                file(
-                    &mut catalog.sources,
-                    code,
-                    Entry {
-                        id,
-                        delete_time,
-                        kind,
-                    },
-                );
-            }
-        }
-
-        let (ids, codes) = split(&groups);
-        if !ids.is_empty() || !codes.is_empty() {
-            use customer_group::Column as G;
-            let found: Vec<(String, String, Option<i64>)> = customer_group::Entity::find()
-                .filter(G::TenantId.eq(tenant))
-                .filter(
-                    sea_orm::Condition::any()
-                        .add(G::Id.is_in(ids))
-                        .add(G::Code.is_in(codes)),
-                )
-                .select_only()
-                .columns([G::Id, G::Code, G::DeleteTime])
-                .into_tuple()
-                .all(tx)
+        catalog.groups =
+            entries::<customer_group::Entity>(tx, tenant, customer_group::Column::Code, &groups)
                 .await?;
-            for (id, code, delete_time) in found {
-                let kind = String::new();
-                file(
-                    &mut catalog.groups,
-                    code,
-                    Entry {
-                        id,
-                        delete_time,
-                        kind,
-                    },
-                );
-            }
-        }
         Ok(catalog)
     }
 
@@ -745,22 +731,9 @@ fn plan_create(
         revenue: fields.revenue.unwrap_or_default(),
         attributes: merged_attributes(BTreeMap::new(), &fields.attributes)?,
     };
-    let mut active = customer::ActiveModel {
-        id: Set(ids::new_id()),
-        tenant_id: Set(tenant.to_owned()),
-        relationship_id: Set(relationship_id),
-        last_contact_time: Set(None),
-        activity_time: Set(now),
-        revision: Set(1),
-        create_time: Set(now),
-        update_time: Set(now),
-        delete_time: Set(None),
-        ..Default::default()
-    };
-    set_profile(&mut active, &profile);
     Ok(Plan::Create {
         index,
-        row: active.try_into_model()?,
+        row: new_row(tenant, ids::new_id(), relationship_id, &profile, now)?,
         groups,
     })
 }
