@@ -16,7 +16,10 @@
 //! those rows with their first outcome instead of applying them again, and
 //! a later row whose phone or email an earlier row took names that row.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
@@ -53,6 +56,24 @@ pub struct Import {
     pub options: ImportOptions,
     /// The request id, or a made-up one.
     id: String,
+    /// A dry run's memory of the phones and emails its earlier batches
+    /// would have given new customers, with their rows (nothing was
+    /// written, so the stored state cannot tell a later batch). It grows
+    /// with the rows a dry run would create; a real import keeps nothing.
+    dry_created: Option<Arc<Mutex<HashMap<String, i64>>>>,
+}
+
+impl Import {
+    /// The row of an earlier batch of this dry run that would have created
+    /// a customer with the phone or email `value`.
+    fn dry_creator(&self, value: &str) -> Option<i64> {
+        let memory = self.dry_created.as_ref()?;
+        memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(value)
+            .copied()
+    }
 }
 
 impl Store {
@@ -66,6 +87,7 @@ impl Store {
         let key = options.key.clone().filter(|_| !options.dry_run);
         let Some(key) = key else {
             return Ok(Import {
+                dry_created: options.dry_run.then(Arc::default),
                 options,
                 id: format!("auto:{}", ids::new_id()),
             });
@@ -86,6 +108,7 @@ impl Store {
         Ok(Import {
             id: key.request_id.clone(),
             options,
+            dry_created: None,
         })
     }
 
@@ -100,8 +123,16 @@ impl Store {
     ) -> AppResult<Vec<RowResult>> {
         let now = self.now();
         let input = (ctx.clone(), import.clone(), rows, now);
-        if import.options.dry_run {
-            self.rehearse(input, batch_op).await
+        if let Some(memory) = &import.dry_created {
+            let results = self.rehearse(input, batch_op).await?;
+            let mut memory = memory.lock().unwrap_or_else(|e| e.into_inner());
+            for (number, created) in results
+                .iter()
+                .flat_map(|r| r.dry_created.iter().map(move |value| (r.number, value)))
+            {
+                memory.entry(created.clone()).or_insert(number);
+            }
+            Ok(results)
         } else {
             self.write(input, batch_op).await
         }
@@ -486,6 +517,7 @@ async fn import_batch(
                 number: row.number,
                 outcome: Err(err.clone()),
                 replayed: false,
+                dry_created: Vec::new(),
             });
         }
     }
@@ -499,6 +531,7 @@ async fn import_batch(
                     number,
                     outcome: Ok((outcome, customer_id.clone())),
                     replayed: true,
+                    dry_created: Vec::new(),
                 });
             }
         }
@@ -534,6 +567,7 @@ async fn import_batch(
                 number: row.number,
                 outcome: Err(AppError::Internal("an import row went missing".into())),
                 replayed: false,
+                dry_created: Vec::new(),
             })
         })
         .collect())
@@ -612,6 +646,10 @@ async fn segment(
             end = index;
             break;
         }
+        if let Some(result) = dry_repeat(import, fields, rows[index].number) {
+            results[index] = Some(result);
+            continue;
+        }
         let planned = match (options.mode, matched) {
             (Mode::Create, _) | (Mode::Upsert, None) => {
                 plan_create(tenant, options, catalog, fields, index, now)
@@ -631,6 +669,7 @@ async fn segment(
                     number: rows[index].number,
                     outcome: Err(err),
                     replayed: false,
+                    dry_created: Vec::new(),
                 });
                 continue;
             }
@@ -648,13 +687,56 @@ async fn segment(
         } else {
             id.to_owned()
         };
+        // A dry run remembers what its new customers would hold.
+        let dry_created = match plan {
+            Plan::Create { row, .. } if options.dry_run => [&row.phone, &row.email]
+                .into_iter()
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
         results[index] = Some(RowResult {
             number: rows[index].number,
             outcome: Ok((outcome, shown)),
             replayed: false,
+            dry_created,
         });
     }
     Ok(end)
+}
+
+/// In a dry run, the result of a row that meets a customer an earlier
+/// batch would have created: with UPSERT or UPDATE matching it, the row
+/// would update that customer (UPDATED, no id: it does not exist); else
+/// its phone or email would be taken (ALREADY_EXISTS naming the row).
+fn dry_repeat(import: &Import, fields: &RowFields, number: i64) -> Option<RowResult> {
+    let key = import.options.match_on.and_then(|key| key_of(fields, key));
+    let updates = |value: &str| import.options.mode != Mode::Create && key == Some(value);
+    [("phone", &fields.phone), ("email", &fields.email)]
+        .into_iter()
+        .filter_map(|(what, value)| Some((what, value.as_deref()?)))
+        .filter(|(_, value)| !value.is_empty())
+        .find_map(|(what, value)| {
+            let first = import.dry_creator(value)?;
+            let outcome = if updates(value) {
+                Ok((Outcome::Updated, String::new()))
+            } else {
+                Err(AppError::AlreadyExists {
+                    resource: "customer",
+                    existing_id: String::new(),
+                    message: format!(
+                        "{what} `{value}` would be taken by the customer row {first} of this import creates"
+                    ),
+                })
+            };
+            Some(RowResult {
+                number,
+                outcome,
+                replayed: false,
+                dry_created: Vec::new(),
+            })
+        })
 }
 
 /// The failure of an UPDATE row that matches nobody.
