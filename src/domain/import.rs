@@ -189,6 +189,9 @@ pub struct RowResult {
     pub outcome: AppResult<(Outcome, String)>,
     /// Reported from an earlier run with the same request id.
     pub replayed: bool,
+    /// In a dry run: the phone and email the customer the row would create
+    /// would hold (what later batches must find taken).
+    pub dry_created: Vec<String>,
 }
 
 /// The counts of an import.

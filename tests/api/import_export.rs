@@ -325,27 +325,43 @@ on_both_databases! {
             ..named("Có Sẵn")
         })
         .await;
-        let rows = || vec![
-            ImportRow { province: Some("Hà Nội".into()), name: None, ..row(2, "", "0977000001") },
-            row(3, "Mới", "0977000002"),
-            row(4, "", "0977000003"),
-            row(5, "Trùng", "0977000002"),
+        // Batches of two, so repeats meet rows of earlier batches too.
+        let batches = |p: &str| vec![
+            vec![
+                ImportRow { province: Some("Hà Nội".into()), name: None, ..row(2, "", &format!("{p}01")) },
+                row(3, "Mới", &format!("{p}02")),
+            ],
+            vec![row(4, "", &format!("{p}03")), row(5, "Trùng", &format!("{p}02"))],
+            vec![ImportRow { email: Some(format!("moi{p}@example.vn")), ..row(6, "Sáu", &format!("{p}06")) }],
+            vec![ImportRow { email: Some(format!("MOI{p}@example.vn")), ..row(7, "Bảy", &format!("{p}07")) }],
         ];
-        let mut dry = options(ImportMode::Upsert, ImportMatchKey::Phone);
-        dry.dry_run = true;
-        dry.request_id = "dry-then-real".into();
-        let before = by_phone(&mut app.customers()).await;
-        let (dry_results, dry_summary) = import(&app, dry, vec![rows()]).await;
-        assert_eq!(by_phone(&mut app.customers()).await, before, "a dry run writes nothing");
-        let real = ImportOptions { request_id: "dry-then-real".into(), ..options(ImportMode::Upsert, ImportMatchKey::Phone) };
-        let (results, summary) = import(&app, real, vec![rows()]).await;
-        assert_eq!(dry_summary, summary, "the dry run foresaw the real run");
-        let outcomes = |r: &[ImportRowResult]| r.iter().map(outcome).collect::<Vec<_>>();
-        assert_eq!(outcomes(&dry_results), outcomes(&results));
-        assert_eq!(dry_results[0].customer_id, existing.id);
-        assert_eq!(dry_results[1].customer_id, "", "a dry run creates no id");
-        assert_eq!(summary.failed, 1, "{results:?}");
-        assert_eq!(summary.replayed, 0, "the dry run applied nothing to replay");
+        for (mode, p) in [(ImportMode::Upsert, "09770000"), (ImportMode::Create, "09660000")] {
+            let batches = || batches(p);
+            let request_id = format!("dry-then-real-{mode:?}");
+            let mut dry = options(mode, ImportMatchKey::Phone);
+            dry.dry_run = true;
+            dry.request_id = request_id.clone();
+            let before = by_phone(&mut app.customers()).await;
+            let (dry_results, dry_summary) = import(&app, dry, batches()).await;
+            assert_eq!(by_phone(&mut app.customers()).await, before, "a dry run writes nothing");
+            let real = ImportOptions { request_id, ..options(mode, ImportMatchKey::Phone) };
+            let (results, summary) = import(&app, real, batches()).await;
+            assert_eq!(dry_summary, summary, "{mode:?}: the dry run foresaw the real run: {dry_results:?} {results:?}");
+            let outcomes = |r: &[ImportRowResult]| r.iter().map(|r| (r.row_number, outcome(r))).collect::<Vec<_>>();
+            assert_eq!(outcomes(&dry_results), outcomes(&results), "{mode:?}");
+            let codes = |r: &[ImportRowResult]| r.iter().filter_map(|r| r.error.as_ref().map(|e| e.code)).collect::<Vec<_>>();
+            assert_eq!(codes(&dry_results), codes(&results), "{mode:?}");
+            assert_eq!(summary.replayed, 0, "the dry run applied nothing to replay");
+            if mode == ImportMode::Upsert {
+                assert_eq!(dry_results[0].customer_id, existing.id);
+                assert_eq!(dry_results[1].customer_id, "", "a dry run creates no id");
+                assert_eq!((summary.created, summary.updated, summary.failed), (2, 2, 2), "{results:?}");
+            } else {
+                assert_eq!((summary.created, summary.failed), (2, 4), "{results:?}");
+                let (_, message, _) = failure(&dry_results[3]);
+                assert!(message.contains("row 3 of this import"), "{message}");
+            }
+        }
     }
 
     async fn a_cut_import_resumed_with_its_request_id_creates_no_duplicates(app: TestApp) {

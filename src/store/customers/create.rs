@@ -12,14 +12,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::{
-    ActiveValue::Set,
-    ConnectionTrait, TryIntoModel,
+    ConnectionTrait,
     sea_query::{Expr, ExprTrait, Query, UnionType},
 };
 
 use super::{
     CustomerRecord,
-    records::set_profile,
+    records::new_row,
     rules::{
         check_assignable_relationship, check_group_assignable, check_source_assignable,
         contact_point_taken,
@@ -261,20 +260,14 @@ async fn write_accepted(
     let mut origins = Vec::with_capacity(accepted.len());
     for a in accepted {
         let create = creates[a.index];
-        let mut active = customer::ActiveModel {
-            id: Set(a.id.clone()),
-            tenant_id: Set(tenant.to_owned()),
-            relationship_id: Set(a.relationship_id.clone()),
-            last_contact_time: Set(None),
-            activity_time: Set(now),
-            revision: Set(1),
-            create_time: Set(now),
-            update_time: Set(now),
-            delete_time: Set(None),
-            ..Default::default()
-        };
-        set_profile(&mut active, &create.input.profile);
-        rows.push(active.try_into_model()?);
+        let (id, relationship_id) = (a.id.clone(), a.relationship_id.clone());
+        rows.push(new_row(
+            tenant,
+            id,
+            relationship_id,
+            &create.input.profile,
+            now,
+        )?);
         origins.push(Origin {
             cause: Cause::Created,
             actor: create.ctx.actor.0.clone(),

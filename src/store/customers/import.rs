@@ -16,16 +16,19 @@
 //! those rows with their first outcome instead of applying them again, and
 //! a later row whose phone or email an earlier row took names that row.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
-    TryIntoModel, sea_query::Expr,
+    sea_query::Expr,
 };
 
 use super::{
     create::taken,
-    records::{lock_customers, profile_of, set_profile, with_groups},
+    records::{lock_customers, new_row, profile_of, with_groups},
     rules::{check_assignable_relationship, check_group_assignable, check_source_assignable},
     write::{self, Change, Move},
 };
@@ -40,7 +43,7 @@ use crate::{
     },
     entity::{customer, customer_group, customer_source, imported_row, relationship},
     error::{AppError, AppResult},
-    store::{Store, WriteTx, idempotency, lock_scope},
+    store::{Store, WriteTx, idempotency, lock_scope, resource::Resource},
 };
 
 /// The operation an import's request id is kept under.
@@ -53,6 +56,24 @@ pub struct Import {
     pub options: ImportOptions,
     /// The request id, or a made-up one.
     id: String,
+    /// A dry run's memory of the phones and emails its earlier batches
+    /// would have given new customers, with their rows (nothing was
+    /// written, so the stored state cannot tell a later batch). It grows
+    /// with the rows a dry run would create; a real import keeps nothing.
+    dry_created: Option<Arc<Mutex<HashMap<String, i64>>>>,
+}
+
+impl Import {
+    /// The row of an earlier batch of this dry run that would have created
+    /// a customer with the phone or email `value`.
+    fn dry_creator(&self, value: &str) -> Option<i64> {
+        let memory = self.dry_created.as_ref()?;
+        memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(value)
+            .copied()
+    }
 }
 
 impl Store {
@@ -66,6 +87,7 @@ impl Store {
         let key = options.key.clone().filter(|_| !options.dry_run);
         let Some(key) = key else {
             return Ok(Import {
+                dry_created: options.dry_run.then(Arc::default),
                 options,
                 id: format!("auto:{}", ids::new_id()),
             });
@@ -86,6 +108,7 @@ impl Store {
         Ok(Import {
             id: key.request_id.clone(),
             options,
+            dry_created: None,
         })
     }
 
@@ -100,8 +123,16 @@ impl Store {
     ) -> AppResult<Vec<RowResult>> {
         let now = self.now();
         let input = (ctx.clone(), import.clone(), rows, now);
-        if import.options.dry_run {
-            self.rehearse(input, batch_op).await
+        if let Some(memory) = &import.dry_created {
+            let results = self.rehearse(input, batch_op).await?;
+            let mut memory = memory.lock().unwrap_or_else(|e| e.into_inner());
+            for (number, created) in results
+                .iter()
+                .flat_map(|r| r.dry_created.iter().map(move |value| (r.number, value)))
+            {
+                memory.entry(created.clone()).or_insert(number);
+            }
+            Ok(results)
         } else {
             self.write(input, batch_op).await
         }
@@ -156,6 +187,43 @@ fn file(into: &mut HashMap<Named, Entry>, code: String, entry: Entry) {
     into.insert(Named::Id(entry.id.clone()), entry);
 }
 
+/// The rows of `E` (sources or groups) among `names`, under their ids and
+/// codes (`code` is the table's code column).
+async fn entries<E: Resource>(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    code: E::Column,
+    names: &HashSet<&Named>,
+) -> AppResult<HashMap<Named, Entry>> {
+    let mut entries = HashMap::new();
+    let (ids, codes) = split(names);
+    if ids.is_empty() && codes.is_empty() {
+        return Ok(entries);
+    }
+    let found: Vec<(String, String, Option<i64>)> = E::find()
+        .filter(E::tenant_col().eq(tenant))
+        .filter(
+            sea_orm::Condition::any()
+                .add(E::id_col().is_in(ids))
+                .add(code.is_in(codes)),
+        )
+        .select_only()
+        .columns([E::id_col(), code, E::delete_time_col()])
+        .into_tuple()
+        .all(tx)
+        .await?;
+    for (id, code, delete_time) in found {
+        let kind = String::new();
+        let entry = Entry {
+            id,
+            delete_time,
+            kind,
+        };
+        file(&mut entries, code, entry);
+    }
+    Ok(entries)
+}
+
 impl Catalog {
     async fn load(
         tx: &impl ConnectionTrait,
@@ -202,63 +270,12 @@ impl Catalog {
             file(&mut catalog.relationships, code, entry);
         }
 
-        let (ids, codes) = split(&sources);
-        if !ids.is_empty() || !codes.is_empty() {
-            use customer_source::Column as S;
-            let found: Vec<(String, String, Option<i64>)> = customer_source::Entity::find()
-                .filter(S::TenantId.eq(tenant))
-                .filter(
-                    sea_orm::Condition::any()
-                        .add(S::Id.is_in(ids))
-                        .add(S::Code.is_in(codes)),
-                )
-                .select_only()
-                .columns([S::Id, S::Code, S::DeleteTime])
-                .into_tuple()
-                .all(tx)
+        catalog.sources =
+            entries::<customer_source::Entity>(tx, tenant, customer_source::Column::Code, &sources)
                 .await?;
-            for (id, code, delete_time) in found {
-                let kind = String::new();
-                file(
-                    &mut catalog.sources,
-                    code,
-                    Entry {
-                        id,
-                        delete_time,
-                        kind,
-                    },
-                );
-            }
-        }
-
-        let (ids, codes) = split(&groups);
-        if !ids.is_empty() || !codes.is_empty() {
-            use customer_group::Column as G;
-            let found: Vec<(String, String, Option<i64>)> = customer_group::Entity::find()
-                .filter(G::TenantId.eq(tenant))
-                .filter(
-                    sea_orm::Condition::any()
-                        .add(G::Id.is_in(ids))
-                        .add(G::Code.is_in(codes)),
-                )
-                .select_only()
-                .columns([G::Id, G::Code, G::DeleteTime])
-                .into_tuple()
-                .all(tx)
+        catalog.groups =
+            entries::<customer_group::Entity>(tx, tenant, customer_group::Column::Code, &groups)
                 .await?;
-            for (id, code, delete_time) in found {
-                let kind = String::new();
-                file(
-                    &mut catalog.groups,
-                    code,
-                    Entry {
-                        id,
-                        delete_time,
-                        kind,
-                    },
-                );
-            }
-        }
         Ok(catalog)
     }
 
@@ -500,6 +517,7 @@ async fn import_batch(
                 number: row.number,
                 outcome: Err(err.clone()),
                 replayed: false,
+                dry_created: Vec::new(),
             });
         }
     }
@@ -513,6 +531,7 @@ async fn import_batch(
                     number,
                     outcome: Ok((outcome, customer_id.clone())),
                     replayed: true,
+                    dry_created: Vec::new(),
                 });
             }
         }
@@ -548,6 +567,7 @@ async fn import_batch(
                 number: row.number,
                 outcome: Err(AppError::Internal("an import row went missing".into())),
                 replayed: false,
+                dry_created: Vec::new(),
             })
         })
         .collect())
@@ -626,6 +646,10 @@ async fn segment(
             end = index;
             break;
         }
+        if let Some(result) = dry_repeat(import, fields, rows[index].number) {
+            results[index] = Some(result);
+            continue;
+        }
         let planned = match (options.mode, matched) {
             (Mode::Create, _) | (Mode::Upsert, None) => {
                 plan_create(tenant, options, catalog, fields, index, now)
@@ -645,6 +669,7 @@ async fn segment(
                     number: rows[index].number,
                     outcome: Err(err),
                     replayed: false,
+                    dry_created: Vec::new(),
                 });
                 continue;
             }
@@ -662,13 +687,56 @@ async fn segment(
         } else {
             id.to_owned()
         };
+        // A dry run remembers what its new customers would hold.
+        let dry_created = match plan {
+            Plan::Create { row, .. } if options.dry_run => [&row.phone, &row.email]
+                .into_iter()
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
         results[index] = Some(RowResult {
             number: rows[index].number,
             outcome: Ok((outcome, shown)),
             replayed: false,
+            dry_created,
         });
     }
     Ok(end)
+}
+
+/// In a dry run, the result of a row that meets a customer an earlier
+/// batch would have created: with UPSERT or UPDATE matching it, the row
+/// would update that customer (UPDATED, no id: it does not exist); else
+/// its phone or email would be taken (ALREADY_EXISTS naming the row).
+fn dry_repeat(import: &Import, fields: &RowFields, number: i64) -> Option<RowResult> {
+    let key = import.options.match_on.and_then(|key| key_of(fields, key));
+    let updates = |value: &str| import.options.mode != Mode::Create && key == Some(value);
+    [("phone", &fields.phone), ("email", &fields.email)]
+        .into_iter()
+        .filter_map(|(what, value)| Some((what, value.as_deref()?)))
+        .filter(|(_, value)| !value.is_empty())
+        .find_map(|(what, value)| {
+            let first = import.dry_creator(value)?;
+            let outcome = if updates(value) {
+                Ok((Outcome::Updated, String::new()))
+            } else {
+                Err(AppError::AlreadyExists {
+                    resource: "customer",
+                    existing_id: String::new(),
+                    message: format!(
+                        "{what} `{value}` would be taken by the customer row {first} of this import creates"
+                    ),
+                })
+            };
+            Some(RowResult {
+                number,
+                outcome,
+                replayed: false,
+                dry_created: Vec::new(),
+            })
+        })
 }
 
 /// The failure of an UPDATE row that matches nobody.
@@ -745,22 +813,9 @@ fn plan_create(
         revenue: fields.revenue.unwrap_or_default(),
         attributes: merged_attributes(BTreeMap::new(), &fields.attributes)?,
     };
-    let mut active = customer::ActiveModel {
-        id: Set(ids::new_id()),
-        tenant_id: Set(tenant.to_owned()),
-        relationship_id: Set(relationship_id),
-        last_contact_time: Set(None),
-        activity_time: Set(now),
-        revision: Set(1),
-        create_time: Set(now),
-        update_time: Set(now),
-        delete_time: Set(None),
-        ..Default::default()
-    };
-    set_profile(&mut active, &profile);
     Ok(Plan::Create {
         index,
-        row: active.try_into_model()?,
+        row: new_row(tenant, ids::new_id(), relationship_id, &profile, now)?,
         groups,
     })
 }

@@ -181,6 +181,31 @@ pub fn profile_of(row: &customer::Model) -> AppResult<Profile> {
     })
 }
 
+/// The row of a customer created at `now` with `profile`, as it is to be
+/// stored (its first revision, never contacted).
+pub fn new_row(
+    tenant: &str,
+    id: String,
+    relationship_id: String,
+    profile: &Profile,
+    now: i64,
+) -> AppResult<customer::Model> {
+    let mut active = customer::ActiveModel {
+        id: Set(id),
+        tenant_id: Set(tenant.to_owned()),
+        relationship_id: Set(relationship_id),
+        last_contact_time: Set(None),
+        activity_time: Set(now),
+        revision: Set(1),
+        create_time: Set(now),
+        update_time: Set(now),
+        delete_time: Set(None),
+        ..Default::default()
+    };
+    set_profile(&mut active, profile);
+    Ok(sea_orm::TryIntoModel::try_into_model(active)?)
+}
+
 /// Writes the profile fields and everything derived from them.
 pub fn set_profile(active: &mut customer::ActiveModel, profile: &Profile) {
     active.name = Set(profile.name.clone());
