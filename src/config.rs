@@ -201,6 +201,30 @@ mod tests {
     }
 
     #[test]
+    fn import_and_export_take_their_own_flags() {
+        let cli = Cli::parse_from(["crm-classify", "import", "khach.csv", "--tenant", "shop"]);
+        let Some(Command::Import(args)) = cli.command else {
+            panic!("not an import: {:?}", cli.command);
+        };
+        assert_eq!(args.file, std::path::PathBuf::from("khach.csv"));
+        // Upsert on phone unless told otherwise.
+        assert_eq!(args.mode, crate::cli::import::Mode::Upsert);
+        assert_eq!(args.match_on, crate::cli::import::MatchOn::Phone);
+        assert_eq!(args.server.tenant.as_deref(), Some("shop"));
+        let cli = Cli::parse_from(["crm-classify", "export", "-o", "out.xlsx", "--labels", "vi"]);
+        let Some(Command::Export(args)) = cli.command else {
+            panic!("not an export: {:?}", cli.command);
+        };
+        assert_eq!(args.output, Some(std::path::PathBuf::from("out.xlsx")));
+        assert_eq!(args.labels, crate::cli::columns::Labels::Vi);
+        assert!(Cli::try_parse_from(["crm-classify", "import"]).is_err());
+        assert!(
+            Cli::try_parse_from(["crm-classify", "export", "--show-deleted", "--deleted-only"])
+                .is_err()
+        );
+    }
+
+    #[test]
     fn the_query_timeout_is_a_duration_flag() {
         let cli = Cli::parse_from(["crm-classify", "--query-timeout", "250ms"]);
         assert_eq!(cli.config.query_timeout, Duration::from_millis(250));
