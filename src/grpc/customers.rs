@@ -3,8 +3,8 @@
 use tonic::{Request, Response, Status};
 
 use super::{
-    context, convert::customer as convert, idempotency_key, page_request, stream_write_context,
-    target, write_context,
+    context, convert::customer as convert, idempotency_key, page_request, stream_context, target,
+    write_context,
 };
 use crate::{
     domain::{catalog::Target, customer::CustomerOrder, ids, paging::DeletedFilter},
@@ -34,7 +34,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<tonic::Streaming<pb::ImportCustomersRequest>>,
     ) -> Result<Response<Self::ImportCustomersStream>, Status> {
-        let ctx = stream_write_context(&self.store, request.metadata()).await?;
+        let ctx = stream_context(request.metadata())?;
         let results = super::import::start(self.store.clone(), ctx, request.into_inner()).await?;
         Ok(Response::new(results))
     }

@@ -23,13 +23,18 @@ use crate::{
 pub type ImportStream = EventStream<pb::ImportCustomersResponse>;
 
 /// Reads the options and starts the import; its results follow on the
-/// returned stream.
+/// returned stream. The first request is checked whole (its text, then
+/// its options) before the tenant is provisioned, so a refused import
+/// writes nothing.
 pub async fn start(
     store: Store,
     ctx: RequestContext,
     mut requests: Streaming<pb::ImportCustomersRequest>,
 ) -> Result<ImportStream, Status> {
     let first = requests.message().await?;
+    if let Some(first) = &first {
+        crate::grpc::strings::check(first)?;
+    }
     let options = match first.and_then(|r| r.payload) {
         Some(Payload::Options(options)) => options,
         _ => {
@@ -40,8 +45,8 @@ pub async fn start(
             .into());
         }
     };
-    crate::grpc::strings::check(&options)?;
     let options = convert::import_options(options)?;
+    store.provision(&ctx.tenant).await?;
     let import = store.start_import(&ctx, options).await?;
     let (results, stream) = mpsc::channel(2);
     tokio::spawn(run(store, ctx, import, requests, results));

@@ -78,16 +78,12 @@ fn metadata_context(metadata: &MetadataMap) -> Result<RequestContext, Status> {
     Ok(RequestContext { tenant, actor })
 }
 
-/// [`write_context`] for a call whose requests come as a stream: the
-/// metadata now, each message's text as it arrives (see
-/// [`strings::check`]).
-pub async fn stream_write_context(
-    store: &Store,
-    metadata: &MetadataMap,
-) -> Result<RequestContext, Status> {
-    let ctx = metadata_context(metadata)?;
-    store.provision(&ctx.tenant).await?;
-    Ok(ctx)
+/// [`context`] for a call whose requests come as a stream: the metadata
+/// now; the caller checks each message's text as it arrives
+/// ([`strings::check`]) and provisions the tenant once the first one has
+/// passed, so a refused call writes nothing.
+pub fn stream_context(metadata: &MetadataMap) -> Result<RequestContext, Status> {
+    metadata_context(metadata)
 }
 
 /// [`context`] for a request that may write: also provisions the tenant
