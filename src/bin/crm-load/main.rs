@@ -8,11 +8,13 @@
 //! watchers, throughput, a watcher that stops reading); `filter` times
 //! parsing a filter and evaluating it on one customer in memory; `rules`
 //! benchmarks rule-based groups (writes with and without 20 rule groups,
-//! a rule's evaluation over the tenant, previews, the membership stream).
+//! a rule's evaluation over the tenant, previews, the membership stream);
+//! `import-file` writes the spreadsheet the import benchmark imports.
 //! See BENCHMARKS.md for the commands and results.
 
 mod drive;
 mod filter;
+mod import_file;
 mod rules;
 mod seed;
 mod sweep;
@@ -49,6 +51,10 @@ enum Command {
     /// groups, evaluating a new rule over the tenant while writers write,
     /// PreviewGroupRule, and delivery of membership changes to watchers.
     Rules(rules::RulesArgs),
+    /// Write the CSV the import benchmark feeds to `crm-classify import`:
+    /// Getfly's Vietnamese column labels, half the rows matching seeded
+    /// customers' phones.
+    ImportFile(import_file::ImportFileArgs),
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -64,5 +70,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Command::Watch(args) => watch::run(args).await,
         Command::Filter(args) => filter::run(args),
         Command::Rules(args) => rules::run(args).await,
+        Command::ImportFile(args) => import_file::run(args),
     }
 }
