@@ -46,16 +46,7 @@ impl CustomerService for CustomerApi {
         let ctx = context(&request)?;
         let req = request.into_inner();
         let order = CustomerOrder::parse(&req.order_by)?;
-        let filter = convert::customer_filter(
-            &req.group_id,
-            req.include_subgroups,
-            &req.source_id,
-            &req.relationship_id,
-            &req.owner_id,
-            &req.query,
-            DeletedFilter::from_flags(req.show_deleted, req.deleted_only),
-            &req.filter,
-        )?;
+        let filter = convert::listed_customers(&req)?;
         let export = self.store.export_customers(&ctx, filter, order).await?;
         Ok(Response::new(super::export::stream(export)))
     }
@@ -97,16 +88,7 @@ impl CustomerService for CustomerApi {
         let req = request.into_inner();
         let page = page_request(&self.store, &req).await?;
         let order = CustomerOrder::parse(&req.order_by)?;
-        let filter = convert::customer_filter(
-            &req.group_id,
-            req.include_subgroups,
-            &req.source_id,
-            &req.relationship_id,
-            &req.owner_id,
-            &req.query,
-            DeletedFilter::from_flags(req.show_deleted, req.deleted_only),
-            &req.filter,
-        )?;
+        let filter = convert::listed_customers(&req)?;
         let AsOf {
             read: result,
             sequence,

@@ -331,13 +331,21 @@ fn page_query<E: EntityTrait>(
         .order_by(second, direction.clone());
     if let Some(cursor) = &page.after {
         let [a, b] = cursor_pair(cursor, [first_kind, second_kind])?;
+        // The bound on the first column alone is implied by the rest; it
+        // is what lets the planners start the index scan at the cursor
+        // (PostgreSQL does not use the OR for it, and walked — and
+        // dropped — every row before the cursor, so page n cost n pages).
         let after = match direction {
-            Order::Desc => Condition::any()
-                .add(first.lt(a.clone()))
-                .add(Condition::all().add(first.eq(a)).add(second.lt(b))),
-            _ => Condition::any()
-                .add(first.gt(a.clone()))
-                .add(Condition::all().add(first.eq(a)).add(second.gt(b))),
+            Order::Desc => Condition::all().add(first.lte(a.clone())).add(
+                Condition::any()
+                    .add(first.lt(a.clone()))
+                    .add(Condition::all().add(first.eq(a)).add(second.lt(b))),
+            ),
+            _ => Condition::all().add(first.gte(a.clone())).add(
+                Condition::any()
+                    .add(first.gt(a.clone()))
+                    .add(Condition::all().add(first.eq(a)).add(second.gt(b))),
+            ),
         };
         rows_query = rows_query.filter(after);
     }

@@ -587,6 +587,35 @@ on_both_databases! {
             assert_eq!(count.count, recount.get(&count.relationship_id).copied().unwrap_or(0));
         }
         assert_eq!(crate::fixtures::group_count(&app, &vip.id).await, 1250);
+
+        // Every row again, changing every customer: batches of many edits.
+        let rels = relationships(&mut app.relationships()).await;
+        let codes = ["POTENTIAL", "HOT", "NEW"];
+        let again: Vec<ImportRow> = (1..=2500).map(|n| ImportRow {
+            name: None,
+            province: Some(format!("Tỉnh {}", n % 7)),
+            relationship: Some(codes[(n % 3) as usize].into()),
+            ..row(n, "", &format!("0966{n:06}"))
+        }).collect();
+        let batches: Vec<Vec<ImportRow>> = again.chunks(1000).map(<[ImportRow]>::to_vec).collect();
+        let (_, summary) = import(&app, options(ImportMode::Upsert, ImportMatchKey::Phone), batches).await;
+        assert_eq!((summary.updated, summary.created), (2500, 0));
+        let listed = every_customer(&mut app.customers()).await;
+        assert_eq!(listed.len(), 2500);
+        let mut recount: BTreeMap<String, i64> = BTreeMap::new();
+        for c in &listed {
+            let n: i64 = c.phone[4..].parse().expect("the row number in the phone");
+            assert_eq!(c.province, format!("Tỉnh {}", n % 7), "{c:?}");
+            assert_eq!(c.relationship_id, rel(&rels, codes[(n % 3) as usize]), "{c:?}");
+            assert_eq!(c.name, format!("Khách {n}"), "an unset name is kept");
+            assert_eq!(c.etag, "r3", "an edit and a move: two revisions");
+            *recount.entry(c.relationship_id.clone()).or_default() += 1;
+        }
+        let counts = app.customers().count_customers_by_relationship(crm_classify::pb::CountCustomersByRelationshipRequest::default())
+            .await.expect("count").into_inner();
+        for count in counts.counts {
+            assert_eq!(count.count, recount.get(&count.relationship_id).copied().unwrap_or(0));
+        }
     }
 }
 

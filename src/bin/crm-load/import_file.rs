@@ -24,6 +24,10 @@ pub struct ImportFileArgs {
     /// Share of the rows that match a seeded customer's phone.
     #[arg(long, default_value_t = 0.5)]
     update_share: f64,
+    /// Number of the first new customer (`+848` and eight digits), so
+    /// files of several runs create different customers.
+    #[arg(long, default_value_t = 0)]
+    first_new: usize,
     /// Seed of the random choices.
     #[arg(long, default_value_t = 16)]
     seed: u64,
@@ -63,10 +67,11 @@ pub fn run(args: ImportFileArgs) -> Result<(), Box<dyn std::error::Error + Send 
                 String::new(),
             )
         } else {
+            let n = args.first_new + i;
             (
-                format!("Khách nhập {i:07}"),
-                format!("+848{i:08}"),
-                format!("nhap{i:07}@example.vn"),
+                format!("Khách nhập {n:07}"),
+                format!("+848{n:08}"),
+                format!("nhap{n:07}@example.vn"),
             )
         };
         out.write_record([

@@ -246,7 +246,43 @@ pub fn new_contact(request: pb::RecordContactRequest) -> AppResult<NewContact> {
     })
 }
 
-/// The filters of ListCustomers and CountCustomersByRelationship.
+/// A request that selects customers with ListCustomers' filters (a list,
+/// an export).
+pub trait ListsCustomers {
+    /// `group_id`, `include_subgroups`, `source_id`, `relationship_id`,
+    /// `owner_id`, `query`, `show_deleted`, `deleted_only` and `filter`,
+    /// validated.
+    fn customer_filter(&self) -> AppResult<CustomerFilter>;
+}
+
+macro_rules! lists_customers {
+    ($($request:ty),*) => {$(
+        impl ListsCustomers for $request {
+            fn customer_filter(&self) -> AppResult<CustomerFilter> {
+                customer_filter(
+                    &self.group_id,
+                    self.include_subgroups,
+                    &self.source_id,
+                    &self.relationship_id,
+                    &self.owner_id,
+                    &self.query,
+                    DeletedFilter::from_flags(self.show_deleted, self.deleted_only),
+                    &self.filter,
+                )
+            }
+        }
+    )*};
+}
+
+lists_customers!(pb::ListCustomersRequest, pb::ExportCustomersRequest);
+
+/// The customers a ListCustomers-like request selects.
+pub fn listed_customers(request: &impl ListsCustomers) -> AppResult<CustomerFilter> {
+    request.customer_filter()
+}
+
+/// The filters of ListCustomers, ExportCustomers and
+/// CountCustomersByRelationship.
 #[allow(clippy::too_many_arguments)]
 pub fn customer_filter(
     group_id: &str,

@@ -61,6 +61,9 @@ use membership::{Pair, ToFollow};
 /// 32,766 bound values.
 const CUSTOMERS_PER_STATEMENT: usize = 1_000;
 
+/// Edited customers per statement (25 values each).
+const EDITS_PER_STATEMENT: usize = 1_000;
+
 /// One customer's move to another relationship.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Move {
@@ -200,11 +203,10 @@ pub async fn apply(
         Default::default()
     };
     work.create(tx, tenant, changes).await?;
+    work.edit(tx, changes, now).await?;
     for change in changes {
-        match *change {
-            Change::Edit { row, profile } => work.edit(tx, row, profile, now).await?,
-            Change::Contact { row, time } => work.contact(tx, tenant, row, time, now).await?,
-            _ => {}
+        if let Change::Contact { row, time } = *change {
+            work.contact(tx, tenant, row, time, now).await?;
         }
     }
     for change in changes {
@@ -476,22 +478,66 @@ impl<'a> Work<'a> {
         Ok(())
     }
 
-    async fn edit(
-        &mut self,
-        tx: &WriteTx,
-        row: &customer::Model,
-        profile: &Profile,
-        now: i64,
-    ) -> AppResult<()> {
-        let mut active: customer::ActiveModel = row.clone().into();
-        set_profile(&mut active, profile);
-        active.bump(row.revision + 1, now);
-        active.update(tx).await?;
-        if profile.owner_id != row.owner_id {
-            copies::set_owner(tx, &row.tenant_id, &row.id, &profile.owner_id).await?;
+    /// Writes the changes' new profiles: one customer with an UPDATE, many
+    /// (an import's batch) with one statement per few hundred, an
+    /// `INSERT … ON CONFLICT (id) DO UPDATE` of the profile columns (every
+    /// row exists and is locked, so each is an update).
+    async fn edit(&mut self, tx: &WriteTx, changes: &[Change<'_>], now: i64) -> AppResult<()> {
+        let edits: Vec<(&customer::Model, &Profile)> = changes
+            .iter()
+            .filter_map(|c| match *c {
+                Change::Edit { row, profile } => Some((row, profile)),
+                _ => None,
+            })
+            .collect();
+        let mut updated = Vec::with_capacity(edits.len());
+        for &(row, profile) in &edits {
+            let mut active: customer::ActiveModel = row.clone().into();
+            set_profile(&mut active, profile);
+            active.bump(row.revision + 1, now);
+            updated.push(active);
         }
-        self.touch(&row.id, Reads::PROFILE.with(Reads::UPDATE_TIME));
-        self.changed([row.id.clone()]);
+        if let [one] = updated.as_slice() {
+            one.clone().update(tx).await?;
+        } else if !updated.is_empty() {
+            use customer::Column as C;
+            let profile_columns = [
+                C::Name,
+                C::SortKey,
+                C::SearchText,
+                C::Phone,
+                C::Email,
+                C::OwnerId,
+                C::SourceId,
+                C::Province,
+                C::Company,
+                C::NameFolded,
+                C::CompanyFolded,
+                C::ProvinceFolded,
+                C::AttributesFolded,
+                C::Revenue,
+                C::Attributes,
+                C::ProfileCompletion,
+                C::Revision,
+                C::UpdateTime,
+            ];
+            for chunk in updated.chunks(EDITS_PER_STATEMENT) {
+                let on_id = sea_orm::sea_query::OnConflict::column(C::Id)
+                    .update_columns(profile_columns)
+                    .to_owned();
+                customer::Entity::insert_many(chunk.to_vec())
+                    .on_conflict(on_id)
+                    .exec_without_returning(tx)
+                    .await?;
+            }
+        }
+        for (row, profile) in edits {
+            if profile.owner_id != row.owner_id {
+                copies::set_owner(tx, &row.tenant_id, &row.id, &profile.owner_id).await?;
+            }
+            self.touch(&row.id, Reads::PROFILE.with(Reads::UPDATE_TIME));
+            self.changed([row.id.clone()]);
+        }
         Ok(())
     }
 
