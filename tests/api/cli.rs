@@ -20,8 +20,8 @@ use crm_classify::{
     cli::read::{self, Format},
     pb::{
         CreateCustomerRequest, CreateGroupRequest, CreateSourceRequest, Customer, Group,
-        ListCustomersRequest, ListGroupsRequest, ListSourcesRequest, RelationshipChangeCause,
-        Source, WatchRelationshipChangesRequest, watch_relationship_changes_response::Event,
+        ListCustomersRequest, ListSourcesRequest, RelationshipChangeCause, Source,
+        WatchRelationshipChangesRequest, watch_relationship_changes_response::Event,
     },
 };
 
@@ -179,16 +179,7 @@ async fn example_catalog(app: &TestApp, tenant: &str) {
 
 /// Group and source codes by id, in `tenant`.
 async fn codes(app: &TestApp, tenant: &str) -> HashMap<String, String> {
-    let groups = app
-        .groups_of(tenant)
-        .list_groups(ListGroupsRequest {
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("list groups")
-        .into_inner()
-        .groups;
+    let groups = crate::fixtures::listed_groups(&mut app.groups_of(tenant)).await;
     let sources = app
         .sources_of(tenant)
         .list_sources(ListSourcesRequest {

@@ -11,11 +11,10 @@ use crm_classify::{
         CreateCustomerRequest, CreateGroupRequest, CreateRelationshipRequest, Customer,
         DeleteCustomerRequest, DeleteGroupRequest, DeleteRelationshipRequest, DeleteSourceRequest,
         GetCustomerRequest, GetRelationshipRequest, GetSourceReportRequest, Group,
-        ListContactsRequest, ListCustomersRequest, ListGroupsRequest,
-        ListRelationshipHistoryRequest, ListSourcesRequest, RecordContactRequest,
-        RecordContactResponse, Relationship, RelationshipChangeCause,
-        RemoveCustomersFromGroupRequest, RestoreGroupRequest, Source, SourceReportRow,
-        UpdateCustomerRequest,
+        ListContactsRequest, ListCustomersRequest, ListRelationshipHistoryRequest,
+        ListSourcesRequest, RecordContactRequest, RecordContactResponse, Relationship,
+        RelationshipChangeCause, RemoveCustomersFromGroupRequest, RestoreGroupRequest, Source,
+        SourceReportRow, UpdateCustomerRequest,
     },
 };
 use prost_types::Timestamp;
@@ -103,16 +102,8 @@ async fn delete_group(app: &TestApp, id: &str) {
 /// A group's `customer_count`, checked to be the same in Get and List.
 async fn group_count(app: &TestApp, id: &str) -> i64 {
     let got = fixtures::group_count(app, id).await;
-    let listed = app
-        .groups()
-        .list_groups(ListGroupsRequest {
-            page_size: 1000,
-            ..Default::default()
-        })
+    let listed = fixtures::listed_groups(&mut app.groups())
         .await
-        .expect("list groups")
-        .into_inner()
-        .groups
         .into_iter()
         .find(|g| g.id == id)
         .expect("listed group")
@@ -517,7 +508,7 @@ on_both_databases! {
         let read = get_customer(&mut customers, &created.id).await;
         assert_eq!(read.group_ids.len(), 100, "Get lists the 100 groups");
         assert_eq!(read.group_ids.iter().cloned().collect::<HashSet<_>>(), expected);
-        let listed = app.groups().list_groups(ListGroupsRequest { page_size: 1000, ..Default::default() }).await.expect("list groups").into_inner().groups;
+        let listed = fixtures::listed_groups(&mut app.groups()).await;
         assert_eq!(listed.len(), 101);
         for group in &listed {
             let want = i64::from(expected.contains(&group.id));
@@ -1386,7 +1377,7 @@ on_both_databases! {
             let recount = count(&mut customers, CountCustomersByRelationshipRequest { group_id: group.id.clone(), include_subgroups: true, ..Default::default() }).await;
             check(&format!("a recount of {}", group.name), &recount);
         }
-        let listed = app.groups().list_groups(ListGroupsRequest { page_size: 1000, ..Default::default() }).await.expect("list groups").into_inner().groups;
+        let listed = fixtures::listed_groups(&mut app.groups()).await;
         assert_eq!(listed.len(), GROUPS);
         for group in &listed {
             assert_eq!(group.customer_count, CUSTOMERS as i64, "customer_count of {}", group.name);

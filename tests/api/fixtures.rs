@@ -11,9 +11,9 @@ use crm_classify::pb::{
     CreateRelationshipRequest, CreateSourceRequest, Customer, DeleteCustomerRequest,
     DeleteRelationshipRequest, DeleteRelationshipResponse, GetCustomerRequest, GetGroupRequest,
     GetRelationshipRequest, GetSourceRequest, Group, ListCustomersRequest, ListCustomersResponse,
-    ListRelationshipHistoryRequest, ListRelationshipHistoryResponse, ListRelationshipsRequest,
-    RecordContactRequest, Relationship, RelationshipChange, RestoreCustomerRequest, Source,
-    UpdateCustomerRequest, UpdateRelationshipRequest,
+    ListGroupsRequest, ListRelationshipHistoryRequest, ListRelationshipHistoryResponse,
+    ListRelationshipsRequest, RecordContactRequest, Relationship, RelationshipChange,
+    RestoreCustomerRequest, Source, UpdateCustomerRequest, UpdateRelationshipRequest,
     customer_service_client::CustomerServiceClient, group_service_client::GroupServiceClient,
     relationship_service_client::RelationshipServiceClient,
     source_service_client::SourceServiceClient,
@@ -442,6 +442,20 @@ pub async fn new_groups(app: &TestApp, prefix: &str, n: usize) -> Vec<Group> {
         }
     })
     .await
+}
+
+/// The first 1000 active groups of the client's tenant, as ListGroups
+/// lists them.
+pub async fn listed_groups(client: &mut Groups) -> Vec<Group> {
+    client
+        .list_groups(ListGroupsRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("list groups")
+        .into_inner()
+        .groups
 }
 
 /// A group's `customer_count` as GetGroup reports it.
