@@ -68,6 +68,16 @@ impl CustomerService for CustomerApi {
         }))
     }
 
+    async fn get_group_overlap(
+        &self,
+        request: Request<pb::GetGroupOverlapRequest>,
+    ) -> Result<Response<pb::GetGroupOverlapResponse>, Status> {
+        let ctx = context(&request)?;
+        let ids = convert::overlap_group_ids(&request.get_ref().group_ids)?;
+        let overlap = self.store.group_overlap(&ctx, &ids).await?;
+        Ok(Response::new(convert::group_overlap(&ids, &overlap)))
+    }
+
     async fn get_customer(
         &self,
         request: Request<pb::GetCustomerRequest>,

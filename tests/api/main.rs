@@ -26,6 +26,7 @@ mod query_timeout;
 mod record_cache;
 mod relationship_members;
 mod relationships;
+mod reports;
 mod retention;
 mod rule_groups;
 mod server;

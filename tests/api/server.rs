@@ -107,7 +107,7 @@ on_both_databases! {
             let expected = match short {
                 "SourceService" => 7,
                 "RelationshipService" => 8,
-                "CustomerService" => 16,
+                "CustomerService" => 17,
                 "GroupService" => 10,
                 _ => 6,
             };

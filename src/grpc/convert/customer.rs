@@ -18,6 +18,7 @@ use crate::{
     pb,
     store::{
         customers::CustomerRecord,
+        customers::overlap::Overlap,
         customers::reports::{RelationshipTally, SourceFigures},
         resource::etag,
     },
@@ -180,6 +181,63 @@ pub fn customer_patch(
         reason: checks.take(text::description("reason", reason)),
     };
     checks.finish().map(|()| (target, patch))
+}
+
+/// Fewest and most groups an overlap report compares.
+const OVERLAP_GROUPS: std::ops::RangeInclusive<usize> = 2..=20;
+
+/// Validates the 2–20 distinct groups of a GetGroupOverlap.
+pub fn overlap_group_ids(raw: &[String]) -> AppResult<Vec<String>> {
+    if !OVERLAP_GROUPS.contains(&raw.len()) {
+        return Err(AppError::invalid(
+            "group_ids",
+            format!("names {} groups; compare 2–20", raw.len()),
+        ));
+    }
+    let mut checks = Checks::default();
+    let mut ids: Vec<String> = Vec::with_capacity(raw.len());
+    for (i, raw) in raw.iter().enumerate() {
+        let field = format!("group_ids[{i}]");
+        let id = checks.take(ids::parse(&field, raw));
+        if let Some(first) = ids.iter().position(|seen| !id.is_empty() && *seen == id) {
+            checks.take::<()>(Err(AppError::invalid(
+                field,
+                format!("repeats group_ids[{first}]"),
+            )));
+        }
+        ids.push(id);
+    }
+    checks.finish().map(|()| ids)
+}
+
+/// The overlap report of the groups `ids`, in their order.
+pub fn group_overlap(ids: &[String], overlap: &Overlap) -> pb::GetGroupOverlapResponse {
+    let groups = ids
+        .iter()
+        .map(|id| pb::GroupSize {
+            group_id: id.clone(),
+            customers: overlap.size(id),
+        })
+        .collect();
+    let mut pairs = Vec::new();
+    for (i, a) in ids.iter().enumerate() {
+        for b in &ids[i + 1..] {
+            let both = overlap.both(a, b);
+            let either = overlap.size(a) + overlap.size(b) - both;
+            pairs.push(pb::GroupPairOverlap {
+                group_id_a: a.clone(),
+                group_id_b: b.clone(),
+                both,
+                either,
+                overlap_ratio: if either > 0 {
+                    both as f64 / either as f64
+                } else {
+                    0.0
+                },
+            });
+        }
+    }
+    pb::GetGroupOverlapResponse { groups, pairs }
 }
 
 /// Validates a list of 1–1000 customer ids, dropping repeats.

@@ -34,6 +34,7 @@ pub mod inactivity;
 pub mod lists;
 pub mod members;
 pub mod memberships;
+pub mod overlap;
 pub mod records;
 pub mod reports;
 pub mod rules;
