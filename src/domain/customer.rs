@@ -352,6 +352,23 @@ pub struct CustomerFilter {
     pub filter: Filter,
 }
 
+impl CustomerFilter {
+    /// The customers `filter` selects among those `deleted` picks, with no
+    /// other filter (a rule's selection).
+    pub fn only(filter: Filter, deleted: DeletedFilter) -> Self {
+        Self {
+            group_id: None,
+            include_subgroups: false,
+            source_id: None,
+            relationship_id: None,
+            owner_id: None,
+            query: None,
+            deleted,
+            filter,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

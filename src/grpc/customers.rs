@@ -3,8 +3,9 @@
 use tonic::{Request, Response, Status};
 
 use super::{
-    context, convert::customer as convert, idempotency_key, page_request, stream_context, target,
-    write_context,
+    context,
+    convert::customer::{self as convert, ListsCustomers},
+    idempotency_key, page_request, stream_context, target, write_context,
 };
 use crate::{
     domain::{catalog::Target, customer::CustomerOrder, ids, paging::DeletedFilter},
@@ -46,7 +47,7 @@ impl CustomerService for CustomerApi {
         let ctx = context(&request)?;
         let req = request.into_inner();
         let order = CustomerOrder::parse(&req.order_by)?;
-        let filter = convert::listed_customers(&req)?;
+        let filter = req.customer_filter()?;
         let export = self.store.export_customers(&ctx, filter, order).await?;
         Ok(Response::new(super::export::stream(export)))
     }
@@ -98,7 +99,7 @@ impl CustomerService for CustomerApi {
         let req = request.into_inner();
         let page = page_request(&self.store, &req).await?;
         let order = CustomerOrder::parse(&req.order_by)?;
-        let filter = convert::listed_customers(&req)?;
+        let filter = req.customer_filter()?;
         let AsOf {
             read: result,
             sequence,

@@ -20,8 +20,8 @@ use crm_classify::{
     cli::read::{self, Format},
     pb::{
         CreateCustomerRequest, CreateGroupRequest, CreateSourceRequest, Customer, Group,
-        ListCustomersRequest, ListSourcesRequest, RelationshipChangeCause, Source,
-        WatchRelationshipChangesRequest, watch_relationship_changes_response::Event,
+        ListCustomersRequest, RelationshipChangeCause, Source, WatchRelationshipChangesRequest,
+        watch_relationship_changes_response::Event,
     },
 };
 
@@ -180,16 +180,7 @@ async fn example_catalog(app: &TestApp, tenant: &str) {
 /// Group and source codes by id, in `tenant`.
 async fn codes(app: &TestApp, tenant: &str) -> HashMap<String, String> {
     let groups = crate::fixtures::listed_groups(&mut app.groups_of(tenant)).await;
-    let sources = app
-        .sources_of(tenant)
-        .list_sources(ListSourcesRequest {
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .expect("list sources")
-        .into_inner()
-        .sources;
+    let sources = crate::fixtures::listed_sources(&mut app.sources_of(tenant)).await;
     groups
         .into_iter()
         .map(|g| (g.id, g.code))

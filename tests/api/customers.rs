@@ -12,9 +12,9 @@ use crm_classify::{
         DeleteCustomerRequest, DeleteGroupRequest, DeleteRelationshipRequest, DeleteSourceRequest,
         GetCustomerRequest, GetRelationshipRequest, GetSourceReportRequest, Group,
         ListContactsRequest, ListCustomersRequest, ListRelationshipHistoryRequest,
-        ListSourcesRequest, RecordContactRequest, RecordContactResponse, Relationship,
-        RelationshipChangeCause, RemoveCustomersFromGroupRequest, RestoreGroupRequest, Source,
-        SourceReportRow, UpdateCustomerRequest,
+        RecordContactRequest, RecordContactResponse, Relationship, RelationshipChangeCause,
+        RemoveCustomersFromGroupRequest, RestoreGroupRequest, Source, SourceReportRow,
+        UpdateCustomerRequest,
     },
 };
 use prost_types::Timestamp;
@@ -118,16 +118,8 @@ async fn group_count(app: &TestApp, id: &str) -> i64 {
 /// A source's `customer_count`, checked to be the same in Get and List.
 async fn source_count(app: &TestApp, id: &str) -> i64 {
     let got = fixtures::source_count(app, id).await;
-    let listed = app
-        .sources()
-        .list_sources(ListSourcesRequest {
-            page_size: 1000,
-            ..Default::default()
-        })
+    let listed = fixtures::listed_sources(&mut app.sources())
         .await
-        .expect("list sources")
-        .into_inner()
-        .sources
         .into_iter()
         .find(|s| s.id == id)
         .expect("listed source")

@@ -12,9 +12,10 @@ use crm_classify::pb::{
     DeleteRelationshipRequest, DeleteRelationshipResponse, GetCustomerRequest, GetGroupRequest,
     GetRelationshipRequest, GetSourceRequest, Group, ListCustomersRequest, ListCustomersResponse,
     ListGroupsRequest, ListRelationshipHistoryRequest, ListRelationshipHistoryResponse,
-    ListRelationshipsRequest, RecordContactRequest, Relationship, RelationshipChange,
-    RestoreCustomerRequest, Source, UpdateCustomerRequest, UpdateRelationshipRequest,
-    customer_service_client::CustomerServiceClient, group_service_client::GroupServiceClient,
+    ListRelationshipsRequest, ListSourcesRequest, RecordContactRequest, Relationship,
+    RelationshipChange, RestoreCustomerRequest, Source, UpdateCustomerRequest,
+    UpdateRelationshipRequest, customer_service_client::CustomerServiceClient,
+    group_service_client::GroupServiceClient,
     relationship_service_client::RelationshipServiceClient,
     source_service_client::SourceServiceClient,
 };
@@ -456,6 +457,20 @@ pub async fn listed_groups(client: &mut Groups) -> Vec<Group> {
         .expect("list groups")
         .into_inner()
         .groups
+}
+
+/// The first 1000 active sources of the client's tenant, as ListSources
+/// lists them.
+pub async fn listed_sources(client: &mut Sources) -> Vec<Source> {
+    client
+        .list_sources(ListSourcesRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("list sources")
+        .into_inner()
+        .sources
 }
 
 /// A group's `customer_count` as GetGroup reports it.

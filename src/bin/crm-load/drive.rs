@@ -428,6 +428,34 @@ async fn call(
     }
 }
 
+/// The ids of the first `n` active customers in `order_by`.
+pub(crate) async fn first_customer_ids(
+    customers: &mut CustomerServiceClient<Svc>,
+    order_by: &str,
+    n: usize,
+) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>> {
+    let mut ids = Vec::with_capacity(n);
+    let mut token = String::new();
+    while ids.len() < n {
+        let page = customers
+            .list_customers(ListCustomersRequest {
+                page_size: 1000,
+                page_token: token,
+                order_by: order_by.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        ids.extend(page.customers.into_iter().map(|c| c.id));
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    ids.truncate(n);
+    Ok(ids)
+}
+
 async fn load_fixture(
     channel: &Channel,
     tenant: &Tenant,
@@ -435,25 +463,10 @@ async fn load_fixture(
 ) -> Result<Fixture, Box<dyn std::error::Error + Send + Sync>> {
     let mut customers = CustomerServiceClient::with_interceptor(channel.clone(), tenant.clone());
     let mut customer_ids = Vec::new();
-    let mut token = String::new();
+    // Half the newest, half the first by name (whole pages of 1000).
+    let each = sample.div_ceil(2000).max(1) * 1000;
     for order_by in ["create_time desc", "name"] {
-        for _ in 0..sample.div_ceil(2000).max(1) {
-            let page = customers
-                .list_customers(ListCustomersRequest {
-                    page_size: 1000,
-                    page_token: token.clone(),
-                    order_by: order_by.into(),
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            customer_ids.extend(page.customers.into_iter().map(|c| c.id));
-            token = page.next_page_token;
-            if token.is_empty() {
-                break;
-            }
-        }
-        token.clear();
+        customer_ids.extend(first_customer_ids(&mut customers, order_by, each).await?);
     }
     let groups = GroupServiceClient::with_interceptor(channel.clone(), tenant.clone())
         .list_groups(ListGroupsRequest {

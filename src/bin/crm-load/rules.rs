@@ -29,17 +29,17 @@ use clap::{Args, ValueEnum};
 use crm_classify::pb::{
     self, AddCustomersToGroupRequest, BatchChangeRelationshipRequest, ChangeRelationshipRequest,
     CountCustomersByRelationshipRequest, CreateCustomerRequest, CreateGroupRequest,
-    DeleteGroupRequest, GetGroupRequest, ListCustomersRequest, ListGroupMembersRequest,
-    ListGroupsRequest, ListSourcesRequest, PreviewGroupRuleRequest,
-    RemoveCustomersFromGroupRequest, RestoreGroupRequest, WatchGroupMembershipChangesRequest,
-    WatchGroupMembershipChangesResponse, customer_service_client::CustomerServiceClient,
-    group_service_client::GroupServiceClient, membership_change::Change,
-    source_service_client::SourceServiceClient, watch_group_membership_changes_response::Event,
+    DeleteGroupRequest, GetGroupRequest, ListGroupMembersRequest, ListGroupsRequest,
+    ListSourcesRequest, PreviewGroupRuleRequest, RemoveCustomersFromGroupRequest,
+    RestoreGroupRequest, WatchGroupMembershipChangesRequest, WatchGroupMembershipChangesResponse,
+    customer_service_client::CustomerServiceClient, group_service_client::GroupServiceClient,
+    membership_change::Change, source_service_client::SourceServiceClient,
+    watch_group_membership_changes_response::Event,
 };
 use tonic::{Status, Streaming, metadata::MetadataValue, transport::Channel};
 
 use super::{
-    drive::{Caller, Outcome, Svc, Tenant, closed_loop, percentile_ms},
+    drive::{Caller, Outcome, Svc, Tenant, closed_loop, first_customer_ids, percentile_ms},
     sweep::Work,
     watch::{
         Deliveries, StreamMessage, Write, connect, manual_relationships, open_watchers, paced,
@@ -181,26 +181,8 @@ impl Fixture {
             .await?
             .into_inner()
             .total;
-        let mut ids = Vec::new();
-        let mut token = String::new();
         // By name: the seed's customers, spread over the whole tenant.
-        while ids.len() < sample {
-            let page = customers
-                .list_customers(ListCustomersRequest {
-                    page_size: 1000,
-                    page_token: token,
-                    order_by: "name".into(),
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            ids.extend(page.customers.into_iter().map(|c| c.id));
-            token = page.next_page_token;
-            if token.is_empty() {
-                break;
-            }
-        }
-        ids.truncate(sample);
+        let mut ids = first_customer_ids(&mut customers, "name", sample).await?;
         ids.sort_unstable();
         ids.dedup();
         let groups = GroupServiceClient::with_interceptor(channel.clone(), tenant.clone())

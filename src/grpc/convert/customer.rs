@@ -334,11 +334,6 @@ macro_rules! lists_customers {
 
 lists_customers!(pb::ListCustomersRequest, pb::ExportCustomersRequest);
 
-/// The customers a ListCustomers-like request selects.
-pub fn listed_customers(request: &impl ListsCustomers) -> AppResult<CustomerFilter> {
-    request.customer_filter()
-}
-
 /// The filters of ListCustomers, ExportCustomers and
 /// CountCustomersByRelationship.
 #[allow(clippy::too_many_arguments)]

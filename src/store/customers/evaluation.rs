@@ -291,16 +291,7 @@ async fn candidates(
     (first, last): (&String, &String),
     now: i64,
 ) -> AppResult<Vec<String>> {
-    let selection = CustomerFilter {
-        group_id: None,
-        include_subgroups: false,
-        source_id: None,
-        relationship_id: None,
-        owner_id: None,
-        query: None,
-        deleted: DeletedFilter::All,
-        filter: Filter::clone(&*parsed(&group.rule)?),
-    };
+    let selection = CustomerFilter::only(Filter::clone(&*parsed(&group.rule)?), DeletedFilter::All);
     let matching: Vec<String> = filtered(tx, tenant, &selection, false, now)
         .await?
         .filter(customer::Column::Id.gte(first.as_str()))

@@ -484,7 +484,7 @@ impl Touched {
     /// Whether the row depends on what the segment planned.
     fn met_by(&self, fields: &RowFields, matched: Option<&str>) -> bool {
         matched.is_some_and(|id| self.customers.contains(id))
-            || [&fields.phone, &fields.email, &fields.id]
+            || [&fields.phone, &fields.email]
                 .into_iter()
                 .flatten()
                 .any(|value| self.values.contains(value))
@@ -1056,7 +1056,7 @@ async fn write_plans(
         }
     }
     write::apply(tx, tenant, now, &ctx.actor.0, &changes, None).await?;
-    let remembered: Vec<imported_row::ActiveModel> = plans
+    let mut remembered: Vec<imported_row::ActiveModel> = plans
         .iter()
         .map(|plan| {
             let (outcome, id) = plan.outcome();
@@ -1070,8 +1070,9 @@ async fn write_plans(
             }
         })
         .collect();
-    for chunk in remembered.chunks(1000) {
-        imported_row::Entity::insert_many(chunk.to_vec())
+    while !remembered.is_empty() {
+        let chunk: Vec<_> = remembered.drain(..remembered.len().min(1000)).collect();
+        imported_row::Entity::insert_many(chunk)
             .exec_without_returning(tx)
             .await?;
     }

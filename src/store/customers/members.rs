@@ -164,16 +164,7 @@ impl Store {
             resource::find::<customer_group::Entity>(self.db(), tenant, group_id).await?;
         }
         let rule = check_rule(self.db(), tenant, group_id, rule, "rule", now).await?;
-        let selection = CustomerFilter {
-            group_id: None,
-            include_subgroups: false,
-            source_id: None,
-            relationship_id: None,
-            owner_id: None,
-            query: None,
-            deleted: DeletedFilter::Active,
-            filter: rule,
-        };
+        let selection = CustomerFilter::only(rule, DeletedFilter::Active);
         let tallies = self.count_by_relationship(ctx, &selection).await?.read;
         // Nothing to list when nothing matches (a list would read as much
         // as the count did to find nothing).

@@ -497,9 +497,9 @@ impl<'a> Work<'a> {
             active.bump(row.revision + 1, now);
             updated.push(active);
         }
-        if let [one] = updated.as_slice() {
-            one.clone().update(tx).await?;
-        } else if !updated.is_empty() {
+        if updated.len() == 1 {
+            updated.remove(0).update(tx).await?;
+        } else {
             use customer::Column as C;
             let profile_columns = [
                 C::Name,
@@ -521,11 +521,14 @@ impl<'a> Work<'a> {
                 C::Revision,
                 C::UpdateTime,
             ];
-            for chunk in updated.chunks(EDITS_PER_STATEMENT) {
+            while !updated.is_empty() {
+                let chunk: Vec<_> = updated
+                    .drain(..updated.len().min(EDITS_PER_STATEMENT))
+                    .collect();
                 let on_id = sea_orm::sea_query::OnConflict::column(C::Id)
                     .update_columns(profile_columns)
                     .to_owned();
-                customer::Entity::insert_many(chunk.to_vec())
+                customer::Entity::insert_many(chunk)
                     .on_conflict(on_id)
                     .exec_without_returning(tx)
                     .await?;
