@@ -39,6 +39,7 @@ mod m20261206_000010_folded_text;
 mod m20261206_000011_relationship_members_owner;
 mod m20261206_000012_rule_groups;
 mod m20261206_000013_imported_rows;
+mod m20261206_000014_report_indexes;
 
 pub mod folding;
 
@@ -62,6 +63,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000011_relationship_members_owner::Migration),
             Box::new(m20261206_000012_rule_groups::Migration),
             Box::new(m20261206_000013_imported_rows::Migration),
+            Box::new(m20261206_000014_report_indexes::Migration),
         ]
     }
 }

@@ -12,5 +12,6 @@ pub mod inactivity;
 pub mod membership;
 pub mod paging;
 pub mod relationship;
+pub mod report;
 pub mod tenant;
 pub mod text;

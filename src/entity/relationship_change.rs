@@ -31,6 +31,8 @@ pub struct Model {
     pub owner_id: String,
     /// The customer's groups when the change was made, comma-separated.
     pub group_ids: String,
+    /// The customer's source at the time of the change; empty for none.
+    pub source_id: String,
 }
 
 /// No navigable relations.

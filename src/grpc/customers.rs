@@ -4,7 +4,10 @@ use tonic::{Request, Response, Status};
 
 use super::{
     context,
-    convert::customer::{self as convert, ListsCustomers},
+    convert::{
+        customer::{self as convert, ListsCustomers},
+        report,
+    },
     idempotency_key, page_request, stream_context, target, write_context,
 };
 use crate::{
@@ -77,6 +80,18 @@ impl CustomerService for CustomerApi {
         let ids = convert::overlap_group_ids(&request.get_ref().group_ids)?;
         let overlap = self.store.group_overlap(&ctx, &ids).await?;
         Ok(Response::new(convert::group_overlap(&ids, &overlap)))
+    }
+
+    async fn get_group_report(
+        &self,
+        request: Request<pb::GetGroupReportRequest>,
+    ) -> Result<Response<pb::GetGroupReportResponse>, Status> {
+        let ctx = context(&request)?;
+        let query = report::group_report_query(request.into_inner())?;
+        let rows = self.store.group_report(&ctx, &query).await?;
+        Ok(Response::new(pb::GetGroupReportResponse {
+            rows: rows.into_iter().map(Into::into).collect(),
+        }))
     }
 
     async fn get_customer(
@@ -283,6 +298,21 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<pb::CountCustomersByRelationshipResponse>, Status> {
         let ctx = context(&request)?;
         let req = request.into_inner();
+        if let Some(at) = report::as_of(&req)? {
+            let AsOf {
+                read: tallies,
+                sequence,
+            } = self.store.count_as_of(&ctx, at).await?;
+            return Ok(Response::new(pb::CountCustomersByRelationshipResponse {
+                total: tallies.total,
+                counts: tallies
+                    .by_relationship
+                    .into_iter()
+                    .map(Into::into)
+                    .collect(),
+                watch_from_sequence: sequence,
+            }));
+        }
         let filter = convert::customer_filter(
             &req.group_id,
             req.include_subgroups,

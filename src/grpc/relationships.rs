@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     context,
-    convert::{Checks, catalog as convert, micros, timestamp},
+    convert::{Checks, catalog as convert, micros, report, timestamp},
     idempotency_key, page_request, present, present_one, target,
     watch::{EventStream, filter_ids, respond},
     write_context,
@@ -135,6 +135,28 @@ impl From<Event<relationship_change::Model>> for pb::WatchRelationshipChangesRes
 #[tonic::async_trait]
 impl RelationshipService for RelationshipApi {
     type WatchRelationshipChangesStream = ChangeStream;
+
+    async fn get_relationship_flow(
+        &self,
+        request: Request<pb::GetRelationshipFlowRequest>,
+    ) -> Result<Response<pb::GetRelationshipFlowResponse>, Status> {
+        let ctx = context(&request)?;
+        let selection = report::flow_selection(request.into_inner())?;
+        let flow = self.store.relationship_flow(&ctx, &selection).await?;
+        Ok(Response::new(flow.into()))
+    }
+
+    async fn get_owner_report(
+        &self,
+        request: Request<pb::GetOwnerReportRequest>,
+    ) -> Result<Response<pb::GetOwnerReportResponse>, Status> {
+        let ctx = context(&request)?;
+        let selection = report::owner_selection(request.into_inner())?;
+        let rows = self.store.owner_report(&ctx, &selection).await?;
+        Ok(Response::new(pb::GetOwnerReportResponse {
+            rows: rows.into_iter().map(Into::into).collect(),
+        }))
+    }
 
     async fn watch_relationship_changes(
         &self,

@@ -4,12 +4,11 @@ use tonic::{Request, Response, Status};
 
 use super::{
     context,
-    convert::{catalog as convert, micros},
+    convert::{Checks, catalog as convert, report},
     idempotency_key, page_request, present, present_one, target, write_context,
 };
 use crate::{
     domain::{ids, paging::DeletedFilter},
-    error::AppError,
     pb::{self, source_service_server::SourceService},
     store::Store,
 };
@@ -125,18 +124,15 @@ impl SourceService for SourceApi {
             create_time_from,
             create_time_to,
         } = request.into_inner();
-        let from = create_time_from
-            .map(|t| micros("create_time_from", &t))
-            .transpose()?;
-        let to = create_time_to
-            .map(|t| micros("create_time_to", &t))
-            .transpose()?;
-        if let (Some(from), Some(to)) = (from, to)
-            && from > to
-        {
-            return Err(AppError::invalid("create_time_to", "is before create_time_from").into());
-        }
-        let report = self.store.source_report(&ctx, from, to).await?;
+        let mut checks = Checks::default();
+        let period = report::period(
+            &mut checks,
+            create_time_from,
+            create_time_to,
+            ("create_time_from", "create_time_to"),
+        );
+        checks.finish()?;
+        let report = self.store.source_report(&ctx, period).await?;
         Ok(Response::new(pb::GetSourceReportResponse {
             rows: report.rows.into_iter().map(Into::into).collect(),
             total: Some(report.total.into()),

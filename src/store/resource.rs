@@ -115,6 +115,22 @@ pub async fn find<E: Resource>(
         .ok_or_else(|| AppError::not_found(E::RESOURCE, id))
 }
 
+/// Whether `id` is a row of the tenant, deleted or not.
+pub async fn exists<E: Resource>(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+) -> AppResult<bool> {
+    Ok(in_tenant::<E>(tenant)
+        .filter(E::id_col().eq(id))
+        .select_only()
+        .column(E::id_col())
+        .into_tuple::<String>()
+        .one(db)
+        .await?
+        .is_some())
+}
+
 /// Like [`find`], and locks the row until the transaction ends (PostgreSQL;
 /// SQLite's write transaction already excludes other writers).
 pub async fn find_for_update<E: Resource>(

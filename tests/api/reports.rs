@@ -88,8 +88,8 @@ on_both_databases! {
         assert_eq!(violated_fields(&status), ["group_ids[2]"]);
         let status = expect_code(ask(vec![a.clone(), "not-an-id".into()]).await, Code::InvalidArgument);
         assert_eq!(violated_fields(&status), ["group_ids[1]"]);
-        let status = expect_code(ask(vec![a.clone(), unknown_id()]).await, Code::NotFound);
-        assert!(status.message().contains("group"), "{status:?}");
+        let status = expect_code(ask(vec![a.clone(), unknown_id()]).await, Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), ["group_ids[1]"]);
         // Another tenant's group is unknown here.
         let theirs = crate::fixtures::create_group(
             &mut app.groups_of(&crate::helpers::new_tenant()),
@@ -97,6 +97,7 @@ on_both_databases! {
         )
         .await
         .id;
-        expect_code(ask(vec![a, theirs]).await, Code::NotFound);
+        let status = expect_code(ask(vec![theirs, a]).await, Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), ["group_ids[0]"]);
     }
 }

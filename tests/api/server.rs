@@ -106,8 +106,8 @@ on_both_databases! {
                 .unwrap_or_else(|| panic!("{service} not described"));
             let expected = match short {
                 "SourceService" => 7,
-                "RelationshipService" => 8,
-                "CustomerService" => 17,
+                "RelationshipService" => 10,
+                "CustomerService" => 18,
                 "GroupService" => 10,
                 _ => 6,
             };

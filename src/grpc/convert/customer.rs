@@ -18,7 +18,7 @@ use crate::{
     pb,
     store::{
         customers::CustomerRecord,
-        customers::overlap::Overlap,
+        customers::reports::overlap::Overlap,
         customers::reports::{RelationshipTally, SourceFigures},
         resource::etag,
     },

@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod customer;
 pub mod import;
+pub mod report;
 
 use prost_types::Timestamp;
 

@@ -15,9 +15,9 @@
 //! - [`inactivity`]: the inactivity rule, swept and on demand.
 //! - [`group_rules`]: a tenant's rule groups as writes follow them;
 //!   [`evaluation`]: rules evaluated over every customer in the background.
-//! - [`lists`], [`reports`], [`holders`], [`history`]: lists; counts and
-//!   reports;
-//!   who holds a relationship; each customer's relationship history.
+//! - [`lists`], [`holders`], [`history`]: lists; who holds a relationship;
+//!   each customer's relationship history.
+//! - [`reports`]: the summary bar (now and in the past) and every report.
 
 pub mod cache;
 pub mod contacts;
@@ -34,7 +34,6 @@ pub mod inactivity;
 pub mod lists;
 pub mod members;
 pub mod memberships;
-pub mod overlap;
 pub mod records;
 pub mod reports;
 pub mod rules;

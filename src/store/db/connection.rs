@@ -355,6 +355,7 @@ mod tests {
                 "m20261206_000011_relationship_members_owner",
                 "m20261206_000012_rule_groups",
                 "m20261206_000013_imported_rows",
+                "m20261206_000014_report_indexes",
             ]
         );
     }

@@ -64,8 +64,10 @@ const STATISTICS: &str = "
     imported_rows imported_rows_by_time 1000000 1
     imported_rows sqlite_autoindex_imported_rows_1 1000000 1000000 100000 1
     membership_changes membership_changes 1000000 1000000 1
+    membership_changes membership_changes_by_group_time 1000000 1000000 50000 2
     membership_counters sqlite_autoindex_membership_counters_1 1 1
     relationship_changes relationship_changes_by_customer 1000000 1000000 1 1
+    relationship_changes relationship_changes_by_time 1000000 1000000 2
     relationship_changes sqlite_autoindex_relationship_changes_1 1000000 1000000 1
     relationship_counts sqlite_autoindex_relationship_counts_1 6 6 1
     relationship_members relationship_members_by_relationship 1000000 1000000 166667 166667 1 1

@@ -14,11 +14,15 @@
 //! unused). Numbers therefore become visible in order and none is skipped.
 //! On SQLite the write transaction already excludes every other writer.
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, Statement};
+use std::collections::HashMap;
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QuerySelect, Statement,
+};
 
 use crate::{
     domain::{change::Origin, membership::MembershipCause},
-    entity::{membership_change, relationship_change},
+    entity::{customer, membership_change, relationship_change},
     error::{AppError, AppResult},
 };
 
@@ -50,6 +54,9 @@ pub(super) struct Entry<'a> {
     pub from: &'a str,
     pub to: &'a str,
     pub owner: &'a str,
+    /// The customer's source when known (a created customer's); `None`
+    /// reads the stored one.
+    pub source: Option<&'a str>,
     pub origin: &'a Origin,
     pub time: i64,
     /// The customer's groups, sorted.
@@ -66,12 +73,17 @@ pub(super) async fn append(
     if entries.is_empty() {
         return Ok(Vec::new());
     }
+    let sources = sources(tx, tenant, &entries).await?;
     let last = allocate(tx, Counter::Relationships, tenant, entries.len() as i64).await?;
     let first = last - entries.len() as i64 + 1;
     let rows: Vec<relationship_change::Model> = entries
         .into_iter()
         .zip(first..)
         .map(|(e, sequence)| relationship_change::Model {
+            source_id: match e.source {
+                Some(source) => source.to_owned(),
+                None => sources.get(e.customer_id).cloned().unwrap_or_default(),
+            },
             tenant_id: tenant.to_owned(),
             sequence,
             customer_id: e.customer_id.to_owned(),
@@ -98,6 +110,41 @@ pub(super) async fn append(
         .await?;
     }
     Ok(rows)
+}
+
+/// The present source (after the write's own edits) of every customer in
+/// `entries` whose source is not given: what the log keeps as the source
+/// at the time of the change.
+async fn sources(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    entries: &[Entry<'_>],
+) -> AppResult<HashMap<String, String>> {
+    let mut ids: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.source.is_none())
+        .map(|e| e.customer_id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut sources = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let found: Vec<(String, Option<String>)> = customer::Entity::find()
+            .filter(customer::Column::TenantId.eq(tenant))
+            .filter(customer::Column::Id.is_in(chunk.iter().copied()))
+            .select_only()
+            .column(customer::Column::Id)
+            .column(customer::Column::SourceId)
+            .into_tuple()
+            .all(tx)
+            .await?;
+        sources.extend(
+            found
+                .into_iter()
+                .filter_map(|(id, source)| Some((id, source?))),
+        );
+    }
+    Ok(sources)
 }
 
 /// One change of a group's membership to log.

@@ -1,12 +1,23 @@
 //! Counting customers: the summary bar (counts per relationship), the
 //! source report, and the customer counts shown on groups, sources and
-//! relationships.
+//! relationships. The other reports live in the submodules:
+//!
+//! - [`as_of`]: the summary bar at a past moment, from the change log;
+//! - [`groups`]: the report by group; [`overlap`]: how groups overlap;
+//! - [`flow`]: how customers move between relationships;
+//! - [`owners`]: each owner's (salesperson's) handling of customers.
+
+pub mod as_of;
+pub mod flow;
+pub mod groups;
+pub mod overlap;
+pub mod owners;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait,
+    QuerySelect, QueryTrait, Select,
     sea_query::{Expr, ExprTrait, Func, Query},
 };
 
@@ -17,7 +28,7 @@ use crate::store::{
     snapshot,
 };
 use crate::{
-    domain::{customer::CustomerFilter, tenant::RequestContext},
+    domain::{customer::CustomerFilter, report::Period, tenant::RequestContext},
     entity::{
         change_counter, customer, customer_group, customer_source, group_relationship_count,
         relationship, relationship_count,
@@ -180,6 +191,49 @@ fn saturate(total: i128) -> i64 {
     i64::try_from(total).unwrap_or(if total < 0 { i64::MIN } else { i64::MAX })
 }
 
+/// Customers of one source in one relationship, and their revenue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cell {
+    source_id: Option<String>,
+    relationship_id: String,
+    customers: i64,
+    revenue: i128,
+}
+
+/// The customers `query` selects, counted per (source, relationship) with
+/// their exact revenue.
+async fn cells(db: &impl ConnectionTrait, query: Select<customer::Entity>) -> AppResult<Vec<Cell>> {
+    let rows: Vec<(Option<String>, String, i64, i64, i64)> = query
+        .select_only()
+        .column(customer::Column::SourceId)
+        .column(customer::Column::RelationshipId)
+        .column_as(Expr::cust("COUNT(*)"), "n")
+        .column_as(revenue_sum(REVENUE_HIGH), "revenue_high")
+        .column_as(revenue_sum(REVENUE_LOW), "revenue_low")
+        .group_by(customer::Column::SourceId)
+        .group_by(customer::Column::RelationshipId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(source_id, relationship_id, customers, high, low)| Cell {
+            source_id,
+            relationship_id,
+            customers,
+            revenue: (i128::from(high) << 32) + i128::from(low),
+        })
+        .collect())
+}
+
+/// The id of the relationship coded CLOSED among `relationships`.
+fn closed_id(relationships: &[relationship::Model]) -> Option<String> {
+    relationships
+        .iter()
+        .find(|r| r.code == CLOSED_CODE)
+        .map(|r| r.id.clone())
+}
+
 fn tallies(
     relationships: &[relationship::Model],
     counts: &HashMap<String, i64>,
@@ -304,12 +358,11 @@ impl Store {
         })
     }
 
-    /// The source report over customers created in `[from, to)`.
+    /// The source report over customers created in `period`.
     pub async fn source_report(
         &self,
         ctx: &RequestContext,
-        from: Option<i64>,
-        to: Option<i64>,
+        period: Period,
     ) -> AppResult<SourceReport> {
         let tenant = ctx.tenant.as_str();
         let provisioned = self.tenant_exists(&ctx.tenant).await?;
@@ -321,27 +374,8 @@ impl Store {
         } else {
             self.unprovisioned_relationships(&ctx.tenant)?
         };
-        let mut query =
-            in_tenant::<customer::Entity>(tenant).filter(customer::Column::DeleteTime.is_null());
-        if let Some(from) = from {
-            query = query.filter(customer::Column::CreateTime.gte(from));
-        }
-        if let Some(to) = to {
-            query = query.filter(customer::Column::CreateTime.lt(to));
-        }
-        let groups: Vec<(Option<String>, String, i64, i64, i64)> = query
-            .select_only()
-            .column(customer::Column::SourceId)
-            .column(customer::Column::RelationshipId)
-            .column_as(Expr::cust("COUNT(*)"), "n")
-            .column_as(revenue_sum(REVENUE_HIGH), "revenue_high")
-            .column_as(revenue_sum(REVENUE_LOW), "revenue_low")
-            .group_by(customer::Column::SourceId)
-            .group_by(customer::Column::RelationshipId)
-            .into_tuple()
-            .all(&tx)
-            .await?;
-        let used: HashSet<String> = groups.iter().filter_map(|g| g.0.clone()).collect();
+        let cells = cells(&tx, groups::active_in_period(tenant, &period)).await?;
+        let used: HashSet<String> = cells.iter().filter_map(|c| c.source_id.clone()).collect();
         let sources = in_tenant::<customer_source::Entity>(tenant)
             .filter(
                 Condition::any()
@@ -354,16 +388,13 @@ impl Store {
             .await?;
         tx.commit().await?;
 
-        let closed_id = relationships
-            .iter()
-            .find(|r| r.code == CLOSED_CODE)
-            .map(|r| r.id.clone());
+        let closed_id = closed_id(&relationships);
         let mut per_source: BTreeMap<Option<String>, (HashMap<String, i64>, i128)> =
             BTreeMap::new();
-        for (source_id, relationship_id, n, high, low) in groups {
-            let entry = per_source.entry(source_id).or_default();
-            *entry.0.entry(relationship_id).or_default() += n;
-            entry.1 += (i128::from(high) << 32) + i128::from(low);
+        for cell in cells {
+            let entry = per_source.entry(cell.source_id).or_default();
+            *entry.0.entry(cell.relationship_id).or_default() += cell.customers;
+            entry.1 += cell.revenue;
         }
         let figures = |source: Option<customer_source::Model>,
                        counts: &HashMap<String, i64>,

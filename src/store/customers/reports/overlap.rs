@@ -11,7 +11,7 @@ use sea_orm::{
 use crate::{
     domain::tenant::RequestContext,
     entity::{customer_group, group_member, group_relationship_count},
-    error::AppResult,
+    error::{AppError, AppResult, FieldViolation},
     store::{Store, resource},
 };
 
@@ -42,13 +42,23 @@ impl Overlap {
 }
 
 impl Store {
-    /// How the groups `ids` (which must exist) overlap.
+    /// How the groups `ids` overlap; an id that names no group of the
+    /// tenant is INVALID_ARGUMENT on `group_ids[i]`.
     pub async fn group_overlap(&self, ctx: &RequestContext, ids: &[String]) -> AppResult<Overlap> {
         let tenant = ctx.tenant.as_str();
         let snapshot = self.snapshot_of(tenant).await?;
         let db = snapshot.db();
-        for id in ids {
-            resource::find::<customer_group::Entity>(db, tenant, id).await?;
+        let mut unknown = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            if !resource::exists::<customer_group::Entity>(db, tenant, id).await? {
+                unknown.push(FieldViolation::new(
+                    format!("group_ids[{i}]"),
+                    format!("names no group of the tenant: `{id}`"),
+                ));
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(AppError::InvalidArgument(unknown));
         }
         let sizes = sizes(db, tenant, ids).await?;
         let both = intersections(db, tenant, ids).await?;

@@ -1,0 +1,200 @@
+//! The summary bar at a past moment, read backwards from the present:
+//! the counters give every active customer's present relationship, and
+//! only the customers changed (or deleted) since that moment are looked
+//! at again. A customer's relationship at the moment is the one its first
+//! later change left (`old_relationship_id`); one created later has none.
+//! A recent moment therefore reads few rows, an old one at most the log
+//! since then.
+
+use std::collections::HashMap;
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
+    sea_query::{Expr, ExprTrait},
+};
+
+use super::{RelationshipTally, Tallies};
+use crate::{
+    domain::tenant::RequestContext,
+    entity::{relationship, relationship_change, relationship_count},
+    error::{AppError, AppResult},
+    store::{AsOf, Store, resource::in_tenant, snapshot},
+};
+
+impl Store {
+    /// The summary bar of the whole tenant as it stood at `at`
+    /// (microseconds; a change made at `at` counts), with the last change
+    /// made at or before it.
+    pub async fn count_as_of(&self, ctx: &RequestContext, at: i64) -> AppResult<AsOf<Tallies>> {
+        if at > self.now() {
+            return Err(AppError::invalid("as_of", "is in the future"));
+        }
+        let tenant = ctx.tenant.as_str();
+        if !self.tenant_exists(&ctx.tenant).await? {
+            let by_relationship = self
+                .unprovisioned_relationships(&ctx.tenant)?
+                .into_iter()
+                .map(|relationship| RelationshipTally {
+                    relationship,
+                    count: 0,
+                })
+                .collect();
+            let read = Tallies {
+                total: 0,
+                by_relationship,
+            };
+            return Ok(AsOf { read, sequence: 0 });
+        }
+        let tx = snapshot(self.db()).await?;
+        let relationships: Vec<relationship::Model> = in_tenant::<relationship::Entity>(tenant)
+            .order_by_asc(relationship::Column::Position)
+            .order_by_asc(relationship::Column::Id)
+            .all(&tx)
+            .await?;
+        let mut counts: HashMap<String, i64> = relationship_count::Entity::find()
+            .filter(relationship_count::Column::TenantId.eq(tenant))
+            .select_only()
+            .column(relationship_count::Column::RelationshipId)
+            .column(relationship_count::Column::Customers)
+            .into_tuple::<(String, i64)>()
+            .all(&tx)
+            .await?
+            .into_iter()
+            .collect();
+        for (then, now, active_now, active_then, n) in changed_since(&tx, tenant, at).await? {
+            if active_now {
+                *counts.entry(now).or_default() -= n;
+            }
+            // Created after `at`: no relationship then.
+            if active_then && !then.is_empty() {
+                *counts.entry(then).or_default() += n;
+            }
+        }
+        for (held, n) in deleted_since(&tx, tenant, at).await? {
+            *counts.entry(held).or_default() += n;
+        }
+        let sequence: Option<i64> = relationship_change::Entity::find()
+            .filter(relationship_change::Column::TenantId.eq(tenant))
+            .filter(relationship_change::Column::ChangeTime.lte(at))
+            .select_only()
+            .column_as(
+                Expr::col(relationship_change::Column::Sequence).max(),
+                "latest",
+            )
+            .into_tuple()
+            .one(&tx)
+            .await?
+            .flatten();
+        tx.commit().await?;
+        // Active relationships in position order, then those deleted since
+        // that held customers then.
+        let (active, deleted): (Vec<_>, Vec<_>) = relationships
+            .into_iter()
+            .partition(|r| r.delete_time.is_none());
+        let by_relationship: Vec<RelationshipTally> = active
+            .into_iter()
+            .map(|r| (r, true))
+            .chain(deleted.into_iter().map(|r| (r, false)))
+            .filter_map(|(relationship, active)| {
+                let count = counts.get(&relationship.id).copied().unwrap_or(0);
+                (active || count != 0).then_some(RelationshipTally {
+                    relationship,
+                    count,
+                })
+            })
+            .collect();
+        let read = Tallies {
+            total: by_relationship.iter().map(|t| t.count).sum(),
+            by_relationship,
+        };
+        Ok(AsOf {
+            read,
+            sequence: sequence.unwrap_or(0),
+        })
+    }
+}
+
+fn placeholders(backend: DatabaseBackend) -> [&'static str; 2] {
+    match backend {
+        DatabaseBackend::Postgres => ["$1", "$2"],
+        _ => ["?1", "?2"],
+    }
+}
+
+/// The customers changed after `at`, counted by (relationship at `at` —
+/// empty if created later —, relationship now, active now, active at
+/// `at`).
+async fn changed_since(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    at: i64,
+) -> AppResult<Vec<(String, String, bool, bool, i64)>> {
+    let backend = db.get_database_backend();
+    let [t, a] = placeholders(backend);
+    let sql = format!(
+        "SELECT f.old_relationship_id, c.relationship_id,
+                CASE WHEN c.delete_time IS NULL THEN 1 ELSE 0 END AS active_now,
+                CASE WHEN c.delete_time IS NULL OR c.delete_time > {a} THEN 1 ELSE 0 END
+                    AS active_then,
+                CAST(COUNT(*) AS BIGINT) AS n
+         FROM (SELECT customer_id, MIN(sequence) AS first_sequence
+               FROM relationship_changes
+               WHERE tenant_id = {t} AND change_time > {a}
+               GROUP BY customer_id) later
+         JOIN relationship_changes f
+           ON f.tenant_id = {t} AND f.sequence = later.first_sequence
+         JOIN customers c ON c.id = later.customer_id
+         GROUP BY f.old_relationship_id, c.relationship_id, active_now, active_then"
+    );
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [tenant.into(), at.into()],
+        ))
+        .await?;
+    let mut found = Vec::with_capacity(rows.len());
+    for row in rows {
+        found.push((
+            row.try_get_by_index(0)?,
+            row.try_get_by_index(1)?,
+            row.try_get_by_index::<i32>(2)? == 1,
+            row.try_get_by_index::<i32>(3)? == 1,
+            row.try_get_by_index(4)?,
+        ));
+    }
+    Ok(found)
+}
+
+/// Customers deleted after `at` and not changed since, per relationship:
+/// active then, in the relationship they hold now, which no counter counts.
+async fn deleted_since(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    at: i64,
+) -> AppResult<Vec<(String, i64)>> {
+    let backend = db.get_database_backend();
+    let [t, a] = placeholders(backend);
+    let sql = format!(
+        "SELECT c.relationship_id, CAST(COUNT(*) AS BIGINT) AS n
+         FROM customers c
+         WHERE c.tenant_id = {t} AND c.delete_time > {a} AND c.create_time <= {a}
+           AND NOT EXISTS (SELECT 1 FROM relationship_changes r
+                           WHERE r.tenant_id = {t} AND r.customer_id = c.id
+                             AND r.change_time > {a})
+         GROUP BY c.relationship_id"
+    );
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [tenant.into(), at.into()],
+        ))
+        .await?;
+    let mut found = Vec::with_capacity(rows.len());
+    for row in rows {
+        found.push((row.try_get_by_index(0)?, row.try_get_by_index(1)?));
+    }
+    Ok(found)
+}

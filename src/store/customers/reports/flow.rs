@@ -1,0 +1,267 @@
+//! How customers move between relationships, from the change log: the
+//! from → to matrix of a period's moves (by people and by the service's
+//! rules apart), and how long customers stayed in a relationship before
+//! leaving it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    sea_query::{Alias, Expr, ExprTrait, Query},
+};
+
+use crate::{
+    domain::{change::Cause, report::Period, tenant::RequestContext},
+    entity::{customer_group, customer_source, relationship, relationship_change},
+    error::{AppError, AppResult, FieldViolation},
+    store::{
+        Store,
+        resource::{exists, in_tenant},
+        snapshot,
+    },
+};
+
+/// Which logged changes a report reads: those of its period, of customers
+/// who had the source, owner and group given at the time of the change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSelection {
+    /// When the changes were made.
+    pub period: Period,
+    /// The customer's group at the time.
+    pub group_id: Option<String>,
+    /// The customer's source at the time.
+    pub source_id: Option<String>,
+    /// The customer's owner at the time.
+    pub owner_id: Option<String>,
+}
+
+impl LogSelection {
+    /// The tenant's logged changes it selects.
+    pub(super) fn changes(&self, tenant: &str) -> Select<relationship_change::Entity> {
+        use relationship_change::Column as C;
+        let mut query = relationship_change::Entity::find().filter(C::TenantId.eq(tenant));
+        if let Some(from) = self.period.from {
+            query = query.filter(C::ChangeTime.gte(from));
+        }
+        if let Some(to) = self.period.to {
+            query = query.filter(C::ChangeTime.lt(to));
+        }
+        if let Some(source) = &self.source_id {
+            query = query.filter(C::SourceId.eq(source));
+        }
+        if let Some(owner) = &self.owner_id {
+            query = query.filter(C::OwnerId.eq(owner));
+        }
+        if let Some(group) = &self.group_id {
+            // The groups are kept comma-joined; ids hold no comma.
+            query = query.filter(
+                Expr::cust("(',' || relationship_changes.group_ids || ',')")
+                    .like(format!("%,{group},%")),
+            );
+        }
+        query
+    }
+
+    /// INVALID_ARGUMENT naming the group or source that is no group or
+    /// source of the tenant (deleted ones are known).
+    pub(super) async fn check(&self, db: &impl ConnectionTrait, tenant: &str) -> AppResult<()> {
+        let mut unknown = Vec::new();
+        if let Some(id) = &self.group_id
+            && !exists::<customer_group::Entity>(db, tenant, id).await?
+        {
+            unknown.push(FieldViolation::new(
+                "group_id",
+                format!("names no group of the tenant: `{id}`"),
+            ));
+        }
+        if let Some(id) = &self.source_id
+            && !exists::<customer_source::Entity>(db, tenant, id).await?
+        {
+            unknown.push(FieldViolation::new(
+                "source_id",
+                format!("names no source of the tenant: `{id}`"),
+            ));
+        }
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::InvalidArgument(unknown))
+        }
+    }
+}
+
+/// Moves from one relationship to another.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MoveCount {
+    /// Made by people (MANUAL, IMPORT, RELATIONSHIP_DELETED).
+    pub manual: i64,
+    /// Made by the service's rules (AUTOMATIC_INACTIVITY, CONTACT_RESUMED).
+    pub automatic: i64,
+}
+
+/// How long customers stayed in a relationship before leaving it, in
+/// microseconds, shortest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stays {
+    /// Each stay that ended in the period.
+    pub durations: Vec<i64>,
+}
+
+/// The flow report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flow {
+    /// Moves by (from, to), in report order.
+    pub moves: Vec<((String, String), MoveCount)>,
+    /// Stays by the relationship left, in report order.
+    pub stays: Vec<(String, Stays)>,
+    /// Customers created in the period.
+    pub created: i64,
+}
+
+/// Whether a change of this cause was made by the service's own rules.
+pub fn is_automatic(cause: &str) -> bool {
+    matches!(
+        Cause::from_stored(cause),
+        Some(Cause::AutomaticInactivity | Cause::ContactResumed)
+    )
+}
+
+impl Store {
+    /// The flow of the changes `selection` picks, read in one snapshot.
+    pub async fn relationship_flow(
+        &self,
+        ctx: &RequestContext,
+        selection: &LogSelection,
+    ) -> AppResult<Flow> {
+        use relationship_change::Column as C;
+        let tenant = ctx.tenant.as_str();
+        let tx = snapshot(self.db()).await?;
+        selection.check(&tx, tenant).await?;
+        let order = report_order(&tx, tenant).await?;
+        let counted: Vec<(String, String, String, i64)> = selection
+            .changes(tenant)
+            .select_only()
+            .column(C::OldRelationshipId)
+            .column(C::NewRelationshipId)
+            .column(C::Cause)
+            .column_as(Expr::cust("COUNT(*)").cast_as("BIGINT"), "n")
+            .group_by(C::OldRelationshipId)
+            .group_by(C::NewRelationshipId)
+            .group_by(C::Cause)
+            .into_tuple()
+            .all(&tx)
+            .await?;
+        let mut created = 0;
+        let mut moves: HashMap<(String, String), MoveCount> = HashMap::new();
+        for (from, to, cause, n) in counted {
+            if from.is_empty() {
+                created += n;
+                continue;
+            }
+            let count = moves.entry((from, to)).or_default();
+            if is_automatic(&cause) {
+                count.automatic += n;
+            } else {
+                count.manual += n;
+            }
+        }
+        let durations = stay_durations(&tx, tenant, selection).await?;
+        tx.commit().await?;
+
+        let mut moves: Vec<((String, String), MoveCount)> = moves.into_iter().collect();
+        moves.sort_by_key(|((from, to), _)| (order.rank(from), order.rank(to)));
+        let mut stays: Vec<(String, Stays)> = durations
+            .into_iter()
+            .map(|(relationship, mut durations)| {
+                durations.sort_unstable();
+                (relationship, Stays { durations })
+            })
+            .collect();
+        stays.sort_by_key(|(relationship, _)| order.rank(relationship));
+        Ok(Flow {
+            moves,
+            stays,
+            created,
+        })
+    }
+}
+
+/// For each move `selection` picks, the relationship left and how long
+/// the customer held it: since the customer's previous change (its
+/// creation, or the move into it).
+async fn stay_durations(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    selection: &LogSelection,
+) -> AppResult<BTreeMap<String, Vec<i64>>> {
+    use relationship_change::Column as C;
+    let previous = Alias::new("previous");
+    let entered = Query::select()
+        .expr(Expr::col((previous.clone(), C::ChangeTime)))
+        .from_as(relationship_change::Entity, previous.clone())
+        .and_where(Expr::col((previous.clone(), C::TenantId)).eq(tenant))
+        .and_where(
+            Expr::col((previous.clone(), C::CustomerId))
+                .equals((relationship_change::Entity, C::CustomerId)),
+        )
+        .and_where(
+            Expr::col((previous.clone(), C::Sequence))
+                .lt(Expr::col((relationship_change::Entity, C::Sequence))),
+        )
+        .order_by((previous, C::Sequence), sea_orm::Order::Desc)
+        .limit(1)
+        .to_owned();
+    let rows: Vec<(String, i64, Option<i64>)> = selection
+        .changes(tenant)
+        .filter(C::OldRelationshipId.ne(""))
+        .select_only()
+        .column(C::OldRelationshipId)
+        .column(C::ChangeTime)
+        .column_as(Expr::SubQuery(None, Box::new(entered.into())), "entered")
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut durations: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (left, at, entered) in rows {
+        // Every customer's first change is its creation: a move always
+        // has one before it.
+        if let Some(entered) = entered {
+            durations.entry(left).or_default().push(at - entered);
+        }
+    }
+    Ok(durations)
+}
+
+/// The order reports list relationships in: active ones by position, then
+/// deleted ones by position; ids no relationship has last.
+pub(super) struct ReportOrder(HashMap<String, usize>);
+
+impl ReportOrder {
+    pub(super) fn rank(&self, id: &str) -> (usize, String) {
+        (self.0.get(id).copied().unwrap_or(usize::MAX), id.to_owned())
+    }
+}
+
+pub(super) async fn report_order(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+) -> AppResult<ReportOrder> {
+    let all: Vec<(String, Option<i64>)> = in_tenant::<relationship::Entity>(tenant)
+        .order_by_asc(relationship::Column::Position)
+        .order_by_asc(relationship::Column::Id)
+        .select_only()
+        .column(relationship::Column::Id)
+        .column(relationship::Column::DeleteTime)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let (active, deleted): (Vec<_>, Vec<_>) = all.into_iter().partition(|(_, d)| d.is_none());
+    Ok(ReportOrder(
+        active
+            .into_iter()
+            .chain(deleted)
+            .enumerate()
+            .map(|(rank, (id, _))| (id, rank))
+            .collect(),
+    ))
+}
