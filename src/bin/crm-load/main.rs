@@ -9,12 +9,14 @@
 //! parsing a filter and evaluating it on one customer in memory; `rules`
 //! benchmarks rule-based groups (writes with and without 20 rule groups,
 //! a rule's evaluation over the tenant, previews, the membership stream);
-//! `import-file` writes the spreadsheet the import benchmark imports.
+//! `import-file` writes the spreadsheet the import benchmark imports;
+//! `reports` times every report on a seeded tenant.
 //! See BENCHMARKS.md for the commands and results.
 
 mod drive;
 mod filter;
 mod import_file;
+mod reports;
 mod rules;
 mod seed;
 mod sweep;
@@ -55,6 +57,9 @@ enum Command {
     /// Getfly's Vietnamese column labels, half the rows matching seeded
     /// customers' phones.
     ImportFile(import_file::ImportFileArgs),
+    /// Time every report (group report, overlap, relationship flow, owner
+    /// report, the summary bar as of past moments) one call at a time.
+    Reports(reports::ReportsArgs),
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -71,5 +76,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Command::Filter(args) => filter::run(args),
         Command::Rules(args) => rules::run(args).await,
         Command::ImportFile(args) => import_file::run(args),
+        Command::Reports(args) => reports::run(args).await,
     }
 }

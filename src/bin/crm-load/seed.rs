@@ -1,9 +1,18 @@
 //! Bulk seeding: provisions the tenant and creates its groups and sources
 //! through the service's store, then creates customers through the
 //! service's own write path, 50,000 per transaction, each logged as
-//! imported at its creation time.
+//! imported at its creation time. Between those batches it replays a year
+//! of history: each customer moves between relationships a few times after
+//! its creation (by hand, to Don't Forget when idle, back on a contact),
+//! each move logged at its own time through the same write path, so the
+//! reports over the change log have real data.
 
-use std::{collections::BTreeMap, sync::Arc, time::Instant};
+use std::{
+    cmp::Reverse,
+    collections::{BTreeMap, BinaryHeap, HashSet},
+    sync::Arc,
+    time::Instant,
+};
 
 use clap::Args;
 use crm_classify::{
@@ -22,7 +31,7 @@ use crm_classify::{
         Store,
         customers::{
             records::set_profile,
-            write::{self, Change},
+            write::{self, Change, Move},
         },
         db::connection as database,
     },
@@ -60,6 +69,27 @@ pub struct SeedArgs {
     /// 1,000,000.
     #[arg(long, default_value_t = 0.1)]
     idle_share: f64,
+    /// Relationship moves per customer on average, spread over the time
+    /// between its creation and now: 2.0 makes 3,000,000 logged changes for
+    /// 1,000,000 customers (the reports benchmark's history).
+    #[arg(long, default_value_t = 2.0)]
+    moves_per_customer: f64,
+}
+
+/// Moves applied per transaction (each transaction logged at the time of
+/// its last move).
+const MOVES_PER_TRANSACTION: usize = 5_000;
+
+/// Share of moves out of a manual relationship that are the inactivity
+/// rule's (to the automatic relationship).
+const AUTOMATIC_SHARE: f64 = 0.1;
+
+/// A seeded customer as the history replay follows it.
+struct Seeded {
+    id: String,
+    owner: String,
+    /// Index into the relationships (manual ones, then the automatic one).
+    relationship: usize,
 }
 
 /// Customers per transaction.
@@ -85,14 +115,24 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
     }
 
     let first_page = PageRequest::parse(1000, "", String::new(), &store.page_key().await?)?;
-    let relationships: Vec<String> = store
+    let listed = store
         .list_relationships(&tenant, DeletedFilter::Active, &first_page)
         .await?
-        .items
-        .into_iter()
+        .items;
+    // The manual relationships, then the automatic one (Don't Forget).
+    let mut relationships: Vec<String> = listed
+        .iter()
         .filter(|r| r.kind == "MANUAL")
-        .map(|r| r.id)
+        .map(|r| r.id.clone())
         .collect();
+    let manual = relationships.len();
+    relationships.extend(
+        listed
+            .iter()
+            .filter(|r| r.kind != "MANUAL")
+            .map(|r| r.id.clone())
+            .take(1),
+    );
     let mut groups = Vec::new();
     for g in 0..args.groups {
         let entry = |name: String| NewEntry {
@@ -135,7 +175,7 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
         "catalog ready: {} groups, {} sources, {} manual relationships ({:.1?})",
         groups.len(),
         sources.len(),
-        relationships.len(),
+        manual,
         started.elapsed()
     );
 
@@ -150,6 +190,13 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
         actor: String::new(),
         reason: "seeded by crm-load".to_owned(),
     };
+    let mut history = History {
+        customers: Vec::with_capacity(args.customers),
+        due: BinaryHeap::new(),
+        relationships: &relationships,
+        manual,
+        moved: 0,
+    };
     let mut done = 0;
     while done < args.customers {
         let batch = ROWS_PER_TRANSACTION.min(args.customers - done);
@@ -160,7 +207,8 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
             // live database, so time-ordered indexes grow at their end.
             let created =
                 now - year + (k as i64) * (year / args.customers.max(1) as i64) + rng.i64(0..1000);
-            let relationship_id = relationships[rng.usize(..relationships.len())].clone();
+            let relationship = rng.usize(..manual);
+            let relationship_id = relationships[relationship].clone();
             let profile = Profile {
                 name: format!("Khách hàng {k:07}"),
                 phone: format!("+849{k:08}"),
@@ -189,8 +237,16 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
                 ..Default::default()
             };
             set_profile(&mut active, &profile);
-            seeded.push((active.try_into_model()?, joined));
+            let row = active.try_into_model()?;
+            history.schedule(&mut rng, created, now, args.moves_per_customer);
+            history.customers.push(Seeded {
+                id: row.id.clone(),
+                owner: row.owner_id.clone(),
+                relationship,
+            });
+            seeded.push((row, joined));
         }
+        let batch_end = seeded.last().map_or(now, |(row, _)| row.create_time);
         // The service's own write path, which writes the copies, the
         // counters and the log as for any create (each logged at its
         // creation time).
@@ -211,8 +267,17 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
             })
             .await?;
         done += batch;
-        println!("{done} customers ({:.1?})", started.elapsed());
+        history
+            .replay(&store, tenant.as_str(), &mut rng, batch_end)
+            .await?;
+        println!(
+            "{done} customers, {} moves ({:.1?})",
+            history.moved,
+            started.elapsed()
+        );
     }
+    history.replay(&store, tenant.as_str(), &mut rng, now).await?;
+    println!("{} moves in all ({:.1?})", history.moved, started.elapsed());
     // Fresh statistics, so the planners pick the indexes a live database
     // would; on PostgreSQL also the visibility map that index-only scans need.
     let maintenance = if args.database_url.starts_with("postgres") {
@@ -256,4 +321,108 @@ fn last_contact(rng: &mut fastrand::Rng, created: i64, now: i64, idle_chance: f6
     }
     let recent_from = Ord::max(created, now - 29 * day);
     Some(recent_from + rng.i64(0..Ord::max(now - recent_from, 1)))
+}
+
+/// The relationship moves still to replay, earliest first.
+struct History<'a> {
+    customers: Vec<Seeded>,
+    /// (time, customer index) of each scheduled move.
+    due: BinaryHeap<Reverse<(i64, usize)>>,
+    /// Manual relationships, then the automatic one.
+    relationships: &'a [String],
+    manual: usize,
+    moved: u64,
+}
+
+impl History<'_> {
+    /// Schedules the moves of the customer about to be pushed, created at
+    /// `created`: `per_customer` on average, at random times until `now`.
+    fn schedule(&mut self, rng: &mut fastrand::Rng, created: i64, now: i64, per_customer: f64) {
+        let index = self.customers.len();
+        let whole = per_customer.floor();
+        let count = whole as usize + usize::from(rng.f64() < per_customer - whole);
+        for _ in 0..count {
+            let at = created + 1 + rng.i64(0..Ord::max(now - created - 1, 1));
+            self.due.push(Reverse((at, index)));
+        }
+    }
+
+    /// Applies, in time order, every scheduled move due at or before
+    /// `until`: transactions of up to [`MOVES_PER_TRANSACTION`] moves of
+    /// distinct customers, each logged at the time of its last move.
+    async fn replay(
+        &mut self,
+        store: &Store,
+        tenant: &str,
+        rng: &mut fastrand::Rng,
+        until: i64,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        loop {
+            let mut chunk: Vec<(Move, Origin)> = Vec::new();
+            let mut in_chunk = HashSet::new();
+            let mut at = 0;
+            while chunk.len() < MOVES_PER_TRANSACTION {
+                let Some(&Reverse((time, index))) = self.due.peek() else {
+                    break;
+                };
+                if time > until || !in_chunk.insert(index) {
+                    break;
+                }
+                self.due.pop();
+                at = time;
+                chunk.push(self.next_move(rng, index));
+            }
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            self.moved += chunk.len() as u64;
+            let input = (tenant.to_owned(), chunk, at);
+            store
+                .write(input, move |tx, (tenant, chunk, at)| {
+                    Box::pin(async move {
+                        let changes: Vec<Change> = chunk
+                            .iter()
+                            .map(|(change, origin)| Change::Move { change, origin })
+                            .collect();
+                        write::apply(tx, tenant, *at, "", &changes, None).await
+                    })
+                })
+                .await?;
+        }
+    }
+
+    /// Customer `index`'s next move: back to a manual relationship on a
+    /// contact from the automatic one; otherwise to Don't Forget now and
+    /// then, else by hand to another manual relationship.
+    fn next_move(&mut self, rng: &mut fastrand::Rng, index: usize) -> (Move, Origin) {
+        let customer = &mut self.customers[index];
+        let from = customer.relationship;
+        let automatic = self.relationships.len() > self.manual;
+        let (to, cause) = if from >= self.manual {
+            (rng.usize(..self.manual), Cause::ContactResumed)
+        } else if automatic && rng.f64() < AUTOMATIC_SHARE {
+            (self.manual, Cause::AutomaticInactivity)
+        } else {
+            let other = rng.usize(..self.manual - 1);
+            (if other >= from { other + 1 } else { other }, Cause::Manual)
+        };
+        customer.relationship = to;
+        let change = Move {
+            customer_id: customer.id.clone(),
+            from: self.relationships[from].clone(),
+            to: self.relationships[to].clone(),
+            active: true,
+            owner: customer.owner.clone(),
+        };
+        let origin = Origin {
+            cause,
+            actor: if cause == Cause::Manual {
+                customer.owner.clone()
+            } else {
+                String::new()
+            },
+            reason: "seeded history".to_owned(),
+        };
+        (change, origin)
+    }
 }
