@@ -4,6 +4,7 @@
 
 mod fixtures;
 mod helpers;
+mod report_record;
 mod requests;
 
 mod change_stream;
@@ -13,6 +14,7 @@ mod customers;
 mod filter_differential;
 mod filters;
 mod folded_text;
+mod group_report;
 mod groups;
 mod hostile_fuzz;
 mod hostile_input;
@@ -24,6 +26,7 @@ mod membership_stream;
 mod processes;
 mod query_timeout;
 mod record_cache;
+mod relationship_flow;
 mod relationship_members;
 mod relationships;
 mod reports;
