@@ -621,11 +621,6 @@ pub fn now_micros(app: &TestApp) -> i64 {
     app.clock.now().timestamp_micros()
 }
 
-/// Microseconds of a protobuf duration.
-pub fn duration_micros(d: &prost_types::Duration) -> i64 {
-    d.seconds * 1_000_000 + i64::from(d.nanos) / 1000
-}
-
 /// The `p`-th percentile of `values` by nearest rank: the k-th smallest
 /// where k = ⌈p·n/100⌉ (at least 1); `None` when there are none.
 pub fn nearest_rank(values: &[i64], p: usize) -> Option<i64> {

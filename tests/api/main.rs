@@ -7,6 +7,7 @@ mod helpers;
 mod report_record;
 mod requests;
 
+mod as_of;
 mod change_stream;
 mod cli;
 mod create_batches;
@@ -23,6 +24,7 @@ mod hostile_transport;
 mod import_export;
 mod inactivity;
 mod membership_stream;
+mod owner_report;
 mod processes;
 mod query_timeout;
 mod record_cache;
