@@ -63,7 +63,7 @@ fn replay(
         for c in changes.iter().filter(|c| time_of(c) <= at) {
             sequence = sequence.max(c.sequence);
         }
-        let Some(last) = changes.iter().filter(|c| time_of(c) <= at).last() else {
+        let Some(last) = changes.iter().rfind(|c| time_of(c) <= at) else {
             continue;
         };
         if deleted_at.get(id).is_some_and(|&d| d <= at) {

@@ -13,8 +13,8 @@ use tonic::Code;
 
 use crate::fixtures::{
     add_to_group, at_micros, change, create_customer, create_group, delete_customer, delete_group,
-    micros, named, new_group, new_group_under, new_source, now_micros, rel, relationships,
-    remove_from_group, unknown_id,
+    delete_source, micros, named, new_group, new_group_under, new_source, now_micros, rel,
+    relationships, remove_from_group, restore_customer, unknown_id,
 };
 use crate::helpers::{TestApp, expect_code, new_tenant, violated_fields};
 use crate::on_both_databases;
@@ -222,6 +222,7 @@ async fn make_world(app: &TestApp) -> (World, BTreeMap<&'static str, i64>) {
         ("Hue", Some(2)),
         ("Se xoa", None),
         ("Trong", None),
+        ("Quang Tri", Some(2)),
     ] {
         let made = match parent {
             None => new_group(app, name).await,
@@ -244,7 +245,7 @@ async fn make_world(app: &TestApp) -> (World, BTreeMap<&'static str, i64>) {
             deleted: false,
         });
     }
-    let (vip, fair, central, danang, hue, doomed) = (0, 1, 2, 3, 4, 5);
+    let (vip, fair, danang, hue, doomed) = (0, 1, 3, 4, 5);
     let mut sources = Vec::new();
     // Made out of name order.
     for name in ["Zalo", "Facebook", "Website"] {
@@ -354,6 +355,7 @@ async fn make_world(app: &TestApp) -> (World, BTreeMap<&'static str, i64>) {
     membership(hue, vec![0, 5, 10, 15, 20, 25], true, "join hue").await;
     membership(danang, vec![5, 10, 11, 12], true, "join danang").await;
     membership(fair, vec![2, 4, 6, 8], true, "join fair").await;
+    membership(7, vec![1, 9, 17, 25, 33], true, "join quang tri").await;
     // Every seventh customer is deleted: out of every row, and it leaves
     // each of its groups.
     for i in (3..36).step_by(7) {
@@ -370,12 +372,33 @@ async fn make_world(app: &TestApp) -> (World, BTreeMap<&'static str, i64>) {
             });
         }
     }
+    // The first one deleted is restored: back in its groups (joining
+    // them again).
+    app.clock.advance(minutes(10));
+    let now = now_micros(app);
+    times.insert("restore", now);
+    restore_customer(&mut client, &customers[3].id)
+        .await
+        .expect("restore customer");
+    customers[3].deleted = false;
+    for &g in &customers[3].groups {
+        moves.push(Move {
+            group: g,
+            customer: customers[3].id.clone(),
+            joined: true,
+            time: now,
+        });
+    }
     times.insert("deletes done", now_micros(app));
-    // A deleted group keeps its memberships for its restore.
+    // A deleted group keeps its memberships for its restore; a deleted
+    // source is still listed in its name order.
     app.clock.advance(minutes(10));
     delete_group(app, &groups[doomed].id, false).await;
     groups[doomed].deleted = true;
-    let _ = central;
+    // A deleted subgroup is no part of its parent's subtree any more.
+    delete_group(app, &groups[7].id, false).await;
+    groups[7].deleted = true;
+    delete_source(app, &sources[2].0).await;
     let relationships = rels;
     (
         World {
@@ -412,9 +435,10 @@ on_both_databases! {
             (Some(times["leave fair"]), Some(times["leave fair"] + 1)),
             (Some(times["join vip"] + 1), Some(times["join danang"])),
             (Some(times["join hue"]), Some(times["deletes done"] + 1)),
+            (Some(times["restore"]), None),
             (None, Some(times["join hue"])),
         ];
-        let explicit: Vec<String> = [central, 0, 5, 6, hue, 1]
+        let explicit: Vec<String> = [central, 0, 5, 6, hue, 1, 7]
             .iter()
             .map(|&g| world.groups[g].id.clone())
             .collect();

@@ -202,10 +202,10 @@ on_both_databases! {
             ids.push(made.id);
         }
         // First moves out of the default after varied times.
-        for i in 0..24usize {
+        for (i, id) in ids.iter().enumerate() {
             if i % 5 == 0 { continue; }
             app.clock.advance(minutes((i * 17) as i64) + chrono::Duration::microseconds(3));
-            change(&mut client, &ids[i], if i % 2 == 0 { &approached } else { &lost }).await;
+            change(&mut client, id, if i % 2 == 0 { &approached } else { &lost }).await;
         }
         // Closings.
         let mut closings = BTreeMap::new();
