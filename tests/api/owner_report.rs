@@ -291,6 +291,13 @@ on_both_databases! {
             let request = owner_request(period, "", "");
             assert_eq!(owner_report(&app, request.clone()).await, now.expected(&request), "for {request:?}");
         }
+        // A deleted group can still be asked for: its kept memberships now,
+        // the memberships of the time for the rest.
+        crate::fixtures::delete_group(&app, &g2, false).await;
+        for period in [(None, None), (Some(created[3]), Some(created[20]))] {
+            let request = owner_request(period, &g2, "");
+            assert_eq!(owner_report(&app, request.clone()).await, now.expected(&request), "for {request:?}");
+        }
     }
 
     async fn owner_report_refuses_inverted_periods_and_unknown_groups_and_sources(app: TestApp) {
