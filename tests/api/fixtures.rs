@@ -599,3 +599,100 @@ pub async fn read_through(
         }
     }
 }
+
+// Reports.
+
+/// Microseconds since the epoch of a protobuf timestamp.
+pub fn micros(t: &prost_types::Timestamp) -> i64 {
+    t.seconds * 1_000_000 + i64::from(t.nanos) / 1000
+}
+
+/// The protobuf timestamp `micros` microseconds after the epoch.
+pub fn at_micros(micros: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
+    }
+}
+
+/// The server's time now (its manual clock), in microseconds.
+pub fn now_micros(app: &TestApp) -> i64 {
+    use crm_classify::clock::Clock;
+    app.clock.now().timestamp_micros()
+}
+
+/// The `p`-th percentile of `values` by nearest rank: the k-th smallest
+/// where k = ⌈p·n/100⌉ (at least 1); `None` when there are none.
+pub fn nearest_rank(values: &[i64], p: usize) -> Option<i64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let mut k = p * n / 100;
+    if k * 100 < p * n {
+        k += 1;
+    }
+    Some(sorted[k.max(1) - 1])
+}
+
+/// Adds `customer_ids` to group `group_id`; the call must succeed.
+pub async fn add_to_group(app: &TestApp, group_id: &str, customer_ids: &[String]) -> i64 {
+    app.customers()
+        .add_customers_to_group(crm_classify::pb::AddCustomersToGroupRequest {
+            group_id: group_id.to_owned(),
+            customer_ids: customer_ids.to_vec(),
+        })
+        .await
+        .expect("add customers to group")
+        .into_inner()
+        .added_count
+}
+
+/// Removes `customer_ids` from group `group_id`; the call must succeed.
+pub async fn remove_from_group(app: &TestApp, group_id: &str, customer_ids: &[String]) {
+    app.customers()
+        .remove_customers_from_group(crm_classify::pb::RemoveCustomersFromGroupRequest {
+            group_id: group_id.to_owned(),
+            customer_ids: customer_ids.to_vec(),
+        })
+        .await
+        .expect("remove customers from group");
+}
+
+/// Sets the fields `paths` of customer `customer` (its id set); the call
+/// must succeed.
+pub async fn update_customer(app: &TestApp, customer: Customer, paths: &[&str]) -> Customer {
+    app.customers()
+        .update_customer(update_request(customer, paths))
+        .await
+        .expect("update customer")
+        .into_inner()
+        .customer
+        .expect("customer")
+}
+
+/// Soft-deletes group `id` (with its subtree when `cascade`); the call
+/// must succeed.
+pub async fn delete_group(app: &TestApp, id: &str, cascade: bool) {
+    app.groups()
+        .delete_group(crm_classify::pb::DeleteGroupRequest {
+            id: id.to_owned(),
+            etag: String::new(),
+            cascade,
+        })
+        .await
+        .expect("delete group");
+}
+
+/// Soft-deletes source `id`; the call must succeed.
+pub async fn delete_source(app: &TestApp, id: &str) {
+    app.sources()
+        .delete_source(crm_classify::pb::DeleteSourceRequest {
+            id: id.to_owned(),
+            etag: String::new(),
+        })
+        .await
+        .expect("delete source");
+}

@@ -4,8 +4,10 @@
 
 mod fixtures;
 mod helpers;
+mod report_record;
 mod requests;
 
+mod as_of;
 mod change_stream;
 mod cli;
 mod create_batches;
@@ -13,6 +15,7 @@ mod customers;
 mod filter_differential;
 mod filters;
 mod folded_text;
+mod group_report;
 mod groups;
 mod hostile_fuzz;
 mod hostile_input;
@@ -21,9 +24,11 @@ mod hostile_transport;
 mod import_export;
 mod inactivity;
 mod membership_stream;
+mod owner_report;
 mod processes;
 mod query_timeout;
 mod record_cache;
+mod relationship_flow;
 mod relationship_members;
 mod relationships;
 mod reports;

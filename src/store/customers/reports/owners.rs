@@ -203,7 +203,8 @@ async fn first_moves(
 }
 
 /// Per owner at the time: the customers moved into `closed` in the period
-/// (each once) and the sum of their present revenue.
+/// (each once; not those created in it) and the sum of their present
+/// revenue.
 async fn closers(
     db: &impl ConnectionTrait,
     tenant: &str,
@@ -212,8 +213,11 @@ async fn closers(
 ) -> AppResult<Vec<(String, i64, i64)>> {
     use relationship_change::Column as C;
     let closings = Alias::new("closings");
+    // Moves only: a customer created in CLOSED was not moved into it
+    // (creations are not moves, as in the flow report).
     let distinct = selection
         .changes(tenant)
+        .filter(C::OldRelationshipId.ne(""))
         .filter(C::NewRelationshipId.eq(closed))
         .select_only()
         .column(C::OwnerId)
