@@ -276,7 +276,9 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
             started.elapsed()
         );
     }
-    history.replay(&store, tenant.as_str(), &mut rng, now).await?;
+    history
+        .replay(&store, tenant.as_str(), &mut rng, now)
+        .await?;
     println!("{} moves in all ({:.1?})", history.moved, started.elapsed());
     // Fresh statistics, so the planners pick the indexes a live database
     // would; on PostgreSQL also the visibility map that index-only scans need.
