@@ -53,6 +53,7 @@ struct Now {
 struct Tally {
     customers: i64,
     received: i64,
+    converted: i64,
     times_to_move: Vec<i64>,
     closed: BTreeSet<String>,
 }
@@ -99,6 +100,10 @@ impl Now {
             if within(created, from, to) && then.pass(group, source, "") {
                 let tally = tallies.entry(then.owner.clone()).or_default();
                 tally.received += 1;
+                let present = &changes[changes.len() - 1].new_relationship_id;
+                if *present == self.closed {
+                    tally.converted += 1;
+                }
                 if creation.new_relationship_id == self.default && changes.len() > 1 {
                     tally.times_to_move.push(time_of(&changes[1]) - created);
                 }
@@ -128,10 +133,11 @@ impl Now {
                 moved_from_default: t.times_to_move.len() as i64,
                 median_time_to_move: nearest_rank(&t.times_to_move, 50).map(duration),
                 closed,
+                converted: t.converted,
                 conversion_rate: if t.received == 0 {
                     0.0
                 } else {
-                    closed as f64 / t.received as f64
+                    t.converted as f64 / t.received as f64
                 },
                 revenue: t.closed.iter().map(|id| self.customers[id].1).sum(),
             }

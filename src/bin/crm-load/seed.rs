@@ -248,8 +248,10 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
         }
         let batch_end = seeded.last().map_or(now, |(row, _)| row.create_time);
         // The service's own write path, which writes the copies, the
-        // counters and the log as for any create (each logged at its
-        // creation time).
+        // counters and the logs as for any create: each relationship
+        // change at its customer's creation time, the batch's joins at
+        // its last creation time (the membership log's time is the
+        // write's).
         let input = (tenant.as_str().to_owned(), seeded, origin.clone());
         store
             .write(input, move |tx, (tenant, seeded, origin)| {
@@ -262,7 +264,7 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
                             origin,
                         })
                         .collect();
-                    write::apply(tx, tenant, now, "", &changes, None).await
+                    write::apply(tx, tenant, batch_end, "", &changes, None).await
                 })
             })
             .await?;

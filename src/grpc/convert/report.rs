@@ -220,6 +220,7 @@ impl From<OwnerFigures> for pb::OwnerReportRow {
             owner_id,
             customers,
             received,
+            converted,
             times_to_move,
             closed,
             revenue,
@@ -231,7 +232,8 @@ impl From<OwnerFigures> for pb::OwnerReportRow {
             moved_from_default: times_to_move.len() as i64,
             median_time_to_move: nearest_rank(&times_to_move, 50).map(duration),
             closed,
-            conversion_rate: rate(closed, received),
+            converted,
+            conversion_rate: rate(converted, received),
             revenue,
         }
     }

@@ -27,6 +27,8 @@ pub struct OwnerFigures {
     pub customers: i64,
     /// Customers created in the period with this owner.
     pub received: i64,
+    /// Of those, the ones now in CLOSED.
+    pub converted: i64,
     /// For each received customer created in the default relationship and
     /// moved out of it since: the time until that first move, shortest
     /// first.
@@ -53,10 +55,12 @@ impl Store {
         for (owner, n) in held(&tx, tenant, selection).await? {
             row(&mut rows, owner).customers = n;
         }
-        for (owner, n) in received(&tx, tenant, selection).await? {
-            row(&mut rows, owner).received = n;
-        }
         let (default, closed) = default_and_closed(&tx, tenant).await?;
+        for (owner, n, converted) in received(&tx, tenant, selection, closed.as_deref()).await? {
+            let figures = row(&mut rows, owner);
+            figures.received = n;
+            figures.converted = converted;
+        }
         if let Some(default) = default {
             for (owner, time) in first_moves(&tx, tenant, selection, &default).await? {
                 row(&mut rows, owner).times_to_move.push(time);
@@ -122,23 +126,45 @@ async fn held(
         .await?)
 }
 
-/// Customers created in the period, per owner at creation.
+/// Customers created in the period, per owner at creation, and how many
+/// of them are now in `closed`.
 async fn received(
     db: &impl ConnectionTrait,
     tenant: &str,
     selection: &LogSelection,
-) -> AppResult<Vec<(String, i64)>> {
+    closed: Option<&str>,
+) -> AppResult<Vec<(String, i64, i64)>> {
     use relationship_change::Column as C;
-    Ok(selection
+    let now_closed = Expr::col((customer::Entity, customer::Column::RelationshipId))
+        .eq(closed.unwrap_or_default());
+    let query = selection
         .changes(tenant)
         .filter(C::OldRelationshipId.eq(""))
         .select_only()
         .column(C::OwnerId)
         .column_as(Expr::cust("COUNT(*)").cast_as("BIGINT"), "n")
+        .column_as(
+            Expr::case(now_closed, 1).finally(0).sum().cast_as("BIGINT"),
+            "converted",
+        )
         .group_by(C::OwnerId)
-        .into_tuple()
-        .all(db)
-        .await?)
+        .into_query()
+        .inner_join(
+            customer::Entity,
+            Expr::col((customer::Entity, customer::Column::Id))
+                .equals((relationship_change::Entity, C::CustomerId)),
+        )
+        .to_owned();
+    let mut found = Vec::new();
+    let backend = db.get_database_backend();
+    for row in db.query_all_raw(backend.build(&query)).await? {
+        found.push((
+            row.try_get_by_index(0)?,
+            row.try_get_by_index(1)?,
+            row.try_get_by_index(2)?,
+        ));
+    }
+    Ok(found)
 }
 
 /// The ids of the default relationship and of the active one coded CLOSED.
