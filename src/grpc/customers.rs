@@ -298,35 +298,26 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<pb::CountCustomersByRelationshipResponse>, Status> {
         let ctx = context(&request)?;
         let req = request.into_inner();
-        if let Some(at) = report::as_of(&req)? {
-            let AsOf {
-                read: tallies,
-                sequence,
-            } = self.store.count_as_of(&ctx, at).await?;
-            return Ok(Response::new(pb::CountCustomersByRelationshipResponse {
-                total: tallies.total,
-                counts: tallies
-                    .by_relationship
-                    .into_iter()
-                    .map(Into::into)
-                    .collect(),
-                watch_from_sequence: sequence,
-            }));
-        }
-        let filter = convert::customer_filter(
-            &req.group_id,
-            req.include_subgroups,
-            &req.source_id,
-            "",
-            &req.owner_id,
-            &req.query,
-            DeletedFilter::Active,
-            &req.filter,
-        )?;
+        let counted = match report::as_of(&req)? {
+            Some(at) => self.store.count_as_of(&ctx, at).await?,
+            None => {
+                let filter = convert::customer_filter(
+                    &req.group_id,
+                    req.include_subgroups,
+                    &req.source_id,
+                    "",
+                    &req.owner_id,
+                    &req.query,
+                    DeletedFilter::Active,
+                    &req.filter,
+                )?;
+                self.store.count_by_relationship(&ctx, &filter).await?
+            }
+        };
         let AsOf {
             read: tallies,
             sequence,
-        } = self.store.count_by_relationship(&ctx, &filter).await?;
+        } = counted;
         Ok(Response::new(pb::CountCustomersByRelationshipResponse {
             total: tallies.total,
             counts: tallies

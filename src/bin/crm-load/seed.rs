@@ -92,8 +92,11 @@ struct Seeded {
     relationship: usize,
 }
 
-/// Customers per transaction.
+/// Customers per transaction, at most.
 const ROWS_PER_TRANSACTION: usize = 50_000;
+
+/// A day in microseconds.
+const DAY: i64 = 86_400 * 1_000_000;
 
 pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let started = Instant::now();
@@ -199,7 +202,13 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
     };
     let mut done = 0;
     while done < args.customers {
-        let batch = ROWS_PER_TRANSACTION.min(args.customers - done);
+        // One day's customers at most: the membership log times a batch's
+        // joins at its last creation.
+        let day_of = |k: usize| (k as i64 * (year / args.customers.max(1) as i64)) / DAY;
+        let batch = (done..args.customers)
+            .take(ROWS_PER_TRANSACTION)
+            .take_while(|&k| day_of(k) == day_of(done))
+            .count();
         let mut seeded: Vec<(customer::Model, Vec<String>)> = Vec::with_capacity(batch);
         for i in 0..batch {
             let k = done + i;
@@ -272,6 +281,10 @@ pub async fn run(args: SeedArgs) -> Result<(), Box<dyn std::error::Error + Send 
         history
             .replay(&store, tenant.as_str(), &mut rng, batch_end)
             .await?;
+        // Progress every 50,000 customers.
+        if done / 50_000 == (done - batch) / 50_000 && done != args.customers {
+            continue;
+        }
         println!(
             "{done} customers, {} moves ({:.1?})",
             history.moved,
@@ -316,14 +329,13 @@ fn pick_groups(rng: &mut fastrand::Rng, groups: &[String]) -> Vec<String> {
 /// with probability `idle_chance` none since then (never contacted, or
 /// contacted once long ago); otherwise one in the last 29 days.
 fn last_contact(rng: &mut fastrand::Rng, created: i64, now: i64, idle_chance: f64) -> Option<i64> {
-    let day = 86_400 * 1_000_000_i64;
-    let idle_before = now - 31 * day;
+    let idle_before = now - 31 * DAY;
     if created < idle_before && rng.f64() < idle_chance {
         return rng
             .bool()
             .then(|| created + rng.i64(0..Ord::max(idle_before - created, 1)));
     }
-    let recent_from = Ord::max(created, now - 29 * day);
+    let recent_from = Ord::max(created, now - 29 * DAY);
     Some(recent_from + rng.i64(0..Ord::max(now - recent_from, 1)))
 }
 

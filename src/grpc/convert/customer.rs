@@ -476,11 +476,7 @@ impl From<SourceFigures> for pb::SourceReportRow {
             customers,
             relationship_counts: tallies.into_iter().map(Into::into).collect(),
             closed_customers: closed,
-            conversion_rate: if customers == 0 {
-                0.0
-            } else {
-                closed as f64 / customers as f64
-            },
+            conversion_rate: super::report::rate(closed, customers),
             revenue,
         }
     }

@@ -31,7 +31,7 @@ pub fn period(
 }
 
 /// `a / b`, 0 when `b` is 0.
-fn rate(a: i64, b: i64) -> f64 {
+pub fn rate(a: i64, b: i64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 

@@ -81,16 +81,7 @@ pub(super) async fn filtered(
     }
     if let Some(group_id) = &filter.group_id {
         let groups = group_scope(db, tenant, group_id, filter.include_subgroups).await?;
-        query = query.filter(
-            customer::Column::Id.in_subquery(
-                Query::select()
-                    .column(group_member::Column::CustomerId)
-                    .from(group_member::Entity)
-                    .and_where(Expr::col(group_member::Column::TenantId).eq(tenant))
-                    .and_where(Expr::col(group_member::Column::GroupId).is_in(groups))
-                    .to_owned(),
-            ),
-        );
+        query = query.filter(customer::Column::Id.in_subquery(members_of(tenant, groups)));
     }
     if let Some(source_id) = &filter.source_id {
         resource::find::<customer_source::Entity>(db, tenant, source_id).await?;
@@ -583,4 +574,18 @@ impl Store {
             total: copies.total,
         })
     }
+}
+
+/// The customers with a membership of any of `groups` (of deleted
+/// customers too), for an `IN` that reads each once.
+pub fn members_of(
+    tenant: &str,
+    groups: impl IntoIterator<Item = String>,
+) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column(group_member::Column::CustomerId)
+        .from(group_member::Entity)
+        .and_where(Expr::col(group_member::Column::TenantId).eq(tenant))
+        .and_where(Expr::col(group_member::Column::GroupId).is_in(groups))
+        .to_owned()
 }

@@ -11,6 +11,7 @@ use sea_orm::{
 };
 
 use super::{RelationshipTally, cells, closed_id, relationships_in_order, saturate, tallies};
+use crate::store::customers::lists::members_of;
 use crate::{
     domain::{report::Period, tenant::RequestContext},
     entity::{customer, customer_group, customer_source, group_member, membership_change},
@@ -97,8 +98,9 @@ impl Store {
             if query.include_subgroups {
                 members.extend(descendants_in(&edges, &group.id));
             }
-            let selected = active_in_period(tenant, &query.period)
-                .filter(customer::Column::Id.in_subquery(members_of(tenant, &members)));
+            let selected = active_in_period(tenant, &query.period).filter(
+                customer::Column::Id.in_subquery(members_of(tenant, members.iter().cloned())),
+            );
             let mut row = figures.row(&tx, Some(group), selected).await?;
             if !query.period.is_unbounded() {
                 (row.joined, row.left) = moves(&tx, tenant, &members, &query.period).await?;
@@ -169,17 +171,6 @@ pub(super) fn active_in_period(tenant: &str, period: &Period) -> Select<customer
         query = query.filter(customer::Column::CreateTime.lt(to));
     }
     query
-}
-
-/// The customers in any of `groups` (each once, as the `IN` reads them).
-fn members_of(tenant: &str, groups: &[String]) -> sea_orm::sea_query::SelectStatement {
-    Query::select()
-        .column(group_member::Column::CustomerId)
-        .from(group_member::Entity)
-        .and_where(Expr::col(group_member::Column::TenantId).eq(tenant))
-        .and_where(Expr::col(group_member::Column::GroupId).is_in(groups.iter().cloned()))
-        .and_where(Expr::col(group_member::Column::CustomerActive).eq(true))
-        .to_owned()
 }
 
 /// How many customers joined and how many left any of `groups` in

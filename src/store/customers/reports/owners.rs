@@ -11,9 +11,10 @@ use sea_orm::{
 };
 
 use super::{CLOSED_CODE, REVENUE_HIGH, REVENUE_LOW, flow::LogSelection, revenue_sum, saturate};
+use crate::store::customers::lists::members_of;
 use crate::{
     domain::tenant::RequestContext,
-    entity::{customer, group_member, relationship, relationship_change},
+    entity::{customer, relationship, relationship_change},
     error::AppResult,
     store::{Store, resource::in_tenant, snapshot},
 };
@@ -105,16 +106,7 @@ async fn held(
         query = query.filter(customer::Column::SourceId.eq(source));
     }
     if let Some(group) = &selection.group_id {
-        query = query.filter(
-            customer::Column::Id.in_subquery(
-                Query::select()
-                    .column(group_member::Column::CustomerId)
-                    .from(group_member::Entity)
-                    .and_where(Expr::col(group_member::Column::TenantId).eq(tenant))
-                    .and_where(Expr::col(group_member::Column::GroupId).eq(group))
-                    .to_owned(),
-            ),
-        );
+        query = query.filter(customer::Column::Id.in_subquery(members_of(tenant, [group.clone()])));
     }
     Ok(query
         .select_only()
