@@ -40,6 +40,7 @@ mod m20261206_000011_relationship_members_owner;
 mod m20261206_000012_rule_groups;
 mod m20261206_000013_imported_rows;
 mod m20261206_000014_report_indexes;
+mod m20261206_000015_stay_start;
 
 pub mod folding;
 
@@ -64,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000012_rule_groups::Migration),
             Box::new(m20261206_000013_imported_rows::Migration),
             Box::new(m20261206_000014_report_indexes::Migration),
+            Box::new(m20261206_000015_stay_start::Migration),
         ]
     }
 }

@@ -33,6 +33,9 @@ pub struct Model {
     pub group_ids: String,
     /// The customer's source at the time of the change; empty for none.
     pub source_id: String,
+    /// For a move: when the customer entered the relationship it leaves
+    /// (the time of its previous change). `None` for a creation.
+    pub held_since: Option<i64>,
 }
 
 /// No navigable relations.

@@ -356,6 +356,7 @@ mod tests {
                 "m20261206_000012_rule_groups",
                 "m20261206_000013_imported_rows",
                 "m20261206_000014_report_indexes",
+                "m20261206_000015_stay_start",
             ]
         );
     }

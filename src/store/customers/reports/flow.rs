@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
-    sea_query::{Alias, Expr, ExprTrait, Query},
+    sea_query::{Expr, ExprTrait},
 };
 
 use crate::{
@@ -187,46 +187,32 @@ impl Store {
 }
 
 /// For each move `selection` picks, the relationship left and how long
-/// the customer held it: since the customer's previous change (its
-/// creation, or the move into it).
+/// the customer held it: since the change that entered it (its creation,
+/// or the move into it), which the log keeps on the move.
 async fn stay_durations(
     db: &impl ConnectionTrait,
     tenant: &str,
     selection: &LogSelection,
 ) -> AppResult<BTreeMap<String, Vec<i64>>> {
     use relationship_change::Column as C;
-    let previous = Alias::new("previous");
-    let entered = Query::select()
-        .expr(Expr::col((previous.clone(), C::ChangeTime)))
-        .from_as(relationship_change::Entity, previous.clone())
-        .and_where(Expr::col((previous.clone(), C::TenantId)).eq(tenant))
-        .and_where(
-            Expr::col((previous.clone(), C::CustomerId))
-                .equals((relationship_change::Entity, C::CustomerId)),
-        )
-        .and_where(
-            Expr::col((previous.clone(), C::Sequence))
-                .lt(Expr::col((relationship_change::Entity, C::Sequence))),
-        )
-        .order_by((previous, C::Sequence), sea_orm::Order::Desc)
-        .limit(1)
-        .to_owned();
-    let rows: Vec<(String, i64, Option<i64>)> = selection
+    let rows: Vec<(String, Option<i64>)> = selection
         .changes(tenant)
         .filter(C::OldRelationshipId.ne(""))
         .select_only()
         .column(C::OldRelationshipId)
-        .column(C::ChangeTime)
-        .column_as(Expr::SubQuery(None, Box::new(entered.into())), "entered")
+        .column_as(
+            Expr::col(C::ChangeTime).sub(Expr::col(C::HeldSince)),
+            "held",
+        )
         .into_tuple()
         .all(db)
         .await?;
     let mut durations: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for (left, at, entered) in rows {
+    for (left, held) in rows {
         // Every customer's first change is its creation: a move always
         // has one before it.
-        if let Some(entered) = entered {
-            durations.entry(left).or_default().push(at - entered);
+        if let Some(held) = held {
+            durations.entry(left).or_default().push(held);
         }
     }
     Ok(durations)

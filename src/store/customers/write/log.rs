@@ -17,7 +17,9 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QuerySelect, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QuerySelect,
+    Statement,
+    sea_query::{Alias, Expr, ExprTrait, Query},
 };
 
 use crate::{
@@ -74,12 +76,18 @@ pub(super) async fn append(
         return Ok(Vec::new());
     }
     let sources = sources(tx, tenant, &entries).await?;
+    let entered = entered(tx, tenant, &entries).await?;
     let last = allocate(tx, Counter::Relationships, tenant, entries.len() as i64).await?;
     let first = last - entries.len() as i64 + 1;
     let rows: Vec<relationship_change::Model> = entries
         .into_iter()
         .zip(first..)
         .map(|(e, sequence)| relationship_change::Model {
+            held_since: if e.from.is_empty() {
+                None
+            } else {
+                entered.get(e.customer_id).copied()
+            },
             source_id: match e.source {
                 Some(source) => source.to_owned(),
                 None => sources.get(e.customer_id).cloned().unwrap_or_default(),
@@ -145,6 +153,51 @@ async fn sources(
         );
     }
     Ok(sources)
+}
+
+/// When each customer that `entries` move entered the relationship it
+/// leaves: the time of its latest logged change (by sequence).
+async fn entered(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    entries: &[Entry<'_>],
+) -> AppResult<HashMap<String, i64>> {
+    use relationship_change::Column as C;
+    let mut ids: Vec<&str> = entries
+        .iter()
+        .filter(|e| !e.from.is_empty())
+        .map(|e| e.customer_id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut entered = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let latest = Alias::new("latest");
+        let last_sequence = Query::select()
+            .expr(Expr::col((latest.clone(), C::Sequence)).max())
+            .from_as(relationship_change::Entity, latest.clone())
+            .and_where(Expr::col((latest.clone(), C::TenantId)).eq(tenant))
+            .and_where(
+                Expr::col((latest, C::CustomerId))
+                    .equals((relationship_change::Entity, C::CustomerId)),
+            )
+            .to_owned();
+        let found: Vec<(String, i64)> = relationship_change::Entity::find()
+            .filter(C::TenantId.eq(tenant))
+            .filter(C::CustomerId.is_in(chunk.iter().copied()))
+            .filter(
+                Expr::col((relationship_change::Entity, C::Sequence))
+                    .eq(Expr::SubQuery(None, Box::new(last_sequence.into()))),
+            )
+            .select_only()
+            .column(C::CustomerId)
+            .column(C::ChangeTime)
+            .into_tuple()
+            .all(tx)
+            .await?;
+        entered.extend(found);
+    }
+    Ok(entered)
 }
 
 /// One change of a group's membership to log.
