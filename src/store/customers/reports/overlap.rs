@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ConnectionTrait,
-    sea_query::{Alias, Expr, ExprTrait, JoinType, Query},
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, ExprTrait, Query},
 };
 
 use crate::{
@@ -92,48 +92,75 @@ async fn sizes(
 }
 
 /// Active customers in both groups of every pair of `ids` that shares
-/// any: the memberships of the groups joined with themselves on the
-/// customer (each customer's few memberships found by
-/// `group_members_by_customer`).
+/// any: each group's active members read (one range of the primary key
+/// per group) and sorted, then every pair's lists merged, instead of a
+/// lookup of every membership's customer.
 async fn intersections(
     db: &impl ConnectionTrait,
     tenant: &str,
     ids: &[String],
 ) -> AppResult<HashMap<(String, String), i64>> {
     use group_member::Column as M;
-    let (a, b) = (Alias::new("a"), Alias::new("b"));
-    let query = Query::select()
-        .expr(Expr::col((a.clone(), M::GroupId)))
-        .expr(Expr::col((b.clone(), M::GroupId)))
-        .expr(
-            Expr::col((a.clone(), M::CustomerId))
-                .count()
-                .cast_as("BIGINT"),
-        )
-        .from_as(group_member::Entity, a.clone())
-        .join_as(
-            JoinType::InnerJoin,
-            group_member::Entity,
-            b.clone(),
-            Expr::col((b.clone(), M::TenantId))
-                .equals((a.clone(), M::TenantId))
-                .and(Expr::col((b.clone(), M::CustomerId)).equals((a.clone(), M::CustomerId))),
-        )
-        .and_where(Expr::col((a.clone(), M::TenantId)).eq(tenant))
-        .and_where(Expr::col((a.clone(), M::GroupId)).is_in(ids.iter().cloned()))
-        .and_where(Expr::col((a.clone(), M::CustomerActive)).eq(true))
-        .and_where(Expr::col((b.clone(), M::GroupId)).is_in(ids.iter().cloned()))
-        .and_where(Expr::col((a.clone(), M::GroupId)).lt(Expr::col((b.clone(), M::GroupId))))
-        .group_by_col((a.clone(), M::GroupId))
-        .group_by_col((b, M::GroupId))
-        .to_owned();
+    let mut members: Vec<(&String, Vec<String>)> = Vec::with_capacity(ids.len());
+    for id in ids {
+        let mut customers: Vec<String> = group_member::Entity::find()
+            .filter(M::TenantId.eq(tenant))
+            .filter(M::GroupId.eq(id))
+            .filter(M::CustomerActive.eq(true))
+            .select_only()
+            .column(M::CustomerId)
+            .into_tuple()
+            .all(db)
+            .await?;
+        // Byte order, whatever the database's collation.
+        customers.sort_unstable();
+        members.push((id, customers));
+    }
     let mut both = HashMap::new();
-    for row in db
-        .query_all_raw(db.get_database_backend().build(&query))
-        .await?
-    {
-        let pair: (String, String) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
-        both.insert(pair, row.try_get_by_index(2)?);
+    for (i, (a, of_a)) in members.iter().enumerate() {
+        for (b, of_b) in &members[i + 1..] {
+            let shared = sorted_intersection(of_a, of_b);
+            if shared > 0 {
+                let pair = if a < b { (a, b) } else { (b, a) };
+                both.insert(((*pair.0).clone(), (*pair.1).clone()), shared);
+            }
+        }
     }
     Ok(both)
+}
+
+/// How many values two ascending lists share.
+fn sorted_intersection(a: &[String], b: &[String]) -> i64 {
+    let (mut i, mut j, mut shared) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                shared += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    shared
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sorted_intersection;
+
+    #[test]
+    fn sorted_lists_share_what_both_hold() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            sorted_intersection(&list(&["a", "c", "e"]), &list(&["b", "c", "d", "e"])),
+            2
+        );
+        assert_eq!(sorted_intersection(&list(&[]), &list(&["a"])), 0);
+        assert_eq!(
+            sorted_intersection(&list(&["a", "b"]), &list(&["a", "b"])),
+            2
+        );
+    }
 }
