@@ -49,6 +49,7 @@ const STATISTICS: &str = "
     customers customers_active_by_owner 1000000 1000000 20000 1 1
     customers customers_active_by_source 1000000 1000000 200000 1 1
     customers customers_by_create 1000000 1000000 1 1
+    customers customers_deleted_by_time 1000 1000 1
     customers customers_email 1000000 1000000 1
     customers customers_phone 1000000 1000000 1
     customers sqlite_autoindex_customers_1 1000000 1

@@ -122,6 +122,17 @@ fn placeholders(backend: DatabaseBackend) -> [&'static str; 2] {
     }
 }
 
+/// SQLite's hint to read `index`: its planner would otherwise walk a whole
+/// index that delivers rows in the `GROUP BY` order (every change of the
+/// tenant) rather than the range the condition selects. PostgreSQL plans
+/// from its own statistics.
+fn read_by(backend: DatabaseBackend, index: &str) -> String {
+    match backend {
+        DatabaseBackend::Sqlite => format!("INDEXED BY {index}"),
+        _ => String::new(),
+    }
+}
+
 /// The customers changed after `at`, counted by (relationship at `at` —
 /// empty if created later —, relationship now, active now, active at
 /// `at`).
@@ -132,6 +143,7 @@ async fn changed_since(
 ) -> AppResult<Vec<(String, String, bool, bool, i64)>> {
     let backend = db.get_database_backend();
     let [t, a] = placeholders(backend);
+    let by_time = read_by(backend, "relationship_changes_by_time");
     let sql = format!(
         "SELECT f.old_relationship_id, c.relationship_id,
                 CASE WHEN c.delete_time IS NULL THEN 1 ELSE 0 END AS active_now,
@@ -139,7 +151,7 @@ async fn changed_since(
                     AS active_then,
                 CAST(COUNT(*) AS BIGINT) AS n
          FROM (SELECT customer_id, MIN(sequence) AS first_sequence
-               FROM relationship_changes
+               FROM relationship_changes {by_time}
                WHERE tenant_id = {t} AND change_time > {a}
                GROUP BY customer_id) later
          JOIN relationship_changes f
@@ -176,10 +188,13 @@ async fn deleted_since(
 ) -> AppResult<Vec<(String, i64)>> {
     let backend = db.get_database_backend();
     let [t, a] = placeholders(backend);
+    // The deleted customers are few: their partial index.
+    let deleted = read_by(backend, "customers_deleted_by_time");
     let sql = format!(
         "SELECT c.relationship_id, CAST(COUNT(*) AS BIGINT) AS n
-         FROM customers c
-         WHERE c.tenant_id = {t} AND c.delete_time > {a} AND c.create_time <= {a}
+         FROM customers c {deleted}
+         WHERE c.tenant_id = {t} AND c.delete_time IS NOT NULL
+           AND c.delete_time > {a} AND c.create_time <= {a}
            AND NOT EXISTS (SELECT 1 FROM relationship_changes r
                            WHERE r.tenant_id = {t} AND r.customer_id = c.id
                              AND r.change_time > {a})
