@@ -107,20 +107,23 @@ impl Store {
             }
             report.push(row);
         }
-        let active_groups = Query::select()
-            .column(customer_group::Column::Id)
-            .from(customer_group::Entity)
-            .and_where(Expr::col(customer_group::Column::TenantId).eq(tenant))
-            .and_where(Expr::col(customer_group::Column::DeleteTime).is_null())
-            .to_owned();
+        // NOT EXISTS, not NOT IN: PostgreSQL re-reads a NOT IN subquery
+        // too large for its memory once per customer.
+        let active_groups = edges.iter().map(|(id, _)| id.clone());
         let grouped = Query::select()
-            .column(group_member::Column::CustomerId)
+            .expr(Expr::val(1))
             .from(group_member::Entity)
-            .and_where(Expr::col(group_member::Column::TenantId).eq(tenant))
-            .and_where(Expr::col(group_member::Column::GroupId).in_subquery(active_groups))
+            .and_where(Expr::col((group_member::Entity, group_member::Column::TenantId)).eq(tenant))
+            .and_where(
+                Expr::col((group_member::Entity, group_member::Column::CustomerId))
+                    .equals((customer::Entity, customer::Column::Id)),
+            )
+            .and_where(
+                Expr::col((group_member::Entity, group_member::Column::GroupId))
+                    .is_in(active_groups),
+            )
             .to_owned();
-        let ungrouped = active_in_period(tenant, &query.period)
-            .filter(customer::Column::Id.not_in_subquery(grouped));
+        let ungrouped = active_in_period(tenant, &query.period).filter(Expr::exists(grouped).not());
         report.push(figures.row(&tx, None, ungrouped).await?);
         tx.commit().await?;
         Ok(report)
