@@ -6,8 +6,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
-    sea_query::{Expr, ExprTrait, Query},
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select,
+    sea_query::{Expr, ExprTrait},
 };
 
 use super::{RelationshipTally, cells, closed_id, relationships_in_order, saturate, tallies};
@@ -107,23 +108,22 @@ impl Store {
             }
             report.push(row);
         }
-        // NOT EXISTS, not NOT IN: PostgreSQL re-reads a NOT IN subquery
-        // too large for its memory once per customer.
-        let active_groups = edges.iter().map(|(id, _)| id.clone());
-        let grouped = Query::select()
-            .expr(Expr::val(1))
-            .from(group_member::Entity)
-            .and_where(Expr::col((group_member::Entity, group_member::Column::TenantId)).eq(tenant))
-            .and_where(
+        // Customers with a membership of an active group.
+        let active_groups: Vec<String> = edges.iter().map(|(id, _)| id.clone()).collect();
+        let mut grouped = members_of(tenant, active_groups);
+        let ungrouped = active_in_period(tenant, &query.period);
+        let ungrouped = if tx.get_database_backend() == DatabaseBackend::Postgres {
+            // PostgreSQL re-reads a NOT IN subquery too large for its
+            // memory once per customer: NOT EXISTS of the customer's own.
+            grouped.and_where(
                 Expr::col((group_member::Entity, group_member::Column::CustomerId))
                     .equals((customer::Entity, customer::Column::Id)),
-            )
-            .and_where(
-                Expr::col((group_member::Entity, group_member::Column::GroupId))
-                    .is_in(active_groups),
-            )
-            .to_owned();
-        let ungrouped = active_in_period(tenant, &query.period).filter(Expr::exists(grouped).not());
+            );
+            ungrouped.filter(Expr::exists(grouped).not())
+        } else {
+            // SQLite builds the set once; a probe per customer is slower.
+            ungrouped.filter(customer::Column::Id.not_in_subquery(grouped))
+        };
         report.push(figures.row(&tx, None, ungrouped).await?);
         tx.commit().await?;
         Ok(report)
