@@ -15,7 +15,7 @@ use crate::{
         paging::{Cursor, CursorKind, CursorValue, DeletedFilter, Page, PageRequest},
     },
     entity::{customer, customer_group, customer_source, relationship},
-    error::{AppError, AppResult, quoted},
+    error::{AppError, AppResult, FieldViolation, quoted},
 };
 
 /// The columns every resource row has.
@@ -115,20 +115,39 @@ pub async fn find<E: Resource>(
         .ok_or_else(|| AppError::not_found(E::RESOURCE, id))
 }
 
-/// Whether `id` is a row of the tenant, deleted or not.
-pub async fn exists<E: Resource>(
+/// For each `(field, id)` of `named` whose id is no row of the tenant
+/// (deleted rows are known), a violation naming the field: what a request
+/// that refers to rows gets back as INVALID_ARGUMENT. One statement.
+pub async fn unknown<E: Resource>(
     db: &impl ConnectionTrait,
     tenant: &str,
-    id: &str,
-) -> AppResult<bool> {
-    Ok(in_tenant::<E>(tenant)
-        .filter(E::id_col().eq(id))
+    named: &[(String, &str)],
+) -> AppResult<Vec<FieldViolation>> {
+    if named.is_empty() {
+        return Ok(Vec::new());
+    }
+    let known: std::collections::HashSet<String> = in_tenant::<E>(tenant)
+        .filter(E::id_col().is_in(named.iter().map(|(_, id)| id.to_string())))
         .select_only()
         .column(E::id_col())
-        .into_tuple::<String>()
-        .one(db)
+        .into_tuple()
+        .all(db)
         .await?
-        .is_some())
+        .into_iter()
+        .collect();
+    Ok(named
+        .iter()
+        .filter(|(_, id)| !known.contains(*id))
+        .map(|(field, id)| unknown_violation::<E>(field.clone(), id))
+        .collect())
+}
+
+/// The violation of `field`, which names `id`, no `E` of the tenant.
+pub fn unknown_violation<E: Resource>(field: String, id: &str) -> FieldViolation {
+    FieldViolation::new(
+        field,
+        format!("names no {} of the tenant: `{id}`", E::RESOURCE),
+    )
 }
 
 /// Like [`find`], and locks the row until the transaction ends (PostgreSQL;

@@ -44,9 +44,7 @@ fn ago(days: i64) -> Option<Timestamp> {
 }
 
 pub async fn run(args: ReportsArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let channel = tonic::transport::Endpoint::from_shared(args.server.clone())?
-        .connect()
-        .await?;
+    let channel = crate::watch::connect(&args.server).await?;
     let tenant = Tenant(MetadataValue::try_from(args.tenant.as_str())?);
     let svc = InterceptedService::new(channel, tenant);
     let mut customers = CustomerServiceClient::new(svc.clone());

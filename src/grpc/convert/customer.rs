@@ -195,18 +195,7 @@ pub fn overlap_group_ids(raw: &[String]) -> AppResult<Vec<String>> {
         ));
     }
     let mut checks = Checks::default();
-    let mut ids: Vec<String> = Vec::with_capacity(raw.len());
-    for (i, raw) in raw.iter().enumerate() {
-        let field = format!("group_ids[{i}]");
-        let id = checks.take(ids::parse(&field, raw));
-        if let Some(first) = ids.iter().position(|seen| !id.is_empty() && *seen == id) {
-            checks.take::<()>(Err(AppError::invalid(
-                field,
-                format!("repeats group_ids[{first}]"),
-            )));
-        }
-        ids.push(id);
-    }
+    let ids = super::report::distinct_group_ids(&mut checks, raw);
     checks.finish().map(|()| ids)
 }
 

@@ -3,7 +3,9 @@
 
 use prost_types::{Duration, Timestamp};
 
-use super::{Checks, micros, populated};
+use std::collections::HashMap;
+
+use super::{Checks, micros, populated, timestamp};
 use crate::{
     domain::{customer, ids, report::Period, report::nearest_rank},
     error::{AppError, AppResult},
@@ -37,10 +39,31 @@ pub fn rate(a: i64, b: i64) -> f64 {
 
 /// Microseconds as a protobuf duration.
 fn duration(micros: i64) -> Duration {
-    Duration {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
+    let Timestamp { seconds, nanos } = timestamp(micros);
+    Duration { seconds, nanos }
+}
+
+/// The ids of `group_ids`, each valid and named once; the violations go to
+/// `checks`, on `group_ids[i]`.
+pub fn distinct_group_ids(checks: &mut Checks, raw: &[String]) -> Vec<String> {
+    let mut first_at: HashMap<String, usize> = HashMap::with_capacity(raw.len());
+    let mut ids = Vec::with_capacity(raw.len());
+    for (i, raw) in raw.iter().enumerate() {
+        let field = format!("group_ids[{i}]");
+        let id = checks.take(ids::parse(&field, raw));
+        if !id.is_empty()
+            && let Some(first) = first_at.get(&id)
+        {
+            checks.take::<()>(Err(AppError::invalid(
+                field,
+                format!("repeats group_ids[{first}]"),
+            )));
+        } else {
+            first_at.insert(id.clone(), i);
+        }
+        ids.push(id);
     }
+    ids
 }
 
 /// Validates a GetGroupReport.
@@ -61,18 +84,10 @@ pub fn group_report_query(req: pb::GetGroupReportRequest) -> AppResult<GroupRepo
             ),
         )));
     }
-    let mut ids: Vec<String> = Vec::with_capacity(group_ids.len().min(MAX_REPORT_GROUPS));
-    for (i, raw) in group_ids.iter().enumerate().take(MAX_REPORT_GROUPS) {
-        let field = format!("group_ids[{i}]");
-        let id = checks.take(ids::parse(&field, raw));
-        if let Some(first) = ids.iter().position(|seen| !id.is_empty() && *seen == id) {
-            checks.take::<()>(Err(AppError::invalid(
-                field,
-                format!("repeats group_ids[{first}]"),
-            )));
-        }
-        ids.push(id);
-    }
+    let ids = distinct_group_ids(
+        &mut checks,
+        &group_ids[..group_ids.len().min(MAX_REPORT_GROUPS)],
+    );
     let period = period(
         &mut checks,
         create_time_from,

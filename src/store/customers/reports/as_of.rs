@@ -9,17 +9,17 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryResult,
     QuerySelect, Statement,
     sea_query::{Expr, ExprTrait},
 };
 
-use super::{RelationshipTally, Tallies};
+use super::{Tallies, in_report_order, tallies};
 use crate::{
     domain::tenant::RequestContext,
     entity::{relationship, relationship_change, relationship_count},
     error::{AppError, AppResult},
-    store::{AsOf, Store, resource::in_tenant, snapshot},
+    store::{AsOf, Store, snapshot},
 };
 
 impl Store {
@@ -32,26 +32,12 @@ impl Store {
         }
         let tenant = ctx.tenant.as_str();
         if !self.tenant_exists(&ctx.tenant).await? {
-            let by_relationship = self
-                .unprovisioned_relationships(&ctx.tenant)?
-                .into_iter()
-                .map(|relationship| RelationshipTally {
-                    relationship,
-                    count: 0,
-                })
-                .collect();
-            let read = Tallies {
-                total: 0,
-                by_relationship,
-            };
+            let relationships = self.unprovisioned_relationships(&ctx.tenant)?;
+            let read = Tallies::new(tallies(&relationships, &HashMap::new()));
             return Ok(AsOf { read, sequence: 0 });
         }
         let tx = snapshot(self.db()).await?;
-        let relationships: Vec<relationship::Model> = in_tenant::<relationship::Entity>(tenant)
-            .order_by_asc(relationship::Column::Position)
-            .order_by_asc(relationship::Column::Id)
-            .all(&tx)
-            .await?;
+        let relationships = in_report_order(&tx, tenant).await?;
         let mut counts: HashMap<String, i64> = relationship_count::Entity::find()
             .filter(relationship_count::Column::TenantId.eq(tenant))
             .select_only()
@@ -89,37 +75,38 @@ impl Store {
         tx.commit().await?;
         // Active relationships in position order, then those deleted since
         // that held customers then.
-        let (active, deleted): (Vec<_>, Vec<_>) = relationships
+        let held: Vec<relationship::Model> = relationships
             .into_iter()
-            .partition(|r| r.delete_time.is_none());
-        let by_relationship: Vec<RelationshipTally> = active
-            .into_iter()
-            .map(|r| (r, true))
-            .chain(deleted.into_iter().map(|r| (r, false)))
-            .filter_map(|(relationship, active)| {
-                let count = counts.get(&relationship.id).copied().unwrap_or(0);
-                (active || count != 0).then_some(RelationshipTally {
-                    relationship,
-                    count,
-                })
-            })
+            .filter(|r| r.delete_time.is_none() || counts.get(&r.id).is_some_and(|n| *n != 0))
             .collect();
-        let read = Tallies {
-            total: by_relationship.iter().map(|t| t.count).sum(),
-            by_relationship,
-        };
         Ok(AsOf {
-            read,
+            read: Tallies::new(tallies(&held, &counts)),
             sequence: sequence.unwrap_or(0),
         })
     }
 }
 
-fn placeholders(backend: DatabaseBackend) -> [&'static str; 2] {
-    match backend {
+/// Runs the statement `write` gives for the database, bound to `tenant`
+/// and `at` (whose placeholders `write` is handed, in that order).
+async fn run(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    at: i64,
+    write: impl FnOnce([&'static str; 2], DatabaseBackend) -> String,
+) -> AppResult<Vec<QueryResult>> {
+    let backend = db.get_database_backend();
+    let placeholders = match backend {
         DatabaseBackend::Postgres => ["$1", "$2"],
         _ => ["?1", "?2"],
-    }
+    };
+    let sql = write(placeholders, backend);
+    Ok(db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [tenant.into(), at.into()],
+        ))
+        .await?)
 }
 
 /// SQLite's hint to read `index`: its planner would otherwise walk a whole
@@ -141,11 +128,10 @@ async fn changed_since(
     tenant: &str,
     at: i64,
 ) -> AppResult<Vec<(String, String, bool, bool, i64)>> {
-    let backend = db.get_database_backend();
-    let [t, a] = placeholders(backend);
-    let by_time = read_by(backend, "relationship_changes_by_time");
-    let sql = format!(
-        "SELECT f.old_relationship_id, c.relationship_id,
+    let rows = run(db, tenant, at, |[t, a], backend| {
+        let by_time = read_by(backend, "relationship_changes_by_time");
+        format!(
+            "SELECT f.old_relationship_id, c.relationship_id,
                 CASE WHEN c.delete_time IS NULL THEN 1 ELSE 0 END AS active_now,
                 CASE WHEN c.delete_time IS NULL OR c.delete_time > {a} THEN 1 ELSE 0 END
                     AS active_then,
@@ -158,25 +144,20 @@ async fn changed_since(
            ON f.tenant_id = {t} AND f.sequence = later.first_sequence
          JOIN customers c ON c.id = later.customer_id
          GROUP BY f.old_relationship_id, c.relationship_id, active_now, active_then"
-    );
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [tenant.into(), at.into()],
-        ))
-        .await?;
-    let mut found = Vec::with_capacity(rows.len());
-    for row in rows {
-        found.push((
-            row.try_get_by_index(0)?,
-            row.try_get_by_index(1)?,
-            row.try_get_by_index::<i32>(2)? == 1,
-            row.try_get_by_index::<i32>(3)? == 1,
-            row.try_get_by_index(4)?,
-        ));
-    }
-    Ok(found)
+        )
+    })
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get_by_index(0)?,
+                row.try_get_by_index(1)?,
+                row.try_get_by_index::<i32>(2)? == 1,
+                row.try_get_by_index::<i32>(3)? == 1,
+                row.try_get_by_index(4)?,
+            ))
+        })
+        .collect()
 }
 
 /// Customers deleted after `at` and not changed since, per relationship:
@@ -186,12 +167,11 @@ async fn deleted_since(
     tenant: &str,
     at: i64,
 ) -> AppResult<Vec<(String, i64)>> {
-    let backend = db.get_database_backend();
-    let [t, a] = placeholders(backend);
-    // The deleted customers are few: their partial index.
-    let deleted = read_by(backend, "customers_deleted_by_time");
-    let sql = format!(
-        "SELECT c.relationship_id, CAST(COUNT(*) AS BIGINT) AS n
+    let rows = run(db, tenant, at, |[t, a], backend| {
+        // The deleted customers are few: their partial index.
+        let deleted = read_by(backend, "customers_deleted_by_time");
+        format!(
+            "SELECT c.relationship_id, CAST(COUNT(*) AS BIGINT) AS n
          FROM customers c {deleted}
          WHERE c.tenant_id = {t} AND c.delete_time IS NOT NULL
            AND c.delete_time > {a} AND c.create_time <= {a}
@@ -199,17 +179,10 @@ async fn deleted_since(
                            WHERE r.tenant_id = {t} AND r.customer_id = c.id
                              AND r.change_time > {a})
          GROUP BY c.relationship_id"
-    );
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [tenant.into(), at.into()],
-        ))
-        .await?;
-    let mut found = Vec::with_capacity(rows.len());
-    for row in rows {
-        found.push((row.try_get_by_index(0)?, row.try_get_by_index(1)?));
-    }
-    Ok(found)
+        )
+    })
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
+        .collect()
 }

@@ -6,19 +6,16 @@
 use std::collections::{BTreeMap, HashMap};
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Select,
     sea_query::{Expr, ExprTrait},
 };
 
+use super::in_report_order;
 use crate::{
     domain::{change::Cause, report::Period, tenant::RequestContext},
-    entity::{customer_group, customer_source, relationship, relationship_change},
-    error::{AppError, AppResult, FieldViolation},
-    store::{
-        Store,
-        resource::{exists, in_tenant},
-        snapshot,
-    },
+    entity::{customer_group, customer_source, relationship_change},
+    error::{AppError, AppResult},
+    store::{Store, resource, snapshot},
 };
 
 /// Which logged changes a report reads: those of its period, of customers
@@ -66,21 +63,13 @@ impl LogSelection {
     /// source of the tenant (deleted ones are known).
     pub(super) async fn check(&self, db: &impl ConnectionTrait, tenant: &str) -> AppResult<()> {
         let mut unknown = Vec::new();
-        if let Some(id) = &self.group_id
-            && !exists::<customer_group::Entity>(db, tenant, id).await?
-        {
-            unknown.push(FieldViolation::new(
-                "group_id",
-                format!("names no group of the tenant: `{id}`"),
-            ));
+        if let Some(id) = &self.group_id {
+            let named = [("group_id".to_owned(), id.as_str())];
+            unknown.extend(resource::unknown::<customer_group::Entity>(db, tenant, &named).await?);
         }
-        if let Some(id) = &self.source_id
-            && !exists::<customer_source::Entity>(db, tenant, id).await?
-        {
-            unknown.push(FieldViolation::new(
-                "source_id",
-                format!("names no source of the tenant: `{id}`"),
-            ));
+        if let Some(id) = &self.source_id {
+            let named = [("source_id".to_owned(), id.as_str())];
+            unknown.extend(resource::unknown::<customer_source::Entity>(db, tenant, &named).await?);
         }
         if unknown.is_empty() {
             Ok(())
@@ -137,7 +126,7 @@ impl Store {
         let tenant = ctx.tenant.as_str();
         let tx = snapshot(self.db()).await?;
         selection.check(&tx, tenant).await?;
-        let order = report_order(&tx, tenant).await?;
+        let order = ReportOrder::read(&tx, tenant).await?;
         let counted: Vec<(String, String, String, i64)> = selection
             .changes(tenant)
             .select_only()
@@ -218,36 +207,23 @@ async fn stay_durations(
     Ok(durations)
 }
 
-/// The order reports list relationships in: active ones by position, then
-/// deleted ones by position; ids no relationship has last.
+/// The order reports list relationships in (see [`in_report_order`]); ids
+/// no relationship has last.
 pub(super) struct ReportOrder(HashMap<String, usize>);
 
 impl ReportOrder {
+    pub(super) async fn read(db: &impl ConnectionTrait, tenant: &str) -> AppResult<Self> {
+        Ok(Self(
+            in_report_order(db, tenant)
+                .await?
+                .into_iter()
+                .enumerate()
+                .map(|(rank, r)| (r.id, rank))
+                .collect(),
+        ))
+    }
+
     pub(super) fn rank(&self, id: &str) -> (usize, String) {
         (self.0.get(id).copied().unwrap_or(usize::MAX), id.to_owned())
     }
-}
-
-pub(super) async fn report_order(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-) -> AppResult<ReportOrder> {
-    let all: Vec<(String, Option<i64>)> = in_tenant::<relationship::Entity>(tenant)
-        .order_by_asc(relationship::Column::Position)
-        .order_by_asc(relationship::Column::Id)
-        .select_only()
-        .column(relationship::Column::Id)
-        .column(relationship::Column::DeleteTime)
-        .into_tuple()
-        .all(db)
-        .await?;
-    let (active, deleted): (Vec<_>, Vec<_>) = all.into_iter().partition(|(_, d)| d.is_none());
-    Ok(ReportOrder(
-        active
-            .into_iter()
-            .chain(deleted)
-            .enumerate()
-            .map(|(rank, (id, _))| (id, rank))
-            .collect(),
-    ))
 }

@@ -11,13 +11,18 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait},
 };
 
-use super::{RelationshipTally, cells, closed_id, relationships_in_order, saturate, tallies};
+use super::{RelationshipTally, cells, closed_id, saturate, tallies};
 use crate::store::customers::lists::members_of;
 use crate::{
     domain::{report::Period, tenant::RequestContext},
     entity::{customer, customer_group, customer_source, group_member, membership_change},
     error::{AppError, AppResult},
-    store::{Store, catalogs::groups::descendants_in, resource::in_tenant, snapshot},
+    store::{
+        Store,
+        catalogs::groups::descendants_in,
+        resource::{in_tenant, unknown_violation},
+        snapshot,
+    },
 };
 
 /// What the report covers.
@@ -70,11 +75,7 @@ impl Store {
             .all(&tx)
             .await?;
         let rows = chosen_groups(&groups, &query.group_ids)?;
-        let relationships = if provisioned {
-            relationships_in_order(&tx, tenant).await?
-        } else {
-            self.unprovisioned_relationships(&ctx.tenant)?
-        };
+        let relationships = self.active_relationships(&tx, ctx, provisioned).await?;
         let sources: Vec<String> = in_tenant::<customer_source::Entity>(tenant)
             .order_by_asc(customer_source::Column::SortKey)
             .order_by_asc(customer_source::Column::Id)
@@ -150,9 +151,9 @@ fn chosen_groups(
     for (i, id) in asked.iter().enumerate() {
         match by_id.get(id.as_str()) {
             Some(group) => chosen.push((*group).clone()),
-            None => unknown.push(crate::error::FieldViolation::new(
+            None => unknown.push(unknown_violation::<customer_group::Entity>(
                 format!("group_ids[{i}]"),
-                format!("names no group of the tenant: `{id}`"),
+                id,
             )),
         }
     }

@@ -57,6 +57,16 @@ pub struct Tallies {
     pub by_relationship: Vec<RelationshipTally>,
 }
 
+impl Tallies {
+    /// The summary bar of these counts, totalled.
+    pub fn new(by_relationship: Vec<RelationshipTally>) -> Self {
+        Self {
+            total: by_relationship.iter().map(|t| t.count).sum(),
+            by_relationship,
+        }
+    }
+}
+
 /// One row of the source report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceFigures {
@@ -92,6 +102,42 @@ async fn relationships_in_order(
         .order_by_asc(relationship::Column::Id)
         .all(db)
         .await?)
+}
+
+/// Every relationship of the tenant in the order reports list them:
+/// active ones by position, then deleted ones by position.
+async fn in_report_order(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+) -> AppResult<Vec<relationship::Model>> {
+    let (mut active, deleted): (Vec<_>, Vec<_>) = in_tenant::<relationship::Entity>(tenant)
+        .order_by_asc(relationship::Column::Position)
+        .order_by_asc(relationship::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .partition(|r| r.delete_time.is_none());
+    active.extend(deleted);
+    Ok(active)
+}
+
+impl Store {
+    /// A report's active relationships in position order, read in its
+    /// snapshot `db`; a tenant not `provisioned` when the report began has
+    /// its seeds (a tenant provisioned meanwhile stored these very seeds,
+    /// their ids derived from the tenant, so its customers still match).
+    async fn active_relationships(
+        &self,
+        db: &impl ConnectionTrait,
+        ctx: &RequestContext,
+        provisioned: bool,
+    ) -> AppResult<Vec<relationship::Model>> {
+        if provisioned {
+            relationships_in_order(db, ctx.tenant.as_str()).await
+        } else {
+            self.unprovisioned_relationships(&ctx.tenant)
+        }
+    }
 }
 
 /// The summary bar read in one statement from a counter table, with the
@@ -168,11 +214,10 @@ async fn tallies_from_counters(
         // deleted, so this does not happen); ask directly.
         resource::find::<customer_group::Entity>(db, tenant, group_id).await?;
     }
-    let read = Tallies {
-        total: by_relationship.iter().map(|t| t.count).sum(),
-        by_relationship,
-    };
-    Ok(AsOf { read, sequence })
+    Ok(AsOf {
+        read: Tallies::new(by_relationship),
+        sequence,
+    })
 }
 
 /// The high and low 32 bits of each revenue, summed apart: neither sum can
@@ -265,13 +310,10 @@ impl Store {
             // (they do not exist), and every seed counts zero, as of no
             // change at all.
             filtered(self.db(), tenant, filter, false, self.now()).await?;
-            let read = Tallies {
-                total: 0,
-                by_relationship: tallies(
-                    &self.unprovisioned_relationships(&ctx.tenant)?,
-                    &HashMap::new(),
-                ),
-            };
+            let read = Tallies::new(tallies(
+                &self.unprovisioned_relationships(&ctx.tenant)?,
+                &HashMap::new(),
+            ));
             return Ok(AsOf { read, sequence: 0 });
         }
         if let Some(counted) = self.count_from_counters(tenant, filter).await? {
@@ -351,11 +393,7 @@ impl Store {
             .await?
             .into_iter()
             .collect();
-        let by_relationship = tallies(&relationships, &counts);
-        Ok(Tallies {
-            total: by_relationship.iter().map(|t| t.count).sum(),
-            by_relationship,
-        })
+        Ok(Tallies::new(tallies(&relationships, &counts)))
     }
 
     /// The source report over customers created in `period`.
@@ -367,13 +405,7 @@ impl Store {
         let tenant = ctx.tenant.as_str();
         let provisioned = self.tenant_exists(&ctx.tenant).await?;
         let tx = snapshot(self.db()).await?;
-        // A tenant provisioned meanwhile stored these very seeds (their
-        // ids are derived from the tenant), so its customers still match.
-        let relationships = if provisioned {
-            relationships_in_order(&tx, tenant).await?
-        } else {
-            self.unprovisioned_relationships(&ctx.tenant)?
-        };
+        let relationships = self.active_relationships(&tx, ctx, provisioned).await?;
         let cells = cells(&tx, groups::active_in_period(tenant, &period)).await?;
         let used: HashSet<String> = cells.iter().filter_map(|c| c.source_id.clone()).collect();
         let sources = in_tenant::<customer_source::Entity>(tenant)

@@ -11,7 +11,7 @@ use sea_orm::{
 use crate::{
     domain::tenant::RequestContext,
     entity::{customer_group, group_member, group_relationship_count},
-    error::{AppError, AppResult, FieldViolation},
+    error::{AppError, AppResult},
     store::{Store, resource},
 };
 
@@ -48,15 +48,12 @@ impl Store {
         let tenant = ctx.tenant.as_str();
         let snapshot = self.snapshot_of(tenant).await?;
         let db = snapshot.db();
-        let mut unknown = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
-            if !resource::exists::<customer_group::Entity>(db, tenant, id).await? {
-                unknown.push(FieldViolation::new(
-                    format!("group_ids[{i}]"),
-                    format!("names no group of the tenant: `{id}`"),
-                ));
-            }
-        }
+        let named: Vec<(String, &str)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (format!("group_ids[{i}]"), id.as_str()))
+            .collect();
+        let unknown = resource::unknown::<customer_group::Entity>(db, tenant, &named).await?;
         if !unknown.is_empty() {
             return Err(AppError::InvalidArgument(unknown));
         }

@@ -10,11 +10,14 @@ use sea_orm::{
     sea_query::{Alias, Expr, ExprTrait, Query},
 };
 
-use super::{CLOSED_CODE, REVENUE_HIGH, REVENUE_LOW, flow::LogSelection, revenue_sum, saturate};
+use super::{
+    REVENUE_HIGH, REVENUE_LOW, closed_id, flow::LogSelection, relationships_in_order, revenue_sum,
+    saturate,
+};
 use crate::store::customers::lists::members_of;
 use crate::{
     domain::tenant::RequestContext,
-    entity::{customer, relationship, relationship_change},
+    entity::{customer, relationship_change},
     error::AppResult,
     store::{Store, resource::in_tenant, snapshot},
 };
@@ -56,7 +59,12 @@ impl Store {
         for (owner, n) in held(&tx, tenant, selection).await? {
             row(&mut rows, owner).customers = n;
         }
-        let (default, closed) = default_and_closed(&tx, tenant).await?;
+        let relationships = relationships_in_order(&tx, tenant).await?;
+        let default = relationships
+            .iter()
+            .find(|r| r.is_default)
+            .map(|r| r.id.clone());
+        let closed = closed_id(&relationships);
         for (owner, n, converted) in received(&tx, tenant, selection, closed.as_deref()).await? {
             let figures = row(&mut rows, owner);
             figures.received = n;
@@ -157,25 +165,6 @@ async fn received(
         ));
     }
     Ok(found)
-}
-
-/// The ids of the default relationship and of the active one coded CLOSED.
-async fn default_and_closed(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-) -> AppResult<(Option<String>, Option<String>)> {
-    let found: Vec<(String, String, bool)> = in_tenant::<relationship::Entity>(tenant)
-        .filter(relationship::Column::DeleteTime.is_null())
-        .select_only()
-        .column(relationship::Column::Id)
-        .column(relationship::Column::Code)
-        .column(relationship::Column::IsDefault)
-        .into_tuple()
-        .all(db)
-        .await?;
-    let default = found.iter().find(|r| r.2).map(|r| r.0.clone());
-    let closed = found.into_iter().find(|r| r.1 == CLOSED_CODE).map(|r| r.0);
-    Ok((default, closed))
 }
 
 /// For each customer created in the period in `default` and moved since,

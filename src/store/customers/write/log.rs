@@ -56,8 +56,8 @@ pub(super) struct Entry<'a> {
     pub from: &'a str,
     pub to: &'a str,
     pub owner: &'a str,
-    /// The customer's source when known (a created customer's); `None`
-    /// reads the stored one.
+    /// A created customer's source; `None` for a move, whose source (and
+    /// when it entered the relationship it leaves) is read.
     pub source: Option<&'a str>,
     pub origin: &'a Origin,
     pub time: i64,
@@ -75,22 +75,20 @@ pub(super) async fn append(
     if entries.is_empty() {
         return Ok(Vec::new());
     }
-    let sources = sources(tx, tenant, &entries).await?;
-    let entered = entered(tx, tenant, &entries).await?;
+    let present = present(tx, tenant, &entries).await?;
     let last = allocate(tx, Counter::Relationships, tenant, entries.len() as i64).await?;
     let first = last - entries.len() as i64 + 1;
     let rows: Vec<relationship_change::Model> = entries
         .into_iter()
         .zip(first..)
         .map(|(e, sequence)| relationship_change::Model {
-            held_since: if e.from.is_empty() {
-                None
-            } else {
-                entered.get(e.customer_id).copied()
-            },
+            held_since: present.get(e.customer_id).and_then(|p| p.entered),
             source_id: match e.source {
                 Some(source) => source.to_owned(),
-                None => sources.get(e.customer_id).cloned().unwrap_or_default(),
+                None => present
+                    .get(e.customer_id)
+                    .map(|p| p.source.clone())
+                    .unwrap_or_default(),
             },
             tenant_id: tenant.to_owned(),
             sequence,
@@ -120,14 +118,23 @@ pub(super) async fn append(
     Ok(rows)
 }
 
-/// The present source (after the write's own edits) of every customer in
-/// `entries` whose source is not given: what the log keeps as the source
-/// at the time of the change.
-async fn sources(
+/// What the log keeps from a moved customer's present state.
+struct Present {
+    /// Its source after the write's own edits; empty for none.
+    source: String,
+    /// When it entered the relationship it leaves: the time of its latest
+    /// logged change (by sequence).
+    entered: Option<i64>,
+}
+
+/// The [`Present`] of every customer in `entries` whose source is not
+/// given (those moved), read in one statement per chunk.
+async fn present(
     tx: &impl ConnectionTrait,
     tenant: &str,
     entries: &[Entry<'_>],
-) -> AppResult<HashMap<String, String>> {
+) -> AppResult<HashMap<String, Present>> {
+    use relationship_change::Column as C;
     let mut ids: Vec<&str> = entries
         .iter()
         .filter(|e| e.source.is_none())
@@ -135,69 +142,36 @@ async fn sources(
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut sources = HashMap::with_capacity(ids.len());
+    let mut found = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let found: Vec<(String, Option<String>)> = customer::Entity::find()
+        let latest = Alias::new("latest");
+        let entered = Query::select()
+            .expr(Expr::col((latest.clone(), C::ChangeTime)))
+            .from_as(relationship_change::Entity, latest.clone())
+            .and_where(Expr::col((latest.clone(), C::TenantId)).eq(tenant))
+            .and_where(
+                Expr::col((latest.clone(), C::CustomerId))
+                    .equals((customer::Entity, customer::Column::Id)),
+            )
+            .order_by((latest, C::Sequence), sea_orm::Order::Desc)
+            .limit(1)
+            .to_owned();
+        let rows: Vec<(String, Option<String>, Option<i64>)> = customer::Entity::find()
             .filter(customer::Column::TenantId.eq(tenant))
             .filter(customer::Column::Id.is_in(chunk.iter().copied()))
             .select_only()
             .column(customer::Column::Id)
             .column(customer::Column::SourceId)
+            .column_as(Expr::SubQuery(None, Box::new(entered.into())), "entered")
             .into_tuple()
             .all(tx)
             .await?;
-        sources.extend(
-            found
-                .into_iter()
-                .filter_map(|(id, source)| Some((id, source?))),
-        );
+        found.extend(rows.into_iter().map(|(id, source, entered)| {
+            let source = source.unwrap_or_default();
+            (id, Present { source, entered })
+        }));
     }
-    Ok(sources)
-}
-
-/// When each customer that `entries` move entered the relationship it
-/// leaves: the time of its latest logged change (by sequence).
-async fn entered(
-    tx: &impl ConnectionTrait,
-    tenant: &str,
-    entries: &[Entry<'_>],
-) -> AppResult<HashMap<String, i64>> {
-    use relationship_change::Column as C;
-    let mut ids: Vec<&str> = entries
-        .iter()
-        .filter(|e| !e.from.is_empty())
-        .map(|e| e.customer_id)
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut entered = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let latest = Alias::new("latest");
-        let last_sequence = Query::select()
-            .expr(Expr::col((latest.clone(), C::Sequence)).max())
-            .from_as(relationship_change::Entity, latest.clone())
-            .and_where(Expr::col((latest.clone(), C::TenantId)).eq(tenant))
-            .and_where(
-                Expr::col((latest, C::CustomerId))
-                    .equals((relationship_change::Entity, C::CustomerId)),
-            )
-            .to_owned();
-        let found: Vec<(String, i64)> = relationship_change::Entity::find()
-            .filter(C::TenantId.eq(tenant))
-            .filter(C::CustomerId.is_in(chunk.iter().copied()))
-            .filter(
-                Expr::col((relationship_change::Entity, C::Sequence))
-                    .eq(Expr::SubQuery(None, Box::new(last_sequence.into()))),
-            )
-            .select_only()
-            .column(C::CustomerId)
-            .column(C::ChangeTime)
-            .into_tuple()
-            .all(tx)
-            .await?;
-        entered.extend(found);
-    }
-    Ok(entered)
+    Ok(found)
 }
 
 /// One change of a group's membership to log.
