@@ -127,19 +127,31 @@ impl TestApp {
 
     /// Starts a server with options.
     pub async fn spawn_with(backend: Backend, options: Options) -> Option<Self> {
-        Self::spawn_configured(backend, options, None).await
+        Self::spawn_configured(backend, options, &|_| {}).await
+    }
+
+    /// Starts a server whose configuration `configure` changes after the
+    /// test defaults are set (auth, TLS, limits, metrics).
+    pub async fn spawn_with_config(
+        backend: Backend,
+        configure: impl Fn(&mut Config) + Sync,
+    ) -> Option<Self> {
+        Self::spawn_configured(backend, Options::default(), &configure).await
     }
 
     /// Starts a server whose change streams send a heartbeat after
     /// `heartbeat` without an event (the server's default is 15 s).
     pub async fn spawn_with_heartbeat(backend: Backend, heartbeat: Duration) -> Option<Self> {
-        Self::spawn_configured(backend, Options::default(), Some(heartbeat)).await
+        Self::spawn_configured(backend, Options::default(), &|config| {
+            config.heartbeat_interval = heartbeat;
+        })
+        .await
     }
 
     async fn spawn_configured(
         backend: Backend,
         options: Options,
-        heartbeat: Option<Duration>,
+        configure: &(dyn Fn(&mut Config) + Sync),
     ) -> Option<Self> {
         let (database_url, dir) = match backend {
             Backend::Sqlite => {
@@ -151,7 +163,7 @@ impl TestApp {
             }
             Backend::Postgres => (postgres_database_url()?, None),
         };
-        Some(Self::spawn_on(backend, database_url, dir, options, heartbeat).await)
+        Some(Self::spawn_on(backend, database_url, dir, options, configure).await)
     }
 
     /// Starts a server on a database of the caller's.
@@ -165,7 +177,7 @@ impl TestApp {
         database_url: String,
         options: Options,
     ) -> Self {
-        Self::spawn_on(backend, database_url, None, options, None).await
+        Self::spawn_on(backend, database_url, None, options, &|_| {}).await
     }
 
     async fn spawn_on(
@@ -173,7 +185,7 @@ impl TestApp {
         database_url: String,
         dir: Option<tempfile::TempDir>,
         options: Options,
-        heartbeat: Option<Duration>,
+        configure: &(dyn Fn(&mut Config) + Sync),
     ) -> Self {
         let mut config = Config::from_defaults();
         config.listen = "127.0.0.1:0".parse().expect("address");
@@ -184,9 +196,7 @@ impl TestApp {
         config.change_retention = options.change_retention;
         config.handshake_timeout = options.handshake_timeout;
         config.query_timeout = options.query_timeout;
-        if let Some(heartbeat) = heartbeat {
-            config.heartbeat_interval = heartbeat;
-        }
+        configure(&mut config);
         let clock = Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap(),
         ));
