@@ -21,7 +21,11 @@ RUN touch src/main.rs src/lib.rs \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/crm-classify /usr/local/bin/crm-classify
 COPY --from=build --chown=nonroot:nonroot /data /data
+# The image listens on 0.0.0.0, which --auth auto refuses: it chooses
+# `none` (trust the network in front of it). Set CRM_AUTH=jwt and the
+# CRM_JWT_* variables to verify callers' tokens instead.
 ENV CRM_LISTEN=0.0.0.0:50051 \
+    CRM_AUTH=none \
     CRM_DATABASE_URL=sqlite:///data/crm-classify.db \
     CRM_LOG_FORMAT=json
 VOLUME ["/data"]

@@ -7,10 +7,11 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use futures::TryStreamExt;
 use tokio::{net::TcpListener, sync::Notify};
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::transport::{Server, ServerTlsConfig, server::TcpIncoming};
 use tower::util::{MapFutureLayer, MapResponseLayer};
 
 use crate::{
+    auth::{self, jwks::KeySet, jwt::Verifier, layer::AuthLayer},
     clock::{SharedClock, SystemClock},
     config::Config,
     error,
@@ -55,6 +56,13 @@ pub struct Application {
     sweep_interval: Duration,
     change_retention: Duration,
     handshake_timeout: Duration,
+    /// Verifies callers' tokens; `None` without authentication.
+    verifier: Option<Arc<Verifier>>,
+    /// The JWK set the verifier reads, refreshed while the server runs.
+    key_set: Option<Arc<KeySet>>,
+    jwks_refresh: Duration,
+    tls: Option<ServerTlsConfig>,
+    reflection: bool,
 }
 
 impl Application {
@@ -83,6 +91,9 @@ impl Application {
             )
             .into());
         }
+        // Checked before the database opens: a refused setup writes nothing.
+        let (verifier, key_set) = auth::verifier(&config).await?;
+        let tls = auth::tls::server_config(&config)?;
         let connections =
             database::open_service(&config.database_url, config.migrate, config.query_timeout)
                 .await?;
@@ -108,6 +119,11 @@ impl Application {
             sweep_interval: config.sweep_interval,
             change_retention: config.change_retention,
             handshake_timeout: config.handshake_timeout,
+            verifier,
+            key_set,
+            jwks_refresh: config.jwt_jwks_refresh,
+            tls,
+            reflection: config.reflection,
         })
     }
 
@@ -139,6 +155,11 @@ impl Application {
             sweep_interval,
             change_retention,
             handshake_timeout,
+            verifier,
+            key_set,
+            jwks_refresh,
+            tls,
+            reflection,
         } = self;
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -168,6 +189,7 @@ impl Application {
             let feeds = store.feeds().clone();
             async move { feeds.run().await }
         });
+        let key_refresh = key_set.map(|set| tokio::spawn(set.refresh_every(jwks_refresh)));
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -192,6 +214,9 @@ impl Application {
                 replicas.abort();
                 upkeep_rounds.abort();
                 evaluations.abort();
+                if let Some(task) = &key_refresh {
+                    task.abort();
+                }
                 // Open change streams (of both logs) end with UNAVAILABLE
                 // (clients resume).
                 feeds_to_close.close();
@@ -200,7 +225,11 @@ impl Application {
             }
         };
 
-        let server = Server::builder()
+        let mut builder = Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls)?;
+        }
+        let server = builder
             // A client that vanishes without closing its connection (a
             // watcher of the change stream, say) is found within a minute
             // and its calls end, instead of waiting for TCP to give up.
@@ -213,10 +242,12 @@ impl Application {
             .layer(MapFutureLayer::new(move |call| {
                 error::with_query_timeout(query_timeout, call)
             }))
+            // Who may call what: before any handler reads the request.
+            .layer(AuthLayer::new(verifier))
             .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
             .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
+            .add_optional_service(reflection.then_some(reflection_v1))
+            .add_optional_service(reflection.then_some(reflection_v1alpha))
             .add_service(GroupServiceServer::new(GroupApi::new(
                 store.clone(),
                 heartbeat_interval,

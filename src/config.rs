@@ -1,11 +1,11 @@
 //! Command line and environment: every option is a `--flag` and a `CRM_*`
 //! variable, with the defaults of the API contract.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
-use crate::domain::relationship::SeedLocale;
+use crate::{auth::AuthMode, domain::relationship::SeedLocale};
 
 /// Customer records cached when no other size is configured.
 pub const DEFAULT_RECORD_CACHE: usize = 50_000;
@@ -58,6 +58,10 @@ pub enum Command {
         after_help = "Exit codes: 0 when the export was written; 2 for usage, file or connection errors, and a server that refused or cut the call."
     )]
     Export(Box<crate::cli::export::ExportArgs>),
+    /// Print an HS256 token signed with --jwt-secret, for --jwt-issuer and
+    /// --jwt-audience (the server's own options), to try `--auth jwt` from
+    /// grpcurl or the CLI. Production tokens come from an identity provider.
+    Token(crate::cli::token::TokenArgs),
 }
 
 /// How log lines are written.
@@ -151,6 +155,71 @@ pub struct Config {
         global = true
     )]
     pub log_format: LogFormat,
+
+    // Authentication and TLS (issue 18).
+    /// Who may call: `auto` is `none` on a loopback address and refuses
+    /// any other; `none` trusts every caller; `jwt` verifies a bearer
+    /// token on every call but health.
+    #[arg(long, env = "CRM_AUTH", value_enum, default_value_t, global = true)]
+    pub auth: AuthMode,
+
+    /// HS256 secret (at least 32 bytes) that tokens are signed with.
+    /// Prefer the environment variable: flags show in process lists.
+    #[arg(long, env = "CRM_JWT_SECRET", hide_env_values = true, global = true)]
+    pub jwt_secret: Option<String>,
+
+    /// The identity provider's public keys: a JWKS file or an
+    /// `https://` URL, read again every --jwt-jwks-refresh and when a
+    /// token names an unknown key id (at most every 30 s).
+    #[arg(long, env = "CRM_JWT_JWKS", global = true)]
+    pub jwt_jwks: Option<String>,
+
+    /// How often the JWK set is read again.
+    #[arg(long, env = "CRM_JWT_JWKS_REFRESH", default_value = "5m", value_parser = parse_duration, global = true)]
+    pub jwt_jwks_refresh: Duration,
+
+    /// The accepted `iss`.
+    #[arg(long, env = "CRM_JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+
+    /// The `aud` a token must name.
+    #[arg(long, env = "CRM_JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+
+    /// The claim naming the token's tenant.
+    #[arg(
+        long,
+        env = "CRM_JWT_TENANT_CLAIM",
+        default_value = "tenant_id",
+        global = true
+    )]
+    pub jwt_tenant_claim: String,
+
+    /// Accepted signature algorithms, comma-separated; never taken from
+    /// the token. Default: HS256 with --jwt-secret, RS256 with --jwt-jwks.
+    #[arg(long, env = "CRM_JWT_ALGORITHMS", value_delimiter = ',', global = true)]
+    pub jwt_algorithms: Vec<String>,
+
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[arg(long, env = "CRM_JWT_LEEWAY", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub jwt_leeway: Duration,
+
+    /// Serve gRPC server reflection (v1 and v1alpha).
+    #[arg(long, env = "CRM_REFLECTION", default_value_t = true, action = ArgAction::Set, global = true)]
+    pub reflection: bool,
+
+    /// PEM certificate chain: serve TLS (with --tls-key).
+    #[arg(long, env = "CRM_TLS_CERT", global = true)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CRM_TLS_KEY", global = true)]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate: mutual TLS, only clients presenting a
+    /// certificate it issued may connect.
+    #[arg(long, env = "CRM_TLS_CLIENT_CA", global = true)]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Config {

@@ -8,6 +8,9 @@
 //!   for warnings a retry loop repeats.
 //! - [`app`]: builds the server (socket, database, services) and runs it
 //!   until the caller's shutdown signal.
+//! - [`auth`]: `--auth` modes, JWT verification (HS256 secret or JWK
+//!   set), the table of the scope each RPC requires, the layer applying
+//!   them to every call, and TLS / mutual TLS.
 //! - [`health`]: grpc.health.v1 statuses that follow the database and its
 //!   schema.
 //! - [`transport`]: below the handlers: the handshake deadline of new
@@ -36,6 +39,7 @@
 //!   (`cli::import`, `cli::export`) and the progress (`cli::progress`).
 
 pub mod app;
+pub mod auth;
 pub mod changes;
 pub mod cli;
 pub mod clock;

@@ -22,6 +22,7 @@ async fn main() -> ExitCode {
     match command {
         Command::Import(args) => return cli::import(*args).await,
         Command::Export(args) => return cli::export(*args).await,
+        Command::Token(args) => return cli::token::run(&args, &config),
         Command::Serve | Command::Migrate | Command::HealthCheck => {}
     }
     telemetry::init(config.log_format);
@@ -29,7 +30,7 @@ async fn main() -> ExitCode {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(&config.database_url).await,
         Command::HealthCheck => health::check(config.listen).await.map_err(Into::into),
-        Command::Import(_) | Command::Export(_) => Ok(()),
+        Command::Import(_) | Command::Export(_) | Command::Token(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,7 +9,9 @@
 //!   tables row by row, and the errors file.
 //! - [`rows`]: a record as an `ImportRow`; [`catalogs`]: the tenant's
 //!   groups, sources and relationships by id, code and name.
-//! - [`connect`]: the channel and the tenant and actor metadata;
+//! - [`token`]: `crm-classify token`, an HS256 token for trying
+//!   `--auth jwt`.
+//! - [`connect`]: the channel, TLS, and the tenant, actor and token metadata;
 //!   [`progress`]: the bar or the plain lines on stderr.
 //!
 //! Exit codes: 0 when everything succeeded, 1 when an import ran to the
@@ -26,6 +28,7 @@ pub mod import;
 pub mod progress;
 pub mod read;
 pub mod rows;
+pub mod token;
 pub mod write;
 
 /// Exit code: an import ran to the end but some rows failed.

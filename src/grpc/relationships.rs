@@ -12,6 +12,7 @@ use super::{
     write_context,
 };
 use crate::{
+    auth::layer::may_administer,
     changes::{
         relationship::Filter,
         watch::{Event, Watch},
@@ -181,6 +182,7 @@ impl RelationshipService for RelationshipApi {
         let ctx = if request.get_ref().dry_run {
             context(&request)?
         } else {
+            may_administer(&request)?;
             write_context(&self.store, &request).await?
         };
         let sweep = inactivity_sweep(&ctx, request.get_ref(), self.store.now())?;

@@ -26,7 +26,7 @@ use crm_classify::{
 };
 
 use crate::fixtures::{Events, history, list_pages, opening_heartbeat, rel, relationships};
-use crate::helpers::{TestApp, new_tenant};
+use crate::helpers::{Backend, TestApp, new_tenant};
 use crate::on_both_databases;
 
 /// The longest one run of the command may take.
@@ -648,3 +648,45 @@ async fn run_again_fixed(app: &TestApp, input: &Path) -> Run {
     )
     .await
 }
+
+/// Under `--auth jwt` the command sends its `--token`; without one, or
+/// with too few scopes, it stops with the server's reason and exit code 2.
+async fn the_command_sends_its_token_to_a_server_that_verifies_them(backend: Backend) {
+    let app = crate::auth::secret_server(backend).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("out.csv");
+    let reader = crate::auth::hs256(&crate::auth::claims(&app.tenant, "crm.read"));
+    let run = crm(
+        &app,
+        &app.tenant,
+        &["export", "-o", text(&output), "--token", &reader],
+    )
+    .await;
+    run.expect_code(0);
+    let run = crm(&app, &app.tenant, &["export", "-o", text(&output)]).await;
+    run.expect_code(2);
+    assert!(run.stderr.contains("Unauthenticated"), "{}", run.stderr);
+    let input = example_file(dir.path());
+    let run = crm(
+        &app,
+        &app.tenant,
+        &[
+            "import",
+            text(&input),
+            "--mode",
+            "create",
+            "--token",
+            &reader,
+        ],
+    )
+    .await;
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("PermissionDenied") && run.stderr.contains("crm.write"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(&reader), "the token is never printed");
+}
+
+crate::on_both_backends!(the_command_sends_its_token_to_a_server_that_verifies_them);

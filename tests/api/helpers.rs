@@ -197,6 +197,7 @@ impl TestApp {
         config.handshake_timeout = options.handshake_timeout;
         config.query_timeout = options.query_timeout;
         configure(&mut config);
+        let tls = config.tls_cert.is_some();
         let clock = Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap(),
         ));
@@ -213,11 +214,14 @@ impl TestApp {
             .await
             .expect("server run");
         });
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect to test server");
+        let endpoint = Channel::from_shared(format!("http://{addr}")).expect("uri");
+        // A TLS server refuses this plaintext channel: its tests make
+        // their own, and the harness's stays unused.
+        let channel = if tls {
+            endpoint.connect_lazy()
+        } else {
+            endpoint.connect().await.expect("connect to test server")
+        };
         Self {
             channel,
             addr,
@@ -444,6 +448,30 @@ async fn create_run_database(base_url: &str) -> String {
         .await
         .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
     with_database(base_url, &name)
+}
+
+/// Runs each `async fn NAME(backend: Backend)` of the calling module as a
+/// test on SQLite and, when configured, on PostgreSQL: for tests that
+/// start servers of their own configuration.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                if $crate::helpers::postgres_database_url().is_some() {
+                    super::$name($crate::helpers::Backend::Postgres).await;
+                } else {
+                    eprintln!("skipped: CRM_TEST_POSTGRES_URL is not set");
+                }
+            }
+        }
+    )*};
 }
 
 /// Runs a test body on SQLite and, when configured, on PostgreSQL; with

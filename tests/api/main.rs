@@ -8,6 +8,7 @@ mod report_record;
 mod requests;
 
 mod as_of;
+mod auth;
 mod change_stream;
 mod cli;
 mod create_batches;
@@ -38,6 +39,7 @@ mod server;
 mod sources;
 mod stored_data;
 mod tenancy;
+mod tls;
 mod unwritten_tenants;
 mod watch_from;
 mod write_path;
