@@ -18,7 +18,9 @@ use crate::{
         customers::CustomerApi, groups::GroupApi, relationships::RelationshipApi,
         sources::SourceApi,
     },
-    health, maintenance,
+    health,
+    limits::Limits,
+    maintenance,
     pb::{
         self, customer_service_server::CustomerServiceServer,
         group_service_server::GroupServiceServer,
@@ -55,6 +57,10 @@ pub struct Application {
     sweep_interval: Duration,
     change_retention: Duration,
     handshake_timeout: Duration,
+    /// Per-tenant rate, load shedding, per-tenant watch cap (a layer).
+    limits: Limits,
+    /// `--max-request-bytes`, set on every service.
+    max_request_bytes: usize,
 }
 
 impl Application {
@@ -83,6 +89,7 @@ impl Application {
             )
             .into());
         }
+        let limits = Limits::from_config(&config)?;
         let connections =
             database::open_service(&config.database_url, config.migrate, config.query_timeout)
                 .await?;
@@ -108,6 +115,8 @@ impl Application {
             sweep_interval: config.sweep_interval,
             change_retention: config.change_retention,
             handshake_timeout: config.handshake_timeout,
+            limits,
+            max_request_bytes: config.max_request_bytes,
         })
     }
 
@@ -139,6 +148,8 @@ impl Application {
             sweep_interval,
             change_retention,
             handshake_timeout,
+            limits,
+            max_request_bytes,
         } = self;
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -208,25 +219,37 @@ impl Application {
             .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             // Requests tonic cannot read get the conventional codes.
-            .layer(MapResponseLayer::new(transport::reclassify_unreadable))
+            .layer(MapResponseLayer::new(move |response| {
+                transport::reclassify_unreadable(response, max_request_bytes)
+            }))
             // DEADLINE_EXCEEDED names the limit a call's statement ran past.
             .layer(MapFutureLayer::new(move |call| {
                 error::with_query_timeout(query_timeout, call)
             }))
+            .layer(limits)
             .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(GroupServiceServer::new(GroupApi::new(
-                store.clone(),
-                heartbeat_interval,
-            )))
-            .add_service(SourceServiceServer::new(SourceApi::new(store.clone())))
-            .add_service(RelationshipServiceServer::new(RelationshipApi::new(
-                store.clone(),
-                heartbeat_interval,
-            )))
-            .add_service(CustomerServiceServer::new(CustomerApi::new(store.clone())))
+            .add_service(health_service.max_decoding_message_size(max_request_bytes))
+            .add_service(reflection_v1.max_decoding_message_size(max_request_bytes))
+            .add_service(reflection_v1alpha.max_decoding_message_size(max_request_bytes))
+            .add_service(
+                GroupServiceServer::new(GroupApi::new(store.clone(), heartbeat_interval))
+                    .max_decoding_message_size(max_request_bytes),
+            )
+            .add_service(
+                SourceServiceServer::new(SourceApi::new(store.clone()))
+                    .max_decoding_message_size(max_request_bytes),
+            )
+            .add_service(
+                RelationshipServiceServer::new(RelationshipApi::new(
+                    store.clone(),
+                    heartbeat_interval,
+                ))
+                .max_decoding_message_size(max_request_bytes),
+            )
+            .add_service(
+                CustomerServiceServer::new(CustomerApi::new(store.clone()))
+                    .max_decoding_message_size(max_request_bytes),
+            )
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener)
                     .with_nodelay(Some(true))
