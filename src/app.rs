@@ -19,7 +19,9 @@ use crate::{
         customers::CustomerApi, groups::GroupApi, relationships::RelationshipApi,
         sources::SourceApi,
     },
-    health, maintenance,
+    health,
+    limits::Limits,
+    maintenance,
     pb::{
         self, customer_service_server::CustomerServiceServer,
         group_service_server::GroupServiceServer,
@@ -63,6 +65,10 @@ pub struct Application {
     jwks_refresh: Duration,
     tls: Option<ServerTlsConfig>,
     reflection: bool,
+    /// Per-tenant rate, load shedding, per-tenant watch cap (a layer).
+    limits: Limits,
+    /// `--max-request-bytes`, set on every service.
+    max_request_bytes: usize,
 }
 
 impl Application {
@@ -94,6 +100,7 @@ impl Application {
         // Checked before the database opens: a refused setup writes nothing.
         let (verifier, key_set) = auth::verifier(&config).await?;
         let tls = auth::tls::server_config(&config)?;
+        let limits = Limits::from_config(&config)?;
         let connections =
             database::open_service(&config.database_url, config.migrate, config.query_timeout)
                 .await?;
@@ -124,6 +131,8 @@ impl Application {
             jwks_refresh: config.jwt_jwks_refresh,
             tls,
             reflection: config.reflection,
+            limits,
+            max_request_bytes: config.max_request_bytes,
         })
     }
 
@@ -160,6 +169,8 @@ impl Application {
             jwks_refresh,
             tls,
             reflection,
+            limits,
+            max_request_bytes,
         } = self;
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -237,27 +248,44 @@ impl Application {
             .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             // Requests tonic cannot read get the conventional codes.
-            .layer(MapResponseLayer::new(transport::reclassify_unreadable))
+            .layer(MapResponseLayer::new(move |response| {
+                transport::reclassify_unreadable(response, max_request_bytes)
+            }))
             // DEADLINE_EXCEEDED names the limit a call's statement ran past.
             .layer(MapFutureLayer::new(move |call| {
                 error::with_query_timeout(query_timeout, call)
             }))
-            // Who may call what: before any handler reads the request.
+            // Who may call what: before any handler reads the request,
+            // and before the limits, which count calls by its tenant.
             .layer(AuthLayer::new(verifier))
+            .layer(limits)
             .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
-            .add_service(health_service)
-            .add_optional_service(reflection.then_some(reflection_v1))
-            .add_optional_service(reflection.then_some(reflection_v1alpha))
-            .add_service(GroupServiceServer::new(GroupApi::new(
-                store.clone(),
-                heartbeat_interval,
-            )))
-            .add_service(SourceServiceServer::new(SourceApi::new(store.clone())))
-            .add_service(RelationshipServiceServer::new(RelationshipApi::new(
-                store.clone(),
-                heartbeat_interval,
-            )))
-            .add_service(CustomerServiceServer::new(CustomerApi::new(store.clone())))
+            .add_service(health_service.max_decoding_message_size(max_request_bytes))
+            .add_optional_service(
+                reflection.then(|| reflection_v1.max_decoding_message_size(max_request_bytes)),
+            )
+            .add_optional_service(
+                reflection.then(|| reflection_v1alpha.max_decoding_message_size(max_request_bytes)),
+            )
+            .add_service(
+                GroupServiceServer::new(GroupApi::new(store.clone(), heartbeat_interval))
+                    .max_decoding_message_size(max_request_bytes),
+            )
+            .add_service(
+                SourceServiceServer::new(SourceApi::new(store.clone()))
+                    .max_decoding_message_size(max_request_bytes),
+            )
+            .add_service(
+                RelationshipServiceServer::new(RelationshipApi::new(
+                    store.clone(),
+                    heartbeat_interval,
+                ))
+                .max_decoding_message_size(max_request_bytes),
+            )
+            .add_service(
+                CustomerServiceServer::new(CustomerApi::new(store.clone()))
+                    .max_decoding_message_size(max_request_bytes),
+            )
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener)
                     .with_nodelay(Some(true))

@@ -9,6 +9,8 @@ use crate::{auth::AuthMode, domain::relationship::SeedLocale};
 
 /// Customer records cached when no other size is configured.
 pub const DEFAULT_RECORD_CACHE: usize = 50_000;
+/// Largest request message when no other is configured: tonic's default.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// `crm-classify`: classifies customers by group, source and relationship.
 #[derive(Debug, Clone, Parser)]
@@ -220,6 +222,44 @@ pub struct Config {
     /// certificate it issued may connect.
     #[arg(long, env = "CRM_TLS_CLIENT_CA", global = true)]
     pub tls_client_ca: Option<PathBuf>,
+
+    // Limits (issue 18).
+    /// Calls per second each tenant may make, health and reflection
+    /// excepted; over it a call is RESOURCE_EXHAUSTED with the time to
+    /// wait. A stream counts once, when it starts. 0: no limit.
+    #[arg(long, env = "CRM_TENANT_RATE", default_value_t = 0.0, global = true)]
+    pub tenant_rate: f64,
+
+    /// Calls a tenant may make at once, above its steady rate, after a
+    /// quiet spell; twice `--tenant-rate` (at least 1) when not given.
+    #[arg(long, env = "CRM_TENANT_BURST", global = true)]
+    pub tenant_burst: Option<u32>,
+
+    /// Largest request message, in bytes, of every service; a larger one
+    /// is RESOURCE_EXHAUSTED. 4 MiB, tonic's default.
+    #[arg(long, env = "CRM_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES, global = true)]
+    pub max_request_bytes: usize,
+
+    /// Calls in flight at once on the whole server, change streams and
+    /// health excepted; further calls are answered UNAVAILABLE at once,
+    /// never queued. 0: no limit.
+    #[arg(
+        long,
+        env = "CRM_MAX_CONCURRENT_CALLS",
+        default_value_t = 512,
+        global = true
+    )]
+    pub max_concurrent_calls: usize,
+
+    /// Change streams (both watches together) one tenant may hold open;
+    /// one more is RESOURCE_EXHAUSTED. 0: no limit.
+    #[arg(
+        long,
+        env = "CRM_MAX_WATCHES_PER_TENANT",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub max_watches_per_tenant: usize,
 }
 
 impl Config {
@@ -291,6 +331,34 @@ mod tests {
             Cli::try_parse_from(["crm-classify", "export", "--show-deleted", "--deleted-only"])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_limits_are_flags_and_the_rate_is_off_by_default() {
+        let defaults = Config::from_defaults();
+        assert_eq!(defaults.tenant_rate, 0.0);
+        assert_eq!(defaults.tenant_burst, None);
+        assert_eq!(defaults.max_request_bytes, 4 * 1024 * 1024);
+        assert_eq!(defaults.max_concurrent_calls, 512);
+        assert_eq!(defaults.max_watches_per_tenant, 1000);
+        let cli = Cli::parse_from([
+            "crm-classify",
+            "--tenant-rate",
+            "2.5",
+            "--tenant-burst",
+            "4",
+            "--max-request-bytes",
+            "1024",
+            "--max-concurrent-calls",
+            "8",
+            "--max-watches-per-tenant",
+            "3",
+        ]);
+        assert_eq!(cli.config.tenant_rate, 2.5);
+        assert_eq!(cli.config.tenant_burst, Some(4));
+        assert_eq!(cli.config.max_request_bytes, 1024);
+        assert_eq!(cli.config.max_concurrent_calls, 8);
+        assert_eq!(cli.config.max_watches_per_tenant, 3);
     }
 
     #[test]

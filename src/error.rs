@@ -1,7 +1,7 @@
 //! One error type for the whole service, the single place where database
 //! errors are classified, and the single mapping from errors to gRPC statuses.
 
-use std::{future::Future, ops::Deref, sync::Mutex, time::Duration};
+use std::{collections::HashMap, future::Future, ops::Deref, sync::Mutex, time::Duration};
 
 use sea_orm::{DbErr, RuntimeErr};
 use tonic::{Code, Status};
@@ -102,6 +102,9 @@ pub enum AppError {
     Internal(String),
 }
 
+/// The `domain` of the `google.rpc.ErrorInfo` details this service sends.
+pub const ERROR_DOMAIN: &str = "crm-classify";
+
 /// Shorthand for results in this crate.
 pub type AppResult<T> = Result<T, AppError>;
 
@@ -132,15 +135,25 @@ pub fn with_query_timeout<F: Future>(
     QUERY_TIMEOUT.scope(timeout, call)
 }
 
-/// What DEADLINE_EXCEEDED says: the limit when known (always inside a
-/// call), what to do about it.
-fn deadline_message() -> String {
-    let limit = QUERY_TIMEOUT
-        .try_with(|t| format!(" ({})", humantime::format_duration(*t)))
+/// DEADLINE_EXCEEDED for a cancelled statement: the limit when known
+/// (always inside a call), what to do about it, and ErrorInfo
+/// `QUERY_TIMEOUT` (with the limit in milliseconds) for programs.
+fn deadline_exceeded() -> Status {
+    let timeout = QUERY_TIMEOUT.try_with(|t| *t).ok();
+    let limit = timeout
+        .map(|t| format!(" ({})", humantime::format_duration(t)))
         .unwrap_or_default();
-    format!(
-        "the query took longer than the query timeout{limit} and was cancelled; \
-         narrow the filter, or retry later if the service is busy"
+    let metadata: HashMap<String, String> = timeout
+        .map(|t| ("query_timeout_ms".to_owned(), t.as_millis().to_string()))
+        .into_iter()
+        .collect();
+    Status::with_error_details(
+        Code::DeadlineExceeded,
+        format!(
+            "the query took longer than the query timeout{limit} and was cancelled; \
+             narrow the filter, or retry later if the service is busy"
+        ),
+        ErrorDetails::with_error_info("QUERY_TIMEOUT", ERROR_DOMAIN, metadata),
     )
 }
 
@@ -360,7 +373,7 @@ impl From<AppError> for Status {
             }
             AppError::DeadlineExceeded(detail) => {
                 tracing::info!(%detail, "a statement ran past its time limit");
-                Status::deadline_exceeded(deadline_message())
+                deadline_exceeded()
             }
             AppError::Conflict(ConflictKind::Unique) => Status::already_exists(
                 "a concurrent request wrote a row with the same unique key; read it and retry",
@@ -457,6 +470,12 @@ mod tests {
             "{}",
             status.message()
         );
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("QUERY_TIMEOUT", ERROR_DOMAIN)
+        );
+        assert_eq!(info.metadata["query_timeout_ms"], "1500");
         // Outside a call (a stream's task) the limit goes unnamed.
         let status = Status::from(AppError::DeadlineExceeded("interrupted".into()));
         assert!(

@@ -15,6 +15,8 @@
 //!   schema.
 //! - [`transport`]: below the handlers: the handshake deadline of new
 //!   connections, and conventional codes for requests tonic cannot read.
+//! - [`limits`]: per-tenant call rate, load shedding of calls in flight,
+//!   per-tenant cap of open change streams (a tower layer).
 //! - [`maintenance`]: background upkeep: the inactivity sweep and the
 //!   change stream's retention.
 //! - [`clock`]: the one source of "now", controllable in tests.
@@ -49,6 +51,7 @@ pub mod entity;
 pub mod error;
 pub mod grpc;
 pub mod health;
+pub mod limits;
 pub mod maintenance;
 pub mod pb;
 pub mod store;

@@ -3,6 +3,7 @@
 //! the status codes of the gRPC convention instead of tonic's own.
 
 use std::{
+    collections::HashMap,
     future::Future,
     io,
     pin::Pin,
@@ -15,6 +16,9 @@ use tokio::{
     time::Sleep,
 };
 use tonic::{Code, Status, codegen::http, transport::server::Connected};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::error::ERROR_DOMAIN;
 
 /// Length of the HTTP/2 connection preface (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`),
 /// the first bytes every client sends.
@@ -161,8 +165,13 @@ const UNREADABLE_REQUESTS: [(Code, &str, Code, &str); 3] = [
 /// Gives a response carrying one of tonic's [`UNREADABLE_REQUESTS`]
 /// statuses the conventional code. Requests tonic cannot read are answered
 /// before any handler runs, as trailers-only responses, so the status is in
-/// the headers.
-pub fn reclassify_unreadable<B>(mut response: http::Response<B>) -> http::Response<B> {
+/// the headers. A message over the size limit also gets ErrorInfo
+/// `REQUEST_TOO_LARGE` with the limit (`max_request_bytes`), so a program
+/// can tell it from the other RESOURCE_EXHAUSTED answers.
+pub fn reclassify_unreadable<B>(
+    mut response: http::Response<B>,
+    max_request_bytes: usize,
+) -> http::Response<B> {
     // Answers with a body carry their status in the trailers.
     if !response.headers().contains_key("grpc-status") {
         return response;
@@ -180,12 +189,30 @@ pub fn reclassify_unreadable<B>(mut response: http::Response<B>) -> http::Respon
         } else {
             format!("{sentence}: {detail}")
         };
-        if Status::new(*code, message)
-            .add_header(response.headers_mut())
-            .is_err()
-        {
+        let status = if *code == Code::ResourceExhausted {
+            too_large(message, max_request_bytes)
+        } else {
+            Status::new(*code, message)
+        };
+        if status.add_header(response.headers_mut()).is_err() {
             tracing::debug!(%detail, "could not rewrite the status of an unreadable request");
         }
     }
     response
+}
+
+/// RESOURCE_EXHAUSTED for a request message over `max_request_bytes`.
+fn too_large(message: String, max_request_bytes: usize) -> Status {
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        message,
+        ErrorDetails::with_error_info(
+            "REQUEST_TOO_LARGE",
+            ERROR_DOMAIN,
+            HashMap::from([(
+                "max_request_bytes".to_owned(),
+                max_request_bytes.to_string(),
+            )]),
+        ),
+    )
 }

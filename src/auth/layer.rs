@@ -21,10 +21,10 @@ use super::{
     jwt::{Principal, Refusal, Verifier},
     scopes::{self, Requirement, Scope},
 };
-use crate::grpc::{ACTOR_HEADER, TENANT_HEADER};
-
-/// `ErrorInfo.domain` of the auth layer's refusals.
-const DOMAIN: &str = "crm-classify";
+use crate::{
+    error::ERROR_DOMAIN,
+    grpc::{ACTOR_HEADER, TENANT_HEADER},
+};
 
 /// Checks calls with `verifier`; with none (`--auth none`) every call
 /// passes as it is.
@@ -192,7 +192,7 @@ fn unauthenticated(refusal: Refusal) -> Status {
     Status::with_error_details(
         Code::Unauthenticated,
         refusal.message,
-        ErrorDetails::with_error_info(refusal.reason, DOMAIN, HashMap::new()),
+        ErrorDetails::with_error_info(refusal.reason, ERROR_DOMAIN, HashMap::new()),
     )
 }
 
@@ -200,7 +200,7 @@ fn denied(reason: &str, message: String, metadata: HashMap<String, String>) -> S
     Status::with_error_details(
         Code::PermissionDenied,
         message,
-        ErrorDetails::with_error_info(reason, DOMAIN, metadata),
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata),
     )
 }
 

@@ -24,6 +24,7 @@ mod hostile_tokens;
 mod hostile_transport;
 mod import_export;
 mod inactivity;
+mod limits;
 mod membership_stream;
 mod owner_report;
 mod processes;

@@ -19,6 +19,7 @@ use crm_classify::{
 };
 use sea_orm::{ConnectionTrait, Database, DatabaseBackend, Statement, TransactionTrait};
 use tonic::{Code, Status};
+use tonic_types::StatusExt;
 
 use crate::fixtures::{create_customer, named};
 use crate::helpers::{Backend, Options, TestApp, expect_code, postgres_database_url};
@@ -399,6 +400,9 @@ async fn a_search_past_the_query_timeout_is_deadline_exceeded(backend: Backend) 
             .starts_with("the query took longer than the query timeout (1ms) and was cancelled"),
         "{status:?}"
     );
+    let info = status.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "QUERY_TIMEOUT");
+    assert_eq!(info.metadata["query_timeout_ms"], "1");
     drop(hasty);
 
     let listed = patient

@@ -10,11 +10,14 @@
 //! benchmarks rule-based groups (writes with and without 20 rule groups,
 //! a rule's evaluation over the tenant, previews, the membership stream);
 //! `import-file` writes the spreadsheet the import benchmark imports;
-//! `reports` times every report on a seeded tenant.
+//! `reports` times every report on a seeded tenant; `flood` measures one
+//! tenant's GetCustomer p99 alone and while another floods at ten times
+//! the per-tenant rate limit.
 //! See BENCHMARKS.md for the commands and results.
 
 mod drive;
 mod filter;
+mod flood;
 mod import_file;
 mod reports;
 mod rules;
@@ -60,6 +63,9 @@ enum Command {
     /// Time every report (group report, overlap, relationship flow, owner
     /// report, the summary bar as of past moments) one call at a time.
     Reports(reports::ReportsArgs),
+    /// Measure a tenant's GetCustomer p99 alone and while another tenant
+    /// floods at ten times the per-tenant rate limit (`--tenant-rate`).
+    Flood(flood::FloodArgs),
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -77,5 +83,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Command::Rules(args) => rules::run(args).await,
         Command::ImportFile(args) => import_file::run(args),
         Command::Reports(args) => reports::run(args).await,
+        Command::Flood(args) => flood::run(args).await,
     }
 }
