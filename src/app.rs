@@ -18,7 +18,7 @@ use crate::{
         customers::CustomerApi, groups::GroupApi, relationships::RelationshipApi,
         sources::SourceApi,
     },
-    health, maintenance,
+    health, maintenance, metrics,
     pb::{
         self, customer_service_server::CustomerServiceServer,
         group_service_server::GroupServiceServer,
@@ -55,6 +55,8 @@ pub struct Application {
     sweep_interval: Duration,
     change_retention: Duration,
     handshake_timeout: Duration,
+    /// `--metrics-listen`'s endpoint, bound; `None` when metrics are off.
+    metrics: Option<metrics::Exporter>,
 }
 
 impl Application {
@@ -86,6 +88,7 @@ impl Application {
         let connections =
             database::open_service(&config.database_url, config.migrate, config.query_timeout)
                 .await?;
+        let pools = metrics::figures::Pools::of(&connections);
         let mut store = Store::new(connections.requests, clock, config.seed_locale)
             .with_record_cache(config.record_cache);
         if let Some(writer) = connections.writer {
@@ -97,6 +100,10 @@ impl Application {
         };
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(metrics::Exporter::bind(addr, &store, pools).await?),
+            None => None,
+        };
         Ok(Self {
             listener,
             local_addr,
@@ -108,6 +115,7 @@ impl Application {
             sweep_interval: config.sweep_interval,
             change_retention: config.change_retention,
             handshake_timeout: config.handshake_timeout,
+            metrics,
         })
     }
 
@@ -120,6 +128,12 @@ impl Application {
     /// The address the server listens on (the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the metrics endpoint (the real port when 0 was
+    /// asked); `None` when metrics are off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(metrics::Exporter::local_addr)
     }
 
     /// Serves until `shutdown` completes, then stops taking calls and waits
@@ -139,6 +153,7 @@ impl Application {
             sweep_interval,
             change_retention,
             handshake_timeout,
+            metrics,
         } = self;
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -181,6 +196,11 @@ impl Application {
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
+        // The calls' metrics; the endpoint serves until the server stops.
+        let call_metrics =
+            metrics::grpc::CallMetricsLayer::new(metrics.as_ref().map(metrics::Exporter::grpc));
+        let exporter = metrics.map(|exporter| tokio::spawn(exporter.serve()));
+
         let draining = Arc::new(Notify::new());
         let feeds_to_close = store.feeds().clone();
         let signal = {
@@ -207,6 +227,9 @@ impl Application {
             .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            // Outermost: it counts every call, those refused by the
+            // layers inside it too.
+            .layer(call_metrics)
             // Requests tonic cannot read get the conventional codes.
             .layer(MapResponseLayer::new(transport::reclassify_unreadable))
             // DEADLINE_EXCEEDED names the limit a call's statement ran past.
@@ -244,6 +267,9 @@ impl Application {
         }
         feed_readers.abort();
         checkpoints.abort();
+        if let Some(exporter) = exporter {
+            exporter.abort();
+        }
         store.close().await;
         upkeep.close().await;
         tracing::info!("stopped");

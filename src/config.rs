@@ -151,6 +151,12 @@ pub struct Config {
         global = true
     )]
     pub log_format: LogFormat,
+
+    // Metrics (issue 18).
+    /// Address of the Prometheus endpoint (`GET /metrics`); none when
+    /// unset. Port 0 picks a free port (the log names it).
+    #[arg(long, env = "CRM_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -222,6 +228,17 @@ mod tests {
             Cli::try_parse_from(["crm-classify", "export", "--show-deleted", "--deleted-only"])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn metrics_are_off_unless_an_address_is_given() {
+        assert_eq!(Config::from_defaults().metrics_listen, None);
+        let cli = Cli::parse_from(["crm-classify", "--metrics-listen", "127.0.0.1:9464"]);
+        assert_eq!(
+            cli.config.metrics_listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert!(Cli::try_parse_from(["crm-classify", "--metrics-listen", "9464"]).is_err());
     }
 
     #[test]

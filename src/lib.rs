@@ -10,6 +10,9 @@
 //!   until the caller's shutdown signal.
 //! - [`health`]: grpc.health.v1 statuses that follow the database and its
 //!   schema.
+//! - [`metrics`]: Prometheus metrics on `--metrics-listen`: every call's
+//!   (go-grpc-prometheus names, from the outermost layer) and the
+//!   service's own figures.
 //! - [`transport`]: below the handlers: the handshake deadline of new
 //!   connections, and conventional codes for requests tonic cannot read.
 //! - [`maintenance`]: background upkeep: the inactivity sweep and the
@@ -46,6 +49,7 @@ pub mod error;
 pub mod grpc;
 pub mod health;
 pub mod maintenance;
+pub mod metrics;
 pub mod pb;
 pub mod store;
 pub mod telemetry;
