@@ -26,6 +26,7 @@ use crate::{
         source_service_server::SourceServiceServer,
     },
     store::{Store, db::connection as database},
+    telemetry,
     transport::{self, HandshakeDeadline},
 };
 
@@ -236,7 +237,7 @@ impl Application {
             .layer(MapFutureLayer::new(move |call| {
                 error::with_query_timeout(query_timeout, call)
             }))
-            .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+            .trace_fn(telemetry::call_span)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

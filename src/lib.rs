@@ -4,8 +4,9 @@
 //! # Layout
 //!
 //! - [`config`]: command line and `CRM_*` environment options.
-//! - [`telemetry`]: tracing subscriber (pretty or JSON), and the throttle
-//!   for warnings a retry loop repeats.
+//! - [`telemetry`]: tracing subscriber (pretty or JSON), each call's span
+//!   (with the W3C trace id a caller sent), and the throttle for warnings
+//!   a retry loop repeats.
 //! - [`app`]: builds the server (socket, database, services) and runs it
 //!   until the caller's shutdown signal.
 //! - [`health`]: grpc.health.v1 statuses that follow the database and its
