@@ -24,6 +24,7 @@ mod hostile_transport;
 mod import_export;
 mod inactivity;
 mod membership_stream;
+mod metrics;
 mod owner_report;
 mod processes;
 mod query_timeout;
