@@ -21,7 +21,7 @@ use crate::{
     },
     health,
     limits::Limits,
-    maintenance,
+    maintenance, metrics,
     pb::{
         self, customer_service_server::CustomerServiceServer,
         group_service_server::GroupServiceServer,
@@ -29,6 +29,7 @@ use crate::{
         source_service_server::SourceServiceServer,
     },
     store::{Store, db::connection as database},
+    telemetry,
     transport::{self, HandshakeDeadline},
 };
 
@@ -69,6 +70,8 @@ pub struct Application {
     limits: Limits,
     /// `--max-request-bytes`, set on every service.
     max_request_bytes: usize,
+    /// `--metrics-listen`'s endpoint, bound; `None` when metrics are off.
+    metrics: Option<metrics::Exporter>,
 }
 
 impl Application {
@@ -104,6 +107,7 @@ impl Application {
         let connections =
             database::open_service(&config.database_url, config.migrate, config.query_timeout)
                 .await?;
+        let pools = metrics::figures::Pools::of(&connections);
         let mut store = Store::new(connections.requests, clock, config.seed_locale)
             .with_record_cache(config.record_cache);
         if let Some(writer) = connections.writer {
@@ -115,6 +119,10 @@ impl Application {
         };
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(metrics::Exporter::bind(addr, &store, pools).await?),
+            None => None,
+        };
         Ok(Self {
             listener,
             local_addr,
@@ -133,6 +141,7 @@ impl Application {
             reflection: config.reflection,
             limits,
             max_request_bytes: config.max_request_bytes,
+            metrics,
         })
     }
 
@@ -145,6 +154,12 @@ impl Application {
     /// The address the server listens on (the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the metrics endpoint (the real port when 0 was
+    /// asked); `None` when metrics are off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(metrics::Exporter::local_addr)
     }
 
     /// Serves until `shutdown` completes, then stops taking calls and waits
@@ -171,6 +186,7 @@ impl Application {
             reflection,
             limits,
             max_request_bytes,
+            metrics,
         } = self;
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -214,6 +230,11 @@ impl Application {
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
+        // The calls' metrics; the endpoint serves until the server stops.
+        let call_metrics =
+            metrics::grpc::CallMetricsLayer::new(metrics.as_ref().map(metrics::Exporter::grpc));
+        let exporter = metrics.map(|exporter| tokio::spawn(exporter.serve()));
+
         let draining = Arc::new(Notify::new());
         let feeds_to_close = store.feeds().clone();
         let signal = {
@@ -247,6 +268,9 @@ impl Application {
             .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            // Outermost: it counts every call, those refused by the
+            // layers inside it too.
+            .layer(call_metrics)
             // Requests tonic cannot read get the conventional codes.
             .layer(MapResponseLayer::new(move |response| {
                 transport::reclassify_unreadable(response, max_request_bytes)
@@ -259,7 +283,7 @@ impl Application {
             // and before the limits, which count calls by its tenant.
             .layer(AuthLayer::new(verifier))
             .layer(limits)
-            .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+            .trace_fn(telemetry::call_span)
             .add_service(health_service.max_decoding_message_size(max_request_bytes))
             .add_optional_service(
                 reflection.then(|| reflection_v1.max_decoding_message_size(max_request_bytes)),
@@ -303,6 +327,9 @@ impl Application {
         }
         feed_readers.abort();
         checkpoints.abort();
+        if let Some(exporter) = exporter {
+            exporter.abort();
+        }
         store.close().await;
         upkeep.close().await;
         tracing::info!("stopped");

@@ -260,6 +260,12 @@ pub struct Config {
         global = true
     )]
     pub max_watches_per_tenant: usize,
+
+    // Metrics (issue 18).
+    /// Address of the Prometheus endpoint (`GET /metrics`); none when
+    /// unset. Port 0 picks a free port (the log names it).
+    #[arg(long, env = "CRM_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -359,6 +365,17 @@ mod tests {
         assert_eq!(cli.config.max_request_bytes, 1024);
         assert_eq!(cli.config.max_concurrent_calls, 8);
         assert_eq!(cli.config.max_watches_per_tenant, 3);
+    }
+
+    #[test]
+    fn metrics_are_off_unless_an_address_is_given() {
+        assert_eq!(Config::from_defaults().metrics_listen, None);
+        let cli = Cli::parse_from(["crm-classify", "--metrics-listen", "127.0.0.1:9464"]);
+        assert_eq!(
+            cli.config.metrics_listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert!(Cli::try_parse_from(["crm-classify", "--metrics-listen", "9464"]).is_err());
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! # Layout
 //!
 //! - [`config`]: command line and `CRM_*` environment options.
-//! - [`telemetry`]: tracing subscriber (pretty or JSON), and the throttle
-//!   for warnings a retry loop repeats.
+//! - [`telemetry`]: tracing subscriber (pretty or JSON), each call's span
+//!   (with the W3C trace id a caller sent), and the throttle for warnings
+//!   a retry loop repeats.
 //! - [`app`]: builds the server (socket, database, services) and runs it
 //!   until the caller's shutdown signal.
 //! - [`auth`]: `--auth` modes, JWT verification (HS256 secret or JWK
@@ -13,6 +14,9 @@
 //!   them to every call, and TLS / mutual TLS.
 //! - [`health`]: grpc.health.v1 statuses that follow the database and its
 //!   schema.
+//! - [`metrics`]: Prometheus metrics on `--metrics-listen`: every call's
+//!   (go-grpc-prometheus names, from the outermost layer) and the
+//!   service's own figures.
 //! - [`transport`]: below the handlers: the handshake deadline of new
 //!   connections, and conventional codes for requests tonic cannot read.
 //! - [`limits`]: per-tenant call rate, load shedding of calls in flight,
@@ -53,6 +57,7 @@ pub mod grpc;
 pub mod health;
 pub mod limits;
 pub mod maintenance;
+pub mod metrics;
 pub mod pb;
 pub mod store;
 pub mod telemetry;

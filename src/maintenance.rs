@@ -31,7 +31,12 @@ pub async fn run(store: Store, interval: Duration, retention: Duration) {
 
 /// One round of upkeep; failures are logged and tried again next round.
 pub async fn round(store: &Store, retention: Duration) {
-    if let Err(err) = store.sweep_all_tenants().await {
+    let started = std::time::Instant::now();
+    let swept = store.sweep_all_tenants().await;
+    store
+        .metrics()
+        .sweep_ran(swept.as_ref().ok().copied(), started.elapsed());
+    if let Err(err) = swept {
         tracing::warn!(error = %err, "inactivity sweep failed");
     }
     if let Err(err) = store.start_time_rule_passes().await {

@@ -13,7 +13,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -113,6 +116,22 @@ struct Inner<L: Log> {
     tenants: Mutex<HashMap<String, Channel<L>>>,
     wake: Notify,
     closed: watch::Sender<bool>,
+    /// Times a watcher fell behind its channel (for the metrics).
+    lagged: AtomicU64,
+}
+
+/// What the metrics tell of a feed's watchers, read when scraped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Watchers {
+    /// Watchers open.
+    pub open: usize,
+    /// The most batches that watchers of one tenant have yet to read: how
+    /// close the slowest comes to the channel's capacity (64), past which
+    /// it lags.
+    pub most_behind: usize,
+    /// Times a watcher fell behind its channel and read what it missed
+    /// from the database.
+    pub lagged: u64,
 }
 
 /// What a new watcher gets: the live entries after `published`, which it
@@ -135,6 +154,7 @@ impl<L: Log> Feed<L> {
                 tenants: Mutex::default(),
                 wake: Notify::new(),
                 closed: watch::Sender::new(false),
+                lagged: AtomicU64::new(0),
             }),
         }
     }
@@ -152,6 +172,21 @@ impl<L: Log> Feed<L> {
 
     fn tenants(&self) -> std::sync::MutexGuard<'_, HashMap<String, Channel<L>>> {
         self.inner.tenants.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many watchers are open and how far behind they are.
+    pub fn watchers(&self) -> Watchers {
+        let tenants = self.tenants();
+        Watchers {
+            open: tenants.values().map(|c| c.sender.receiver_count()).sum(),
+            most_behind: tenants.values().map(|c| c.sender.len()).max().unwrap_or(0),
+            lagged: self.inner.lagged.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Notes that a watcher fell behind its channel.
+    pub(super) fn note_lagged(&self) {
+        self.inner.lagged.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether the feed was closed (the server is shutting down).

@@ -81,6 +81,7 @@ pub async fn start<L: Log>(
     };
     let (outbox, events) = mpsc::channel(OUTBOX);
     let watcher = Watcher {
+        feed: feed.clone(),
         db,
         watch,
         outbox,
@@ -118,6 +119,8 @@ async fn check_resume_point<L: Log>(
 pub type Events<L> = mpsc::Receiver<AppResult<Event<<L as Log>::Change>>>;
 
 struct Watcher<L: Log> {
+    /// Told when the watcher falls behind (for the metrics).
+    feed: Feed<L>,
     db: DatabaseConnection,
     watch: Watch<L::Filter>,
     outbox: mpsc::Sender<AppResult<Event<L::Change>>>,
@@ -163,7 +166,7 @@ impl<L: Log> Watcher<L> {
                     }
                     // Fell behind: the next change received is further
                     // ahead, and take() reads the ones between.
-                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Lagged(_)) => self.feed.note_lagged(),
                     Err(RecvError::Closed) => return Err(Stop::Failed(closing())),
                 },
                 () = tokio::time::sleep_until(idle_until) => {

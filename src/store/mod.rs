@@ -37,6 +37,7 @@ use crate::{
     clock::SharedClock,
     config::DEFAULT_RECORD_CACHE,
     domain::{paging::PageKey, relationship::SeedLocale},
+    metrics::figures::ServiceMetrics,
 };
 use customers::cache::RecordCache;
 use db::replicas;
@@ -66,6 +67,9 @@ pub struct Store {
     evaluated: Arc<tokio::sync::watch::Sender<u64>>,
     /// The tenants' rule sets as writes here last loaded them.
     rule_sets: customers::group_rules::RuleSets,
+    /// The service's own figures (sweeps, rule evaluations, imports),
+    /// counted whether or not they are served.
+    metrics: Arc<ServiceMetrics>,
 }
 
 impl Store {
@@ -87,6 +91,7 @@ impl Store {
             evaluations: Arc::default(),
             evaluated: Arc::new(tokio::sync::watch::Sender::new(0)),
             rule_sets: Default::default(),
+            metrics: Arc::default(),
             db,
         }
     }
@@ -149,7 +154,13 @@ impl Store {
 
     /// Notes that an evaluation finished.
     fn evaluation_finished(&self) {
+        self.metrics.rule_evaluations.inc();
         self.evaluated.send_modify(|n| *n += 1);
+    }
+
+    /// The service's own figures, which the store and upkeep count.
+    pub fn metrics(&self) -> &ServiceMetrics {
+        &self.metrics
     }
 
     /// The customer-record cache.

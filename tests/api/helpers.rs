@@ -79,6 +79,8 @@ pub struct TestApp {
     pub channel: Channel,
     /// The address the server listens on.
     pub addr: std::net::SocketAddr,
+    /// Where the server serves its metrics (`--metrics-listen`), if it does.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub tenant: String,
     pub clock: Arc<ManualClock>,
     /// The server's database, for tests that check what it stores.
@@ -205,6 +207,7 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("server failed to start on {backend:?}: {e}"));
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let evaluations_finished = app.evaluations_finished();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -225,6 +228,7 @@ impl TestApp {
         Self {
             channel,
             addr,
+            metrics_addr,
             tenant: new_tenant(),
             clock,
             database_url,

@@ -30,25 +30,7 @@ use crate::helpers::{Backend, TestApp, concurrently, expect_code, new_tenant};
 /// slot seen, a refused call answered).
 const PROMPTLY: Duration = Duration::from_secs(10);
 
-/// Runs a test body, a function of the backend, on SQLite and (when
-/// configured) PostgreSQL.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_sqlite() {
-                super::$name(crate::helpers::Backend::Sqlite).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_postgres() {
-                super::$name(crate::helpers::Backend::Postgres).await;
-            }
-        }
-    )*};
-}
-
-on_both!(
+crate::on_both_backends!(
     a_tenant_over_its_rate_waits_the_retry_delay_while_other_tenants_and_health_go_on,
     a_request_message_at_the_size_limit_passes_and_one_byte_more_is_resource_exhausted,
     calls_over_the_limit_in_flight_are_shed_at_once_until_one_ends,

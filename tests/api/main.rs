@@ -26,6 +26,7 @@ mod import_export;
 mod inactivity;
 mod limits;
 mod membership_stream;
+mod metrics;
 mod owner_report;
 mod processes;
 mod query_timeout;

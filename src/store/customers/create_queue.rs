@@ -88,6 +88,14 @@ impl Store {
             .map_err(|_| AppError::Busy("the service is shutting down".into()))?
     }
 
+    /// Creates waiting for their batch (for the metrics).
+    pub fn queued_creates(&self) -> usize {
+        self.creates
+            .sender
+            .get()
+            .map_or(0, |sender| sender.max_capacity() - sender.capacity())
+    }
+
     fn create_queue(&self) -> &mpsc::Sender<Queued> {
         self.creates.sender.get_or_init(|| {
             let (sender, receiver) = mpsc::channel(MAX_QUEUED);

@@ -201,6 +201,7 @@ impl Store {
                 Box::pin(async move { evaluate_next(tx, tenant, group_id, now).await })
             })
             .await?;
+        self.metrics().rule_evaluation_batches.inc();
         // Committed: said so, for operators and for whoever waits on it.
         if done {
             tracing::info!(%tenant, group = %group_id, "rule group evaluated");

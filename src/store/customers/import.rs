@@ -134,7 +134,13 @@ impl Store {
             }
             Ok(results)
         } else {
-            self.write(input, batch_op).await
+            let results = self.write(input, batch_op).await?;
+            // A row reported from an earlier run counted then.
+            for result in results.iter().filter(|r| !r.replayed) {
+                self.metrics()
+                    .imported_row(result.outcome.as_ref().ok().map(|(o, _)| *o));
+            }
+            Ok(results)
         }
     }
 
