@@ -30,6 +30,7 @@ mod metrics;
 mod owner_report;
 mod processes;
 mod query_timeout;
+mod readme;
 mod record_cache;
 mod relationship_flow;
 mod relationship_members;

@@ -46,19 +46,54 @@ pub struct RunArgs {
     /// Only the scenarios whose names contain this text.
     #[arg(long)]
     only: Option<String>,
+    /// A JWT for a server under `--auth jwt` (e.g. from `crm-classify
+    /// token`), sent with every call.
+    #[arg(long, env = "CRM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Customers the reads pick from: half the newest, half the first by
     /// name. More than the server's record cache holds makes reads miss it.
     #[arg(long, default_value_t = 10_000)]
     sample: usize,
 }
 
-/// Sends `x-tenant-id` with every call.
+/// Sends `x-tenant-id` (and, for a server under `--auth jwt`, a bearer
+/// token) with every call.
 #[derive(Clone)]
-pub(crate) struct Tenant(pub(crate) MetadataValue<tonic::metadata::Ascii>);
+pub(crate) struct Tenant {
+    tenant: MetadataValue<tonic::metadata::Ascii>,
+    authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Tenant {
+    pub(crate) fn new(tenant: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self {
+            tenant: MetadataValue::try_from(tenant)?,
+            authorization: None,
+        })
+    }
+
+    /// Also sends `authorization: Bearer {token}`.
+    pub(crate) fn with_token(
+        mut self,
+        token: Option<&str>,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        self.authorization = token
+            .map(|token| MetadataValue::try_from(format!("Bearer {token}")))
+            .transpose()?;
+        Ok(self)
+    }
+}
 
 impl Interceptor for Tenant {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request.metadata_mut().insert("x-tenant-id", self.0.clone());
+        request
+            .metadata_mut()
+            .insert("x-tenant-id", self.tenant.clone());
+        if let Some(authorization) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
         Ok(request)
     }
 }
@@ -132,7 +167,7 @@ struct Clients {
 }
 
 pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let tenant = Tenant(MetadataValue::try_from(args.tenant.as_str())?);
+    let tenant = Tenant::new(&args.tenant)?.with_token(args.token.as_deref())?;
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
         channels.push(

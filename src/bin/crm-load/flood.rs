@@ -21,7 +21,7 @@ use std::{
 use clap::Args;
 use crm_classify::pb::{GetCustomerRequest, customer_service_client::CustomerServiceClient};
 use tokio::sync::{Semaphore, oneshot};
-use tonic::{Code, metadata::MetadataValue};
+use tonic::Code;
 
 use super::{
     drive::{Outcome, Svc, Tenant, first_customer_ids, percentile_ms},
@@ -194,7 +194,7 @@ impl Readers {
         tenant: &str,
         fallback: Option<&Arc<Vec<String>>>,
     ) -> Result<Self, Error> {
-        let header = Tenant(MetadataValue::try_from(tenant)?);
+        let header = Tenant::new(tenant)?;
         let mut clients = Vec::new();
         for _ in 0..args.connections.max(1) {
             clients.push(CustomerServiceClient::with_interceptor(

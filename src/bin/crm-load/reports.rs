@@ -12,7 +12,7 @@ use crm_classify::pb::{
     relationship_service_client::RelationshipServiceClient,
 };
 use prost_types::Timestamp;
-use tonic::{Status, metadata::MetadataValue, service::interceptor::InterceptedService};
+use tonic::{Status, service::interceptor::InterceptedService};
 
 use crate::drive::{Tenant, percentile_ms};
 
@@ -45,7 +45,7 @@ fn ago(days: i64) -> Option<Timestamp> {
 
 pub async fn run(args: ReportsArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let channel = crate::watch::connect(&args.server).await?;
-    let tenant = Tenant(MetadataValue::try_from(args.tenant.as_str())?);
+    let tenant = Tenant::new(&args.tenant)?;
     let svc = InterceptedService::new(channel, tenant);
     let mut customers = CustomerServiceClient::new(svc.clone());
     let mut relationships = RelationshipServiceClient::new(svc.clone());

@@ -36,7 +36,7 @@ use crm_classify::pb::{
     membership_change::Change, source_service_client::SourceServiceClient,
     watch_group_membership_changes_response::Event,
 };
-use tonic::{Status, Streaming, metadata::MetadataValue, transport::Channel};
+use tonic::{Status, Streaming, transport::Channel};
 
 use super::{
     drive::{Caller, Outcome, Svc, Tenant, closed_loop, first_customer_ids, percentile_ms},
@@ -127,7 +127,7 @@ enum Scenario {
 }
 
 pub async fn run(args: RulesArgs) -> Result<(), BoxError> {
-    let tenant = Tenant(MetadataValue::try_from(args.tenant.as_str())?);
+    let tenant = Tenant::new(&args.tenant)?;
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
         channels.push(connect(&args.server).await?);

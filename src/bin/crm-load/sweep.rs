@@ -18,10 +18,7 @@ use crm_classify::pb::{
     ListRelationshipsRequest, customer_service_client::CustomerServiceClient,
     relationship_service_client::RelationshipServiceClient,
 };
-use tonic::{
-    metadata::MetadataValue,
-    transport::{Channel, Endpoint},
-};
+use tonic::transport::{Channel, Endpoint};
 
 use super::drive::{Outcome, Svc, Tenant};
 
@@ -49,7 +46,7 @@ pub struct SweepArgs {
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 pub async fn run(args: SweepArgs) -> Result<(), Error> {
-    let tenant = Tenant(MetadataValue::try_from(args.tenant.as_str())?);
+    let tenant = Tenant::new(&args.tenant)?;
     let channel = Endpoint::from_shared(args.server.clone())?
         .tcp_nodelay(true)
         .connect()

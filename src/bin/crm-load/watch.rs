@@ -45,7 +45,6 @@ use tokio::{
 };
 use tonic::{
     Status, Streaming,
-    metadata::MetadataValue,
     transport::{Channel, Endpoint},
 };
 
@@ -126,7 +125,7 @@ enum Scenario {
 }
 
 pub async fn run(args: WatchArgs) -> Result<(), BoxError> {
-    let tenant = Tenant(MetadataValue::try_from(args.tenant.as_str())?);
+    let tenant = Tenant::new(&args.tenant)?;
     let writes = connect(&args.server).await?;
     let mut streams = Vec::new();
     for _ in 0..args.connections.max(1) {
