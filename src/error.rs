@@ -19,6 +19,9 @@ pub struct FieldViolation {
     pub field: String,
     /// What is wrong, in words a caller can act on.
     pub description: String,
+    /// A stable SCREAMING_SNAKE_CASE code for programs (`UNKNOWN_ID`,
+    /// `PAGE_TOKEN_INVALID`, …); empty where the field name says enough.
+    pub reason: &'static str,
 }
 
 impl FieldViolation {
@@ -27,7 +30,14 @@ impl FieldViolation {
         Self {
             field: field.into(),
             description: description.into(),
+            reason: "",
         }
+    }
+
+    /// The violation with a stable `reason` code.
+    pub fn because(mut self, reason: &'static str) -> Self {
+        self.reason = reason;
+        self
     }
 }
 
@@ -221,6 +231,17 @@ impl AppError {
         Self::InvalidArgument(vec![FieldViolation::new(field, description)])
     }
 
+    /// INVALID_ARGUMENT on `field` with a stable `reason` code.
+    pub fn invalid_because(
+        field: impl Into<String>,
+        reason: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
+        Self::InvalidArgument(vec![
+            FieldViolation::new(field, description).because(reason),
+        ])
+    }
+
     /// FAILED_PRECONDITION with a machine-readable reason.
     pub fn precondition(
         reason: &'static str,
@@ -309,16 +330,25 @@ impl From<AppError> for Status {
                     .map(|v| FieldViolation {
                         field: clip(v.field, FIELD_MAX_BYTES),
                         description: clip(v.description, DESCRIPTION_MAX_BYTES),
+                        reason: v.reason,
                     })
                     .collect();
                 let message = clip(
                     format!("invalid argument: {}", describe_violations(&violations)),
                     MESSAGE_MAX_BYTES,
                 );
-                let mut details = ErrorDetails::new();
-                for v in violations.into_iter().take(VIOLATIONS_MAX) {
-                    details.add_bad_request_violation(v.field, v.description);
-                }
+                let details = ErrorDetails::with_bad_request(
+                    violations
+                        .into_iter()
+                        .take(VIOLATIONS_MAX)
+                        .map(|v| tonic_types::FieldViolation {
+                            field: v.field,
+                            description: v.description,
+                            reason: v.reason.to_owned(),
+                            localized_message: None,
+                        })
+                        .collect::<Vec<_>>(),
+                );
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
             AppError::NotFound { resource, id } => Status::with_error_details(
@@ -509,5 +539,21 @@ mod tests {
             "{}",
             status.message()
         );
+    }
+
+    #[test]
+    fn a_violation_carries_its_reason_code_to_the_client() {
+        let status = Status::from(AppError::InvalidArgument(vec![
+            FieldViolation::new("page_token", "is not a token this service issued")
+                .because("PAGE_TOKEN_INVALID"),
+            FieldViolation::new("customer.name", "is required"),
+        ]));
+        let details = status.get_details_bad_request().expect("BadRequest");
+        let reasons: Vec<&str> = details
+            .field_violations
+            .iter()
+            .map(|v| v.reason.as_str())
+            .collect();
+        assert_eq!(reasons, ["PAGE_TOKEN_INVALID", ""]);
     }
 }

@@ -13,6 +13,9 @@
 //! ([`Cursor::check`]), so even a validly signed token with odd content (a
 //! leaked key, a bug) is INVALID_ARGUMENT before it reaches the database.
 
+/// The violation reason of a page token that cannot be used.
+const PAGE_TOKEN_INVALID: &str = "PAGE_TOKEN_INVALID";
+
 use std::sync::Arc;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -142,8 +145,9 @@ impl Cursor {
         if fits {
             Ok(())
         } else {
-            Err(AppError::invalid(
+            Err(AppError::invalid_because(
                 "page_token",
+                PAGE_TOKEN_INVALID,
                 "is not a token for this list",
             ))
         }
@@ -281,7 +285,8 @@ fn encode(cursor: &Cursor, filters: &str, key: &PageKey) -> String {
 }
 
 fn decode(token: &str, filters: &str, key: &PageKey) -> AppResult<Cursor> {
-    let invalid = |why: &str| AppError::invalid("page_token", why.to_owned());
+    let invalid =
+        |why: &str| AppError::invalid_because("page_token", PAGE_TOKEN_INVALID, why.to_owned());
     let bytes = URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| invalid("is not a token this service issued"))?;

@@ -37,24 +37,30 @@ pub fn resolve(
         } else if let Some(field) = rules.mutable.iter().find(|f| *f == path) {
             chosen.insert(*field);
         } else if rules.output_only.contains(&path.as_str()) {
-            violations.push(FieldViolation::new(
-                "update_mask",
-                format!("{} is output only", quoted(path)),
-            ));
+            violations.push(
+                FieldViolation::new("update_mask", format!("{} is output only", quoted(path)))
+                    .because("OUTPUT_ONLY_FIELD"),
+            );
         } else if rules.immutable.contains(&path.as_str()) {
-            violations.push(FieldViolation::new(
-                "update_mask",
-                format!("{} cannot be changed after create", quoted(path)),
-            ));
+            violations.push(
+                FieldViolation::new(
+                    "update_mask",
+                    format!("{} cannot be changed after create", quoted(path)),
+                )
+                .because("IMMUTABLE_FIELD"),
+            );
         } else {
-            violations.push(FieldViolation::new(
-                "update_mask",
-                format!(
-                    "unknown path {}; updatable fields are: {}",
-                    quoted(path),
-                    rules.mutable.join(", ")
-                ),
-            ));
+            violations.push(
+                FieldViolation::new(
+                    "update_mask",
+                    format!(
+                        "unknown path {}; updatable fields are: {}",
+                        quoted(path),
+                        rules.mutable.join(", ")
+                    ),
+                )
+                .because("UNKNOWN_FIELD"),
+            );
         }
     }
     if violations.is_empty() {

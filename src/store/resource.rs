@@ -148,6 +148,7 @@ pub fn unknown_violation<E: Resource>(field: String, id: &str) -> FieldViolation
         field,
         format!("names no {} of the tenant: `{id}`", E::RESOURCE),
     )
+    .because("UNKNOWN_ID")
 }
 
 /// Like [`find`], and locks the row until the transaction ends (PostgreSQL;

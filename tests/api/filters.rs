@@ -285,6 +285,13 @@ on_both_databases! {
         // Another filter with this token: refused.
         let status = expect_code(customers.list_customers(request(first.next_page_token.clone(), r#"province = hue"#.into())).await, Code::InvalidArgument);
         assert_eq!(violated_fields(&status), ["page_token"]);
+        assert_eq!(crate::helpers::violation_reasons(&status), ["PAGE_TOKEN_INVALID"]);
+        // A filter that does not parse, and one over the limits, say so.
+        let status = expect_code(customers.list_customers(request(String::new(), "revenu > 5".into())).await, Code::InvalidArgument);
+        assert_eq!(crate::helpers::violation_reasons(&status), ["FILTER_SYNTAX"]);
+        let long = "name = a OR ".repeat(60) + "name = a";
+        let status = expect_code(customers.list_customers(request(String::new(), long)).await, Code::InvalidArgument);
+        assert_eq!(crate::helpers::violation_reasons(&status), ["FILTER_TOO_COMPLEX"]);
         // The same filter: the rest, with the same total.
         let second = customers.list_customers(request(first.next_page_token, filter)).await.expect("page 2").into_inner();
         assert_eq!(second.total_size, 4);

@@ -632,6 +632,18 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .collect()
 }
 
+/// The `reason` codes of an INVALID_ARGUMENT's field violations.
+pub fn violation_reasons(status: &Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    status
+        .get_details_bad_request()
+        .expect("INVALID_ARGUMENT carries BadRequest details")
+        .field_violations
+        .into_iter()
+        .map(|v| v.reason)
+        .collect()
+}
+
 /// Runs `n` copies of a call at once and returns their results in order.
 pub async fn concurrently<T, F, Fut>(n: usize, call: F) -> Vec<T>
 where

@@ -25,6 +25,9 @@ pub const MAX_DEPTH: usize = 8;
 
 /// The request field filters arrive in.
 const FIELD: &str = "filter";
+/// The violation reason of a filter over the length, comparison or
+/// nesting limits (FILTER_SYNTAX: one that does not parse or type-check).
+const TOO_COMPLEX: &str = "FILTER_TOO_COMPLEX";
 
 /// Parses `text` into a filter; the empty (or blank) filter is
 /// [`Filter::All`].
@@ -41,8 +44,9 @@ pub fn parse_field(text: &str, field: &str) -> AppResult<Filter> {
 fn parse_text(text: &str) -> AppResult<Filter> {
     let length = text.chars().count();
     if length > MAX_LENGTH {
-        return Err(AppError::invalid(
+        return Err(AppError::invalid_because(
             FIELD,
+            TOO_COMPLEX,
             format!("is {length} characters long; at most {MAX_LENGTH}"),
         ));
     }
@@ -64,14 +68,16 @@ fn parse_text(text: &str) -> AppResult<Filter> {
     let filter = tree::typed(&node).map_err(|m| invalid_at(text, m.at, m.message))?;
     let comparisons = count(&filter);
     if comparisons > MAX_COMPARISONS {
-        return Err(AppError::invalid(
+        return Err(AppError::invalid_because(
             FIELD,
+            TOO_COMPLEX,
             format!("has {comparisons} comparisons; at most {MAX_COMPARISONS}"),
         ));
     }
     if depth(&filter) > MAX_DEPTH {
-        return Err(AppError::invalid(
+        return Err(AppError::invalid_because(
             FIELD,
+            TOO_COMPLEX,
             format!("nesting is deeper than {MAX_DEPTH} levels"),
         ));
     }
@@ -82,7 +88,7 @@ fn parse_text(text: &str) -> AppResult<Filter> {
 /// character offset.
 fn invalid_at(text: &str, at: usize, message: impl std::fmt::Display) -> AppError {
     let chars = text.get(..at).map_or(at, |before| before.chars().count());
-    AppError::invalid(FIELD, format!("{message} at {chars}"))
+    AppError::invalid_because(FIELD, "FILTER_SYNTAX", format!("{message} at {chars}"))
 }
 
 /// The byte offset of the first `(` nested deeper than [`MAX_DEPTH`],
