@@ -207,7 +207,7 @@ fn denied(reason: &str, message: String, metadata: HashMap<String, String>) -> S
 /// Whether the caller of a request may run ApplyInactivityRules for real:
 /// always without auth, with `crm.admin` under it.
 pub fn may_administer<T>(request: &tonic::Request<T>) -> Result<(), Status> {
-    match request.extensions().get::<Principal>() {
+    match request.extensions().get::<Arc<Principal>>() {
         Some(principal) if !principal.has(Scope::Admin) => Err(denied(
             "MISSING_SCOPE",
             format!(

@@ -620,13 +620,18 @@ pub fn expect_code<T: std::fmt::Debug>(
     }
 }
 
-/// The `google.rpc.BadRequest` field names of an INVALID_ARGUMENT status.
-pub fn violated_fields(status: &Status) -> Vec<String> {
+/// The `google.rpc.BadRequest` field violations of an INVALID_ARGUMENT status.
+fn field_violations(status: &Status) -> Vec<tonic_types::FieldViolation> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     status
         .get_details_bad_request()
         .expect("INVALID_ARGUMENT carries BadRequest details")
         .field_violations
+}
+
+/// The `google.rpc.BadRequest` field names of an INVALID_ARGUMENT status.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    field_violations(status)
         .into_iter()
         .map(|v| v.field)
         .collect()
@@ -634,11 +639,7 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
 
 /// The `reason` codes of an INVALID_ARGUMENT's field violations.
 pub fn violation_reasons(status: &Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_details_bad_request()
-        .expect("INVALID_ARGUMENT carries BadRequest details")
-        .field_violations
+    field_violations(status)
         .into_iter()
         .map(|v| v.reason)
         .collect()
