@@ -383,7 +383,10 @@ mod tests {
         // Another token of the same claims is checked on its own.
         let mut other = claims();
         other["sub"] = json!("another-service");
-        let other = verifier.verify(&super::tests::token(&other)).await.expect("accepted");
+        let other = verifier
+            .verify(&super::tests::token(&other))
+            .await
+            .expect("accepted");
         assert_eq!(other.subject, "another-service");
     }
 

@@ -403,6 +403,16 @@ async fn a_search_past_the_query_timeout_is_deadline_exceeded(backend: Backend) 
     let info = status.get_details_error_info().expect("ErrorInfo");
     assert_eq!(info.reason, "QUERY_TIMEOUT");
     assert_eq!(info.metadata["query_timeout_ms"], "1");
+    // The server stays responsive: health is SERVING right after.
+    let health = tonic_health::pb::health_client::HealthClient::new(hasty.channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health answers")
+        .into_inner();
+    assert_eq!(
+        health.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
     drop(hasty);
 
     let listed = patient
