@@ -10,6 +10,11 @@
 //! Both loads are open loops: calls start on a schedule whatever the
 //! answers take (a flood does not wait for its answers), each tenant on
 //! HTTP/2 connections of its own.
+//!
+//! A third phase floods the same number of calls at the gRPC health check
+//! (exempt from every limit, no database): the floor the machine itself
+//! sets when the load generator shares its cores with the server, so the
+//! limiter's own share of the damage can be told apart.
 
 use std::{
     collections::BTreeMap,
@@ -21,7 +26,8 @@ use std::{
 use clap::Args;
 use crm_classify::pb::{GetCustomerRequest, customer_service_client::CustomerServiceClient};
 use tokio::sync::{Semaphore, oneshot};
-use tonic::Code;
+use tonic::{Code, transport::Channel};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use super::{
     drive::{Outcome, Svc, Tenant, first_customer_ids, percentile_ms},
@@ -128,6 +134,24 @@ pub async fn run(args: FloodArgs) -> Result<(), Error> {
     let _ = stop.send(());
     let flood = flood.await??;
 
+    let (stop, stopped) = oneshot::channel::<()>();
+    let health_flood = tokio::spawn(open_loop(
+        flood_rate,
+        async {
+            let _ = stopped.await;
+        },
+        flooder.health_checks(),
+    ));
+    tokio::time::sleep(FLOOD_WARM_UP).await;
+    let floor = open_loop(
+        measured_rate,
+        tokio::time::sleep(args.duration),
+        measured.reads(),
+    )
+    .await?;
+    let _ = stop.send(());
+    let health_flood = health_flood.await??;
+
     println!(
         "{:<36} {:>8} {:>9} {:>9} {:>9} {:>7}",
         "measured tenant's GetCustomer", "calls", "p50 ms", "p99 ms", "max ms", "errors"
@@ -135,6 +159,7 @@ pub async fn run(args: FloodArgs) -> Result<(), Error> {
     for (name, run) in [
         ("alone".to_owned(), &alone),
         (format!("while `{}` floods", args.flood_tenant), &flooded),
+        ("while health checks flood".to_owned(), &floor),
     ] {
         let outcome = &run.outcome;
         println!(
@@ -153,6 +178,19 @@ pub async fn run(args: FloodArgs) -> Result<(), Error> {
         if ratio <= 1.5 { "met" } else { "missed" }
     );
     println!(
+        "the machine's floor (the same calls/s at the health check): p99 {:.2} / alone: {:.2}; flooded / floor: {:.2}",
+        floor.outcome.percentile(0.99),
+        floor.outcome.percentile(0.99) / alone.outcome.percentile(0.99),
+        flooded.outcome.percentile(0.99) / floor.outcome.percentile(0.99)
+    );
+    println!(
+        "the health-check flood: {} calls ({:.0}/s), answers {}; {} skipped",
+        health_flood.outcome.calls,
+        health_flood.outcome.rate(),
+        health_flood.describe_codes(),
+        health_flood.skipped
+    );
+    println!(
         "the flood: {} calls in {:.1} s ({:.0}/s), answers {}; {} skipped (over {MAX_IN_FLIGHT} in flight); its admitted calls' p99 {:.2} ms",
         flood.outcome.calls,
         flood.outcome.elapsed.as_secs_f64(),
@@ -161,7 +199,7 @@ pub async fn run(args: FloodArgs) -> Result<(), Error> {
         flood.skipped,
         percentile_ms(&flood.admitted_us, 0.99)
     );
-    for (name, run) in [("alone", &alone), ("flooded", &flooded)] {
+    for (name, run) in [("alone", &alone), ("flooded", &flooded), ("floor", &floor)] {
         if run.outcome.errors > 0 {
             println!(
                 "warning: the measured tenant had errors ({name}): {}",
@@ -181,6 +219,8 @@ pub async fn run(args: FloodArgs) -> Result<(), Error> {
 /// One tenant's GetCustomer callers.
 struct Readers {
     clients: Vec<CustomerServiceClient<Svc>>,
+    /// The same connections, for health checks.
+    health: Vec<HealthClient<Channel>>,
     ids: Arc<Vec<String>>,
     /// Whether `ids` are the tenant's own customers.
     own_ids: bool,
@@ -195,10 +235,12 @@ impl Readers {
         fallback: Option<&Arc<Vec<String>>>,
     ) -> Result<Self, Error> {
         let header = Tenant::new(tenant)?;
-        let mut clients = Vec::new();
+        let (mut clients, mut health) = (Vec::new(), Vec::new());
         for _ in 0..args.connections.max(1) {
+            let channel = connect(&args.server).await?;
+            health.push(HealthClient::new(channel.clone()));
             clients.push(CustomerServiceClient::with_interceptor(
-                connect(&args.server).await?,
+                channel,
                 header.clone(),
             ));
         }
@@ -215,9 +257,24 @@ impl Readers {
         };
         Ok(Self {
             clients,
+            health,
             ids,
             own_ids,
         })
+    }
+
+    /// Call `n`: a gRPC health check, on the connections in turn.
+    fn health_checks(&self) -> impl FnMut(u64) -> ReadCall + use<> {
+        let clients = self.health.clone();
+        move |n| {
+            let mut client = clients[n as usize % clients.len()].clone();
+            Box::pin(async move {
+                match client.check(HealthCheckRequest::default()).await {
+                    Ok(_) => Code::Ok,
+                    Err(status) => status.code(),
+                }
+            })
+        }
     }
 
     /// Call `n`: GetCustomer of a random sampled customer, on the
