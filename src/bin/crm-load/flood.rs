@@ -116,41 +116,22 @@ pub async fn run(args: FloodArgs) -> Result<(), Error> {
     )
     .await?;
 
-    let (stop, stopped) = oneshot::channel::<()>();
-    let flood = tokio::spawn(open_loop(
+    let (flooded, flood) = while_flooding(
         flood_rate,
-        async {
-            let _ = stopped.await;
-        },
         flooder.reads(),
-    ));
-    tokio::time::sleep(FLOOD_WARM_UP).await;
-    let flooded = open_loop(
         measured_rate,
-        tokio::time::sleep(args.duration),
+        args.duration,
         measured.reads(),
     )
     .await?;
-    let _ = stop.send(());
-    let flood = flood.await??;
-
-    let (stop, stopped) = oneshot::channel::<()>();
-    let health_flood = tokio::spawn(open_loop(
+    let (floor, health_flood) = while_flooding(
         flood_rate,
-        async {
-            let _ = stopped.await;
-        },
         flooder.health_checks(),
-    ));
-    tokio::time::sleep(FLOOD_WARM_UP).await;
-    let floor = open_loop(
         measured_rate,
-        tokio::time::sleep(args.duration),
+        args.duration,
         measured.reads(),
     )
     .await?;
-    let _ = stop.send(());
-    let health_flood = health_flood.await??;
 
     println!(
         "{:<36} {:>8} {:>9} {:>9} {:>9} {:>7}",
@@ -317,6 +298,30 @@ impl Paced {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// Measures `reads` at `rate` for `duration` while `flood` runs at
+/// `flood_rate` (from a warm-up before until the measurement ends); what
+/// each loop measured: the reads, then the flood.
+async fn while_flooding(
+    flood_rate: f64,
+    flood: impl FnMut(u64) -> ReadCall + Send + 'static,
+    rate: f64,
+    duration: Duration,
+    reads: impl FnMut(u64) -> ReadCall,
+) -> Result<(Paced, Paced), Error> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let flooding = tokio::spawn(open_loop(
+        flood_rate,
+        async {
+            let _ = stopped.await;
+        },
+        flood,
+    ));
+    tokio::time::sleep(FLOOD_WARM_UP).await;
+    let measured = open_loop(rate, tokio::time::sleep(duration), reads).await?;
+    let _ = stop.send(());
+    Ok((measured, flooding.await??))
 }
 
 /// Starts `call(0)`, `call(1)`, … at `rate` per second, each in a task of
