@@ -70,6 +70,8 @@ pub struct Application {
     limits: Limits,
     /// `--max-request-bytes`, set on every service.
     max_request_bytes: usize,
+    /// Counts the rounds of background upkeep finished.
+    rounds: Arc<tokio::sync::watch::Sender<u64>>,
     /// `--metrics-listen`'s endpoint, bound; `None` when metrics are off.
     metrics: Option<metrics::Exporter>,
 }
@@ -103,7 +105,7 @@ impl Application {
         // Checked before the database opens: a refused setup writes nothing.
         let (verifier, key_set) = auth::verifier(&config).await?;
         let tls = auth::tls::server_config(&config)?;
-        let limits = Limits::from_config(&config)?;
+        let limits = Limits::from_config(&config, clock.clone())?;
         let connections =
             database::open_service(&config.database_url, config.migrate, config.query_timeout)
                 .await?;
@@ -141,6 +143,7 @@ impl Application {
             reflection: config.reflection,
             limits,
             max_request_bytes: config.max_request_bytes,
+            rounds: Arc::new(tokio::sync::watch::channel(0).0),
             metrics,
         })
     }
@@ -149,6 +152,18 @@ impl Application {
     /// (see [`Store::evaluations_finished`]).
     pub fn evaluations_finished(&self) -> tokio::sync::watch::Receiver<u64> {
         self.store.evaluations_finished()
+    }
+
+    /// Changes each time a round of background upkeep (the inactivity
+    /// sweep, retention) finishes.
+    pub fn upkeep_rounds(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.rounds.subscribe()
+    }
+
+    /// Changes each time a call gives back what it held of the limits
+    /// (see [`Limits::released`]).
+    pub fn limits_released(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.limits.released()
     }
 
     /// The address the server listens on (the real port when 0 was asked).
@@ -186,6 +201,7 @@ impl Application {
             reflection,
             limits,
             max_request_bytes,
+            rounds,
             metrics,
         } = self;
 
@@ -205,6 +221,7 @@ impl Application {
             upkeep.clone(),
             sweep_interval,
             change_retention,
+            rounds,
         ));
         // Rule groups evaluated in the background, on the upkeep's pool.
         let evaluations = tokio::spawn({
@@ -329,6 +346,8 @@ impl Application {
         checkpoints.abort();
         if let Some(exporter) = exporter {
             exporter.abort();
+            // Awaited, so the endpoint's socket is closed once this returns.
+            let _ = exporter.await;
         }
         store.close().await;
         upkeep.close().await;

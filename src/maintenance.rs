@@ -8,24 +8,30 @@
 //! whose statements are held to the background limit rather than to
 //! `--query-timeout` (see [`crate::store::db::connection`]).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use tokio::time::MissedTickBehavior;
+use tokio::{sync::watch, time::MissedTickBehavior};
 
 use crate::{
     changes::{log::Log, membership::MembershipLog, relationship::RelationshipLog, retention},
     store::Store,
 };
 
-/// Runs the upkeep until dropped. The first round comes one interval after
-/// start, so replicas restarted together do not all sweep at once while
-/// they warm up.
-pub async fn run(store: Store, interval: Duration, retention: Duration) {
+/// Runs the upkeep until dropped, counting its rounds in `rounds`. The
+/// first round comes one interval after start, so replicas restarted
+/// together do not all sweep at once while they warm up.
+pub async fn run(
+    store: Store,
+    interval: Duration,
+    retention: Duration,
+    rounds: Arc<watch::Sender<u64>>,
+) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         round(&store, retention).await;
+        rounds.send_modify(|n| *n += 1);
     }
 }
 

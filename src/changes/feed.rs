@@ -15,7 +15,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -118,6 +118,20 @@ struct Inner<L: Log> {
     closed: watch::Sender<bool>,
     /// Times a watcher fell behind its channel (for the metrics).
     lagged: AtomicU64,
+    /// Streams of this feed open to clients: counted by a guard their
+    /// answer holds, so a stream is closed the moment its answer is
+    /// dropped (the watcher task behind it ends a moment later).
+    open: Arc<AtomicUsize>,
+}
+
+/// One stream of a feed open to a client; dropping it closes it.
+#[derive(Debug)]
+pub struct OpenStream(Arc<AtomicUsize>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What the metrics tell of a feed's watchers, read when scraped.
@@ -155,6 +169,7 @@ impl<L: Log> Feed<L> {
                 wake: Notify::new(),
                 closed: watch::Sender::new(false),
                 lagged: AtomicU64::new(0),
+                open: Arc::new(AtomicUsize::new(0)),
             }),
         }
     }
@@ -178,10 +193,16 @@ impl<L: Log> Feed<L> {
     pub fn watchers(&self) -> Watchers {
         let tenants = self.tenants();
         Watchers {
-            open: tenants.values().map(|c| c.sender.receiver_count()).sum(),
+            open: self.inner.open.load(Ordering::Relaxed),
             most_behind: tenants.values().map(|c| c.sender.len()).max().unwrap_or(0),
             lagged: self.inner.lagged.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counts a stream open to a client until the guard is dropped.
+    pub fn opened(&self) -> OpenStream {
+        self.inner.open.fetch_add(1, Ordering::Relaxed);
+        OpenStream(self.inner.open.clone())
     }
 
     /// Notes that a watcher fell behind its channel.

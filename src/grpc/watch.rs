@@ -45,6 +45,7 @@ where
     M: From<Event<L::Change>> + Send + 'static,
 {
     let events = watch::start(store.db().clone(), feed, watch).await?;
+    let open = feed.opened();
     let closing = feed.closing();
     let feed = feed.clone();
     let end = stream::once(async move {
@@ -56,7 +57,11 @@ where
     })
     .filter_map(future::ready);
     let events = ReceiverStream::new(events)
-        .map(|event| event.map(M::from).map_err(Status::from))
+        .map(move |event| {
+            // The stream counts as open for as long as its answer lives.
+            let _open = &open;
+            event.map(M::from).map_err(Status::from)
+        })
         .take_until(closing)
         .chain(end);
     Ok(Response::new(Box::pin(events)))

@@ -9,8 +9,10 @@ use std::{
     task::{Context, Poll},
 };
 
+use std::sync::Arc;
+
 use http_body::{Frame, SizeHint};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tonic::{Status, body::Body, codegen::Bytes};
 
 use super::watches::WatchSlot;
@@ -22,12 +24,29 @@ pub struct Held {
     pub permit: Option<OwnedSemaphorePermit>,
     /// Its tenant's watch slot (change streams).
     pub watch: Option<WatchSlot>,
+    /// Counts the calls that gave back what they held, told once this is
+    /// dropped holding something.
+    pub released: Option<Arc<watch::Sender<u64>>>,
 }
 
 impl Held {
     /// Whether the call holds nothing.
     pub fn is_empty(&self) -> bool {
         self.permit.is_none() && self.watch.is_none()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.is_empty() {
+            return;
+        }
+        // Give back first, then tell: whoever hears can take the place.
+        drop(self.permit.take());
+        drop(self.watch.take());
+        if let Some(released) = &self.released {
+            released.send_modify(|count| *count += 1);
+        }
     }
 }
 

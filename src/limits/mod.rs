@@ -41,6 +41,7 @@ use self::{
     watches::WatchSlots,
 };
 use crate::{
+    clock::SharedClock,
     config::Config,
     domain::tenant::{DEFAULT_TENANT, TenantId},
     error::ERROR_DOMAIN,
@@ -75,11 +76,14 @@ struct Shared {
     calls: Option<(Arc<Semaphore>, usize)>,
     /// `None`: no cap.
     watches: Option<WatchSlots>,
+    /// Counts the calls that gave back a place or a watch slot.
+    released: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Limits {
     /// The limits `config` asks for; an error names a flag it cannot take.
-    pub fn from_config(config: &Config) -> Result<Self, String> {
+    /// The rate is measured on `clock`, the service's.
+    pub fn from_config(config: &Config, clock: SharedClock) -> Result<Self, String> {
         if config.max_request_bytes == 0 {
             return Err("--max-request-bytes must be more than 0".into());
         }
@@ -89,18 +93,30 @@ impl Limits {
         });
         Ok(Self {
             shared: Arc::new(Shared {
-                rate: TenantRate::new(config.tenant_rate, config.tenant_burst)?,
+                rate: TenantRate::new(config.tenant_rate, config.tenant_burst, clock)?,
                 calls,
                 watches: (config.max_watches_per_tenant > 0)
                     .then(|| WatchSlots::new(config.max_watches_per_tenant)),
+                released: Arc::new(tokio::sync::watch::channel(0).0),
             }),
         })
+    }
+
+    /// Changes each time a call gives back its place among the calls in
+    /// flight or its watch slot: when the client's stream is gone, which
+    /// the client itself sees no event of.
+    pub fn released(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.released.subscribe()
     }
 
     /// Admits a call to `path` with `headers`, with what it holds while in
     /// flight, or refuses it with the status to answer.
     fn admit(&self, path: &str, headers: &http::HeaderMap) -> Result<Held, Status> {
-        let mut held = Held::default();
+        let mut held = Held {
+            permit: None,
+            watch: None,
+            released: Some(self.shared.released.clone()),
+        };
         if EXEMPT_PREFIXES
             .iter()
             .any(|prefix| path.starts_with(prefix))
@@ -274,7 +290,7 @@ mod tests {
     fn limits(configure: impl FnOnce(&mut Config)) -> Limits {
         let mut config = Config::from_defaults();
         configure(&mut config);
-        Limits::from_config(&config).expect("valid limits")
+        Limits::from_config(&config, Arc::new(crate::clock::SystemClock)).expect("valid limits")
     }
 
     fn headers(tenant: Option<&str>) -> http::HeaderMap {
@@ -441,10 +457,12 @@ mod tests {
         assert!(held.is_empty());
         let mut config = Config::from_defaults();
         config.max_request_bytes = 0;
-        assert!(Limits::from_config(&config).is_err());
+        assert!(Limits::from_config(&config, Arc::new(crate::clock::SystemClock)).is_err());
         config = Config::from_defaults();
         config.tenant_rate = -1.0;
-        let err = Limits::from_config(&config).err().expect("refused");
+        let err = Limits::from_config(&config, Arc::new(crate::clock::SystemClock))
+            .err()
+            .expect("refused");
         assert!(err.contains("--tenant-rate"), "{err}");
     }
 }

@@ -9,9 +9,7 @@ use std::{
 };
 
 use governor::{
-    Quota, RateLimiter,
-    clock::{Clock, DefaultClock},
-    middleware::NoOpMiddleware,
+    Quota, RateLimiter, clock::Clock, middleware::NoOpMiddleware,
     state::keyed::DefaultKeyedStateStore,
 };
 
@@ -23,8 +21,23 @@ const SWEEP_EVERY: u64 = 10_000;
 /// Fastest rate accepted: one call a nanosecond is governor's resolution.
 const MAX_RATE: f64 = 1e9;
 
+use crate::clock::SharedClock;
+
+/// The service's one clock as governor reads it, so that a test server's
+/// manual clock moves its tenants' buckets as it moves every other rule.
+#[derive(Clone)]
+pub struct ServiceClock(SharedClock);
+
+impl Clock for ServiceClock {
+    type Instant = std::time::SystemTime;
+
+    fn now(&self) -> Self::Instant {
+        self.0.now().into()
+    }
+}
+
 /// Each tenant's calls per second, with a burst.
-pub struct TenantRate<C: Clock = DefaultClock> {
+pub struct TenantRate<C: Clock = ServiceClock> {
     limiter: RateLimiter<String, DefaultKeyedStateStore<String>, C, NoOpMiddleware<C::Instant>>,
     clock: C,
     rate: f64,
@@ -36,8 +49,8 @@ pub struct TenantRate<C: Clock = DefaultClock> {
 impl TenantRate {
     /// `rate` calls per second per tenant and bursts of `burst` (twice the
     /// rate, at least 1, when `None`); `None` when `rate` is 0 (no limit).
-    pub fn new(rate: f64, burst: Option<u32>) -> Result<Option<Self>, String> {
-        Self::with_clock(rate, burst, DefaultClock::default())
+    pub fn new(rate: f64, burst: Option<u32>, clock: SharedClock) -> Result<Option<Self>, String> {
+        Self::with_clock(rate, burst, ServiceClock(clock))
     }
 }
 
@@ -119,6 +132,10 @@ mod tests {
 
     use super::*;
 
+    fn system() -> SharedClock {
+        std::sync::Arc::new(crate::clock::SystemClock)
+    }
+
     fn limiter(
         rate: f64,
         burst: Option<u32>,
@@ -161,11 +178,15 @@ mod tests {
 
     #[test]
     fn zero_is_no_limit_and_nonsense_is_refused() {
-        assert!(TenantRate::new(0.0, None).expect("valid").is_none());
+        assert!(
+            TenantRate::new(0.0, None, system())
+                .expect("valid")
+                .is_none()
+        );
         for bad in [-1.0, f64::NAN, f64::INFINITY, 1e10] {
-            assert!(TenantRate::new(bad, None).is_err(), "{bad}");
+            assert!(TenantRate::new(bad, None, system()).is_err(), "{bad}");
         }
-        assert!(TenantRate::new(1.0, Some(0)).is_err());
+        assert!(TenantRate::new(1.0, Some(0), system()).is_err());
     }
 
     #[test]

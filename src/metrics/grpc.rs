@@ -465,10 +465,13 @@ pin_project_lite::pin_project! {
     /// A body passed through, counting its messages into a counter and,
     /// for a response, finishing its call at the trailers.
     pub struct MeteredBody<B> {
+        // Dropped first (fields drop in order): a call the client left is
+        // counted before what the inner body holds (a limits slot) is
+        // given back, which is what a waiter on that release can rely on.
+        call: Option<Call>,
         #[pin]
         inner: B,
         counting: Option<(Frames, Counter)>,
-        call: Option<Call>,
     }
 }
 

@@ -87,6 +87,11 @@ pub struct TestApp {
     pub database_url: String,
     /// Changes each time the server finishes evaluating a group's rule.
     pub evaluations_finished: tokio::sync::watch::Receiver<u64>,
+    /// Changes each time a call gives back what it held of the limits (a
+    /// place among the calls in flight, a watch slot).
+    pub limits_released: tokio::sync::watch::Receiver<u64>,
+    /// Changes each time a round of background upkeep finishes.
+    pub upkeep_rounds: tokio::sync::watch::Receiver<u64>,
     stop: Option<oneshot::Sender<()>>,
     /// The server task; it completes when the server has shut down.
     server: Option<JoinHandle<()>>,
@@ -209,6 +214,8 @@ impl TestApp {
         let addr = app.local_addr();
         let metrics_addr = app.metrics_addr();
         let evaluations_finished = app.evaluations_finished();
+        let limits_released = app.limits_released();
+        let upkeep_rounds = app.upkeep_rounds();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             app.run_until_stopped(async {
@@ -233,6 +240,8 @@ impl TestApp {
             clock,
             database_url,
             evaluations_finished,
+            limits_released,
+            upkeep_rounds,
             stop: Some(stop),
             server: Some(server),
             _dir: dir,

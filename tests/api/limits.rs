@@ -5,10 +5,7 @@
 //! tenant's cap is refused until one closes. Health answers SERVING
 //! throughout each.
 
-use std::{
-    future::Future,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use crm_classify::pb::{
     ImportCustomersRequest, ImportMode, ImportOptions, ListGroupsRequest, ListGroupsResponse,
@@ -70,22 +67,17 @@ async fn list_groups(app: &TestApp, tenant: &str) -> Result<ListGroupsResponse, 
         .map(tonic::Response::into_inner)
 }
 
-/// Retries `attempt` until it returns `Some`, at most [`PROMPTLY`]: for a
-/// slot the server frees when it drops a stream the client closed, which
-/// the client sees no event of.
-async fn eventually<T, F, Fut>(what: &str, mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + PROMPTLY;
-    loop {
-        if let Some(value) = attempt().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {PROMPTLY:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// Runs `release` (which ends a call the server holds a place or a slot
+/// for) and waits until the server has given that back: the client sees
+/// no event of it, the server's limits tell one.
+async fn released_after(app: &TestApp, what: &str, release: impl FnOnce()) {
+    let mut released = app.limits_released.clone();
+    released.mark_unchanged();
+    release();
+    tokio::time::timeout(PROMPTLY, released.changed())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: nothing given back within {PROMPTLY:?}"))
+        .expect("the server is running");
 }
 
 /// The ErrorInfo reason of `status`.
@@ -96,8 +88,8 @@ fn reason(status: &Status) -> String {
         .reason
 }
 
-/// One call per two seconds, no burst: a second call at once is surely
-/// over the rate, whatever the machine's speed.
+/// One call per two seconds, no burst, on the test server's manual clock:
+/// time moves only when the test moves it.
 async fn a_tenant_over_its_rate_waits_the_retry_delay_while_other_tenants_and_health_go_on(
     backend: Backend,
 ) {
@@ -132,10 +124,7 @@ async fn a_tenant_over_its_rate_waits_the_retry_delay_while_other_tenants_and_he
         .retry_info()
         .and_then(|info| info.retry_delay)
         .unwrap_or_else(|| panic!("no RetryInfo: {status:?}"));
-    assert!(
-        delay > Duration::ZERO && delay <= Duration::from_secs(2),
-        "{delay:?}"
-    );
+    assert_eq!(delay, Duration::from_secs(2), "the clock has not moved");
     let violations = &details.quota_failure().expect("QuotaFailure").violations;
     assert_eq!(violations[0].subject, format!("tenant:{}", app.tenant));
     assert_eq!(reason(&status), "TENANT_RATE_LIMITED");
@@ -148,9 +137,17 @@ async fn a_tenant_over_its_rate_waits_the_retry_delay_while_other_tenants_and_he
     list_groups(&app, &new_tenant())
         .await
         .expect("another tenant");
-    // Exactly the delay told, and the tenant passes again; then it is over
-    // its rate again.
-    tokio::time::sleep(delay).await;
+    // Just before the delay told the tenant is still over its rate; at it,
+    // it passes again; then it is over its rate again.
+    let step = Duration::from_millis(1);
+    app.clock
+        .advance(chrono::Duration::from_std(delay - step).expect("delay"));
+    expect_code(
+        app.groups().list_groups(ListGroupsRequest::default()).await,
+        Code::ResourceExhausted,
+    );
+    app.clock
+        .advance(chrono::Duration::from_std(step).expect("step"));
     list_groups(&app, &app.tenant)
         .await
         .expect("after the retry delay");
@@ -286,12 +283,14 @@ async fn calls_over_the_limit_in_flight_are_shed_at_once_until_one_ends(backend:
         .await
         .expect("a change stream takes no place among the calls");
 
-    drop(import);
-    drop(sender);
-    eventually("a call passes once the import is gone", || async {
-        list_groups(&app, &app.tenant).await.ok()
+    released_after(&app, "the import's place", || {
+        drop(import);
+        drop(sender);
     })
     .await;
+    list_groups(&app, &app.tenant)
+        .await
+        .expect("a call passes once the import is gone");
     assert_eq!(health(&app).await, ServingStatus::Serving);
 }
 
@@ -333,16 +332,15 @@ async fn one_watch_over_the_tenant_cap_is_refused_until_one_closes(backend: Back
         .expect("another tenant's watch");
 
     // Closing one frees its slot.
-    drop(first);
-    let third = eventually("a watch opens once one is closed", || async {
-        watch_relationships().await.ok()
-    })
-    .await;
+    released_after(&app, "the first watch's slot", || drop(first)).await;
+    let third = watch_relationships()
+        .await
+        .expect("a watch opens once one is closed");
 
     // A watch its handler refuses holds no slot: it gives it back before
     // its answer is sent. Once the slot of a closed watch is free, three
     // refused watches in a row leave it free.
-    drop(third);
+    released_after(&app, "the third watch's slot", || drop(third)).await;
     let bad = WatchRelationshipChangesRequest {
         relationship_ids: vec!["not an id".into()],
         ..Default::default()
@@ -352,11 +350,6 @@ async fn one_watch_over_the_tenant_cap_is_refused_until_one_closes(backend: Back
             .watch_relationship_changes(bad.clone())
             .await
     };
-    eventually("the closed watch's slot is free", || async {
-        let status = watch_bad().await.map(|_| ()).err()?;
-        (status.code() == Code::InvalidArgument).then_some(())
-    })
-    .await;
     for _ in 0..3 {
         expect_code(watch_bad().await, Code::InvalidArgument);
     }

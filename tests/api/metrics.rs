@@ -20,7 +20,7 @@ use crm_classify::pb::{
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
-    time::{Instant, timeout},
+    time::timeout,
 };
 use tonic::{Code, codegen::http::uri::PathAndQuery};
 use tonic_prost::ProstCodec;
@@ -389,19 +389,14 @@ async fn scrape(app: &TestApp) -> Scrape {
     scrape
 }
 
-/// Scrapes until `ready` holds of a scrape, at most [`WAIT`].
-async fn scrape_until(app: &TestApp, what: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let scrape = scrape(app).await;
-        if ready(&scrape) {
-            return scrape;
-        }
-        if Instant::now() > deadline {
-            panic!("{what}: not so after {WAIT:?}:\n{}", scrape.text);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Waits (at most [`WAIT`]) until `receiver`, one of the server's event
+/// counters, has counted `n`.
+async fn counted(what: &str, receiver: &tokio::sync::watch::Receiver<u64>, n: u64) {
+    let mut receiver = receiver.clone();
+    timeout(WAIT, receiver.wait_for(|count| *count >= n))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within {WAIT:?}"))
+        .expect("the server is running");
 }
 
 /// The labels of a method.
@@ -527,32 +522,33 @@ with_metrics! {
         ] {
             assert!(opened.expect("a heartbeat in time").expect("an open stream"));
         }
-        let open = scrape_until(&app, "both streams open", |s| {
-            s.value("crm_open_streams", &stream("relationship_changes")) == 1.0
-                && s.value("crm_open_streams", &stream("group_memberships")) == 1.0
-        })
-        .await;
+        // A stream's watcher is registered before its opening heartbeat.
+        let open = scrape(&app).await;
+        assert_eq!(open.value("crm_open_streams", &stream("relationship_changes")), 1.0);
+        assert_eq!(open.value("crm_open_streams", &stream("group_memberships")), 1.0);
         assert_eq!(open.value("grpc_server_started_total", &watch), 1.0);
         assert_eq!(open.value("grpc_server_handled_total", &watch), 0.0, "not ended yet");
         assert!(open.value("grpc_server_msg_sent_total", &watch) >= 1.0, "the heartbeat");
         assert_eq!(open.value("grpc_server_msg_received_total", &watch), 1.0);
 
+        // The server notices a stream the client dropped when it drops the
+        // answer: the metrics are counted then, and its watch slot given
+        // back right after.
+        let released = *app.limits_released.borrow();
         drop(changes);
-        let closed = scrape_until(&app, "the relationship stream closed and counted", |s| {
-            s.value("crm_open_streams", &stream("relationship_changes")) == 0.0
-                && s.value("grpc_server_handled_total", &code(&watch, "Canceled")) == 1.0
-        })
-        .await;
+        counted("the relationship stream's slot", &app.limits_released, released + 1).await;
+        let closed = scrape(&app).await;
+        assert_eq!(closed.value("crm_open_streams", &stream("relationship_changes")), 0.0);
+        assert_eq!(closed.value("grpc_server_handled_total", &code(&watch, "Canceled")), 1.0);
         assert_eq!(closed.value("crm_open_streams", &stream("group_memberships")), 1.0);
         assert_eq!(closed.value("grpc_server_handled_total", &memberships), 0.0);
         assert_eq!(closed.value("grpc_server_handling_seconds_count", &watch), 1.0);
 
         drop(joins);
-        let closed = scrape_until(&app, "the membership stream closed and counted", |s| {
-            s.value("crm_open_streams", &stream("group_memberships")) == 0.0
-                && s.value("grpc_server_handled_total", &code(&memberships, "Canceled")) == 1.0
-        })
-        .await;
+        counted("the membership stream's slot", &app.limits_released, released + 2).await;
+        let closed = scrape(&app).await;
+        assert_eq!(closed.value("crm_open_streams", &stream("group_memberships")), 0.0);
+        assert_eq!(closed.value("grpc_server_handled_total", &code(&memberships, "Canceled")), 1.0);
         closed.check_histograms("grpc_server_handling_seconds", &DEF_BUCKETS);
         assert_eq!(closed.value("crm_stream_lagged_total", &stream("relationship_changes")), 0.0);
         assert_eq!(closed.value("crm_stream_lag_batches", &stream("relationship_changes")), 0.0);
@@ -597,10 +593,10 @@ with_metrics! {
             answered += 1.0;
         }
         let import = method("bidi_stream", "crm.v1.CustomerService", "ImportCustomers");
-        let after = scrape_until(&app, "the import counted", |s| {
-            s.value("grpc_server_handled_total", &code(&import, "OK")) == 1.0
-        })
-        .await;
+        // Its status was counted as the server sent it, before the client
+        // read the end of the stream.
+        let after = scrape(&app).await;
+        assert_eq!(after.value("grpc_server_handled_total", &code(&import, "OK")), 1.0);
         let delta = |name, labels: &[(&str, &str)]| after.since(&before, name, labels);
         assert_eq!(delta("crm_import_rows_total", &[("outcome", "created")]), 1.0);
         assert_eq!(delta("crm_import_rows_total", &[("outcome", "failed")]), 1.0);
@@ -623,11 +619,11 @@ with_metrics! {
         })
         .await;
         await_current(&app, &group.id).await;
-        let after = scrape_until(&app, "an evaluation and a sweep counted", |s| {
-            s.value("crm_rule_evaluations_total", &[]) >= 1.0
-                && s.value("crm_sweep_runs_total", &[("result", "ok")]) >= 1.0
-        })
-        .await;
+        counted("an evaluation", &app.evaluations_finished, 1).await;
+        counted("a round of upkeep", &app.upkeep_rounds, 1).await;
+        let after = scrape(&app).await;
+        assert!(after.value("crm_rule_evaluations_total", &[]) >= 1.0);
+        assert!(after.value("crm_sweep_runs_total", &[("result", "ok")]) >= 1.0);
         assert!(after.value("crm_rule_evaluation_batches_total", &[]) >= 1.0);
         assert_eq!(after.value("crm_sweep_runs_total", &[("result", "failed")]), 0.0);
         // On PostgreSQL the sweep walks every test's tenants: how many it
@@ -651,12 +647,12 @@ with_metrics! {
         assert_eq!(post.headers["allow"], "GET, HEAD");
         assert_eq!(http(addr, "HEAD", "/metrics").await.status, 200);
 
+        // The server's run returns once the endpoint's socket is closed.
         app.stop_and_wait(WAIT).await;
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(addr).await.is_ok() {
-            assert!(Instant::now() < deadline, "/metrics still answers after the server stopped");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "/metrics still answers after the server stopped"
+        );
     }
 }
 
