@@ -41,6 +41,7 @@ mod m20261206_000012_rule_groups;
 mod m20261206_000013_imported_rows;
 mod m20261206_000014_report_indexes;
 mod m20261206_000015_stay_start;
+mod m20261207_000016_group_tallies;
 
 pub mod folding;
 
@@ -66,6 +67,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000013_imported_rows::Migration),
             Box::new(m20261206_000014_report_indexes::Migration),
             Box::new(m20261206_000015_stay_start::Migration),
+            Box::new(m20261207_000016_group_tallies::Migration),
         ]
     }
 }

@@ -9,6 +9,7 @@ pub mod customer_source;
 pub mod group_exclusion;
 pub mod group_member;
 pub mod group_relationship_count;
+pub mod group_tally;
 pub mod idempotency_key;
 pub mod imported_row;
 pub mod membership_change;

@@ -4,19 +4,24 @@
 //! made by the manual clock).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use crm_classify::pb::{
     Customer, GetGroupReportRequest, GetGroupReportResponse, GroupReportRow, RelationshipCount,
     SourceCount,
 };
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, Database};
 use tonic::Code;
 
 use crate::fixtures::{
     add_to_group, at_micros, change, create_customer, create_group, delete_customer, delete_group,
     delete_source, micros, named, new_group, new_group_under, new_source, now_micros, rel,
-    relationships, remove_from_group, restore_customer, unknown_id,
+    relationships, remove_from_group, restore_customer, unknown_id, update_customer,
 };
-use crate::helpers::{TestApp, expect_code, new_tenant, violated_fields};
+use crate::helpers::{
+    Backend, TestApp, expect_code, new_tenant, own_postgres_database, violated_fields,
+};
 use crate::on_both_databases;
 
 /// A group as the test made it.
@@ -522,4 +527,250 @@ on_both_databases! {
         let status = expect_code(app.customers().get_group_report(inverted).await, Code::InvalidArgument);
         assert_eq!(violated_fields(&status), ["create_time_to"]);
     }
+}
+
+/// The report without a period, which reads the counters the write path
+/// keeps, and the same report counted from the customers (a period from
+/// the epoch holds every customer; its joins and leaves are set aside).
+async fn assert_counters_agree(app: &TestApp, step: &str) {
+    let rows = |response: GetGroupReportResponse| -> Vec<GroupReportRow> {
+        response
+            .rows
+            .into_iter()
+            .map(|row| GroupReportRow {
+                joined: 0,
+                left: 0,
+                ..row
+            })
+            .collect()
+    };
+    for include_subgroups in [false, true] {
+        let counted = report(
+            app,
+            GetGroupReportRequest {
+                include_subgroups,
+                ..Default::default()
+            },
+        )
+        .await;
+        let scanned = report(
+            app,
+            GetGroupReportRequest {
+                include_subgroups,
+                create_time_from: Some(at_micros(0)),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert!(
+            counted.rows.iter().any(|r| r.customers > 0),
+            "{step}: the report counts someone"
+        );
+        assert_eq!(
+            rows(counted),
+            rows(scanned),
+            "{step} (include_subgroups {include_subgroups})"
+        );
+    }
+}
+
+on_both_databases! {
+    async fn group_report_counters_follow_every_kind_of_write(app: TestApp) {
+        every_kind_of_write(&app, true).await;
+    }
+}
+
+/// Makes customers, groups (a subtree, rule groups) and sources, then
+/// writes every kind of change that moves the group report's figures;
+/// when `check`, the counters are compared with a count after each step.
+async fn every_kind_of_write(app: &TestApp, check: bool) {
+    let assert_counters_agree = async |app: &TestApp, step: &str| {
+        if check {
+            assert_counters_agree(app, step).await;
+        }
+    };
+    let mut client = app.customers();
+    let zalo = new_source(app, "Zalo").await.id;
+    let web = new_source(app, "Website").await.id;
+    let parent = new_group(app, "Miền Trung").await.id;
+    let child = new_group_under(app, "Đà Nẵng", &parent).await.id;
+    let lone = new_group(app, "Hội chợ").await.id;
+    let rels = relationships(&mut app.relationships()).await;
+    // Revenues past 2^32 (and their sum past i64 in none of these).
+    let big = 987_654_321_987_654;
+    let mut ids = Vec::new();
+    for i in 0..12usize {
+        let groups: Vec<String> = match i % 4 {
+            0 => vec![],
+            1 => vec![parent.clone()],
+            2 => vec![child.clone(), lone.clone()],
+            _ => vec![lone.clone()],
+        };
+        let made = create_customer(
+            &mut client,
+            Customer {
+                source_id: [zalo.clone(), web.clone(), String::new()][i % 3].clone(),
+                group_ids: groups,
+                province: if i % 2 == 0 {
+                    "Đà Nẵng".into()
+                } else {
+                    "Huế".into()
+                },
+                revenue: big - i as i64 * 1_000_003,
+                ..named(&format!("Khách {i}"))
+            },
+        )
+        .await;
+        ids.push(made.id);
+    }
+    assert_counters_agree(app, "creations").await;
+    let by_place = create_group(
+        &mut app.groups(),
+        crm_classify::pb::Group {
+            name: "Ở Đà Nẵng".into(),
+            rule: r#"province = "Đà Nẵng""#.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .id;
+    let hot = create_group(
+        &mut app.groups(),
+        crm_classify::pb::Group {
+            name: "Nóng".into(),
+            rule: r#"relationship = "HOT""#.into(),
+            parent_id: lone.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .id;
+    crate::rule_groups::await_current(app, &by_place).await;
+    crate::rule_groups::await_current(app, &hot).await;
+    assert_counters_agree(app, "rule groups filled").await;
+    // Source, revenue and a province the rule reads, edited.
+    update_customer(
+        &app,
+        Customer {
+            id: ids[0].clone(),
+            source_id: web.clone(),
+            ..Default::default()
+        },
+        &["source_id"],
+    )
+    .await;
+    update_customer(
+        &app,
+        Customer {
+            id: ids[1].clone(),
+            revenue: 7,
+            ..Default::default()
+        },
+        &["revenue"],
+    )
+    .await;
+    update_customer(
+        &app,
+        Customer {
+            id: ids[2].clone(),
+            province: "Huế".into(),
+            ..Default::default()
+        },
+        &["province"],
+    )
+    .await;
+    update_customer(
+        &app,
+        Customer {
+            id: ids[3].clone(),
+            source_id: String::new(),
+            province: "Đà Nẵng".into(),
+            ..Default::default()
+        },
+        &["source_id", "province"],
+    )
+    .await;
+    assert_counters_agree(app, "edits").await;
+    // Relationship moves, one into a rule's relationship.
+    change(&mut client, &ids[4], &rel(&rels, "HOT")).await;
+    change(&mut client, &ids[5], &rel(&rels, "CLOSED")).await;
+    assert_counters_agree(app, "moves").await;
+    // Memberships by hand: a customer of no group joins, one leaves
+    // its only group, one is pinned into a rule group.
+    add_to_group(app, &lone, &[ids[0].clone(), ids[1].clone()]).await;
+    remove_from_group(app, &parent, std::slice::from_ref(&ids[5])).await;
+    add_to_group(app, &hot, std::slice::from_ref(&ids[8])).await;
+    assert_counters_agree(app, "memberships").await;
+    delete_customer(&mut client, &ids[6]).await;
+    delete_customer(&mut client, &ids[7]).await;
+    restore_customer(&mut client, &ids[7])
+        .await
+        .expect("restore");
+    assert_counters_agree(app, "deletions").await;
+    // A deleted group: its members without another active group are
+    // in no group; restored, they are its members again.
+    delete_group(app, &parent, true).await;
+    assert_counters_agree(app, "a group deleted").await;
+    app.groups()
+        .restore_group(crm_classify::pb::RestoreGroupRequest {
+            id: parent.clone(),
+            etag: String::new(),
+        })
+        .await
+        .expect("restore group");
+    assert_counters_agree(app, "the group restored").await;
+}
+
+/// Customers stored before the counters existed are counted by their
+/// migration: the report read from the counters it filled equals the one
+/// the write path kept, and a count of the customers.
+async fn stored_customers_are_counted_by_the_migration(backend: Backend, url: String) {
+    let mut app = TestApp::spawn_on_url(backend, url.clone()).await;
+    every_kind_of_write(&app, false).await;
+    let kept = report(&app, GetGroupReportRequest::default()).await;
+    assert!(
+        kept.rows.iter().filter(|r| r.customers > 0).count() > 3,
+        "{kept:?}"
+    );
+    let tenant = app.tenant.clone();
+    app.stop_and_wait(Duration::from_secs(20)).await;
+
+    let db = Database::connect(&url).await.expect("connect");
+    let migrations = Migrator::migrations();
+    let tallies = migrations
+        .iter()
+        .position(|m| m.name() == "m20261207_000016_group_tallies")
+        .expect("the group tallies' migration");
+    let since = (migrations.len() - tallies) as u32;
+    Migrator::down(&db, Some(since))
+        .await
+        .expect("undo the tallies");
+    Migrator::up(&db, None).await.expect("migrate again");
+    drop(db);
+
+    let mut app = TestApp::spawn_on_url(backend, url).await;
+    app.tenant = tenant;
+    assert_eq!(report(&app, GetGroupReportRequest::default()).await, kept);
+    assert_counters_agree(&app, "the migration").await;
+    app.stop_and_wait(Duration::from_secs(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_customers_are_counted_by_the_migration_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("crm.db").display());
+    stored_customers_are_counted_by_the_migration(Backend::Sqlite, url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_customers_are_counted_by_the_migration_on_postgres() {
+    let Some((admin, name, url)) = own_postgres_database("tallies").await else {
+        eprintln!("skipped: CRM_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    stored_customers_are_counted_by_the_migration(Backend::Postgres, url).await;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .await
+        .expect("drop the test's database");
 }

@@ -357,6 +357,7 @@ mod tests {
                 "m20261206_000013_imported_rows",
                 "m20261206_000014_report_indexes",
                 "m20261206_000015_stay_start",
+                "m20261207_000016_group_tallies",
             ]
         );
     }

@@ -59,6 +59,7 @@ const STATISTICS: &str = "
     group_members group_members_by_time 1200000 1200000 60000 60000 1 1
     group_members sqlite_autoindex_group_members_1 1200000 1200000 60000 1
     group_relationship_counts sqlite_autoindex_group_relationship_counts_1 120 120 6 1
+    group_tallies group_tallies 600 600 30 5 1
     idempotency_keys idempotency_keys_by_time 100000 1
     idempotency_keys sqlite_autoindex_idempotency_keys_1 100000 100000 10000 1
     imported_rows imported_rows_by_customer 1000000 1000000 100000 1

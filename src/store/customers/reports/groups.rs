@@ -11,11 +11,13 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait},
 };
 
-use super::{RelationshipTally, cells, closed_id, saturate, tallies};
+use super::{Cell, RelationshipTally, cells, closed_id, saturate, tallies};
 use crate::store::customers::lists::members_of;
 use crate::{
     domain::{report::Period, tenant::RequestContext},
-    entity::{customer, customer_group, customer_source, group_member, membership_change},
+    entity::{
+        customer, customer_group, customer_source, group_member, group_tally, membership_change,
+    },
     error::{AppError, AppResult},
     store::{
         Store,
@@ -94,41 +96,114 @@ impl Store {
             .filter(|g| g.delete_time.is_none())
             .map(|g| (g.id.clone(), g.parent_id.clone()))
             .collect();
+        let subtrees: Vec<Vec<String>> = rows
+            .iter()
+            .map(|group| {
+                let mut members = vec![group.id.clone()];
+                if query.include_subgroups {
+                    members.extend(descendants_in(&edges, &group.id));
+                }
+                members
+            })
+            .collect();
+        let active_groups: Vec<String> = edges.iter().map(|(id, _)| id.clone()).collect();
+        let unbounded = query.period.is_unbounded();
+        // Without a period, a group alone (no subtree to count each
+        // customer of once) and the customers in no group are counted.
+        let mut counted = if unbounded {
+            let alone = subtrees.iter().filter(|m| m.len() == 1).map(|m| &m[0]);
+            tally_cells(&tx, tenant, alone).await?
+        } else {
+            HashMap::new()
+        };
         let mut report = Vec::with_capacity(rows.len() + 1);
-        for group in rows {
-            let mut members = vec![group.id.clone()];
-            if query.include_subgroups {
-                members.extend(descendants_in(&edges, &group.id));
-            }
-            let selected = active_in_period(tenant, &query.period).filter(
-                customer::Column::Id.in_subquery(members_of(tenant, members.iter().cloned())),
-            );
-            let mut row = figures.row(&tx, Some(group), selected).await?;
-            if !query.period.is_unbounded() {
+        for (group, members) in rows.into_iter().zip(subtrees) {
+            let mut row = if unbounded && members.len() == 1 {
+                let cells = counted.remove(&group.id).unwrap_or_default();
+                figures.row_of(Some(group), cells)
+            } else {
+                let selected = active_in_period(tenant, &query.period).filter(
+                    customer::Column::Id.in_subquery(members_of(tenant, members.iter().cloned())),
+                );
+                figures.row(&tx, Some(group), selected).await?
+            };
+            if !unbounded {
                 (row.joined, row.left) = moves(&tx, tenant, &members, &query.period).await?;
             }
             report.push(row);
         }
-        // Customers with a membership of an active group.
-        let active_groups: Vec<String> = edges.iter().map(|(id, _)| id.clone()).collect();
-        let mut grouped = members_of(tenant, active_groups);
-        let ungrouped = active_in_period(tenant, &query.period);
-        let ungrouped = if tx.get_database_backend() == DatabaseBackend::Postgres {
-            // PostgreSQL re-reads a NOT IN subquery too large for its
-            // memory once per customer: NOT EXISTS of the customer's own.
-            grouped.and_where(
-                Expr::col((group_member::Entity, group_member::Column::CustomerId))
-                    .equals((customer::Entity, customer::Column::Id)),
-            );
-            ungrouped.filter(Expr::exists(grouped).not())
+        let ungrouped = if unbounded {
+            let mut cells = counted.remove("").unwrap_or_default();
+            let deleted: Vec<String> = groups
+                .iter()
+                .filter(|g| g.delete_time.is_some())
+                .map(|g| g.id.clone())
+                .collect();
+            if !deleted.is_empty() {
+                // The counters' no-group row has only customers without
+                // any membership: those whose groups are all deleted are
+                // in no active group too.
+                let orphaned = in_tenant::<customer::Entity>(tenant)
+                    .filter(customer::Column::DeleteTime.is_null())
+                    .filter(customer::Column::Id.in_subquery(members_of(tenant, deleted)))
+                    .filter(Expr::exists(own_memberships(tenant, active_groups)).not());
+                cells.extend(super::cells(&tx, orphaned).await?);
+            }
+            figures.row_of(None, cells)
         } else {
-            // SQLite builds the set once; a probe per customer is slower.
-            ungrouped.filter(customer::Column::Id.not_in_subquery(grouped))
+            let ungrouped = active_in_period(tenant, &query.period);
+            let ungrouped = if tx.get_database_backend() == DatabaseBackend::Postgres {
+                // PostgreSQL re-reads a NOT IN subquery too large for its
+                // memory once per customer: NOT EXISTS of the customer's own.
+                ungrouped.filter(Expr::exists(own_memberships(tenant, active_groups)).not())
+            } else {
+                // SQLite builds the set once; a probe per customer is slower.
+                ungrouped
+                    .filter(customer::Column::Id.not_in_subquery(members_of(tenant, active_groups)))
+            };
+            figures.row(&tx, None, ungrouped).await?
         };
-        report.push(figures.row(&tx, None, ungrouped).await?);
+        report.push(ungrouped);
         tx.commit().await?;
         Ok(report)
     }
+}
+
+/// The memberships of `groups` held by the customer of the outer query.
+fn own_memberships(tenant: &str, groups: Vec<String>) -> sea_orm::sea_query::SelectStatement {
+    members_of(tenant, groups)
+        .and_where(
+            Expr::col((group_member::Entity, group_member::Column::CustomerId))
+                .equals((customer::Entity, customer::Column::Id)),
+        )
+        .to_owned()
+}
+
+/// The stored tallies of `groups` and of the customers without any
+/// membership (key `""`), as cells by group.
+async fn tally_cells(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    groups: impl Iterator<Item = &String>,
+) -> AppResult<HashMap<String, Vec<Cell>>> {
+    use group_tally::Column as T;
+    let ids: Vec<String> = groups.cloned().chain([String::new()]).collect();
+    let rows = group_tally::Entity::find()
+        .filter(T::TenantId.eq(tenant))
+        .filter(T::GroupId.is_in(ids))
+        .filter(T::Customers.ne(0))
+        .all(db)
+        .await?;
+    let mut cells: HashMap<String, Vec<Cell>> = HashMap::new();
+    for row in rows {
+        cells.entry(row.group_id).or_default().push(Cell {
+            source_id: (!row.source_id.is_empty()).then_some(row.source_id),
+            relationship_id: row.relationship_id,
+            customers: row.customers,
+            revenue: (i128::from(row.revenue_high) << 32) + i128::from(row.revenue_low),
+        });
+    }
+    Ok(cells)
 }
 
 /// The groups the report has a row for: those asked, in their order, or
@@ -231,10 +306,15 @@ impl Figures {
         group: Option<customer_group::Model>,
         selected: Select<customer::Entity>,
     ) -> AppResult<GroupFigures> {
+        Ok(self.row_of(group, cells(db, selected).await?))
+    }
+
+    /// The row of `group` holding the customers of `cells`.
+    fn row_of(&self, group: Option<customer_group::Model>, cells: Vec<Cell>) -> GroupFigures {
         let mut per_relationship: HashMap<String, i64> = HashMap::new();
         let mut per_source: BTreeMap<Option<String>, i64> = BTreeMap::new();
         let mut revenue = 0i128;
-        for cell in cells(db, selected).await? {
+        for cell in cells {
             *per_relationship.entry(cell.relationship_id).or_default() += cell.customers;
             *per_source.entry(cell.source_id).or_default() += cell.customers;
             revenue += cell.revenue;
@@ -253,7 +333,7 @@ impl Figures {
         let none = per_source.remove(&None);
         sources.extend(per_source);
         sources.extend(none.map(|n| (None, n)));
-        Ok(GroupFigures {
+        GroupFigures {
             group,
             customers: per_relationship.values().sum(),
             closed: self
@@ -267,6 +347,6 @@ impl Figures {
             revenue: saturate(revenue),
             joined: 0,
             left: 0,
-        })
+        }
     }
 }

@@ -1,22 +1,95 @@
-//! The summary-bar counters: customers per relationship and per (group,
-//! relationship), counting active customers only. [`Deltas`] gathers a
-//! write's changes to them and writes them in one statement per table.
+//! The counters, of active customers only: the summary bar's customers per
+//! relationship and per (group, relationship), and the group report's
+//! tallies per (group, relationship, source) with their revenue.
+//! [`Deltas`] gathers a write's changes to them and writes them in one
+//! statement per table (per thousand rows).
+//!
+//! The tallies are derived in one place from each touched customer's
+//! [`Standing`] before and after the write, whatever the write did: a
+//! move, an edit of the source or revenue, a deletion, a membership.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ConnectionTrait, EntityTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
     sea_query::{Alias, Expr, OnConflict},
 };
 
+use super::{copies::IDS_PER_STATEMENT, membership::Pair};
 use crate::{
-    entity::{group_relationship_count, relationship_count},
+    entity::{customer, group_relationship_count, group_tally, relationship_count},
     error::AppResult,
 };
 
-/// Counter rows written per statement (each binds four values).
+/// What the group tallies count of an active customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Standing {
+    pub relationship_id: String,
+    /// `''` for no source.
+    pub source_id: String,
+    pub revenue: i64,
+    /// Every group it has a membership row of (deleted groups too).
+    pub groups: Vec<String>,
+}
+
+impl Standing {
+    /// The standing of a customer row (active or not) in `groups`.
+    pub(super) fn of(row: &customer::Model, groups: Vec<String>) -> Option<Self> {
+        row.delete_time.is_none().then(|| Self {
+            relationship_id: row.relationship_id.clone(),
+            source_id: row.source_id.clone().unwrap_or_default(),
+            revenue: row.revenue,
+            groups,
+        })
+    }
+}
+
+/// The standings of the active customers among `ids`, their groups taken
+/// from `memberships` (every membership of these customers).
+pub(super) async fn standings(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    ids: &[String],
+    memberships: &BTreeSet<Pair>,
+) -> AppResult<HashMap<String, Standing>> {
+    let mut groups: HashMap<&str, Vec<String>> = HashMap::new();
+    for (group, customer) in memberships {
+        groups
+            .entry(customer.as_str())
+            .or_default()
+            .push(group.clone());
+    }
+    let mut found = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        use customer::Column as C;
+        let rows: Vec<(String, String, Option<String>, i64)> = customer::Entity::find()
+            .filter(C::TenantId.eq(tenant))
+            .filter(C::Id.is_in(chunk.iter().cloned()))
+            .filter(C::DeleteTime.is_null())
+            .select_only()
+            .column(C::Id)
+            .column(C::RelationshipId)
+            .column(C::SourceId)
+            .column(C::Revenue)
+            .into_tuple()
+            .all(tx)
+            .await?;
+        for (id, relationship_id, source_id, revenue) in rows {
+            let standing = Standing {
+                relationship_id,
+                source_id: source_id.unwrap_or_default(),
+                revenue,
+                groups: groups.remove(id.as_str()).unwrap_or_default(),
+            };
+            found.insert(id, standing);
+        }
+    }
+    Ok(found)
+}
+
+/// Counter rows written per statement (each binds at most seven values).
 const ROWS_PER_STATEMENT: usize = 1000;
 
 /// Changes to a tenant's counters.
@@ -26,6 +99,9 @@ pub(super) struct Deltas {
     relationships: BTreeMap<String, i64>,
     /// By (group id, relationship id).
     groups: BTreeMap<(String, String), i64>,
+    /// By (group id or `''`, relationship id, source id or `''`):
+    /// customers, revenue's high and low sums.
+    tallies: BTreeMap<(String, String, String), [i64; 3]>,
 }
 
 impl Deltas {
@@ -49,9 +125,36 @@ impl Deltas {
             .or_default() += sign;
     }
 
+    /// Counts `sign` (±1) customers of `standing` in the group tallies:
+    /// once in each of its groups, or in group `''` when it has none.
+    pub(super) fn tally(&mut self, standing: &Standing, sign: i64) {
+        let figures = [
+            sign,
+            sign * (standing.revenue >> 32),
+            sign * (standing.revenue & 0xFFFF_FFFF),
+        ];
+        let none = [String::new()];
+        let groups = if standing.groups.is_empty() {
+            &none[..]
+        } else {
+            &standing.groups[..]
+        };
+        for group in groups {
+            let key = (
+                group.clone(),
+                standing.relationship_id.clone(),
+                standing.source_id.clone(),
+            );
+            let sums = self.tallies.entry(key).or_default();
+            for (sum, figure) in sums.iter_mut().zip(figures) {
+                *sum += figure;
+            }
+        }
+    }
+
     /// Adds the deltas to the stored counters: per relationship first,
-    /// then per group, each in key order, so concurrent writers lock
-    /// counter rows in one order.
+    /// then per group, then the tallies, each in key order, so concurrent
+    /// writers lock counter rows in one order.
     pub(super) async fn write(&self, tx: &impl ConnectionTrait, tenant: &str) -> AppResult<()> {
         use group_relationship_count as g;
         use relationship_count as r;
@@ -70,6 +173,7 @@ impl Deltas {
             rows,
             OnConflict::columns([r::Column::TenantId, r::Column::RelationshipId]),
             "relationship_counts",
+            &["customers"],
         )
         .await?;
         let rows: Vec<g::ActiveModel> = self
@@ -92,23 +196,54 @@ impl Deltas {
                 g::Column::RelationshipId,
             ]),
             "group_relationship_counts",
+            &["customers"],
+        )
+        .await?;
+        let rows: Vec<group_tally::ActiveModel> = self
+            .tallies
+            .iter()
+            .filter(|(_, sums)| sums.iter().any(|s| *s != 0))
+            .map(
+                |((group_id, relationship_id, source_id), [customers, high, low])| {
+                    group_tally::ActiveModel {
+                        tenant_id: Set(tenant.to_owned()),
+                        group_id: Set(group_id.clone()),
+                        relationship_id: Set(relationship_id.clone()),
+                        source_id: Set(source_id.clone()),
+                        customers: Set(*customers),
+                        revenue_high: Set(*high),
+                        revenue_low: Set(*low),
+                    }
+                },
+            )
+            .collect();
+        use group_tally::Column as t;
+        add_to_counters(
+            tx,
+            rows,
+            OnConflict::columns([t::TenantId, t::GroupId, t::RelationshipId, t::SourceId]),
+            "group_tallies",
+            &["customers", "revenue_high", "revenue_low"],
         )
         .await
     }
 }
 
-/// Inserts counter rows whose `customers` column holds a delta; a row that
-/// exists already gets the delta added instead.
+/// Inserts counter rows whose `sums` columns hold deltas; a row that
+/// exists already gets the deltas added instead.
 async fn add_to_counters<A: ActiveModelTrait + Send>(
     tx: &impl ConnectionTrait,
     rows: Vec<A>,
     mut conflict: OnConflict,
     table: &str,
+    sums: &[&str],
 ) -> AppResult<()> {
-    conflict.value(
-        Alias::new("customers"),
-        Expr::cust(format!(r#""{table}"."customers" + "excluded"."customers""#)),
-    );
+    for column in sums {
+        conflict.value(
+            Alias::new(*column),
+            Expr::cust(format!(r#""{table}"."{column}" + "excluded"."{column}""#)),
+        );
+    }
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<A> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();

@@ -197,8 +197,17 @@ pub async fn apply(
         ..Work::default()
     };
     let touched = touched_customers(changes);
-    let before = if work.tracks_memberships {
+    // Only a contact changes nothing the group tallies count (unless a
+    // rule follows it).
+    let tallied =
+        work.tracks_memberships || changes.iter().any(|c| !matches!(c, Change::Contact { .. }));
+    let before = if tallied {
         membership::members(tx, tenant, &touched).await?
+    } else {
+        Default::default()
+    };
+    let standing_before = if tallied {
+        counters::standings(tx, tenant, &touched, &before).await?
     } else {
         Default::default()
     };
@@ -243,6 +252,10 @@ pub async fn apply(
             after.extend(groups.into_iter().map(|g| (g, customer.clone())));
         }
         membership_entries = work.membership_entries(&before, &after);
+        if tallied {
+            work.tally(tx, tenant, changes, &touched, &after, &standing_before)
+                .await?;
+        }
         for (group, customer) in after {
             memberships.entry(customer).or_default().push(group);
         }
@@ -254,6 +267,10 @@ pub async fn apply(
                 .cloned()
                 .unwrap_or_default();
         }
+    } else if tallied {
+        // No membership changed: the customers' groups are as before.
+        work.tally(tx, tenant, changes, &touched, &before, &standing_before)
+            .await?;
     }
 
     // Delivered at commit whenever they are sent, so sent before the locks.
@@ -403,6 +420,49 @@ impl<'a> Work<'a> {
                 actor: self.creators.get(&pair.1).cloned(),
             })
             .collect()
+    }
+
+    /// Counts the change of the group tallies: the touched customers'
+    /// standings before (`before`) and now, and the created customers';
+    /// `memberships` holds every membership of both after the write.
+    async fn tally(
+        &mut self,
+        tx: &WriteTx,
+        tenant: &str,
+        changes: &[Change<'_>],
+        touched: &[String],
+        memberships: &std::collections::BTreeSet<Pair>,
+        before: &HashMap<String, counters::Standing>,
+    ) -> AppResult<()> {
+        for standing in before.values() {
+            self.deltas.tally(standing, -1);
+        }
+        for standing in counters::standings(tx, tenant, touched, memberships)
+            .await?
+            .values()
+        {
+            self.deltas.tally(standing, 1);
+        }
+        let mut created_groups: HashMap<&str, Vec<String>> = HashMap::new();
+        for (group, customer) in memberships {
+            created_groups
+                .entry(customer.as_str())
+                .or_default()
+                .push(group.clone());
+        }
+        for change in changes {
+            if let Change::Create { row, groups, .. } = *change {
+                let groups = if self.tracks_memberships {
+                    created_groups.remove(row.id.as_str()).unwrap_or_default()
+                } else {
+                    groups.to_vec()
+                };
+                if let Some(standing) = counters::Standing::of(row, groups) {
+                    self.deltas.tally(&standing, 1);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Inserts the new customers, their copies and memberships. Nobody
@@ -850,6 +910,9 @@ mod tests {
         "relationship_member::Entity::delete",
         "relationship_count::Entity::insert",
         "relationship_count::ActiveModel",
+        "group_tally::Entity::insert",
+        "group_tally::ActiveModel",
+        "INSERT INTO group_tallies",
         "relationship_change::Entity::insert",
         "relationship_change::ActiveModel",
         "change_counter::Entity::insert",
