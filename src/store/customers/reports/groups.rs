@@ -123,7 +123,11 @@ impl Store {
                 figures.row_of(Some(group), cells)
             } else {
                 let selected = active_in_period(tenant, &query.period).filter(
-                    customer::Column::Id.in_subquery(members_of(tenant, members.iter().cloned())),
+                    customer::Column::Id.in_subquery(members_created_in(
+                        tenant,
+                        members.clone(),
+                        &query.period,
+                    )),
                 );
                 figures.row(&tx, Some(group), selected).await?
             };
@@ -158,8 +162,11 @@ impl Store {
                 ungrouped.filter(Expr::exists(own_memberships(tenant, active_groups)).not())
             } else {
                 // SQLite builds the set once; a probe per customer is slower.
-                ungrouped
-                    .filter(customer::Column::Id.not_in_subquery(members_of(tenant, active_groups)))
+                ungrouped.filter(customer::Column::Id.not_in_subquery(members_created_in(
+                    tenant,
+                    active_groups,
+                    &query.period,
+                )))
             };
             figures.row(&tx, None, ungrouped).await?
         };
@@ -167,6 +174,25 @@ impl Store {
         tx.commit().await?;
         Ok(report)
     }
+}
+
+/// The active members of `groups` created in `period` (the group's copy
+/// of each member's state: one range of an index per group).
+fn members_created_in(
+    tenant: &str,
+    groups: Vec<String>,
+    period: &Period,
+) -> sea_orm::sea_query::SelectStatement {
+    use group_member::Column as M;
+    let mut members = members_of(tenant, groups);
+    members.and_where(Expr::col(M::CustomerActive).eq(true));
+    if let Some(from) = period.from {
+        members.and_where(Expr::col(M::CustomerCreateTime).gte(from));
+    }
+    if let Some(to) = period.to {
+        members.and_where(Expr::col(M::CustomerCreateTime).lt(to));
+    }
+    members
 }
 
 /// The memberships of `groups` held by the customer of the outer query.

@@ -64,19 +64,26 @@ pub(super) async fn standings(
     let mut found = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(IDS_PER_STATEMENT) {
         use customer::Column as C;
-        let rows: Vec<(String, String, Option<String>, i64)> = customer::Entity::find()
-            .filter(C::TenantId.eq(tenant))
+        // By id alone, the primary key: with `tenant_id = ?` and
+        // `delete_time IS NULL` beside the ids, PostgreSQL walked a partial
+        // index of the whole tenant's active customers instead.
+        type Row = (String, String, Option<i64>, String, Option<String>, i64);
+        let rows: Vec<Row> = customer::Entity::find()
             .filter(C::Id.is_in(chunk.iter().cloned()))
-            .filter(C::DeleteTime.is_null())
             .select_only()
+            .column(C::TenantId)
             .column(C::Id)
+            .column(C::DeleteTime)
             .column(C::RelationshipId)
             .column(C::SourceId)
             .column(C::Revenue)
             .into_tuple()
             .all(tx)
             .await?;
-        for (id, relationship_id, source_id, revenue) in rows {
+        let active = rows
+            .into_iter()
+            .filter(|(t, _, deleted, ..)| t == tenant && deleted.is_none());
+        for (_, id, _, relationship_id, source_id, revenue) in active {
             let standing = Standing {
                 relationship_id,
                 source_id: source_id.unwrap_or_default(),
