@@ -650,7 +650,7 @@ async fn every_kind_of_write(app: &TestApp, check: bool) {
     assert_counters_agree(app, "rule groups filled").await;
     // Source, revenue and a province the rule reads, edited.
     update_customer(
-        &app,
+        app,
         Customer {
             id: ids[0].clone(),
             source_id: web.clone(),
@@ -660,7 +660,7 @@ async fn every_kind_of_write(app: &TestApp, check: bool) {
     )
     .await;
     update_customer(
-        &app,
+        app,
         Customer {
             id: ids[1].clone(),
             revenue: 7,
@@ -670,7 +670,7 @@ async fn every_kind_of_write(app: &TestApp, check: bool) {
     )
     .await;
     update_customer(
-        &app,
+        app,
         Customer {
             id: ids[2].clone(),
             province: "Huế".into(),
@@ -680,7 +680,7 @@ async fn every_kind_of_write(app: &TestApp, check: bool) {
     )
     .await;
     update_customer(
-        &app,
+        app,
         Customer {
             id: ids[3].clone(),
             source_id: String::new(),
