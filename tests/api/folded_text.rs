@@ -8,7 +8,7 @@ use migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database, Statement};
 
 use crate::fixtures::create_customer;
-use crate::helpers::{Backend, TestApp, own_postgres_database};
+use crate::helpers::{Backend, TestApp, with_own_database};
 
 /// Folded columns of every customer, by name.
 async fn folded_rows(url: &str) -> Vec<(String, String, String, String, String)> {
@@ -35,7 +35,14 @@ async fn folded_rows(url: &str) -> Vec<(String, String, String, String, String)>
         .collect()
 }
 
-async fn stored_customers_are_folded_by_the_migration(backend: Backend, url: String) {
+async fn stored_customers_are_folded_by_the_migration(backend: Backend) {
+    with_own_database(backend, "folding", async |url| {
+        folded_by_the_migration(backend, url).await
+    })
+    .await;
+}
+
+async fn folded_by_the_migration(backend: Backend, url: String) {
     let mut app = TestApp::spawn_on_url(backend, url.clone()).await;
     let tenant = app.tenant.clone();
     let mut customers = app.customers();
@@ -115,22 +122,4 @@ async fn stored_customers_are_folded_by_the_migration(backend: Backend, url: Str
     assert_eq!(names, ["Nguyễn Văn-An"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stored_customers_are_folded_by_the_migration_on_sqlite() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("crm.db").display());
-    stored_customers_are_folded_by_the_migration(Backend::Sqlite, url).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stored_customers_are_folded_by_the_migration_on_postgres() {
-    let Some((admin, name, url)) = own_postgres_database("folding").await else {
-        eprintln!("skipped: CRM_TEST_POSTGRES_URL is not set");
-        return;
-    };
-    stored_customers_are_folded_by_the_migration(Backend::Postgres, url).await;
-    admin
-        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .await
-        .expect("drop the test's database");
-}
+crate::on_both_backends!(stored_customers_are_folded_by_the_migration);

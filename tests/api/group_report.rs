@@ -11,7 +11,7 @@ use crm_classify::pb::{
     SourceCount,
 };
 use migrations::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::Database;
 use tonic::Code;
 
 use crate::fixtures::{
@@ -20,7 +20,7 @@ use crate::fixtures::{
     relationships, remove_from_group, restore_customer, unknown_id, update_customer,
 };
 use crate::helpers::{
-    Backend, TestApp, expect_code, new_tenant, own_postgres_database, violated_fields,
+    Backend, TestApp, expect_code, new_tenant, violated_fields, with_own_database,
 };
 use crate::on_both_databases;
 
@@ -724,7 +724,14 @@ async fn every_kind_of_write(app: &TestApp, check: bool) {
 /// Customers stored before the counters existed are counted by their
 /// migration: the report read from the counters it filled equals the one
 /// the write path kept, and a count of the customers.
-async fn stored_customers_are_counted_by_the_migration(backend: Backend, url: String) {
+async fn stored_customers_are_counted_by_the_migration(backend: Backend) {
+    with_own_database(backend, "tallies", async |url| {
+        counted_by_the_migration(backend, url).await
+    })
+    .await;
+}
+
+async fn counted_by_the_migration(backend: Backend, url: String) {
     let mut app = TestApp::spawn_on_url(backend, url.clone()).await;
     every_kind_of_write(&app, false).await;
     let kept = report(&app, GetGroupReportRequest::default()).await;
@@ -755,22 +762,4 @@ async fn stored_customers_are_counted_by_the_migration(backend: Backend, url: St
     app.stop_and_wait(Duration::from_secs(20)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stored_customers_are_counted_by_the_migration_on_sqlite() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("crm.db").display());
-    stored_customers_are_counted_by_the_migration(Backend::Sqlite, url).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stored_customers_are_counted_by_the_migration_on_postgres() {
-    let Some((admin, name, url)) = own_postgres_database("tallies").await else {
-        eprintln!("skipped: CRM_TEST_POSTGRES_URL is not set");
-        return;
-    };
-    stored_customers_are_counted_by_the_migration(Backend::Postgres, url).await;
-    admin
-        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .await
-        .expect("drop the test's database");
-}
+crate::on_both_backends!(stored_customers_are_counted_by_the_migration);

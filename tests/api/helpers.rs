@@ -413,6 +413,29 @@ pub async fn own_postgres_database(purpose: &str) -> Option<(DatabaseConnection,
     Some((admin, name, url))
 }
 
+/// Runs `test` with the URL of a database of its own on `backend`: a file
+/// in a temporary directory, or a PostgreSQL database dropped afterwards
+/// (skipped when `CRM_TEST_POSTGRES_URL` is not set).
+pub async fn with_own_database(backend: Backend, purpose: &str, test: impl AsyncFnOnce(String)) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            test(format!("sqlite://{}", dir.path().join("crm.db").display())).await;
+        }
+        Backend::Postgres => {
+            let Some((admin, name, url)) = own_postgres_database(purpose).await else {
+                eprintln!("skipped: CRM_TEST_POSTGRES_URL is not set");
+                return;
+            };
+            test(url).await;
+            admin
+                .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+                .await
+                .expect("drop the test's database");
+        }
+    }
+}
+
 fn with_database(url: &str, database: &str) -> String {
     let (without_query, query) = match url.split_once('?') {
         Some((u, q)) => (u, Some(q)),

@@ -46,14 +46,8 @@ impl Standing {
     }
 }
 
-/// The standings of the active customers among `ids`, their groups taken
-/// from `memberships` (every membership of these customers).
-pub(super) async fn standings(
-    tx: &impl ConnectionTrait,
-    tenant: &str,
-    ids: &[String],
-    memberships: &BTreeSet<Pair>,
-) -> AppResult<HashMap<String, Standing>> {
+/// The groups of each customer in `memberships`.
+pub(super) fn groups_by_customer(memberships: &BTreeSet<Pair>) -> HashMap<&str, Vec<String>> {
     let mut groups: HashMap<&str, Vec<String>> = HashMap::new();
     for (group, customer) in memberships {
         groups
@@ -61,6 +55,17 @@ pub(super) async fn standings(
             .or_default()
             .push(group.clone());
     }
+    groups
+}
+
+/// The standings of the active customers among `ids`, their groups taken
+/// from `groups` (every membership of these customers, by customer).
+pub(super) async fn standings(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    ids: &[String],
+    groups: &HashMap<&str, Vec<String>>,
+) -> AppResult<HashMap<String, Standing>> {
     let mut found = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(IDS_PER_STATEMENT) {
         use customer::Column as C;
@@ -88,7 +93,7 @@ pub(super) async fn standings(
                 relationship_id,
                 source_id: source_id.unwrap_or_default(),
                 revenue,
-                groups: groups.remove(id.as_str()).unwrap_or_default(),
+                groups: groups.get(id.as_str()).cloned().unwrap_or_default(),
             };
             found.insert(id, standing);
         }

@@ -207,7 +207,7 @@ pub async fn apply(
         Default::default()
     };
     let standing_before = if tallied {
-        counters::standings(tx, tenant, &touched, &before).await?
+        counters::standings(tx, tenant, &touched, &counters::groups_by_customer(&before)).await?
     } else {
         Default::default()
     };
@@ -437,23 +437,17 @@ impl<'a> Work<'a> {
         for standing in before.values() {
             self.deltas.tally(standing, -1);
         }
-        for standing in counters::standings(tx, tenant, touched, memberships)
+        let mut by_customer = counters::groups_by_customer(memberships);
+        for standing in counters::standings(tx, tenant, touched, &by_customer)
             .await?
             .values()
         {
             self.deltas.tally(standing, 1);
         }
-        let mut created_groups: HashMap<&str, Vec<String>> = HashMap::new();
-        for (group, customer) in memberships {
-            created_groups
-                .entry(customer.as_str())
-                .or_default()
-                .push(group.clone());
-        }
         for change in changes {
             if let Change::Create { row, groups, .. } = *change {
                 let groups = if self.tracks_memberships {
-                    created_groups.remove(row.id.as_str()).unwrap_or_default()
+                    by_customer.remove(row.id.as_str()).unwrap_or_default()
                 } else {
                     groups.to_vec()
                 };
