@@ -116,14 +116,13 @@ pub(super) async fn set_relationship(
         .await?)
 }
 
-/// Copies a customer's deletion (`active` false) or restoration; returns
-/// the groups it is a member of (deleted ones included).
+/// Copies a customer's deletion (`active` false) or restoration.
 pub(super) async fn set_active(
     tx: &impl ConnectionTrait,
     tenant: &str,
     id: &str,
     active: bool,
-) -> AppResult<Vec<String>> {
+) -> AppResult<()> {
     relationship_member::Entity::update_many()
         .col_expr(
             relationship_member::Column::CustomerActive,
@@ -133,13 +132,13 @@ pub(super) async fn set_active(
         .filter(relationship_member::Column::CustomerId.eq(id))
         .exec(tx)
         .await?;
-    let memberships = group_member::Entity::update_many()
+    group_member::Entity::update_many()
         .col_expr(group_member::Column::CustomerActive, Expr::value(active))
         .filter(group_member::Column::TenantId.eq(tenant))
         .filter(group_member::Column::CustomerId.eq(id))
-        .exec_with_returning(tx)
+        .exec(tx)
         .await?;
-    Ok(memberships.into_iter().map(|m| m.group_id).collect())
+    Ok(())
 }
 
 /// Copies a customer's new owner.

@@ -4,7 +4,7 @@
 //! [`Deltas`] gathers a write's changes to them and writes them in one
 //! statement per table (per thousand rows).
 //!
-//! The tallies are derived in one place from each touched customer's
+//! All of them are derived in one place from each touched customer's
 //! [`Standing`] before and after the write, whatever the write did: a
 //! move, an edit of the source or revenue, a deletion, a membership.
 
@@ -117,29 +117,20 @@ pub(super) struct Deltas {
 }
 
 impl Deltas {
-    /// Counts `sign` (±1) customers holding `relationship` in each of
-    /// `groups`.
-    pub(super) fn count(&mut self, relationship: &str, groups: &[String], sign: i64) {
+    /// Counts `sign` (±1) customers of `standing` in every counter: its
+    /// relationship's, each of its groups' (with that relationship), and
+    /// the tallies of each of its groups, or of group `''` when it has none.
+    pub(super) fn tally(&mut self, standing: &Standing, sign: i64) {
         *self
             .relationships
-            .entry(relationship.to_owned())
+            .entry(standing.relationship_id.clone())
             .or_default() += sign;
-        for group in groups {
-            self.count_in_group(group, relationship, sign);
+        for group in &standing.groups {
+            *self
+                .groups
+                .entry((group.clone(), standing.relationship_id.clone()))
+                .or_default() += sign;
         }
-    }
-
-    /// Counts `sign` customers holding `relationship` in `group` only.
-    pub(super) fn count_in_group(&mut self, group: &str, relationship: &str, sign: i64) {
-        *self
-            .groups
-            .entry((group.to_owned(), relationship.to_owned()))
-            .or_default() += sign;
-    }
-
-    /// Counts `sign` (±1) customers of `standing` in the group tallies:
-    /// once in each of its groups, or in group `''` when it has none.
-    pub(super) fn tally(&mut self, standing: &Standing, sign: i64) {
         let figures = [
             sign,
             sign * (standing.revenue >> 32),

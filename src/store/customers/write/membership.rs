@@ -16,7 +16,7 @@ use sea_orm::{
     sea_query::{Expr, OnConflict, Query, UnionType},
 };
 
-use super::{copies, counters::Deltas};
+use super::copies;
 use crate::{
     domain::filter::{Field, Reads, eval},
     entity::{customer, group_exclusion, group_member},
@@ -61,7 +61,6 @@ pub(super) async fn pin_in(
     tenant: &str,
     group_id: &str,
     customers: &[&customer::Model],
-    deltas: &mut Deltas,
 ) -> AppResult<u64> {
     let ids: Vec<String> = customers.iter().map(|c| c.id.clone()).collect();
     unexclude(tx, tenant, group_id, &ids).await?;
@@ -75,9 +74,6 @@ pub(super) async fn pin_in(
             .await?;
     }
     let added = copies::join(tx, tenant, group_id, customers).await?;
-    for c in added.iter().filter(|c| c.delete_time.is_none()) {
-        deltas.count_in_group(group_id, &c.relationship_id, 1);
-    }
     Ok(added.len() as u64)
 }
 
@@ -89,12 +85,8 @@ pub(super) async fn pin_out(
     group_id: &str,
     ids: &[String],
     now: i64,
-    deltas: &mut Deltas,
 ) -> AppResult<u64> {
     let removed = copies::leave(tx, tenant, group_id, ids).await?;
-    for m in removed.iter().filter(|m| m.customer_active) {
-        deltas.count_in_group(group_id, &m.relationship_id, -1);
-    }
     let unique: BTreeSet<&String> = ids.iter().collect();
     let rows: Vec<group_exclusion::ActiveModel> = unique
         .into_iter()
@@ -269,7 +261,6 @@ pub(super) async fn follow_rules(
     tenant: &str,
     rules: &RuleSet,
     mut follow: ToFollow,
-    deltas: &mut Deltas,
 ) -> AppResult<Followed> {
     let reads = rules.reads();
     let mut ids: BTreeSet<String> = follow
@@ -372,15 +363,8 @@ pub(super) async fn follow_rules(
                 *entry = entry.with(Reads::GROUPS);
             }
         }
-        let added = copies::join_matched(tx, tenant, &group.id, &join).await?;
-        for c in added.iter().filter(|c| c.delete_time.is_none()) {
-            deltas.count_in_group(&group.id, &c.relationship_id, 1);
-        }
-        for m in copies::leave(tx, tenant, &group.id, &leave).await? {
-            if m.customer_active {
-                deltas.count_in_group(&group.id, &m.relationship_id, -1);
-            }
-        }
+        copies::join_matched(tx, tenant, &group.id, &join).await?;
+        copies::leave(tx, tenant, &group.id, &leave).await?;
         copies::set_matched(tx, tenant, &group.id, &now_matched, true).await?;
         copies::set_matched(tx, tenant, &group.id, &no_longer_matched, false).await?;
     }

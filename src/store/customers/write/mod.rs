@@ -197,8 +197,8 @@ pub async fn apply(
         ..Work::default()
     };
     let touched = touched_customers(changes);
-    // Only a contact changes nothing the group tallies count (unless a
-    // rule follows it).
+    // Only a contact changes nothing the counters count (unless a rule
+    // follows it).
     let tallied =
         work.tracks_memberships || changes.iter().any(|c| !matches!(c, Change::Contact { .. }));
     let before = if tallied {
@@ -243,8 +243,7 @@ pub async fn apply(
             }
         }
         let follow = std::mem::take(&mut work.follow);
-        let followed =
-            membership::follow_rules(tx, tenant, &rules, follow, &mut work.deltas).await?;
+        let followed = membership::follow_rules(tx, tenant, &rules, follow).await?;
         work.changed(followed.changed);
         // New customers' memberships are known; only the others are read.
         let mut after = membership::members(tx, tenant, &touched).await?;
@@ -422,7 +421,7 @@ impl<'a> Work<'a> {
             .collect()
     }
 
-    /// Counts the change of the group tallies: the touched customers'
+    /// Counts the change of every counter: the touched customers'
     /// standings before (`before`) and now, and the created customers';
     /// `memberships` holds every membership of both after the write.
     async fn tally(
@@ -516,7 +515,6 @@ impl<'a> Work<'a> {
             for group in groups {
                 self.causes.insert((group.clone(), row.id.clone()), cause);
             }
-            self.deltas.count(&row.relationship_id, groups, 1);
             let mut group_ids = groups.to_vec();
             group_ids.sort_unstable();
             self.entries.push(Entry {
@@ -626,9 +624,7 @@ impl<'a> Work<'a> {
         delete: bool,
         now: i64,
     ) -> AppResult<()> {
-        let groups = copies::set_active(tx, tenant, &row.id, !delete).await?;
-        self.deltas
-            .count(&row.relationship_id, &groups, if delete { -1 } else { 1 });
+        copies::set_active(tx, tenant, &row.id, !delete).await?;
         let mut active: customer::ActiveModel = row.clone().into();
         active.delete_time = Set(delete.then_some(now));
         active.bump(row.revision + 1, now);
@@ -683,8 +679,7 @@ impl<'a> Work<'a> {
         });
         for (group_id, customers) in by_group {
             if rules.get(group_id).is_some() {
-                self.joined +=
-                    membership::pin_in(tx, tenant, group_id, &customers, &mut self.deltas).await?;
+                self.joined += membership::pin_in(tx, tenant, group_id, &customers).await?;
                 for c in &customers {
                     self.follow.settle(group_id, &c.id);
                     self.touch(&c.id, Reads::GROUPS);
@@ -694,9 +689,6 @@ impl<'a> Work<'a> {
             }
             let joined = copies::join(tx, tenant, group_id, &customers).await?;
             for c in &joined {
-                if c.delete_time.is_none() {
-                    self.deltas.count_in_group(group_id, &c.relationship_id, 1);
-                }
                 self.touch(&c.id, Reads::GROUPS);
             }
             self.joined += joined.len() as u64;
@@ -726,8 +718,7 @@ impl<'a> Work<'a> {
         for (group_id, ids) in by_group {
             // A deleted rule group is not in `rules`, and still keeps pins.
             if rules.get(group_id).is_some() || has_rule(tx, tenant, group_id).await? {
-                self.left +=
-                    membership::pin_out(tx, tenant, group_id, &ids, now, &mut self.deltas).await?;
+                self.left += membership::pin_out(tx, tenant, group_id, &ids, now).await?;
                 for id in &ids {
                     self.touch(id, Reads::GROUPS);
                 }
@@ -735,9 +726,6 @@ impl<'a> Work<'a> {
                 continue;
             }
             let removed = copies::leave(tx, tenant, group_id, &ids).await?;
-            for m in removed.iter().filter(|m| m.customer_active) {
-                self.deltas.count_in_group(group_id, &m.relationship_id, -1);
-            }
             for m in &removed {
                 self.touch(&m.customer_id, Reads::GROUPS);
             }
@@ -847,10 +835,6 @@ impl<'a> Work<'a> {
             // The same order whichever statement found them (RETURNING
             // has none).
             group_ids.sort_unstable();
-            if m.active {
-                self.deltas.count(&m.from, &group_ids, -1);
-                self.deltas.count(&m.to, &group_ids, 1);
-            }
             self.entries.push(Entry {
                 customer_id: &m.customer_id,
                 from: &m.from,
