@@ -42,8 +42,10 @@ mod m20261206_000013_imported_rows;
 mod m20261206_000014_report_indexes;
 mod m20261206_000015_stay_start;
 mod m20261207_000016_group_tallies;
+mod m20261207_000017_flow_tallies;
 
 pub mod folding;
+pub mod tallies;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -68,6 +70,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000014_report_indexes::Migration),
             Box::new(m20261206_000015_stay_start::Migration),
             Box::new(m20261207_000016_group_tallies::Migration),
+            Box::new(m20261207_000017_flow_tallies::Migration),
         ]
     }
 }

@@ -43,11 +43,13 @@ impl Period {
 /// The `p`-th percentile (0 < p ≤ 100) of `sorted` (ascending) by nearest
 /// rank: the ⌈p·n/100⌉-th smallest value. `None` when empty.
 pub fn nearest_rank(sorted: &[i64], p: u32) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (sorted.len() * p as usize).div_ceil(100).max(1);
-    sorted.get(rank - 1).copied()
+    sorted.get(rank_of(sorted.len(), p)? - 1).copied()
+}
+
+/// The rank (from 1) of the `p`-th percentile among `n` values by nearest
+/// rank: ⌈p·n/100⌉, at least 1. `None` when `n` is 0.
+pub fn rank_of(n: usize, p: u32) -> Option<usize> {
+    (n > 0).then(|| (n * p as usize).div_ceil(100).max(1))
 }
 
 #[cfg(test)]
@@ -66,6 +68,9 @@ mod tests {
         let eleven: Vec<i64> = (1..=11).collect();
         assert_eq!(nearest_rank(&eleven, 90), Some(10));
         assert_eq!(nearest_rank(&ten, 100), Some(10));
+        assert_eq!(rank_of(0, 50), None);
+        assert_eq!(rank_of(1, 90), Some(1));
+        assert_eq!(rank_of(11, 90), Some(10));
     }
 
     #[test]

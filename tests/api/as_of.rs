@@ -132,6 +132,9 @@ on_both_databases! {
         // below) for good too, one deleted and restored (active in between,
         // as its present delete time says).
         let mut deleted_at = BTreeMap::new();
+        // Two days later: whole days between the changes, read from the
+        // daily tallies.
+        app.clock.advance(chrono::Duration::days(2));
         for (i, restore) in [(2usize, false), (5, false), (11, true)] {
             app.clock.advance(minutes(9));
             delete_customer(&mut client, &ids[i]).await;
@@ -173,6 +176,13 @@ on_both_databases! {
         }
         for d in deleted_at.values() {
             moments.extend([*d, d - 1]);
+        }
+        // Each midnight (where the tallies' days meet) and around it.
+        const DAY: i64 = 86_400_000_000;
+        let midnights: Vec<i64> = (start - start.rem_euclid(DAY) + DAY..now).step_by(DAY as usize).collect();
+        assert!(midnights.len() >= 2, "the changes span days");
+        for m in midnights {
+            moments.extend([m - 1, m, m + 1]);
         }
         moments.sort_unstable();
         moments.dedup();

@@ -10,8 +10,6 @@ use crm_classify::pb::{
     Customer, GetGroupReportRequest, GetGroupReportResponse, GroupReportRow, RelationshipCount,
     SourceCount,
 };
-use migrations::{Migrator, MigratorTrait};
-use sea_orm::Database;
 use tonic::Code;
 
 use crate::fixtures::{
@@ -20,7 +18,8 @@ use crate::fixtures::{
     relationships, remove_from_group, restore_customer, unknown_id, update_customer,
 };
 use crate::helpers::{
-    Backend, TestApp, expect_code, new_tenant, violated_fields, with_own_database,
+    Backend, TestApp, expect_code, migrate_again_from, new_tenant, violated_fields,
+    with_own_database,
 };
 use crate::on_both_databases;
 
@@ -742,18 +741,7 @@ async fn counted_by_the_migration(backend: Backend, url: String) {
     let tenant = app.tenant.clone();
     app.stop_and_wait(Duration::from_secs(20)).await;
 
-    let db = Database::connect(&url).await.expect("connect");
-    let migrations = Migrator::migrations();
-    let tallies = migrations
-        .iter()
-        .position(|m| m.name() == "m20261207_000016_group_tallies")
-        .expect("the group tallies' migration");
-    let since = (migrations.len() - tallies) as u32;
-    Migrator::down(&db, Some(since))
-        .await
-        .expect("undo the tallies");
-    Migrator::up(&db, None).await.expect("migrate again");
-    drop(db);
+    migrate_again_from(&url, "m20261207_000016_group_tallies").await;
 
     let mut app = TestApp::spawn_on_url(backend, url).await;
     app.tenant = tenant;

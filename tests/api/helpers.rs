@@ -436,6 +436,24 @@ pub async fn with_own_database(backend: Backend, purpose: &str, test: impl Async
     }
 }
 
+/// Undoes, on the database at `url`, the migration `name` and every later
+/// one, then migrates again: what they fill from stored rows is filled from
+/// those the test wrote, as when an existing database is upgraded.
+pub async fn migrate_again_from(url: &str, name: &str) {
+    use migrations::{Migrator, MigratorTrait};
+    let db = Database::connect(url).await.expect("connect");
+    let migrations = Migrator::migrations();
+    let first = migrations
+        .iter()
+        .position(|m| m.name() == name)
+        .unwrap_or_else(|| panic!("no migration {name}"));
+    let since = (migrations.len() - first) as u32;
+    Migrator::down(&db, Some(since))
+        .await
+        .unwrap_or_else(|e| panic!("undo {name} and later: {e}"));
+    Migrator::up(&db, None).await.expect("migrate again");
+}
+
 fn with_database(url: &str, database: &str) -> String {
     let (without_query, query) = match url.split_once('?') {
         Some((u, q)) => (u, Some(q)),

@@ -4,6 +4,7 @@
 //! says each customer had when each change was made.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crm_classify::pb::{
     Customer, GetRelationshipFlowRequest, GetRelationshipFlowResponse, RelationshipChangeCause,
@@ -17,7 +18,10 @@ use crate::fixtures::{
     new_group, new_manual_relationship, new_source, now_micros, record_contact, rel, relationships,
     remove_from_group, restore_on_contact, unknown_id, update_customer,
 };
-use crate::helpers::{TestApp, expect_code, new_tenant, violated_fields};
+use crate::helpers::{
+    Backend, TestApp, expect_code, migrate_again_from, new_tenant, violated_fields,
+    with_own_database,
+};
 use crate::on_both_databases;
 use crate::report_record::{Attrs, Record, duration, time_of, within};
 
@@ -325,3 +329,252 @@ on_both_databases! {
         assert_eq!(flow(&app, flow_request((None, None), "", "", "")).await, GetRelationshipFlowResponse::default());
     }
 }
+
+/// Microseconds in a day.
+const DAY: i64 = 86_400_000_000;
+
+/// What [`days_of_moves`] made: every customer's attributes, and the UTC
+/// midnights its moves crossed, one of them at the exact time of a move.
+struct Days {
+    record: Record,
+    midnights: Vec<i64>,
+    at_midnight: i64,
+}
+
+/// Ten customers (all of owner u-1) created, then moved by hand over about
+/// six days: stays of many lengths, several to a bucket of the tallies
+/// (lengths a quarter-octave apart), moves on both sides of midnights and
+/// one made exactly at one.
+async fn days_of_moves(app: &TestApp) -> Days {
+    let rels = relationships(&mut app.relationships()).await;
+    let manual: Vec<String> = ["NEW", "APPROACHED", "HOT", "POTENTIAL", "LOST", "CLOSED"]
+        .iter()
+        .map(|c| rel(&rels, c))
+        .collect();
+    let mut record = Record::default();
+    let mut client = app.customers();
+    let (mut ids, mut holds) = (Vec::new(), Vec::new());
+    for i in 0..10usize {
+        app.clock
+            .advance(minutes(13) + chrono::Duration::microseconds(i as i64));
+        let made = create_customer(
+            &mut client,
+            Customer {
+                owner_id: "u-1".into(),
+                ..named(&format!("Khách {i}"))
+            },
+        )
+        .await;
+        record.set(&made.id, now_micros(app), Attrs::of(&made));
+        holds.push(made.relationship_id.clone());
+        ids.push(made.id);
+    }
+    let start = now_micros(app);
+    let mut at_midnight = None;
+    for r in 0..30usize {
+        app.clock.advance(
+            chrono::Duration::hours(2)
+                + minutes(11 * r as i64)
+                + chrono::Duration::microseconds(r as i64 * 7),
+        );
+        if r == 12 {
+            // The next move falls exactly on a midnight.
+            let now = now_micros(app);
+            let midnight = now - now.rem_euclid(DAY) + DAY;
+            app.clock
+                .set(chrono::DateTime::from_timestamp_micros(midnight).expect("a time"));
+        }
+        for i in 0..ids.len() {
+            if (i + r) % 3 != 0 {
+                continue;
+            }
+            let target = &manual[(i * 5 + r * 3 + 1) % manual.len()];
+            if *target == holds[i] {
+                continue;
+            }
+            let made = change(&mut client, &ids[i], target)
+                .await
+                .change
+                .expect("a move");
+            if r == 12 && at_midnight.is_none() {
+                at_midnight = Some(time_of(&made));
+            }
+            holds[i] = target.clone();
+        }
+    }
+    let end = now_micros(app);
+    let at_midnight = at_midnight.expect("a move at midnight");
+    assert_eq!(at_midnight.rem_euclid(DAY), 0, "the move is at midnight");
+    let first = start - start.rem_euclid(DAY) + DAY;
+    let midnights: Vec<i64> = (0..)
+        .map(|k| first + k * DAY)
+        .take_while(|m| *m < end)
+        .collect();
+    assert!(
+        midnights.len() >= 4,
+        "the moves span several days: {midnights:?}"
+    );
+    Days {
+        record,
+        midnights,
+        at_midnight,
+    }
+}
+
+/// Periods that cut the days of [`days_of_moves`] every way: open, whole
+/// days, a microsecond more or less than whole days, parts of days on both
+/// sides, within a day, across one midnight, empty, and bounded at the
+/// move made at midnight.
+fn periods_across_days(days: &Days) -> Vec<(Option<i64>, Option<i64>)> {
+    let m = &days.midnights;
+    let hour = 3_600_000_000;
+    vec![
+        (None, None),
+        (Some(m[0]), Some(m[2])),
+        (Some(m[0] - 1), Some(m[2] + 1)),
+        (Some(m[0] + 1), Some(m[2] - 1)),
+        (Some(m[0] + 5 * hour), Some(m[3] + 2 * hour)),
+        (Some(m[1] + hour), Some(m[1] + 9 * hour)),
+        (Some(m[1] - 3 * hour), Some(m[1] + 3 * hour)),
+        (None, Some(m[1])),
+        (Some(m[1]), None),
+        (Some(m[1] + 7 * hour), None),
+        (None, Some(m[2] + 7 * hour)),
+        (Some(m[1]), Some(m[1])),
+        (Some(days.at_midnight), Some(days.at_midnight + 1)),
+        (Some(days.at_midnight - 1), Some(days.at_midnight)),
+        (Some(days.at_midnight), Some(m[m.len() - 1] + DAY)),
+    ]
+}
+
+/// The unfiltered flow of each period (read from the daily tallies and
+/// the log at the ends) equals the replay, and the same flow read from the
+/// log alone (an owner every customer has).
+async fn flows_agree_with_the_replay(
+    app: &TestApp,
+    days: &Days,
+) -> Vec<GetRelationshipFlowResponse> {
+    let histories = days.record.histories(app).await;
+    let order: Vec<String> = relationships(&mut app.relationships())
+        .await
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let mut flows = Vec::new();
+    for period in periods_across_days(days) {
+        let request = flow_request(period, "", "", "");
+        let got = flow(app, request.clone()).await;
+        assert_eq!(
+            got,
+            expected(&request, &days.record, &histories, &order),
+            "for {request:?}"
+        );
+        assert_eq!(
+            flow(app, flow_request(period, "", "", "u-1")).await,
+            got,
+            "the log alone, for {request:?}"
+        );
+        flows.push(got);
+    }
+    // Not trivial: many stays, percentiles apart.
+    let all = &flows[0];
+    assert!(
+        all.stays
+            .iter()
+            .filter(|s| s.left >= 8 && s.median_time != s.p90_time)
+            .count()
+            >= 3,
+        "{:?}",
+        all.stays
+    );
+    flows
+}
+
+on_both_databases! {
+    async fn the_unfiltered_flow_from_daily_tallies_equals_a_replay_across_midnights(app: TestApp) {
+        let days = days_of_moves(&app).await;
+        flows_agree_with_the_replay(&app, &days).await;
+    }
+}
+
+/// The daily tallies of changes logged before their migration are filled
+/// by it: undone and run again, the flows are those the write path kept.
+async fn daily_tallies_are_filled_by_the_migration(backend: Backend) {
+    with_own_database(backend, "flow", async |url| {
+        let mut app = TestApp::spawn_on_url(backend, url.clone()).await;
+        let days = days_of_moves(&app).await;
+        let kept = flows_agree_with_the_replay(&app, &days).await;
+        let tenant = app.tenant.clone();
+        app.stop_and_wait(Duration::from_secs(20)).await;
+
+        migrate_again_from(&url, "m20261207_000017_flow_tallies").await;
+
+        let mut app = TestApp::spawn_on_url(backend, url).await;
+        app.tenant = tenant;
+        assert_eq!(flows_agree_with_the_replay(&app, &days).await, kept);
+        app.stop_and_wait(Duration::from_secs(20)).await;
+    })
+    .await;
+}
+
+crate::on_both_backends!(daily_tallies_are_filled_by_the_migration);
+
+/// The migration's SQL keys the tallies as the write path does: the day of
+/// times around midnights (before the epoch too), and the bucket of stay
+/// lengths at every bucket's bounds.
+async fn the_migrations_tally_keys_match_the_write_paths(backend: Backend) {
+    use migrations::tallies::{
+        LAST_BUCKET, day_of, day_sql, stay_bounds, stay_bucket, stay_bucket_sql,
+    };
+    with_own_database(backend, "tally_keys", async |url| {
+        // A new SQLite file is created when asked for.
+        let url = if url.starts_with("sqlite:") {
+            format!("{url}?mode=rwc")
+        } else {
+            url
+        };
+        let db = sea_orm::Database::connect(&url).await.expect("connect");
+        let mut values = vec![
+            i64::MIN + 1,
+            -DAY - 1,
+            -DAY,
+            -DAY + 1,
+            -1,
+            0,
+            1,
+            DAY - 1,
+            DAY,
+            DAY + 1,
+            i64::MAX,
+        ];
+        for bucket in 1..=LAST_BUCKET {
+            let (lower, upper) = stay_bounds(bucket);
+            let lower = lower.expect("a lower bound");
+            values.extend([lower - 1, lower, lower + 1]);
+            values.extend(upper.map(|u| u - 1));
+        }
+        for value in values {
+            let literal = format!("({value})");
+            let sql = format!(
+                "SELECT {}, {}",
+                stay_bucket_sql(&literal),
+                day_sql(&literal)
+            );
+            let row = sea_orm::ConnectionTrait::query_one_raw(
+                &db,
+                sea_orm::Statement::from_string(db.get_database_backend(), sql),
+            )
+            .await
+            .expect("evaluate")
+            .expect("a row");
+            let bucket: i32 = row.try_get_by_index(0).expect("bucket");
+            let day: i64 = row.try_get_by_index(1).expect("day");
+            assert_eq!(bucket, stay_bucket(value), "bucket of {value}");
+            assert_eq!(day, day_of(value), "day of {value}");
+        }
+        db.close().await.expect("close");
+    })
+    .await;
+}
+
+crate::on_both_backends!(the_migrations_tally_keys_match_the_write_paths);

@@ -219,9 +219,9 @@ impl From<Flow> for pb::GetRelationshipFlowResponse {
                 .into_iter()
                 .map(|(relationship_id, stays)| pb::RelationshipStay {
                     relationship_id,
-                    left: stays.durations.len() as i64,
-                    median_time: nearest_rank(&stays.durations, 50).map(duration),
-                    p90_time: nearest_rank(&stays.durations, 90).map(duration),
+                    left: stays.left,
+                    median_time: stays.median.map(duration),
+                    p90_time: stays.p90.map(duration),
                 })
                 .collect(),
             created,

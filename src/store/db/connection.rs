@@ -358,6 +358,7 @@ mod tests {
                 "m20261206_000014_report_indexes",
                 "m20261206_000015_stay_start",
                 "m20261207_000016_group_tallies",
+                "m20261207_000017_flow_tallies",
             ]
         );
     }

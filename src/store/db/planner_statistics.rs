@@ -58,6 +58,7 @@ const STATISTICS: &str = "
     group_members group_members_by_relationship 1200000 1200000 60000 60000 10000 1 1
     group_members group_members_by_time 1200000 1200000 60000 60000 1 1
     group_members sqlite_autoindex_group_members_1 1200000 1200000 60000 1
+    flow_tallies flow_tallies 11000 11000 30 5 1 1
     group_relationship_counts sqlite_autoindex_group_relationship_counts_1 120 120 6 1
     group_tallies group_tallies 600 600 30 5 1
     idempotency_keys idempotency_keys_by_time 100000 1
@@ -69,6 +70,7 @@ const STATISTICS: &str = "
     membership_changes membership_changes_by_group_time 1000000 1000000 50000 2
     membership_counters sqlite_autoindex_membership_counters_1 1 1
     relationship_changes relationship_changes_by_customer 1000000 1000000 1 1
+    relationship_changes relationship_changes_by_stay 1000000 1000000 166667 1 1
     relationship_changes relationship_changes_by_time 1000000 1000000 2
     relationship_changes sqlite_autoindex_relationship_changes_1 1000000 1000000 1
     relationship_counts sqlite_autoindex_relationship_counts_1 6 6 1
@@ -83,6 +85,7 @@ const STATISTICS: &str = "
     relationships sqlite_autoindex_relationships_1 7 1
     seaql_migrations sqlite_autoindex_seaql_migrations_1 10 1
     service_secrets sqlite_autoindex_service_secrets_1 1 1
+    stay_tallies stay_tallies 65000 65000 180 30 1
     tenants sqlite_autoindex_tenants_1 1 1
 ";
 

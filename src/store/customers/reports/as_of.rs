@@ -1,23 +1,28 @@
-//! The summary bar at a past moment, read backwards from the present:
-//! the counters give every active customer's present relationship, and
-//! only the customers changed (or deleted) since that moment are looked
-//! at again. A customer's relationship at the moment is the one its first
-//! later change left (`old_relationship_id`); one created later has none.
-//! A recent moment therefore reads few rows, an old one at most the log
-//! since then.
+//! The summary bar at a past moment, from the change log's daily tallies.
+//! Each logged change moves its customer's latest relationship from the
+//! old one to the new one (a creation from none), so the customers in each
+//! relationship by their last change at or before the moment are the sum
+//! of the changes up to it: the whole days before its day from
+//! `flow_tallies`, the part of its day from the log (a day's changes at
+//! most, whatever the moment). The customers deleted at or before the
+//! moment are then taken out, each from the relationship it held then;
+//! they are few, read by deletion time. Deletion is as the customer now
+//! has it: a customer deleted and restored since counts as active
+//! throughout.
 
 use std::collections::HashMap;
 
+use migrations::tallies::{DAY, day_of};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryResult,
     QuerySelect, Statement,
     sea_query::{Expr, ExprTrait},
 };
 
-use super::{Tallies, in_report_order, tallies};
+use super::{Tallies, in_report_order, read_by, tallies};
 use crate::{
     domain::tenant::RequestContext,
-    entity::{relationship, relationship_change, relationship_count},
+    entity::{flow_tally, relationship, relationship_change},
     error::{AppError, AppResult},
     store::{AsOf, Store, snapshot},
 };
@@ -38,40 +43,23 @@ impl Store {
         }
         let tx = snapshot(self.db()).await?;
         let relationships = in_report_order(&tx, tenant).await?;
-        let mut counts: HashMap<String, i64> = relationship_count::Entity::find()
-            .filter(relationship_count::Column::TenantId.eq(tenant))
-            .select_only()
-            .column(relationship_count::Column::RelationshipId)
-            .column(relationship_count::Column::Customers)
-            .into_tuple::<(String, i64)>()
-            .all(&tx)
+        let mut counts: HashMap<String, i64> = HashMap::new();
+        let mut sequence = 0;
+        let day = day_of(at);
+        let changes = tallied_before(&tx, tenant, day)
             .await?
             .into_iter()
-            .collect();
-        for (then, now, active_now, active_then, n) in changed_since(&tx, tenant, at).await? {
-            if active_now {
-                *counts.entry(now).or_default() -= n;
+            .chain(logged_in_day_until(&tx, tenant, day, at).await?);
+        for (old, new, n, last) in changes {
+            if !old.is_empty() {
+                *counts.entry(old).or_default() -= n;
             }
-            // Created after `at`: no relationship then.
-            if active_then && !then.is_empty() {
-                *counts.entry(then).or_default() += n;
-            }
+            *counts.entry(new).or_default() += n;
+            sequence = Ord::max(sequence, last);
         }
-        for (held, n) in deleted_since(&tx, tenant, at).await? {
-            *counts.entry(held).or_default() += n;
+        for (held, n) in deleted_by(&tx, tenant, at).await? {
+            *counts.entry(held).or_default() -= n;
         }
-        let sequence: Option<i64> = relationship_change::Entity::find()
-            .filter(relationship_change::Column::TenantId.eq(tenant))
-            .filter(relationship_change::Column::ChangeTime.lte(at))
-            .select_only()
-            .column_as(
-                Expr::col(relationship_change::Column::Sequence).max(),
-                "latest",
-            )
-            .into_tuple()
-            .one(&tx)
-            .await?
-            .flatten();
         tx.commit().await?;
         // Active relationships in position order, then those deleted since
         // that held customers then.
@@ -81,9 +69,55 @@ impl Store {
             .collect();
         Ok(AsOf {
             read: Tallies::new(tallies(&held, &counts)),
-            sequence: sequence.unwrap_or(0),
+            sequence,
         })
     }
+}
+
+/// Changes counted by (old relationship, new relationship), with the
+/// greatest sequence among them.
+type Moves = Vec<(String, String, i64, i64)>;
+
+/// The changes of the days before `day`, from their tallies.
+async fn tallied_before(db: &impl ConnectionTrait, tenant: &str, day: i64) -> AppResult<Moves> {
+    use flow_tally::Column as F;
+    Ok(flow_tally::Entity::find()
+        .filter(F::TenantId.eq(tenant))
+        .filter(F::ChangeDay.lt(day))
+        .select_only()
+        .column(F::OldRelationshipId)
+        .column(F::NewRelationshipId)
+        .column_as(Expr::col(F::Changes).sum().cast_as("BIGINT"), "n")
+        .column_as(Expr::col(F::LastSequence).max(), "last")
+        .group_by(F::OldRelationshipId)
+        .group_by(F::NewRelationshipId)
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
+/// The changes made on `day` up to `at` (inclusive), from the log.
+async fn logged_in_day_until(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    day: i64,
+    at: i64,
+) -> AppResult<Moves> {
+    use relationship_change::Column as C;
+    Ok(relationship_change::Entity::find()
+        .filter(C::TenantId.eq(tenant))
+        .filter(C::ChangeTime.gte(day * DAY))
+        .filter(C::ChangeTime.lte(at))
+        .select_only()
+        .column(C::OldRelationshipId)
+        .column(C::NewRelationshipId)
+        .column_as(Expr::cust("COUNT(*)").cast_as("BIGINT"), "n")
+        .column_as(Expr::col(C::Sequence).max(), "last")
+        .group_by(C::OldRelationshipId)
+        .group_by(C::NewRelationshipId)
+        .into_tuple()
+        .all(db)
+        .await?)
 }
 
 /// Runs the statement `write` gives for the database, bound to `tenant`
@@ -109,60 +143,10 @@ async fn run(
         .await?)
 }
 
-/// SQLite's hint to read `index`: its planner would otherwise walk a whole
-/// index that delivers rows in the `GROUP BY` order (every change of the
-/// tenant) rather than the range the condition selects. PostgreSQL plans
-/// from its own statistics.
-fn read_by(backend: DatabaseBackend, index: &str) -> String {
-    match backend {
-        DatabaseBackend::Sqlite => format!("INDEXED BY {index}"),
-        _ => String::new(),
-    }
-}
-
-/// The customers changed after `at`, counted by (relationship at `at` —
-/// empty if created later —, relationship now, active now, active at
-/// `at`).
-async fn changed_since(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    at: i64,
-) -> AppResult<Vec<(String, String, bool, bool, i64)>> {
-    let rows = run(db, tenant, at, |[t, a], backend| {
-        let by_time = read_by(backend, "relationship_changes_by_time");
-        format!(
-            "SELECT f.old_relationship_id, c.relationship_id,
-                CASE WHEN c.delete_time IS NULL THEN 1 ELSE 0 END AS active_now,
-                CASE WHEN c.delete_time IS NULL OR c.delete_time > {a} THEN 1 ELSE 0 END
-                    AS active_then,
-                CAST(COUNT(*) AS BIGINT) AS n
-         FROM (SELECT customer_id, MIN(sequence) AS first_sequence
-               FROM relationship_changes {by_time}
-               WHERE tenant_id = {t} AND change_time > {a}
-               GROUP BY customer_id) later
-         JOIN relationship_changes f
-           ON f.tenant_id = {t} AND f.sequence = later.first_sequence
-         JOIN customers c ON c.id = later.customer_id
-         GROUP BY f.old_relationship_id, c.relationship_id, active_now, active_then"
-        )
-    })
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get_by_index(0)?,
-                row.try_get_by_index(1)?,
-                row.try_get_by_index::<i32>(2)? == 1,
-                row.try_get_by_index::<i32>(3)? == 1,
-                row.try_get_by_index(4)?,
-            ))
-        })
-        .collect()
-}
-
-/// Customers deleted after `at` and not changed since, per relationship:
-/// active then, in the relationship they hold now, which no counter counts.
-async fn deleted_since(
+/// The customers whose present deletion was at or before `at`, by the
+/// relationship they held at `at` (that of their last change at or before
+/// it): the customers the changes count that were not active then.
+async fn deleted_by(
     db: &impl ConnectionTrait,
     tenant: &str,
     at: i64,
@@ -171,14 +155,15 @@ async fn deleted_since(
         // The deleted customers are few: their partial index.
         let deleted = read_by(backend, "customers_deleted_by_time");
         format!(
-            "SELECT c.relationship_id, CAST(COUNT(*) AS BIGINT) AS n
-         FROM customers c {deleted}
-         WHERE c.tenant_id = {t} AND c.delete_time IS NOT NULL
-           AND c.delete_time > {a} AND c.create_time <= {a}
-           AND NOT EXISTS (SELECT 1 FROM relationship_changes r
-                           WHERE r.tenant_id = {t} AND r.customer_id = c.id
-                             AND r.change_time > {a})
-         GROUP BY c.relationship_id"
+            "SELECT held, CAST(COUNT(*) AS BIGINT) AS n FROM (
+                SELECT (SELECT r.new_relationship_id FROM relationship_changes r
+                        WHERE r.tenant_id = {t} AND r.customer_id = c.id AND r.change_time <= {a}
+                        ORDER BY r.sequence DESC LIMIT 1) AS held
+                FROM customers c {deleted}
+                WHERE c.tenant_id = {t} AND c.delete_time IS NOT NULL AND c.delete_time <= {a}
+             ) deleted
+             WHERE held IS NOT NULL
+             GROUP BY held"
         )
     })
     .await?;

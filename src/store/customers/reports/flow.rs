@@ -10,9 +10,13 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait},
 };
 
-use super::in_report_order;
+use super::{daily, in_report_order};
 use crate::{
-    domain::{change::Cause, report::Period, tenant::RequestContext},
+    domain::{
+        change::Cause,
+        report::{Period, nearest_rank},
+        tenant::RequestContext,
+    },
     entity::{customer_group, customer_source, relationship_change},
     error::{AppError, AppResult},
     store::{Store, resource, snapshot},
@@ -33,6 +37,11 @@ pub struct LogSelection {
 }
 
 impl LogSelection {
+    /// Whether it picks by period alone (no group, source or owner).
+    pub(super) fn is_unfiltered(&self) -> bool {
+        self.group_id.is_none() && self.source_id.is_none() && self.owner_id.is_none()
+    }
+
     /// The tenant's logged changes it selects.
     pub(super) fn changes(&self, tenant: &str) -> Select<relationship_change::Entity> {
         use relationship_change::Column as C;
@@ -88,12 +97,26 @@ pub struct MoveCount {
     pub automatic: i64,
 }
 
-/// How long customers stayed in a relationship before leaving it, in
-/// microseconds, shortest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// How long customers stayed in a relationship before leaving it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stays {
-    /// Each stay that ended in the period.
-    pub durations: Vec<i64>,
+    /// Stays that ended in the period (moves out of the relationship).
+    pub left: i64,
+    /// Their median length in microseconds, by nearest rank.
+    pub median: Option<i64>,
+    /// Their 90th-percentile length in microseconds, by nearest rank.
+    pub p90: Option<i64>,
+}
+
+impl Stays {
+    /// The stays of these lengths, `sorted` ascending.
+    fn of_sorted(sorted: &[i64]) -> Self {
+        Self {
+            left: sorted.len() as i64,
+            median: nearest_rank(sorted, 50),
+            p90: nearest_rank(sorted, 90),
+        }
+    }
 }
 
 /// The flow report.
@@ -115,31 +138,38 @@ pub fn is_automatic(cause: &str) -> bool {
     )
 }
 
+/// Logged changes counted by (old relationship, new relationship, cause).
+pub(super) type ChangeCounts = Vec<(String, String, String, i64)>;
+
 impl Store {
-    /// The flow of the changes `selection` picks, read in one snapshot.
+    /// The flow of the changes `selection` picks, read in one snapshot:
+    /// unfiltered, from the log's daily tallies (see [`daily`]); for one
+    /// group, source or owner, from the log.
     pub async fn relationship_flow(
         &self,
         ctx: &RequestContext,
         selection: &LogSelection,
     ) -> AppResult<Flow> {
-        use relationship_change::Column as C;
         let tenant = ctx.tenant.as_str();
         let tx = snapshot(self.db()).await?;
         selection.check(&tx, tenant).await?;
         let order = ReportOrder::read(&tx, tenant).await?;
-        let counted: Vec<(String, String, String, i64)> = selection
-            .changes(tenant)
-            .select_only()
-            .column(C::OldRelationshipId)
-            .column(C::NewRelationshipId)
-            .column(C::Cause)
-            .column_as(Expr::cust("COUNT(*)").cast_as("BIGINT"), "n")
-            .group_by(C::OldRelationshipId)
-            .group_by(C::NewRelationshipId)
-            .group_by(C::Cause)
-            .into_tuple()
-            .all(&tx)
-            .await?;
+        let (counted, stays) = if selection.is_unfiltered() {
+            daily::flow(&tx, tenant, selection.period).await?
+        } else {
+            let counted = count_changes(&tx, tenant, selection).await?;
+            let stays = stay_durations(&tx, tenant, selection)
+                .await?
+                .into_iter()
+                .map(|(relationship, mut durations)| {
+                    durations.sort_unstable();
+                    (relationship, Stays::of_sorted(&durations))
+                })
+                .collect();
+            (counted, stays)
+        };
+        tx.commit().await?;
+
         let mut created = 0;
         let mut moves: HashMap<(String, String), MoveCount> = HashMap::new();
         for (from, to, cause, n) in counted {
@@ -154,18 +184,9 @@ impl Store {
                 count.manual += n;
             }
         }
-        let durations = stay_durations(&tx, tenant, selection).await?;
-        tx.commit().await?;
-
         let mut moves: Vec<((String, String), MoveCount)> = moves.into_iter().collect();
         moves.sort_by_key(|((from, to), _)| (order.rank(from), order.rank(to)));
-        let mut stays: Vec<(String, Stays)> = durations
-            .into_iter()
-            .map(|(relationship, mut durations)| {
-                durations.sort_unstable();
-                (relationship, Stays { durations })
-            })
-            .collect();
+        let mut stays: Vec<(String, Stays)> = stays.into_iter().collect();
         stays.sort_by_key(|(relationship, _)| order.rank(relationship));
         Ok(Flow {
             moves,
@@ -175,10 +196,32 @@ impl Store {
     }
 }
 
+/// The changes `selection` picks, counted from the log.
+pub(super) async fn count_changes(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    selection: &LogSelection,
+) -> AppResult<ChangeCounts> {
+    use relationship_change::Column as C;
+    Ok(selection
+        .changes(tenant)
+        .select_only()
+        .column(C::OldRelationshipId)
+        .column(C::NewRelationshipId)
+        .column(C::Cause)
+        .column_as(Expr::cust("COUNT(*)").cast_as("BIGINT"), "n")
+        .group_by(C::OldRelationshipId)
+        .group_by(C::NewRelationshipId)
+        .group_by(C::Cause)
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
 /// For each move `selection` picks, the relationship left and how long
 /// the customer held it: since the change that entered it (its creation,
 /// or the move into it), which the log keeps on the move.
-async fn stay_durations(
+pub(super) async fn stay_durations(
     db: &impl ConnectionTrait,
     tenant: &str,
     selection: &LogSelection,

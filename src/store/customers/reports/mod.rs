@@ -4,10 +4,12 @@
 //!
 //! - [`as_of`]: the summary bar at a past moment, from the change log;
 //! - [`groups`]: the report by group; [`overlap`]: how groups overlap;
-//! - [`flow`]: how customers move between relationships;
+//! - [`flow`]: how customers move between relationships (unfiltered, from
+//!   the log's [`daily`] tallies);
 //! - [`owners`]: each owner's (salesperson's) handling of customers.
 
 pub mod as_of;
+mod daily;
 pub mod flow;
 pub mod groups;
 pub mod overlap;
@@ -16,8 +18,8 @@ pub mod owners;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Select,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
     sea_query::{Expr, ExprTrait, Func, Query},
 };
 
@@ -218,6 +220,18 @@ async fn tallies_from_counters(
         read: Tallies::new(by_relationship),
         sequence,
     })
+}
+
+/// SQLite's hint to read `index`: its planner would otherwise walk a whole
+/// index that delivers rows in the `GROUP BY` order (every change of the
+/// tenant) rather than the range the condition selects, or rows by time
+/// rather than by the stay's length. PostgreSQL plans from its own
+/// statistics.
+pub(super) fn read_by(backend: DatabaseBackend, index: &str) -> String {
+    match backend {
+        DatabaseBackend::Sqlite => format!("INDEXED BY {index}"),
+        _ => String::new(),
+    }
 }
 
 /// The high and low 32 bits of each revenue, summed apart: neither sum can

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QuerySelect,
     sea_query::{Alias, Expr, OnConflict},
 };
 
@@ -175,8 +175,7 @@ impl Deltas {
             tx,
             rows,
             OnConflict::columns([r::Column::TenantId, r::Column::RelationshipId]),
-            "relationship_counts",
-            &["customers"],
+            Merged::new("relationship_counts", &["customers"]),
         )
         .await?;
         let rows: Vec<g::ActiveModel> = self
@@ -198,8 +197,7 @@ impl Deltas {
                 g::Column::GroupId,
                 g::Column::RelationshipId,
             ]),
-            "group_relationship_counts",
-            &["customers"],
+            Merged::new("group_relationship_counts", &["customers"]),
         )
         .await?;
         let rows: Vec<group_tally::ActiveModel> = self
@@ -225,26 +223,63 @@ impl Deltas {
             tx,
             rows,
             OnConflict::columns([t::TenantId, t::GroupId, t::RelationshipId, t::SourceId]),
-            "group_tallies",
-            &["customers", "revenue_high", "revenue_low"],
+            Merged::new(
+                "group_tallies",
+                &["customers", "revenue_high", "revenue_low"],
+            ),
         )
         .await
     }
 }
 
-/// Inserts counter rows whose `sums` columns hold deltas; a row that
-/// exists already gets the deltas added instead.
-async fn add_to_counters<A: ActiveModelTrait + Send>(
+/// How a counter table's rows merge with those stored: the `sums` columns
+/// hold deltas added to the stored values, the `greatest` columns values
+/// that replace smaller stored ones.
+pub(super) struct Merged<'a> {
+    table: &'a str,
+    sums: &'a [&'a str],
+    greatest: &'a [&'a str],
+}
+
+impl<'a> Merged<'a> {
+    pub(super) fn new(table: &'a str, sums: &'a [&'a str]) -> Self {
+        Self {
+            table,
+            sums,
+            greatest: &[],
+        }
+    }
+
+    pub(super) fn with_greatest(self, greatest: &'a [&'a str]) -> Self {
+        Self { greatest, ..self }
+    }
+}
+
+/// Inserts counter rows; a row that exists already is merged with the
+/// stored one as `merged` says.
+pub(super) async fn add_to_counters<A: ActiveModelTrait + Send>(
     tx: &impl ConnectionTrait,
     rows: Vec<A>,
     mut conflict: OnConflict,
-    table: &str,
-    sums: &[&str],
+    merged: Merged<'_>,
 ) -> AppResult<()> {
-    for column in sums {
+    let table = merged.table;
+    for column in merged.sums {
         conflict.value(
             Alias::new(*column),
             Expr::cust(format!(r#""{table}"."{column}" + "excluded"."{column}""#)),
+        );
+    }
+    let greatest = match tx.get_database_backend() {
+        DatabaseBackend::Postgres => "GREATEST",
+        _ => "MAX",
+    };
+    for column in merged.greatest {
+        conflict.value(
+            Alias::new(*column),
+            Expr::cust(format!(
+                r#"{greatest}("{table}"."{column}", "excluded"."{column}")"#
+            )),
         );
     }
     let mut rows = rows.into_iter().peekable();

@@ -1,5 +1,8 @@
 //! The relationship-change log: the history of every customer and the
-//! source of the change stream, appended to by the write path only.
+//! source of the change stream, appended to by the write path only. Each
+//! change appended is counted in the log's daily tallies too
+//! (`flow_tallies`, `stay_tallies`), from which the flow report reads
+//! whole days.
 //!
 //! # Sequence numbers
 //!
@@ -14,17 +17,20 @@
 //! unused). Numbers therefore become visible in order and none is skipped.
 //! On SQLite the write transaction already excludes every other writer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use migrations::tallies::{day_of, stay_bucket};
 use sea_orm::{
+    ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QuerySelect,
     Statement,
-    sea_query::{Alias, Expr, ExprTrait, Query},
+    sea_query::{Alias, Expr, ExprTrait, OnConflict, Query},
 };
 
+use super::counters::{Merged, add_to_counters};
 use crate::{
     domain::{change::Origin, membership::MembershipCause},
-    entity::{customer, membership_change, relationship_change},
+    entity::{customer, flow_tally, membership_change, relationship_change, stay_tally},
     error::{AppError, AppResult},
 };
 
@@ -115,7 +121,73 @@ pub(super) async fn append(
         .exec_without_returning(tx)
         .await?;
     }
+    add_to_daily_tallies(tx, tenant, &rows).await?;
     Ok(rows)
+}
+
+/// Counts `rows` in the log's daily tallies: the changes per (day, old
+/// relationship, new relationship, cause) with the latest one's sequence,
+/// and the moves per (day,
+/// relationship left, bucket of the stay's length). Written in key order,
+/// under the tenant's log counter already locked by [`allocate`].
+async fn add_to_daily_tallies(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    rows: &[relationship_change::Model],
+) -> AppResult<()> {
+    let mut flows: BTreeMap<(i64, &str, &str, &str), (i64, i64)> = BTreeMap::new();
+    let mut stays: BTreeMap<(i64, &str, i32), i64> = BTreeMap::new();
+    for row in rows {
+        let day = day_of(row.change_time);
+        let from = row.old_relationship_id.as_str();
+        let flow = flows
+            .entry((day, from, &row.new_relationship_id, &row.cause))
+            .or_default();
+        flow.0 += 1;
+        flow.1 = Ord::max(flow.1, row.sequence);
+        if let Some(since) = row.held_since {
+            let bucket = stay_bucket(row.change_time.saturating_sub(since));
+            *stays.entry((day, from, bucket)).or_default() += 1;
+        }
+    }
+    use flow_tally::Column as F;
+    let flows: Vec<flow_tally::ActiveModel> = flows
+        .into_iter()
+        .map(
+            |((day, from, to, cause), (n, last))| flow_tally::ActiveModel {
+                tenant_id: Set(tenant.to_owned()),
+                change_day: Set(day),
+                old_relationship_id: Set(from.to_owned()),
+                new_relationship_id: Set(to.to_owned()),
+                cause: Set(cause.to_owned()),
+                changes: Set(n),
+                last_sequence: Set(last),
+            },
+        )
+        .collect();
+    let key = [
+        F::TenantId,
+        F::ChangeDay,
+        F::OldRelationshipId,
+        F::NewRelationshipId,
+        F::Cause,
+    ];
+    let table = Merged::new("flow_tallies", &["changes"]).with_greatest(&["last_sequence"]);
+    add_to_counters(tx, flows, OnConflict::columns(key), table).await?;
+    use stay_tally::Column as S;
+    let stays: Vec<stay_tally::ActiveModel> = stays
+        .into_iter()
+        .map(|((day, from, bucket), n)| stay_tally::ActiveModel {
+            tenant_id: Set(tenant.to_owned()),
+            change_day: Set(day),
+            relationship_id: Set(from.to_owned()),
+            bucket: Set(bucket),
+            stays: Set(n),
+        })
+        .collect();
+    let key = [S::TenantId, S::ChangeDay, S::RelationshipId, S::Bucket];
+    let table = Merged::new("stay_tallies", &["stays"]);
+    add_to_counters(tx, stays, OnConflict::columns(key), table).await
 }
 
 /// What the log keeps from a moved customer's present state.
