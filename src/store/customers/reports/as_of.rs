@@ -2,9 +2,9 @@
 //! Each logged change moves its customer's latest relationship from the
 //! old one to the new one (a creation from none), so the customers in each
 //! relationship by their last change at or before the moment are the sum
-//! of the changes up to it: the whole days before its day from
-//! `flow_tallies`, the part of its day from the log (a day's changes at
-//! most, whatever the moment). The customers deleted at or before the
+//! of the changes up to it, read through [`daily`]: the whole days before
+//! its day from `flow_tallies`, the part of its day from the log (a day's
+//! changes at most, whatever the moment). The customers deleted at or before the
 //! moment are then taken out, each from the relationship it held then;
 //! they are few, read by deletion time. Deletion is as the customer now
 //! has it: a customer deleted and restored since counts as active
@@ -12,17 +12,12 @@
 
 use std::collections::HashMap;
 
-use migrations::tallies::{DAY, day_of};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryResult,
-    QuerySelect, Statement,
-    sea_query::{Expr, ExprTrait},
-};
+use sea_orm::{ConnectionTrait, DatabaseBackend, QueryResult, Statement};
 
-use super::{Tallies, in_report_order, read_by, tallies};
+use super::{Tallies, daily, in_report_order, read_by, tallies};
 use crate::{
-    domain::tenant::RequestContext,
-    entity::{flow_tally, relationship, relationship_change},
+    domain::{report::Period, tenant::RequestContext},
+    entity::relationship,
     error::{AppError, AppResult},
     store::{AsOf, Store, snapshot},
 };
@@ -45,17 +40,16 @@ impl Store {
         let relationships = in_report_order(&tx, tenant).await?;
         let mut counts: HashMap<String, i64> = HashMap::new();
         let mut sequence = 0;
-        let day = day_of(at);
-        let changes = tallied_before(&tx, tenant, day)
-            .await?
-            .into_iter()
-            .chain(logged_in_day_until(&tx, tenant, day, at).await?);
-        for (old, new, n, last) in changes {
-            if !old.is_empty() {
-                *counts.entry(old).or_default() -= n;
+        let up_to_at = Period {
+            from: None,
+            to: Some(at + 1),
+        };
+        for change in daily::changes(&tx, tenant, up_to_at).await? {
+            if !change.from.is_empty() {
+                *counts.entry(change.from).or_default() -= change.changes;
             }
-            *counts.entry(new).or_default() += n;
-            sequence = Ord::max(sequence, last);
+            *counts.entry(change.to).or_default() += change.changes;
+            sequence = Ord::max(sequence, change.last_sequence);
         }
         for (held, n) in deleted_by(&tx, tenant, at).await? {
             *counts.entry(held).or_default() -= n;
@@ -72,52 +66,6 @@ impl Store {
             sequence,
         })
     }
-}
-
-/// Changes counted by (old relationship, new relationship), with the
-/// greatest sequence among them.
-type Moves = Vec<(String, String, i64, i64)>;
-
-/// The changes of the days before `day`, from their tallies.
-async fn tallied_before(db: &impl ConnectionTrait, tenant: &str, day: i64) -> AppResult<Moves> {
-    use flow_tally::Column as F;
-    Ok(flow_tally::Entity::find()
-        .filter(F::TenantId.eq(tenant))
-        .filter(F::ChangeDay.lt(day))
-        .select_only()
-        .column(F::OldRelationshipId)
-        .column(F::NewRelationshipId)
-        .column_as(Expr::col(F::Changes).sum().cast_as("BIGINT"), "n")
-        .column_as(Expr::col(F::LastSequence).max(), "last")
-        .group_by(F::OldRelationshipId)
-        .group_by(F::NewRelationshipId)
-        .into_tuple()
-        .all(db)
-        .await?)
-}
-
-/// The changes made on `day` up to `at` (inclusive), from the log.
-async fn logged_in_day_until(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    day: i64,
-    at: i64,
-) -> AppResult<Moves> {
-    use relationship_change::Column as C;
-    Ok(relationship_change::Entity::find()
-        .filter(C::TenantId.eq(tenant))
-        .filter(C::ChangeTime.gte(day * DAY))
-        .filter(C::ChangeTime.lte(at))
-        .select_only()
-        .column(C::OldRelationshipId)
-        .column(C::NewRelationshipId)
-        .column_as(Expr::cust("COUNT(*)").cast_as("BIGINT"), "n")
-        .column_as(Expr::col(C::Sequence).max(), "last")
-        .group_by(C::OldRelationshipId)
-        .group_by(C::NewRelationshipId)
-        .into_tuple()
-        .all(db)
-        .await?)
 }
 
 /// Runs the statement `write` gives for the database, bound to `tenant`

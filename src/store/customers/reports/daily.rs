@@ -1,7 +1,9 @@
-//! The unfiltered flow report from the log's daily tallies, which the
-//! write path keeps with every logged change (`flow_tallies`,
-//! `stay_tallies`): a period's whole UTC days are read from the tallies, a
-//! few rows a day, and only the parts of days at its ends from the log.
+//! The log's changes and stays over any period (unfiltered), from its
+//! daily tallies, which the write path keeps with every logged change
+//! (`flow_tallies`, `stay_tallies`): a period's whole UTC days are read
+//! from the tallies, a few rows a day, and only the parts of days at its
+//! ends from the log. The flow report and the summary bar as of a moment
+//! read them.
 //!
 //! The stays' median and 90th percentile stay exact: the tallies count the
 //! stays per bucket of their length (`migrations::tallies`), which gives
@@ -20,7 +22,7 @@ use sea_orm::{
 };
 
 use super::{
-    flow::{ChangeCounts, LogSelection, Stays, count_changes, stay_durations},
+    flow::{ChangeCount, LogSelection, Stays, count_changes, stay_durations},
     read_by,
 };
 use crate::{
@@ -82,18 +84,32 @@ impl DayCut {
 /// The counts of stays per bucket of their length, by relationship left.
 type Histograms = BTreeMap<String, BTreeMap<i32, i64>>;
 
-/// The changes of `period` counted by (old, new, cause), and the stays
-/// that ended in it by relationship left.
-pub(super) async fn flow(
+/// The changes of `period`, counted by (old, new, cause).
+pub(super) async fn changes(
     db: &impl ConnectionTrait,
     tenant: &str,
     period: Period,
-) -> AppResult<(ChangeCounts, BTreeMap<String, Stays>)> {
+) -> AppResult<Vec<ChangeCount>> {
     let cut = DayCut::of(period);
-    let mut counted = ChangeCounts::new();
-    let mut histograms = Histograms::new();
+    let mut counted = Vec::new();
     if let Some(days) = cut.days {
         counted.extend(tallied_changes(db, tenant, days).await?);
+    }
+    for part in cut.partial {
+        counted.extend(count_changes(db, tenant, &only(part)).await?);
+    }
+    Ok(counted)
+}
+
+/// The stays that ended in `period`, by relationship left.
+pub(super) async fn stays(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    period: Period,
+) -> AppResult<BTreeMap<String, Stays>> {
+    let cut = DayCut::of(period);
+    let mut histograms = Histograms::new();
+    if let Some(days) = cut.days {
         for (relationship, bucket, n) in tallied_stays(db, tenant, days).await? {
             *histograms
                 .entry(relationship)
@@ -103,12 +119,7 @@ pub(super) async fn flow(
         }
     }
     for part in cut.partial {
-        let part = LogSelection {
-            period: part,
-            ..Default::default()
-        };
-        counted.extend(count_changes(db, tenant, &part).await?);
-        for (relationship, durations) in stay_durations(db, tenant, &part).await? {
+        for (relationship, durations) in stay_durations(db, tenant, &only(part)).await? {
             let histogram = histograms.entry(relationship).or_default();
             for held in durations {
                 *histogram.entry(stay_bucket(held)).or_default() += 1;
@@ -132,7 +143,15 @@ pub(super) async fn flow(
         let p90 = lengths.at_percentile(&histogram, 90).await?;
         stays.insert(relationship, Stays { left, median, p90 });
     }
-    Ok((counted, stays))
+    Ok(stays)
+}
+
+/// Every logged change of `period`.
+fn only(period: Period) -> LogSelection {
+    LogSelection {
+        period,
+        ..Default::default()
+    }
 }
 
 /// `query` restricted to the tallies of `days`.
@@ -151,21 +170,23 @@ async fn tallied_changes(
     db: &impl ConnectionTrait,
     tenant: &str,
     days: (Option<i64>, Option<i64>),
-) -> AppResult<ChangeCounts> {
+) -> AppResult<Vec<ChangeCount>> {
     use flow_tally::Column as F;
     let query = flow_tally::Entity::find().filter(F::TenantId.eq(tenant));
-    Ok(in_days(query, F::ChangeDay, days)
+    let rows = in_days(query, F::ChangeDay, days)
         .select_only()
         .column(F::OldRelationshipId)
         .column(F::NewRelationshipId)
         .column(F::Cause)
         .column_as(Expr::col(F::Changes).sum().cast_as("BIGINT"), "n")
+        .column_as(Expr::col(F::LastSequence).max(), "last")
         .group_by(F::OldRelationshipId)
         .group_by(F::NewRelationshipId)
         .group_by(F::Cause)
         .into_tuple()
         .all(db)
-        .await?)
+        .await?;
+    Ok(rows.into_iter().map(ChangeCount::of).collect())
 }
 
 /// The stays that ended in whole `days`, by (relationship left, bucket),

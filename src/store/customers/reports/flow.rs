@@ -138,8 +138,35 @@ pub fn is_automatic(cause: &str) -> bool {
     )
 }
 
-/// Logged changes counted by (old relationship, new relationship, cause).
-pub(super) type ChangeCounts = Vec<(String, String, String, i64)>;
+/// Logged changes of one (old relationship, new relationship, cause).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ChangeCount {
+    /// The relationship left; empty for creations.
+    pub from: String,
+    /// The relationship entered.
+    pub to: String,
+    /// As the log keeps it.
+    pub cause: String,
+    /// How many.
+    pub changes: i64,
+    /// The greatest sequence among them.
+    pub last_sequence: i64,
+}
+
+impl ChangeCount {
+    /// From a `(from, to, cause, changes, last_sequence)` row.
+    pub(super) fn of(
+        (from, to, cause, changes, last_sequence): (String, String, String, i64, i64),
+    ) -> Self {
+        Self {
+            from,
+            to,
+            cause,
+            changes,
+            last_sequence,
+        }
+    }
+}
 
 impl Store {
     /// The flow of the changes `selection` picks, read in one snapshot:
@@ -155,7 +182,11 @@ impl Store {
         selection.check(&tx, tenant).await?;
         let order = ReportOrder::read(&tx, tenant).await?;
         let (counted, stays) = if selection.is_unfiltered() {
-            daily::flow(&tx, tenant, selection.period).await?
+            let period = selection.period;
+            (
+                daily::changes(&tx, tenant, period).await?,
+                daily::stays(&tx, tenant, period).await?,
+            )
         } else {
             let counted = count_changes(&tx, tenant, selection).await?;
             let stays = stay_durations(&tx, tenant, selection)
@@ -172,16 +203,23 @@ impl Store {
 
         let mut created = 0;
         let mut moves: HashMap<(String, String), MoveCount> = HashMap::new();
-        for (from, to, cause, n) in counted {
+        for ChangeCount {
+            from,
+            to,
+            cause,
+            changes,
+            ..
+        } in counted
+        {
             if from.is_empty() {
-                created += n;
+                created += changes;
                 continue;
             }
             let count = moves.entry((from, to)).or_default();
             if is_automatic(&cause) {
-                count.automatic += n;
+                count.automatic += changes;
             } else {
-                count.manual += n;
+                count.manual += changes;
             }
         }
         let mut moves: Vec<((String, String), MoveCount)> = moves.into_iter().collect();
@@ -201,21 +239,23 @@ pub(super) async fn count_changes(
     db: &impl ConnectionTrait,
     tenant: &str,
     selection: &LogSelection,
-) -> AppResult<ChangeCounts> {
+) -> AppResult<Vec<ChangeCount>> {
     use relationship_change::Column as C;
-    Ok(selection
+    let rows = selection
         .changes(tenant)
         .select_only()
         .column(C::OldRelationshipId)
         .column(C::NewRelationshipId)
         .column(C::Cause)
         .column_as(Expr::cust("COUNT(*)").cast_as("BIGINT"), "n")
+        .column_as(Expr::col(C::Sequence).max(), "last")
         .group_by(C::OldRelationshipId)
         .group_by(C::NewRelationshipId)
         .group_by(C::Cause)
         .into_tuple()
         .all(db)
-        .await?)
+        .await?;
+    Ok(rows.into_iter().map(ChangeCount::of).collect())
 }
 
 /// For each move `selection` picks, the relationship left and how long
