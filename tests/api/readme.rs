@@ -258,14 +258,20 @@ async fn the_readme_sessions_run_as_written(grpcurl: &Path, databases: &mut impl
         let (shown, unexpected): (Vec<&String>, Vec<&String>) = failed
             .iter()
             .partition(|line| line.contains("-format-error"));
+        // The server's own log tells why it stopped answering, if it did.
+        let server_log = std::fs::read_to_string(work.path().join("server.log"))
+            .unwrap_or_else(|e| format!("(no server log: {e})"));
+        let log_tail: Vec<&str> = server_log.lines().rev().take(40).collect();
         assert!(
             unexpected.is_empty(),
-            "README `{name}`: commands failed:\n{}\n\nscript:\n{script}\n\noutput:\n{output}",
+            "README `{name}`: commands failed:\n{}\n\nscript:\n{script}\n\noutput:\n{output}\n\n\
+             the server's log, last lines:\n{}",
             unexpected
                 .iter()
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
-                .join("\n")
+                .join("\n"),
+            log_tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
         assert_eq!(
             shown.len(),
