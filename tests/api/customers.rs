@@ -1316,7 +1316,7 @@ on_both_databases! {
         const CUSTOMERS: usize = 79;
         let mut relationship_client = app.relationships();
         let seeded = relationships(&mut relationship_client).await;
-        let mut held: Vec<String> = ["NEW", "APPROACHED", "HOT", "POTENTIAL", "LOST", "CLOSED"].iter().map(|code| rel(&seeded, code)).collect();
+        let mut held = crate::fixtures::manual_relationships(&seeded);
         while held.len() <= CUSTOMERS {
             let relationship = Relationship { name: format!("Mức {}", held.len()), ..Default::default() };
             let created = relationship_client.create_relationship(CreateRelationshipRequest { relationship: Some(relationship), request_id: String::new() }).await.expect("create relationship");

@@ -173,7 +173,7 @@ pub async fn populate(app: &TestApp, rng: &mut TestRng, population: usize) -> Ca
             _ => sources["FAIR"].clone(),
         };
         // Every seeded relationship a customer can be put in by hand.
-        let codes = ["NEW", "APPROACHED", "HOT", "POTENTIAL", "LOST", "CLOSED"];
+        let codes = crate::fixtures::MANUAL_CODES;
         let relationship = relationships[codes[pick(rng, codes.len())]].clone();
         let customer = Customer {
             name: NAMES[pick(rng, NAMES.len())].into(),

@@ -375,6 +375,16 @@ pub fn rel(list: &[Relationship], code: &str) -> String {
     by_code(list, code).id.clone()
 }
 
+/// The codes of the seeded relationships customers are put in by hand, in
+/// position order.
+pub const MANUAL_CODES: [&str; 6] = ["NEW", "APPROACHED", "HOT", "POTENTIAL", "LOST", "CLOSED"];
+
+/// The ids of the seeded manual relationships among `list`, in position
+/// order.
+pub fn manual_relationships(list: &[Relationship]) -> Vec<String> {
+    MANUAL_CODES.iter().map(|code| rel(list, code)).collect()
+}
+
 /// A relationship's `customer_count` as GetRelationship reports it.
 pub async fn relationship_count(app: &TestApp, id: &str) -> i64 {
     app.relationships()

@@ -14,8 +14,9 @@ use tonic::Code;
 
 use crate::fixtures::{
     add_to_group, at_micros, change, create_customer, create_group, delete_customer, delete_group,
-    delete_source, micros, named, new_group, new_group_under, new_source, now_micros, rel,
-    relationships, remove_from_group, restore_customer, unknown_id, update_customer,
+    delete_source, manual_relationships, micros, named, new_group, new_group_under, new_source,
+    now_micros, rel, relationships, remove_from_group, restore_customer, unknown_id,
+    update_customer,
 };
 use crate::helpers::{
     Backend, TestApp, expect_code, migrate_again_from, new_tenant, violated_fields,
@@ -257,10 +258,7 @@ async fn make_world(app: &TestApp) -> (World, BTreeMap<&'static str, i64>) {
         sources.push((s.id, s.name));
     }
     let rels = relationships(&mut app.relationships()).await;
-    let manual: Vec<String> = ["NEW", "APPROACHED", "HOT", "POTENTIAL", "LOST", "CLOSED"]
-        .iter()
-        .map(|c| rel(&rels, c))
-        .collect();
+    let manual = manual_relationships(&rels);
     let mut customers = Vec::new();
     let mut moves = Vec::new();
     let mut client = app.customers();

@@ -14,9 +14,10 @@ use tonic::Code;
 
 use crate::fixtures::{
     add_to_group, apply_inactivity_rules, at_micros, change, create_customer, create_group,
-    delete_customer, delete_group, delete_relationship_into, delete_source, named, nearest_rank,
-    new_group, new_manual_relationship, new_source, now_micros, record_contact, rel, relationships,
-    remove_from_group, restore_on_contact, unknown_id, update_customer,
+    delete_customer, delete_group, delete_relationship_into, delete_source, manual_relationships,
+    named, nearest_rank, new_group, new_manual_relationship, new_source, now_micros,
+    record_contact, rel, relationships, remove_from_group, restore_on_contact, unknown_id,
+    update_customer,
 };
 use crate::helpers::{
     Backend, TestApp, expect_code, migrate_again_from, new_tenant, violated_fields,
@@ -135,7 +136,7 @@ on_both_databases! {
         let (hot, closed, lost, dont_forget) = (code("HOT"), code("CLOSED"), code("LOST"), code("DONT_FORGET"));
         let interim = new_manual_relationship(&app, "Tạm giữ").await;
         restore_on_contact(&app, &dont_forget).await;
-        let mut manual: Vec<String> = ["NEW", "APPROACHED", "HOT", "POTENTIAL", "LOST", "CLOSED"].iter().map(|c| code(c)).collect();
+        let mut manual = manual_relationships(&rels);
         manual.push(interim.clone());
         let web = new_source(&app, "Web").await.id;
         let zalo = new_source(&app, "Zalo").await.id;
@@ -347,10 +348,7 @@ struct Days {
 /// one made exactly at one.
 async fn days_of_moves(app: &TestApp) -> Days {
     let rels = relationships(&mut app.relationships()).await;
-    let manual: Vec<String> = ["NEW", "APPROACHED", "HOT", "POTENTIAL", "LOST", "CLOSED"]
-        .iter()
-        .map(|c| rel(&rels, c))
-        .collect();
+    let manual = manual_relationships(&rels);
     let mut record = Record::default();
     let mut client = app.customers();
     let (mut ids, mut holds) = (Vec::new(), Vec::new());

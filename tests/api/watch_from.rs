@@ -40,8 +40,8 @@ use tokio::{
 use tonic::Code;
 
 use crate::fixtures::{
-    Events, change, change_request, create_customer, create_request_with, named, new_group,
-    next_event_by, opening_heartbeat, rel, relationships, restore_customer,
+    Events, change, change_request, create_customer, create_request_with, manual_relationships,
+    named, new_group, next_event_by, opening_heartbeat, rel, relationships, restore_customer,
 };
 use crate::helpers::TestApp;
 use crate::on_both_databases;
@@ -56,8 +56,6 @@ const DRAIN: Duration = Duration::from_secs(30);
 const WRITES: Duration = Duration::from_secs(120);
 /// The longest any single wait may take otherwise.
 const WAIT: Duration = Duration::from_secs(10);
-/// The manual relationships customers move between.
-const MANUAL: [&str; 6] = ["NEW", "APPROACHED", "HOT", "POTENTIAL", "LOST", "CLOSED"];
 /// The owner of the customers the owner-scoped copies follow.
 const FOLLOWED_OWNER: &str = "u-1";
 /// The owner of the customers that may be deleted and restored.
@@ -499,7 +497,7 @@ fn starts(operations: usize) -> Vec<usize> {
 async fn copies_kept_from_their_watch_points_stay_exact(app: &TestApp, with_deletions: bool) {
     const SEEDED: usize = 30;
     let rels = relationships(&mut app.relationships()).await;
-    let targets: Vec<String> = MANUAL.iter().map(|code| rel(&rels, code)).collect();
+    let targets = manual_relationships(&rels);
     let hot = rel(&rels, "HOT");
     let group = new_group(app, "Theo dõi").await.id;
     let shared = Shared {

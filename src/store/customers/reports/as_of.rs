@@ -12,9 +12,9 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, QueryResult, Statement};
+use sea_orm::{ConnectionTrait, Statement};
 
-use super::{Tallies, daily, in_report_order, read_by, tallies};
+use super::{Tallies, daily, in_report_order, placeholder, read_by, tallies};
 use crate::{
     domain::{report::Period, tenant::RequestContext},
     entity::relationship,
@@ -68,29 +68,6 @@ impl Store {
     }
 }
 
-/// Runs the statement `write` gives for the database, bound to `tenant`
-/// and `at` (whose placeholders `write` is handed, in that order).
-async fn run(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    at: i64,
-    write: impl FnOnce([&'static str; 2], DatabaseBackend) -> String,
-) -> AppResult<Vec<QueryResult>> {
-    let backend = db.get_database_backend();
-    let placeholders = match backend {
-        DatabaseBackend::Postgres => ["$1", "$2"],
-        _ => ["?1", "?2"],
-    };
-    let sql = write(placeholders, backend);
-    Ok(db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [tenant.into(), at.into()],
-        ))
-        .await?)
-}
-
 /// The customers whose present deletion was at or before `at`, by the
 /// relationship they held at `at` (that of their last change at or before
 /// it): the customers the changes count that were not active then.
@@ -99,22 +76,25 @@ async fn deleted_by(
     tenant: &str,
     at: i64,
 ) -> AppResult<Vec<(String, i64)>> {
-    let rows = run(db, tenant, at, |[t, a], backend| {
-        // The deleted customers are few: their partial index.
-        let deleted = read_by(backend, "customers_deleted_by_time");
-        format!(
-            "SELECT held, CAST(COUNT(*) AS BIGINT) AS n FROM (
-                SELECT (SELECT r.new_relationship_id FROM relationship_changes r
-                        WHERE r.tenant_id = {t} AND r.customer_id = c.id AND r.change_time <= {a}
-                        ORDER BY r.sequence DESC LIMIT 1) AS held
-                FROM customers c {deleted}
-                WHERE c.tenant_id = {t} AND c.delete_time IS NOT NULL AND c.delete_time <= {a}
-             ) deleted
-             WHERE held IS NOT NULL
-             GROUP BY held"
-        )
-    })
-    .await?;
+    let backend = db.get_database_backend();
+    let (t, a) = (placeholder(backend, 1), placeholder(backend, 2));
+    // The deleted customers are few: their partial index.
+    let deleted = read_by(backend, "customers_deleted_by_time");
+    let sql = format!(
+        "SELECT held, CAST(COUNT(*) AS BIGINT) AS n FROM (
+            SELECT (SELECT r.new_relationship_id FROM relationship_changes r
+                    WHERE r.tenant_id = {t} AND r.customer_id = c.id AND r.change_time <= {a}
+                    ORDER BY r.sequence DESC LIMIT 1) AS held
+            FROM customers c {deleted}
+            WHERE c.tenant_id = {t} AND c.delete_time IS NOT NULL AND c.delete_time <= {a}
+         ) deleted
+         WHERE held IS NOT NULL
+         GROUP BY held"
+    );
+    let values = [tenant.into(), at.into()];
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
     rows.iter()
         .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
         .collect()

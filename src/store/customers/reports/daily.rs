@@ -16,14 +16,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use migrations::tallies::{DAY, stay_bounds, stay_bucket};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QuerySelect,
-    QueryTrait, Select, Statement, Value,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Select,
+    Statement, Value,
     sea_query::{Expr, ExprTrait},
 };
 
 use super::{
     flow::{ChangeCount, LogSelection, Stays, count_changes, stay_durations},
-    read_by,
+    placeholder, read_by,
 };
 use crate::{
     domain::report::{Period, rank_of},
@@ -293,14 +293,6 @@ impl<C: ConnectionTrait> Lengths<'_, C> {
             .collect::<Result<Vec<_>, _>>()?;
         lengths.sort_unstable();
         Ok(lengths)
-    }
-}
-
-/// The `n`-th (from 1) bound value's placeholder.
-fn placeholder(backend: DatabaseBackend, n: usize) -> String {
-    match backend {
-        DatabaseBackend::Postgres => format!("${n}"),
-        _ => format!("?{n}"),
     }
 }
 

@@ -234,6 +234,14 @@ pub(super) fn read_by(backend: DatabaseBackend, index: &str) -> String {
     }
 }
 
+/// The placeholder of a raw statement's `n`-th (from 1) bound value.
+pub(super) fn placeholder(backend: DatabaseBackend, n: usize) -> String {
+    match backend {
+        DatabaseBackend::Postgres => format!("${n}"),
+        _ => format!("?{n}"),
+    }
+}
+
 /// The high and low 32 bits of each revenue, summed apart: neither sum can
 /// overflow a 64-bit integer below 2^31 customers, whatever the stored
 /// values, and together they give the exact total (SQLite's SUM fails on

@@ -216,13 +216,13 @@ pub(super) async fn join<'c>(
 }
 
 /// Adds `customers`, which have no row in rule group `group_id`, as
-/// members the rule matches; returns them.
-pub(super) async fn join_matched<'c>(
+/// members the rule matches.
+pub(super) async fn join_matched(
     tx: &impl ConnectionTrait,
     tenant: &str,
     group_id: &str,
-    customers: &[&'c customer::Model],
-) -> AppResult<Vec<&'c customer::Model>> {
+    customers: &[&customer::Model],
+) -> AppResult<()> {
     for chunk in customers.chunks(ROWS_PER_STATEMENT) {
         group_member::Entity::insert_many(
             chunk
@@ -232,7 +232,7 @@ pub(super) async fn join_matched<'c>(
         .exec_without_returning(tx)
         .await?;
     }
-    Ok(customers.to_vec())
+    Ok(())
 }
 
 /// Notes whether the rule of group `group_id` matches its members `ids`.

@@ -59,12 +59,13 @@ pub(super) fn groups_by_customer(memberships: &BTreeSet<Pair>) -> HashMap<&str, 
 }
 
 /// The standings of the active customers among `ids`, their groups taken
-/// from `groups` (every membership of these customers, by customer).
+/// out of `groups` (every membership of these customers, by customer;
+/// the entries of others are left).
 pub(super) async fn standings(
     tx: &impl ConnectionTrait,
     tenant: &str,
     ids: &[String],
-    groups: &HashMap<&str, Vec<String>>,
+    groups: &mut HashMap<&str, Vec<String>>,
 ) -> AppResult<HashMap<String, Standing>> {
     let mut found = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(IDS_PER_STATEMENT) {
@@ -93,7 +94,7 @@ pub(super) async fn standings(
                 relationship_id,
                 source_id: source_id.unwrap_or_default(),
                 revenue,
-                groups: groups.get(id.as_str()).cloned().unwrap_or_default(),
+                groups: groups.remove(id.as_str()).unwrap_or_default(),
             };
             found.insert(id, standing);
         }

@@ -207,7 +207,8 @@ pub async fn apply(
         Default::default()
     };
     let standing_before = if tallied {
-        counters::standings(tx, tenant, &touched, &counters::groups_by_customer(&before)).await?
+        let mut groups = counters::groups_by_customer(&before);
+        counters::standings(tx, tenant, &touched, &mut groups).await?
     } else {
         Default::default()
     };
@@ -437,7 +438,7 @@ impl<'a> Work<'a> {
             self.deltas.tally(standing, -1);
         }
         let mut by_customer = counters::groups_by_customer(memberships);
-        for standing in counters::standings(tx, tenant, touched, &by_customer)
+        for standing in counters::standings(tx, tenant, touched, &mut by_customer)
             .await?
             .values()
         {
