@@ -43,6 +43,7 @@ mod m20261206_000014_report_indexes;
 mod m20261206_000015_stay_start;
 mod m20261207_000016_group_tallies;
 mod m20261207_000017_flow_tallies;
+mod m20261207_000018_owner_tallies;
 
 pub mod folding;
 pub mod tallies;
@@ -71,6 +72,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000015_stay_start::Migration),
             Box::new(m20261207_000016_group_tallies::Migration),
             Box::new(m20261207_000017_flow_tallies::Migration),
+            Box::new(m20261207_000018_owner_tallies::Migration),
         ]
     }
 }

@@ -67,6 +67,11 @@ pub fn stay_bucket_sql(held: &str) -> String {
     sql
 }
 
+/// The `previous_day` of an arrival in `arrival_tallies` that is the
+/// first of its customer into its relationship with its owner: below the
+/// day of every time an `i64` of microseconds can hold.
+pub const NO_PREVIOUS_DAY: i64 = i64::MIN / 2;
+
 #[cfg(test)]
 mod tests {
     use super::*;

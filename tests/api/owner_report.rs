@@ -324,3 +324,244 @@ on_both_databases! {
         assert_eq!(owner_report(&app, owner_request((None, None), "", "")).await.rows, [OwnerReportRow::default()]);
     }
 }
+
+/// Customers handled over several days: created on the first two, then
+/// closed, reopened and closed again by the same owner and by others
+/// (owners handed over), some moves on one day and some days apart, one
+/// exactly at a midnight, revenues edited after the closings (past 2^32 as
+/// well), one customer deleted. Every customer has the one source `web`, so
+/// the report filtered by it is read from the log.
+struct Handling {
+    record: Record,
+    web: String,
+    /// Every UTC midnight among the changes.
+    midnights: Vec<i64>,
+    /// The times of the moves into CLOSED.
+    closings: Vec<i64>,
+}
+
+async fn days_of_handling(app: &TestApp) -> Handling {
+    use migrations::tallies::DAY;
+    let rels = relationships(&mut app.relationships()).await;
+    let code = |c: &str| rel(&rels, c);
+    let (hot, closed, lost, approached) = (
+        code("HOT"),
+        code("CLOSED"),
+        code("LOST"),
+        code("APPROACHED"),
+    );
+    let web = new_source(app, "Web").await.id;
+    let owners = ["u-1", "u-2", "", "u-3"];
+    let mut record = Record::default();
+    let mut client = app.customers();
+    let (mut ids, mut holds) = (Vec::new(), Vec::new());
+    for i in 0..12usize {
+        app.clock.advance(
+            chrono::Duration::hours(3) + minutes(7) + chrono::Duration::microseconds(i as i64),
+        );
+        let created_in = match i {
+            5 => hot.clone(),
+            9 => closed.clone(),
+            _ => String::new(),
+        };
+        let made = create_customer(
+            &mut client,
+            Customer {
+                owner_id: owners[i % 4].into(),
+                source_id: web.clone(),
+                relationship_id: created_in,
+                revenue: (i as i64 + 1) * 1_000_003,
+                ..named(&format!("Khách {i}"))
+            },
+        )
+        .await;
+        record.set(&made.id, now_micros(app), Attrs::of(&made));
+        holds.push(made.relationship_id.clone());
+        ids.push(made.id);
+    }
+    let start = now_micros(app);
+    let targets = [
+        closed.clone(),
+        hot.clone(),
+        closed.clone(),
+        lost.clone(),
+        closed.clone(),
+        approached.clone(),
+    ];
+    let mut closings = Vec::new();
+    let mut at_midnight = false;
+    for r in 0..32usize {
+        app.clock.advance(
+            chrono::Duration::hours(2)
+                + minutes(9 * r as i64)
+                + chrono::Duration::microseconds(r as i64 * 5),
+        );
+        if r == 14 {
+            // The next moves fall exactly on a midnight.
+            let now = now_micros(app);
+            let midnight = now - now.rem_euclid(DAY) + DAY;
+            app.clock
+                .set(chrono::DateTime::from_timestamp_micros(midnight).expect("a time"));
+        }
+        for i in 0..ids.len() {
+            // Customer 3 is deleted at round 20.
+            if (i + r) % 3 == 0 || (i == 3 && r > 20) {
+                continue;
+            }
+            let target = &targets[(i + r) % targets.len()];
+            if *target == holds[i] {
+                continue;
+            }
+            let made = change(&mut client, &ids[i], target)
+                .await
+                .change
+                .expect("a move");
+            if *target == closed {
+                closings.push(time_of(&made));
+                at_midnight |= time_of(&made).rem_euclid(DAY) == 0;
+            }
+            holds[i] = target.clone();
+        }
+        // Now and then a customer changes hands, or its revenue changes.
+        if r % 5 == 2 && (r * 7) % ids.len() != 3 {
+            app.clock.advance(minutes(1));
+            let i = (r * 7) % ids.len();
+            let owner = owners[(r / 5) % 4];
+            update_customer(
+                app,
+                Customer {
+                    id: ids[i].clone(),
+                    owner_id: owner.into(),
+                    ..Default::default()
+                },
+                &["owner_id"],
+            )
+            .await;
+            record.edit(app, &ids[i], |a| a.owner = owner.into());
+        }
+        if r % 4 == 3 && (r * 5 + 1) % ids.len() != 3 {
+            let i = (r * 5 + 1) % ids.len();
+            let revenue = if r % 8 == 3 {
+                (5 << 32) + r as i64
+            } else {
+                r as i64 * 10_007
+            };
+            update_customer(
+                app,
+                Customer {
+                    id: ids[i].clone(),
+                    revenue,
+                    ..Default::default()
+                },
+                &["revenue"],
+            )
+            .await;
+        }
+        if r == 20 {
+            delete_customer(&mut client, &ids[3]).await;
+        }
+    }
+    let end = now_micros(app);
+    assert!(at_midnight, "a closing at midnight");
+    let first = start - start.rem_euclid(DAY) + DAY;
+    let midnights: Vec<i64> = (0..)
+        .map(|k| first + k * DAY)
+        .take_while(|m| *m < end)
+        .collect();
+    assert!(
+        midnights.len() >= 4,
+        "the changes span several days: {midnights:?}"
+    );
+    Handling {
+        record,
+        web,
+        midnights,
+        closings,
+    }
+}
+
+/// Periods cutting the days of [`days_of_handling`] every way: open sides,
+/// whole days, a microsecond more or less, parts of days on both sides,
+/// within a day, across one midnight, at a closing.
+fn handling_periods(days: &Handling) -> Vec<(Option<i64>, Option<i64>)> {
+    use migrations::tallies::DAY;
+    let m = &days.midnights;
+    let mut moments: Vec<i64> = Vec::new();
+    for &midnight in m {
+        moments.extend([
+            midnight - 1,
+            midnight,
+            midnight + 1,
+            midnight + DAY / 3,
+            midnight + 2 * DAY / 3,
+        ]);
+    }
+    moments.extend(days.closings.iter().step_by(7).copied());
+    let mut periods = vec![(None, None)];
+    for &a in &moments {
+        periods.push((Some(a), None));
+        periods.push((None, Some(a)));
+    }
+    for (k, &a) in moments.iter().enumerate() {
+        for &b in moments[k..].iter().step_by(3) {
+            if a <= b {
+                periods.push((Some(a), Some(b)));
+            }
+        }
+    }
+    periods
+}
+
+/// Every period's report, unfiltered (from the tallies) and filtered by the
+/// source every customer has (from the log), equals the count over the
+/// histories; returns the unfiltered ones.
+async fn handling_agrees_with_the_count(
+    app: &TestApp,
+    days: &Handling,
+) -> Vec<GetOwnerReportResponse> {
+    let now = Now::read(app, days.record.clone()).await;
+    let mut reports = Vec::new();
+    let mut closed_twice = false;
+    for period in handling_periods(days) {
+        let request = owner_request(period, "", "");
+        let want = now.expected(&request);
+        let got = owner_report(app, request.clone()).await;
+        assert_eq!(got, want, "for {request:?}");
+        let from_log = owner_report(app, owner_request(period, "", &days.web)).await;
+        assert_eq!(from_log, want, "from the log, for {request:?}");
+        closed_twice |= got.rows.iter().any(|r| r.closed > 1);
+        reports.push(got);
+    }
+    assert!(closed_twice, "some owner closed several customers");
+    reports
+}
+
+on_both_databases! {
+    async fn the_unfiltered_owner_report_from_tallies_equals_a_count_across_midnights(app: TestApp) {
+        let days = days_of_handling(&app).await;
+        handling_agrees_with_the_count(&app, &days).await;
+    }
+}
+
+/// The owner report's tallies of changes logged before their migration are
+/// filled by it: undone and run again, the reports are those the write
+/// path kept.
+async fn owner_tallies_are_filled_by_the_migration(backend: crate::helpers::Backend) {
+    crate::helpers::with_own_database(backend, "owners", async |url| {
+        let mut app = TestApp::spawn_on_url(backend, url.clone()).await;
+        let days = days_of_handling(&app).await;
+        let kept = handling_agrees_with_the_count(&app, &days).await;
+        let tenant = app.tenant.clone();
+        app.stop_and_wait(std::time::Duration::from_secs(20)).await;
+
+        crate::helpers::migrate_again_from(&url, "m20261207_000018_owner_tallies").await;
+
+        let mut app = TestApp::spawn_on_url(backend, url).await;
+        app.tenant = tenant;
+        assert_eq!(handling_agrees_with_the_count(&app, &days).await, kept);
+        app.stop_and_wait(std::time::Duration::from_secs(20)).await;
+    })
+    .await;
+}
+
+crate::on_both_backends!(owner_tallies_are_filled_by_the_migration);

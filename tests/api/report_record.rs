@@ -38,7 +38,7 @@ impl Attrs {
 }
 
 /// Every customer's attributes over time.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Record {
     /// Per customer, in the order made: (from this microsecond, attributes).
     timelines: BTreeMap<String, Vec<(i64, Attrs)>>,

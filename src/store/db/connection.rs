@@ -359,6 +359,7 @@ mod tests {
                 "m20261206_000015_stay_start",
                 "m20261207_000016_group_tallies",
                 "m20261207_000017_flow_tallies",
+                "m20261207_000018_owner_tallies",
             ]
         );
     }

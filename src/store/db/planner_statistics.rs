@@ -31,6 +31,7 @@ use crate::error::AppResult;
 /// the index's columns how many rows share one value of it on average. (A
 /// `WITHOUT ROWID` table's primary key goes by the table's name.)
 const STATISTICS: &str = "
+    arrival_tallies arrival_tallies 200000 200000 30000 80 50 1
     change_counters sqlite_autoindex_change_counters_1 1 1
     contacts contacts_by_customer 1000000 1000000 5 1 1
     contacts sqlite_autoindex_contacts_1 1000000 1
@@ -58,6 +59,8 @@ const STATISTICS: &str = "
     group_members group_members_by_relationship 1200000 1200000 60000 60000 10000 1 1
     group_members group_members_by_time 1200000 1200000 60000 60000 1 1
     group_members sqlite_autoindex_group_members_1 1200000 1200000 60000 1
+    first_moves first_moves_by_creation 600000 600000 100000 1 1 1
+    first_moves sqlite_autoindex_first_moves_1 600000 600000 1
     flow_tallies flow_tallies 11000 11000 30 5 1 1
     group_relationship_counts sqlite_autoindex_group_relationship_counts_1 120 120 6 1
     group_tallies group_tallies 600 600 30 5 1
@@ -69,6 +72,8 @@ const STATISTICS: &str = "
     membership_changes membership_changes 1000000 1000000 1
     membership_changes membership_changes_by_group_time 1000000 1000000 50000 2
     membership_counters sqlite_autoindex_membership_counters_1 1 1
+    owner_counts owner_counts 50 50 1
+    reception_tallies reception_tallies 128000 128000 350 7 7 1
     relationship_changes relationship_changes_by_customer 1000000 1000000 1 1
     relationship_changes relationship_changes_by_stay 1000000 1000000 166667 1 1
     relationship_changes relationship_changes_by_time 1000000 1000000 2

@@ -33,16 +33,16 @@ use crate::{
 
 /// A period cut at UTC midnights.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct DayCut {
+pub(super) struct DayCut {
     /// The whole days inside, `[first, end)` in days since the epoch (an
     /// open side when the period is); `None` when there is none.
-    days: Option<(Option<i64>, Option<i64>)>,
+    pub(super) days: Option<(Option<i64>, Option<i64>)>,
     /// The rest of the period: the parts of days before and after them.
-    partial: Vec<Period>,
+    pub(super) partial: Vec<Period>,
 }
 
 impl DayCut {
-    fn of(period: Period) -> Self {
+    pub(super) fn of(period: Period) -> Self {
         // The first midnight at or after the start; the last at or before
         // the end.
         let first = period
@@ -147,7 +147,7 @@ pub(super) async fn stays(
 }
 
 /// Every logged change of `period`.
-fn only(period: Period) -> LogSelection {
+pub(super) fn only(period: Period) -> LogSelection {
     LogSelection {
         period,
         ..Default::default()
@@ -155,7 +155,7 @@ fn only(period: Period) -> LogSelection {
 }
 
 /// `query` restricted to the tallies of `days`.
-fn in_days<E: EntityTrait>(
+pub(super) fn in_days<E: EntityTrait>(
     query: Select<E>,
     day: E::Column,
     (first, end): (Option<i64>, Option<i64>),

@@ -19,7 +19,7 @@ use sea_orm::{
 
 use super::{copies::IDS_PER_STATEMENT, membership::Pair};
 use crate::{
-    entity::{customer, group_relationship_count, group_tally, relationship_count},
+    entity::{customer, group_relationship_count, group_tally, owner_count, relationship_count},
     error::AppResult,
 };
 
@@ -27,6 +27,8 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Standing {
     pub relationship_id: String,
+    /// `''` for none.
+    pub owner_id: String,
     /// `''` for no source.
     pub source_id: String,
     pub revenue: i64,
@@ -39,6 +41,7 @@ impl Standing {
     pub(super) fn of(row: &customer::Model, groups: Vec<String>) -> Option<Self> {
         row.delete_time.is_none().then(|| Self {
             relationship_id: row.relationship_id.clone(),
+            owner_id: row.owner_id.clone(),
             source_id: row.source_id.clone().unwrap_or_default(),
             revenue: row.revenue,
             groups,
@@ -73,7 +76,15 @@ pub(super) async fn standings(
         // By id alone, the primary key: with `tenant_id = ?` and
         // `delete_time IS NULL` beside the ids, PostgreSQL walked a partial
         // index of the whole tenant's active customers instead.
-        type Row = (String, String, Option<i64>, String, Option<String>, i64);
+        type Row = (
+            String,
+            String,
+            Option<i64>,
+            String,
+            String,
+            Option<String>,
+            i64,
+        );
         let rows: Vec<Row> = customer::Entity::find()
             .filter(C::Id.is_in(chunk.iter().cloned()))
             .select_only()
@@ -81,6 +92,7 @@ pub(super) async fn standings(
             .column(C::Id)
             .column(C::DeleteTime)
             .column(C::RelationshipId)
+            .column(C::OwnerId)
             .column(C::SourceId)
             .column(C::Revenue)
             .into_tuple()
@@ -89,9 +101,10 @@ pub(super) async fn standings(
         let active = rows
             .into_iter()
             .filter(|(t, _, deleted, ..)| t == tenant && deleted.is_none());
-        for (_, id, _, relationship_id, source_id, revenue) in active {
+        for (_, id, _, relationship_id, owner_id, source_id, revenue) in active {
             let standing = Standing {
                 relationship_id,
+                owner_id,
                 source_id: source_id.unwrap_or_default(),
                 revenue,
                 groups: groups.remove(id.as_str()).unwrap_or_default(),
@@ -110,6 +123,8 @@ const ROWS_PER_STATEMENT: usize = 1000;
 pub(super) struct Deltas {
     /// By relationship id.
     relationships: BTreeMap<String, i64>,
+    /// By owner id (`''` for none).
+    owners: BTreeMap<String, i64>,
     /// By (group id, relationship id).
     groups: BTreeMap<(String, String), i64>,
     /// By (group id or `''`, relationship id, source id or `''`):
@@ -126,6 +141,7 @@ impl Deltas {
             .relationships
             .entry(standing.relationship_id.clone())
             .or_default() += sign;
+        *self.owners.entry(standing.owner_id.clone()).or_default() += sign;
         for group in &standing.groups {
             *self
                 .groups
@@ -157,8 +173,8 @@ impl Deltas {
     }
 
     /// Adds the deltas to the stored counters: per relationship first,
-    /// then per group, then the tallies, each in key order, so concurrent
-    /// writers lock counter rows in one order.
+    /// then per owner, per group, then the tallies, each in key order, so
+    /// concurrent writers lock counter rows in one order.
     pub(super) async fn write(&self, tx: &impl ConnectionTrait, tenant: &str) -> AppResult<()> {
         use group_relationship_count as g;
         use relationship_count as r;
@@ -177,6 +193,23 @@ impl Deltas {
             rows,
             OnConflict::columns([r::Column::TenantId, r::Column::RelationshipId]),
             Merged::new("relationship_counts", &["customers"]),
+        )
+        .await?;
+        let rows: Vec<owner_count::ActiveModel> = self
+            .owners
+            .iter()
+            .filter(|(_, d)| **d != 0)
+            .map(|(owner_id, delta)| owner_count::ActiveModel {
+                tenant_id: Set(tenant.to_owned()),
+                owner_id: Set(owner_id.clone()),
+                customers: Set(*delta),
+            })
+            .collect();
+        add_to_counters(
+            tx,
+            rows,
+            OnConflict::columns([owner_count::Column::TenantId, owner_count::Column::OwnerId]),
+            Merged::new("owner_counts", &["customers"]),
         )
         .await?;
         let rows: Vec<g::ActiveModel> = self

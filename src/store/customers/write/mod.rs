@@ -25,6 +25,7 @@ mod copies;
 mod counters;
 mod log;
 mod membership;
+mod owner_tallies;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -289,6 +290,7 @@ pub async fn apply(
     // The counters before the sequences, and all as late as can be.
     work.deltas.write(tx, tenant).await?;
     let logged = log::append(tx, tenant, work.entries).await?;
+    owner_tallies::follow(tx, tenant, &logged, &work.revenue_before).await?;
     let mut membership_moves: HashMap<String, (u64, u64)> = HashMap::new();
     for entry in &membership_entries {
         let moves = membership_moves.entry(entry.group_id.clone()).or_default();
@@ -366,6 +368,9 @@ struct Work<'a> {
     customer_causes: HashMap<String, MembershipCause>,
     /// The cause of the moves nothing else explains: the rules'.
     rule_cause: Option<MembershipCause>,
+    /// The revenue before the write of each customer whose revenue it
+    /// changed.
+    revenue_before: HashMap<String, i64>,
 }
 
 impl<'a> Work<'a> {
@@ -589,6 +594,11 @@ impl<'a> Work<'a> {
             }
         }
         for (row, profile) in edits {
+            if profile.revenue != row.revenue {
+                self.revenue_before
+                    .entry(row.id.clone())
+                    .or_insert(row.revenue);
+            }
             if profile.owner_id != row.owner_id {
                 copies::set_owner(tx, &row.tenant_id, &row.id, &profile.owner_id).await?;
             }
@@ -898,6 +908,18 @@ mod tests {
         "stay_tally::Entity::insert",
         "stay_tally::ActiveModel",
         "INSERT INTO stay_tallies",
+        "owner_count::Entity::insert",
+        "owner_count::ActiveModel",
+        "INSERT INTO owner_counts",
+        "reception_tally::Entity::insert",
+        "reception_tally::ActiveModel",
+        "arrival_tally::Entity::insert",
+        "arrival_tally::ActiveModel",
+        "first_move::Entity::insert",
+        "first_move::ActiveModel",
+        "INSERT INTO reception_tallies",
+        "INSERT INTO arrival_tallies",
+        "INSERT INTO first_moves",
         "relationship_change::Entity::insert",
         "relationship_change::ActiveModel",
         "change_counter::Entity::insert",
