@@ -2,8 +2,9 @@
 //! instead of the change log and every customer it names:
 //!
 //! - `reception_tallies`: the customers created per UTC day, by owner at
-//!   creation, relationship created in and relationship held now (deleted
-//!   customers included): the received and converted figures;
+//!   creation (deleted customers included): the received figure (the
+//!   converted ones are read from `relationship_members`, which holds each
+//!   customer's present relationship and creation time);
 //! - `first_moves`: per customer that has changed relationship since its
 //!   creation, its creation (time, owner, relationship) and the time to
 //!   that first change: the moves out of the default relationship and
@@ -35,10 +36,8 @@ fn up() -> Vec<String> {
             tenant_id TEXT NOT NULL REFERENCES tenants (id),
             create_day BIGINT NOT NULL,
             owner_id TEXT NOT NULL,
-            created_in TEXT NOT NULL,
-            now_in TEXT NOT NULL,
             customers BIGINT NOT NULL,
-            PRIMARY KEY (tenant_id, create_day, owner_id, created_in, now_in)
+            PRIMARY KEY (tenant_id, create_day, owner_id)
         ){WITHOUT_ROWID}"
             .to_owned(),
         "CREATE TABLE first_moves (
@@ -78,14 +77,11 @@ fn up() -> Vec<String> {
          GROUP BY tenant_id, owner_id"
             .to_owned(),
         format!(
-            "INSERT INTO reception_tallies
-                (tenant_id, create_day, owner_id, created_in, now_in, customers)
-             SELECT c.tenant_id, {created_day}, c.owner_id, c.new_relationship_id,
-                k.relationship_id, COUNT(*)
-             FROM relationship_changes c JOIN customers k ON k.id = c.customer_id
+            "INSERT INTO reception_tallies (tenant_id, create_day, owner_id, customers)
+             SELECT c.tenant_id, {created_day}, c.owner_id, COUNT(*)
+             FROM relationship_changes c
              WHERE c.old_relationship_id = ''
-             GROUP BY c.tenant_id, {created_day}, c.owner_id, c.new_relationship_id,
-                k.relationship_id"
+             GROUP BY c.tenant_id, {created_day}, c.owner_id"
         ),
         "INSERT INTO first_moves
             (tenant_id, customer_id, owner_id, created_in, create_time, time_to_move)

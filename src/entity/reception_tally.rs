@@ -1,7 +1,6 @@
-//! How many customers were created on one UTC day with one owner in one
-//! relationship and are in another now (deleted ones included). Kept by
-//! the write path, so the owner report reads a few rows per owner and day
-//! for the customers each owner received and how many of them closed.
+//! How many customers were created on one UTC day with one owner (deleted
+//! ones included). Kept by the write path at each creation, so the owner
+//! report reads a row per owner and day for the customers each received.
 
 use sea_orm::entity::prelude::*;
 
@@ -18,12 +17,6 @@ pub struct Model {
     /// The owner at creation; `''` for none.
     #[sea_orm(primary_key, auto_increment = false)]
     pub owner_id: String,
-    /// The relationship the customers were created in.
-    #[sea_orm(primary_key, auto_increment = false)]
-    pub created_in: String,
-    /// The relationship they are in now.
-    #[sea_orm(primary_key, auto_increment = false)]
-    pub now_in: String,
     /// Customers.
     pub customers: i64,
 }

@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crm_classify::pb::{
-    Customer, GetOwnerReportRequest, GetOwnerReportResponse, OwnerReportRow, Relationship,
+    Customer, GetOwnerReportRequest, GetOwnerReportResponse, ImportRow, OwnerReportRow,
+    Relationship,
 };
 use tonic::Code;
 
@@ -460,6 +461,34 @@ async fn days_of_handling(app: &TestApp) -> Handling {
         if r == 20 {
             delete_customer(&mut client, &ids[3]).await;
         }
+        if r == 25 {
+            // One import batch, one write: a move and a revenue edit of the
+            // same customer together, a revenue edit alone, a move alone.
+            app.clock.advance(minutes(1));
+            let update = |i: usize, relationship: Option<&str>, revenue: Option<i64>| ImportRow {
+                row_number: i as i64 + 1,
+                id: ids[i].clone(),
+                relationship: relationship.map(str::to_owned),
+                revenue,
+                ..Default::default()
+            };
+            let closing = if holds[1] == closed { "HOT" } else { "CLOSED" };
+            import_updates(
+                app,
+                vec![
+                    update(1, Some(closing), Some(7_777_777_777)),
+                    update(2, None, Some(123)),
+                    update(4, Some(if holds[4] == hot { "LOST" } else { "HOT" }), None),
+                ],
+            )
+            .await;
+            for i in [1, 4] {
+                holds[i] = get_customer(&mut client, &ids[i]).await.relationship_id;
+            }
+            if holds[1] == closed {
+                closings.push(now_micros(app));
+            }
+        }
     }
     let end = now_micros(app);
     assert!(at_midnight, "a closing at midnight");
@@ -478,6 +507,40 @@ async fn days_of_handling(app: &TestApp) -> Handling {
         midnights,
         closings,
     }
+}
+
+/// Updates customers by id in one import batch; every row must succeed.
+async fn import_updates(app: &TestApp, rows: Vec<ImportRow>) {
+    use crm_classify::pb::{
+        ImportCustomersRequest, ImportMatchKey, ImportMode, ImportOptions, ImportRowBatch,
+        import_customers_request::Payload,
+    };
+    let options = ImportOptions {
+        mode: ImportMode::Update as i32,
+        match_on: ImportMatchKey::Id as i32,
+        ..Default::default()
+    };
+    let requests = [
+        Payload::Options(options),
+        Payload::Rows(ImportRowBatch { rows }),
+    ]
+    .map(|payload| ImportCustomersRequest {
+        payload: Some(payload),
+    });
+    let mut responses = app
+        .customers()
+        .import_customers(tokio_stream::iter(requests))
+        .await
+        .expect("import")
+        .into_inner();
+    let mut summary = None;
+    while let Some(response) = responses.message().await.expect("import results") {
+        for result in &response.results {
+            assert!(result.error.is_none(), "{result:?}");
+        }
+        summary = summary.or(response.summary);
+    }
+    assert!(summary.is_some(), "the import ends with a summary");
 }
 
 /// Periods cutting the days of [`days_of_handling`] every way: open sides,

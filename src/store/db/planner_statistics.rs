@@ -73,7 +73,7 @@ const STATISTICS: &str = "
     membership_changes membership_changes_by_group_time 1000000 1000000 50000 2
     membership_counters sqlite_autoindex_membership_counters_1 1 1
     owner_counts owner_counts 50 50 1
-    reception_tallies reception_tallies 128000 128000 350 7 7 1
+    reception_tallies reception_tallies 18000 18000 50 1
     relationship_changes relationship_changes_by_customer 1000000 1000000 1 1
     relationship_changes relationship_changes_by_stay 1000000 1000000 166667 1 1
     relationship_changes relationship_changes_by_time 1000000 1000000 2

@@ -2,7 +2,8 @@
 //! source of the change stream, appended to by the write path only. Each
 //! change appended is counted in the log's daily tallies too
 //! (`flow_tallies`, `stay_tallies`), from which the flow report reads
-//! whole days.
+//! whole days, and in the owner report's tallies ([`owner_tallies`]), which
+//! follow each customer's log from what is read of it before the append.
 //!
 //! # Sequence numbers
 //!
@@ -21,16 +22,17 @@ use std::collections::{BTreeMap, HashMap};
 
 use migrations::tallies::{day_of, stay_bucket};
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QuerySelect,
-    Statement,
-    sea_query::{Alias, Expr, ExprTrait, OnConflict, Query},
+    ActiveValue::Set, ConnectionTrait, DatabaseBackend, EntityTrait, Statement,
+    sea_query::OnConflict,
 };
 
-use super::counters::{Merged, add_to_counters};
+use super::{
+    counters::{Merged, add_to_counters},
+    owner_tallies::{self, Known, read_known},
+};
 use crate::{
     domain::{change::Origin, membership::MembershipCause},
-    entity::{customer, flow_tally, membership_change, relationship_change, stay_tally},
+    entity::{flow_tally, membership_change, relationship_change, stay_tally},
     error::{AppError, AppResult},
 };
 
@@ -77,8 +79,10 @@ pub(super) async fn append(
     tx: &impl ConnectionTrait,
     tenant: &str,
     entries: Vec<Entry<'_>>,
+    revenue_before: &HashMap<String, i64>,
 ) -> AppResult<Vec<relationship_change::Model>> {
     if entries.is_empty() {
+        owner_tallies::follow(tx, tenant, &[], HashMap::new(), revenue_before).await?;
         return Ok(Vec::new());
     }
     let present = present(tx, tenant, &entries).await?;
@@ -88,7 +92,7 @@ pub(super) async fn append(
         .into_iter()
         .zip(first..)
         .map(|(e, sequence)| relationship_change::Model {
-            held_since: present.get(e.customer_id).and_then(|p| p.entered),
+            held_since: present.get(e.customer_id).and_then(Known::entered),
             source_id: match e.source {
                 Some(source) => source.to_owned(),
                 None => present
@@ -122,6 +126,7 @@ pub(super) async fn append(
         .await?;
     }
     add_to_daily_tallies(tx, tenant, &rows).await?;
+    owner_tallies::follow(tx, tenant, &rows, present, revenue_before).await?;
     Ok(rows)
 }
 
@@ -190,23 +195,13 @@ async fn add_to_daily_tallies(
     add_to_counters(tx, stays, OnConflict::columns(key), table).await
 }
 
-/// What the log keeps from a moved customer's present state.
-struct Present {
-    /// Its source after the write's own edits; empty for none.
-    source: String,
-    /// When it entered the relationship it leaves: the time of its latest
-    /// logged change (by sequence).
-    entered: Option<i64>,
-}
-
-/// The [`Present`] of every customer in `entries` whose source is not
-/// given (those moved), read in one statement per chunk.
+/// What is known of every customer in `entries` whose source is not given
+/// (those moved) before their changes are logged.
 async fn present(
     tx: &impl ConnectionTrait,
     tenant: &str,
     entries: &[Entry<'_>],
-) -> AppResult<HashMap<String, Present>> {
-    use relationship_change::Column as C;
+) -> AppResult<HashMap<String, Known>> {
     let mut ids: Vec<&str> = entries
         .iter()
         .filter(|e| e.source.is_none())
@@ -214,36 +209,7 @@ async fn present(
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut found = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let latest = Alias::new("latest");
-        let entered = Query::select()
-            .expr(Expr::col((latest.clone(), C::ChangeTime)))
-            .from_as(relationship_change::Entity, latest.clone())
-            .and_where(Expr::col((latest.clone(), C::TenantId)).eq(tenant))
-            .and_where(
-                Expr::col((latest.clone(), C::CustomerId))
-                    .equals((customer::Entity, customer::Column::Id)),
-            )
-            .order_by((latest, C::Sequence), sea_orm::Order::Desc)
-            .limit(1)
-            .to_owned();
-        let rows: Vec<(String, Option<String>, Option<i64>)> = customer::Entity::find()
-            .filter(customer::Column::TenantId.eq(tenant))
-            .filter(customer::Column::Id.is_in(chunk.iter().copied()))
-            .select_only()
-            .column(customer::Column::Id)
-            .column(customer::Column::SourceId)
-            .column_as(Expr::SubQuery(None, Box::new(entered.into())), "entered")
-            .into_tuple()
-            .all(tx)
-            .await?;
-        found.extend(rows.into_iter().map(|(id, source, entered)| {
-            let source = source.unwrap_or_default();
-            (id, Present { source, entered })
-        }));
-    }
-    Ok(found)
+    read_known(tx, tenant, &ids).await
 }
 
 /// One change of a group's membership to log.

@@ -289,8 +289,7 @@ pub async fn apply(
     };
     // The counters before the sequences, and all as late as can be.
     work.deltas.write(tx, tenant).await?;
-    let logged = log::append(tx, tenant, work.entries).await?;
-    owner_tallies::follow(tx, tenant, &logged, &work.revenue_before).await?;
+    let logged = log::append(tx, tenant, work.entries, &work.revenue_before).await?;
     let mut membership_moves: HashMap<String, (u64, u64)> = HashMap::new();
     for entry in &membership_entries {
         let moves = membership_moves.entry(entry.group_id.clone()).or_default();

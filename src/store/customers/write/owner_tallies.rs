@@ -1,8 +1,7 @@
 //! The owner report's tallies, kept by every write that logs a change or
 //! edits a revenue (see migration 18 for what each holds):
 //!
-//! - `reception_tallies`: customers per (creation day, owner at creation,
-//!   relationship created in, relationship now);
+//! - `reception_tallies`: customers per (creation day, owner at creation);
 //! - `first_moves`: each customer's creation and the time to its next
 //!   logged change, written once, when that change is logged;
 //! - `arrival_tallies`: moves per (relationship entered, day, day of the
@@ -29,7 +28,7 @@ use crate::{
     error::AppResult,
 };
 
-/// Customers whose logs are read per statement.
+/// Customers read per statement.
 const CUSTOMERS_PER_STATEMENT: usize = 500;
 
 /// One logged change, as the tallies need it.
@@ -54,8 +53,8 @@ impl From<&relationship_change::Model> for Logged {
     }
 }
 
-/// A `reception_tallies` key: creation day, owner, created in, now in.
-type Reception = (i64, String, String, String);
+/// A `reception_tallies` key: creation day, owner.
+type Reception = (i64, String);
 
 /// An `arrival_tallies` key: relationship, day, previous day, owner.
 type Arrival = (String, i64, i64, String);
@@ -85,15 +84,9 @@ impl Deltas {
         let Some(creation) = log.first().filter(|c| c.from.is_empty()) else {
             return;
         };
-        let now_in = log.last().map_or(&creation.to, |l| &l.to);
         *self
             .receptions
-            .entry((
-                day_of(creation.time),
-                creation.owner.clone(),
-                creation.to.clone(),
-                now_in.clone(),
-            ))
+            .entry((day_of(creation.time), creation.owner.clone()))
             .or_default() += sign;
         let mut moves: Vec<&Logged> = log.iter().filter(|l| !l.from.is_empty()).collect();
         moves.sort_by_key(|l| (l.time, l.sequence));
@@ -118,6 +111,29 @@ impl Deltas {
     }
 }
 
+impl Deltas {
+    /// Counts the change of `customer` from `before` to `after` (its logs
+    /// in sequence order), `revenue` its present revenue and
+    /// `revenue_before` the revenue before the write of those it changed.
+    fn change(
+        &mut self,
+        customer: &str,
+        before: &[Logged],
+        after: &[Logged],
+        revenue: i64,
+        revenue_before: &HashMap<String, i64>,
+    ) {
+        let revenue_then = revenue_before.get(customer).copied().unwrap_or(revenue);
+        self.count(before, revenue_then, -1);
+        self.count(after, revenue, 1);
+        if first_move(before).is_none()
+            && let Some(first) = first_move(after)
+        {
+            self.first_moves.insert(customer.to_owned(), first);
+        }
+    }
+}
+
 /// The first move of a customer with `log` (in sequence order).
 fn first_move(log: &[Logged]) -> Option<FirstMove> {
     let [creation, next, ..] = log else {
@@ -131,13 +147,96 @@ fn first_move(log: &[Logged]) -> Option<FirstMove> {
     })
 }
 
+/// What the write path reads of a customer before logging its changes.
+pub(super) struct Known {
+    /// Its log so far, in sequence order.
+    log: Vec<Logged>,
+    /// Its source (after the write's own edits); empty for none.
+    pub source: String,
+    /// Its revenue (after the write's own edits).
+    revenue: i64,
+}
+
+impl Known {
+    /// When it entered the relationship it holds: the time of its latest
+    /// logged change.
+    pub fn entered(&self) -> Option<i64> {
+        self.log.last().map(|l| l.time)
+    }
+}
+
+/// The [`Known`] of each of `customers` (of the tenant), read in two
+/// statements per chunk.
+pub(super) async fn read_known(
+    tx: &impl ConnectionTrait,
+    tenant: &str,
+    customers: &[&str],
+) -> AppResult<HashMap<String, Known>> {
+    let mut known = HashMap::with_capacity(customers.len());
+    for chunk in customers.chunks(CUSTOMERS_PER_STATEMENT) {
+        use relationship_change::Column as C;
+        let rows: Vec<(String, i64, String, String, String, i64)> =
+            relationship_change::Entity::find()
+                .filter(C::TenantId.eq(tenant))
+                .filter(C::CustomerId.is_in(chunk.iter().copied()))
+                .select_only()
+                .columns([
+                    C::CustomerId,
+                    C::Sequence,
+                    C::OldRelationshipId,
+                    C::NewRelationshipId,
+                    C::OwnerId,
+                    C::ChangeTime,
+                ])
+                .into_tuple()
+                .all(tx)
+                .await?;
+        let mut logs: HashMap<String, Vec<Logged>> = HashMap::new();
+        for (customer, sequence, from, to, owner, time) in rows {
+            logs.entry(customer).or_default().push(Logged {
+                sequence,
+                from,
+                to,
+                owner,
+                time,
+            });
+        }
+        let rows: Vec<(String, Option<String>, i64)> = customer::Entity::find()
+            .filter(customer::Column::TenantId.eq(tenant))
+            .filter(customer::Column::Id.is_in(chunk.iter().copied()))
+            .select_only()
+            .column(customer::Column::Id)
+            .column(customer::Column::SourceId)
+            .column(customer::Column::Revenue)
+            .into_tuple()
+            .all(tx)
+            .await?;
+        for (id, source, revenue) in rows {
+            let mut log = logs.remove(&id).unwrap_or_default();
+            log.sort_by_key(|l| l.sequence);
+            let source = source.unwrap_or_default();
+            known.insert(
+                id,
+                Known {
+                    log,
+                    source,
+                    revenue,
+                },
+            );
+        }
+    }
+    Ok(known)
+}
+
 /// Keeps the tallies for a write that appended `logged` to the tenant's
 /// log and changed the revenue of the customers in `revenue_before` (their
-/// revenue before it).
+/// revenue before it). `known` holds what was read of some of them before
+/// the rows were appended; the others are read now.
 pub(super) async fn follow(
     tx: &impl ConnectionTrait,
     tenant: &str,
     logged: &[relationship_change::Model],
+    mut known: HashMap<String, Known>,
     revenue_before: &HashMap<String, i64>,
 ) -> AppResult<()> {
     if logged.is_empty() && revenue_before.is_empty() {
@@ -151,11 +250,22 @@ pub(super) async fn follow(
             .push(row.into());
     }
     let mut deltas = Deltas::default();
-    // A customer this write created, and did nothing else to, has no log
-    // but its creation and nothing before it.
     let mut read: Vec<&str> = Vec::new();
     for (&customer, log) in &appended {
-        if log.len() == 1 && log[0].from.is_empty() && !revenue_before.contains_key(customer) {
+        if let Some(before) = known.remove(customer) {
+            let mut after = before.log.clone();
+            after.extend(log.iter().cloned());
+            deltas.change(
+                customer,
+                &before.log,
+                &after,
+                before.revenue,
+                revenue_before,
+            );
+        } else if log.len() == 1 && log[0].from.is_empty() && !revenue_before.contains_key(customer)
+        {
+            // Created by this write, and nothing else: its creation is its
+            // whole log.
             deltas.count(log, 0, 1);
         } else {
             read.push(customer);
@@ -168,76 +278,18 @@ pub(super) async fn follow(
             .filter(|c| !appended.contains_key(c)),
     );
     read.sort_unstable();
+    // Read after the append: the rows just logged are taken out again.
     let new: HashSet<i64> = logged.iter().map(|l| l.sequence).collect();
-    for chunk in read.chunks(CUSTOMERS_PER_STATEMENT) {
-        let (logs, revenues) = logs_of(tx, tenant, chunk).await?;
-        for (customer, log) in logs {
-            let revenue = revenues.get(&customer).copied().unwrap_or_default();
-            let before: Vec<Logged> = log
-                .iter()
-                .filter(|l| !new.contains(&l.sequence))
-                .cloned()
-                .collect();
-            let revenue_then = revenue_before.get(&customer).copied().unwrap_or(revenue);
-            deltas.count(&before, revenue_then, -1);
-            deltas.count(&log, revenue, 1);
-            if first_move(&before).is_none()
-                && let Some(first) = first_move(&log)
-            {
-                deltas.first_moves.insert(customer, first);
-            }
-        }
+    for (customer, now) in read_known(tx, tenant, &read).await? {
+        let before: Vec<Logged> = now
+            .log
+            .iter()
+            .filter(|l| !new.contains(&l.sequence))
+            .cloned()
+            .collect();
+        deltas.change(&customer, &before, &now.log, now.revenue, revenue_before);
     }
     write(tx, tenant, deltas).await
-}
-
-/// The logs (in sequence order) and present revenue of `customers`.
-async fn logs_of(
-    tx: &impl ConnectionTrait,
-    tenant: &str,
-    customers: &[&str],
-) -> AppResult<(BTreeMap<String, Vec<Logged>>, HashMap<String, i64>)> {
-    use relationship_change::Column as C;
-    let rows: Vec<(String, i64, String, String, String, i64)> = relationship_change::Entity::find()
-        .filter(C::TenantId.eq(tenant))
-        .filter(C::CustomerId.is_in(customers.iter().copied()))
-        .select_only()
-        .columns([
-            C::CustomerId,
-            C::Sequence,
-            C::OldRelationshipId,
-            C::NewRelationshipId,
-            C::OwnerId,
-            C::ChangeTime,
-        ])
-        .into_tuple()
-        .all(tx)
-        .await?;
-    let mut logs: BTreeMap<String, Vec<Logged>> = BTreeMap::new();
-    for (customer, sequence, from, to, owner, time) in rows {
-        logs.entry(customer).or_default().push(Logged {
-            sequence,
-            from,
-            to,
-            owner,
-            time,
-        });
-    }
-    for log in logs.values_mut() {
-        log.sort_by_key(|l| l.sequence);
-    }
-    let revenues: HashMap<String, i64> = customer::Entity::find()
-        .filter(customer::Column::TenantId.eq(tenant))
-        .filter(customer::Column::Id.is_in(customers.iter().copied()))
-        .select_only()
-        .column(customer::Column::Id)
-        .column(customer::Column::Revenue)
-        .into_tuple()
-        .all(tx)
-        .await?
-        .into_iter()
-        .collect();
-    Ok((logs, revenues))
 }
 
 /// Adds `deltas` to the tallies, in key order (as every writer does), and
@@ -248,24 +300,14 @@ async fn write(tx: &impl ConnectionTrait, tenant: &str, deltas: Deltas) -> AppRe
         .receptions
         .into_iter()
         .filter(|(_, n)| *n != 0)
-        .map(
-            |((day, owner, created_in, now_in), n)| reception_tally::ActiveModel {
-                tenant_id: Set(tenant.to_owned()),
-                create_day: Set(day),
-                owner_id: Set(owner),
-                created_in: Set(created_in),
-                now_in: Set(now_in),
-                customers: Set(n),
-            },
-        )
+        .map(|((day, owner), n)| reception_tally::ActiveModel {
+            tenant_id: Set(tenant.to_owned()),
+            create_day: Set(day),
+            owner_id: Set(owner),
+            customers: Set(n),
+        })
         .collect();
-    let key = [
-        R::TenantId,
-        R::CreateDay,
-        R::OwnerId,
-        R::CreatedIn,
-        R::NowIn,
-    ];
+    let key = [R::TenantId, R::CreateDay, R::OwnerId];
     let table = Merged::new("reception_tallies", &["customers"]);
     add_to_counters(tx, receptions, OnConflict::columns(key), table).await?;
     use arrival_tally::Column as A;
@@ -347,10 +389,7 @@ mod tests {
         ];
         let mut deltas = Deltas::default();
         deltas.count(&log, (3 << 32) + 7, 1);
-        assert_eq!(
-            deltas.receptions,
-            BTreeMap::from([((0, "u1".into(), "new".into(), "lost".into()), 1)])
-        );
+        assert_eq!(deltas.receptions, BTreeMap::from([((0, "u1".into()), 1)]));
         let arrivals: Vec<_> = deltas.arrivals.into_iter().collect();
         assert_eq!(
             arrivals,

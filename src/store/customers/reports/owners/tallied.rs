@@ -1,7 +1,8 @@
 //! The owner report's figures without a group or source filter, from the
 //! tallies the write path keeps (migration 18): a period's whole UTC days
 //! from `reception_tallies` and `arrival_tallies`, the parts of days at its
-//! ends from the log, and the first moves from `first_moves`.
+//! ends from the log, the first moves from `first_moves`, and the received
+//! customers now in CLOSED from `relationship_members`.
 //!
 //! The closed figure counts each customer once per owner: a move into
 //! CLOSED counts when the same customer's previous move into it with the
@@ -42,34 +43,27 @@ pub(super) async fn received(
     let mut found: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     if let Some(days) = cut.days {
         use reception_tally::Column as R;
-        let now_closed = Expr::col(R::NowIn).eq(closed.unwrap_or_default());
         let query = reception_tally::Entity::find().filter(R::TenantId.eq(tenant));
-        let rows: Vec<(String, i64, i64)> = in_days(query, R::CreateDay, days)
+        let rows: Vec<(String, i64)> = in_days(query, R::CreateDay, days)
             .select_only()
             .column(R::OwnerId)
             .column_as(Expr::col(R::Customers).sum().cast_as("BIGINT"), "n")
-            .column_as(
-                Expr::case(now_closed, Expr::col(R::Customers))
-                    .finally(0)
-                    .sum()
-                    .cast_as("BIGINT"),
-                "converted",
-            )
             .group_by(R::OwnerId)
             .into_tuple()
             .all(db)
             .await?;
-        for (owner, n, converted) in rows {
-            let sums = found.entry(owner).or_default();
-            sums.0 += n;
-            sums.1 += converted;
+        for (owner, n) in rows {
+            found.entry(owner).or_default().0 += n;
         }
     }
     for part in cut.partial {
-        for (owner, n, converted) in log::received(db, tenant, &only(part), closed).await? {
-            let sums = found.entry(owner).or_default();
-            sums.0 += n;
-            sums.1 += converted;
+        for (owner, n, _) in log::received(db, tenant, &only(part), None).await? {
+            found.entry(owner).or_default().0 += n;
+        }
+    }
+    if let Some(closed) = closed {
+        for (owner, n) in converted(db, tenant, period, closed).await? {
+            found.entry(owner).or_default().1 += n;
         }
     }
     Ok(found
@@ -77,6 +71,53 @@ pub(super) async fn received(
         .filter(|(_, (n, _))| *n != 0)
         .map(|(owner, (n, converted))| (owner, n, converted))
         .collect())
+}
+
+/// Per owner at creation: the customers created in `period` that are in
+/// `closed` now (deleted ones included), from `relationship_members` (their
+/// present relationship by creation time) and each one's creation in the
+/// log (its owner then).
+async fn converted(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    period: Period,
+    closed: &str,
+) -> AppResult<Vec<(String, i64)>> {
+    let backend = db.get_database_backend();
+    let mut found = Vec::new();
+    for active in [true, false] {
+        let mut values: Vec<Value> = vec![tenant.into(), closed.into(), active.into()];
+        let mut bounds = String::new();
+        for (bound, condition) in [
+            (period.from, "m.customer_create_time >="),
+            (period.to, "m.customer_create_time <"),
+        ] {
+            if let Some(bound) = bound {
+                values.push(bound.into());
+                let at = placeholder(backend, values.len());
+                bounds.push_str(&format!(" AND {condition} {at}"));
+            }
+        }
+        let (tenant_at, closed_at, active_at) = (
+            placeholder(backend, 1),
+            placeholder(backend, 2),
+            placeholder(backend, 3),
+        );
+        let sql = format!(
+            "SELECT o.owner_id, COUNT(*)
+             FROM relationship_members m
+             JOIN relationship_changes o ON o.tenant_id = m.tenant_id
+                AND o.customer_id = m.customer_id AND o.old_relationship_id = ''
+             WHERE m.tenant_id = {tenant_at} AND m.relationship_id = {closed_at}
+               AND m.customer_active = {active_at}{bounds}
+             GROUP BY o.owner_id"
+        );
+        let statement = Statement::from_sql_and_values(backend, sql, values);
+        for row in db.query_all_raw(statement).await? {
+            found.push((row.try_get_by_index(0)?, row.try_get_by_index(1)?));
+        }
+    }
+    Ok(found)
 }
 
 /// For each customer created in `period` in `default` and moved since,
