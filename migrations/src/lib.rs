@@ -6,17 +6,28 @@
 pub use sea_orm_migration::prelude::*;
 
 /// The `Migration` of a module whose `UP` and `DOWN` statements (`&[&str]`)
-/// are the whole of it. Its name is the module's file name, as for any
-/// migration.
+/// are the whole of it, or (`sql_migration!(up)`) whose statements up are
+/// made by its function `up() -> Vec<String>`. Its name is the module's
+/// file name, as for any migration.
 macro_rules! sql_migration {
     () => {
+        sql_migration!(@with manager => crate::execute_all(manager, UP).await);
+    };
+    (up) => {
+        sql_migration!(@with manager => {
+            let statements = up();
+            let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+            crate::execute_all(manager, &statements).await
+        });
+    };
+    (@with $manager:ident => $up:expr) => {
         #[derive(DeriveMigrationName)]
         pub struct Migration;
 
         #[async_trait::async_trait]
         impl MigrationTrait for Migration {
-            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-                crate::execute_all(manager, UP).await
+            async fn up(&self, $manager: &SchemaManager) -> Result<(), DbErr> {
+                $up
             }
 
             async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -121,18 +121,4 @@ const DOWN: &[&str] = &[
     "DROP TABLE reception_tallies",
 ];
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let statements = up();
-        let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
-        crate::execute_all(manager, &statements).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::execute_all(manager, DOWN).await
-    }
-}
+sql_migration!(up);

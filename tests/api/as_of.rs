@@ -178,8 +178,7 @@ on_both_databases! {
             moments.extend([*d, d - 1]);
         }
         // Each midnight (where the tallies' days meet) and around it.
-        const DAY: i64 = 86_400_000_000;
-        let midnights: Vec<i64> = (start - start.rem_euclid(DAY) + DAY..now).step_by(DAY as usize).collect();
+        let midnights = crate::fixtures::midnights_between(start, now);
         assert!(midnights.len() >= 2, "the changes span days");
         for m in midnights {
             moments.extend([m - 1, m, m + 1]);

@@ -631,6 +631,25 @@ pub fn now_micros(app: &TestApp) -> i64 {
     app.clock.now().timestamp_micros()
 }
 
+/// Sets the test clock to the next UTC midnight.
+pub fn set_clock_to_next_midnight(app: &TestApp) {
+    use migrations::tallies::DAY;
+    let now = now_micros(app);
+    let midnight = now - now.rem_euclid(DAY) + DAY;
+    app.clock
+        .set(chrono::DateTime::from_timestamp_micros(midnight).expect("a time"));
+}
+
+/// The UTC midnights after `start` and before `end`.
+pub fn midnights_between(start: i64, end: i64) -> Vec<i64> {
+    use migrations::tallies::DAY;
+    let first = start - start.rem_euclid(DAY) + DAY;
+    (0..)
+        .map(|k| first + k * DAY)
+        .take_while(|m| *m < end)
+        .collect()
+}
+
 /// The `p`-th percentile of `values` by nearest rank: the k-th smallest
 /// where k = ⌈p·n/100⌉ (at least 1); `None` when there are none.
 pub fn nearest_rank(values: &[i64], p: usize) -> Option<i64> {

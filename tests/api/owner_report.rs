@@ -399,10 +399,7 @@ async fn days_of_handling(app: &TestApp) -> Handling {
         );
         if r == 14 {
             // The next moves fall exactly on a midnight.
-            let now = now_micros(app);
-            let midnight = now - now.rem_euclid(DAY) + DAY;
-            app.clock
-                .set(chrono::DateTime::from_timestamp_micros(midnight).expect("a time"));
+            crate::fixtures::set_clock_to_next_midnight(app);
         }
         for i in 0..ids.len() {
             // Customer 3 is deleted at round 20.
@@ -492,11 +489,7 @@ async fn days_of_handling(app: &TestApp) -> Handling {
     }
     let end = now_micros(app);
     assert!(at_midnight, "a closing at midnight");
-    let first = start - start.rem_euclid(DAY) + DAY;
-    let midnights: Vec<i64> = (0..)
-        .map(|k| first + k * DAY)
-        .take_while(|m| *m < end)
-        .collect();
+    let midnights = crate::fixtures::midnights_between(start, end);
     assert!(
         midnights.len() >= 4,
         "the changes span several days: {midnights:?}"

@@ -377,10 +377,7 @@ async fn days_of_moves(app: &TestApp) -> Days {
         );
         if r == 12 {
             // The next move falls exactly on a midnight.
-            let now = now_micros(app);
-            let midnight = now - now.rem_euclid(DAY) + DAY;
-            app.clock
-                .set(chrono::DateTime::from_timestamp_micros(midnight).expect("a time"));
+            crate::fixtures::set_clock_to_next_midnight(app);
         }
         for i in 0..ids.len() {
             if (i + r) % 3 != 0 {
@@ -403,11 +400,7 @@ async fn days_of_moves(app: &TestApp) -> Days {
     let end = now_micros(app);
     let at_midnight = at_midnight.expect("a move at midnight");
     assert_eq!(at_midnight.rem_euclid(DAY), 0, "the move is at midnight");
-    let first = start - start.rem_euclid(DAY) + DAY;
-    let midnights: Vec<i64> = (0..)
-        .map(|k| first + k * DAY)
-        .take_while(|m| *m < end)
-        .collect();
+    let midnights = crate::fixtures::midnights_between(start, end);
     assert!(
         midnights.len() >= 4,
         "the moves span several days: {midnights:?}"

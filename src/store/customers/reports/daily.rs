@@ -22,6 +22,7 @@ use sea_orm::{
 };
 
 use super::{
+    bounded,
     flow::{ChangeCount, LogSelection, Stays, count_changes, stay_durations},
     placeholder, read_by,
 };
@@ -262,20 +263,18 @@ impl<C: ConnectionTrait> Lengths<'_, C> {
         const HELD: &str = "change_time - held_since";
         let backend = self.db.get_database_backend();
         let mut values: Vec<Value> = vec![self.tenant.into(), self.relationship.into()];
-        let mut conditions = String::new();
         let (lower, upper) = stay_bounds(bucket);
-        for (bound, condition) in [
-            (lower, format!("{HELD} >=")),
-            (upper, format!("{HELD} <")),
-            (self.period.from, "change_time >=".to_owned()),
-            (self.period.to, "change_time <".to_owned()),
-        ] {
-            if let Some(bound) = bound {
-                values.push(bound.into());
-                let at = placeholder(backend, values.len());
-                conditions.push_str(&format!(" AND {condition} {at}"));
-            }
-        }
+        let (at_least, below) = (format!("{HELD} >="), format!("{HELD} <"));
+        let conditions = bounded(
+            backend,
+            &mut values,
+            &[
+                (lower, &at_least),
+                (upper, &below),
+                (self.period.from, "change_time >="),
+                (self.period.to, "change_time <"),
+            ],
+        );
         let by_stay = read_by(backend, "relationship_changes_by_stay");
         let (tenant_at, relationship_at) = (placeholder(backend, 1), placeholder(backend, 2));
         let sql = format!(

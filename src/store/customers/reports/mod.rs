@@ -234,6 +234,24 @@ pub(super) fn read_by(backend: DatabaseBackend, index: &str) -> String {
     }
 }
 
+/// A raw statement's ` AND {condition} {placeholder}` for each bound that
+/// is set, its value bound after `values`.
+pub(super) fn bounded(
+    backend: DatabaseBackend,
+    values: &mut Vec<sea_orm::Value>,
+    bounds: &[(Option<i64>, &str)],
+) -> String {
+    let mut conditions = String::new();
+    for &(bound, condition) in bounds {
+        if let Some(bound) = bound {
+            values.push(bound.into());
+            let at = placeholder(backend, values.len());
+            conditions.push_str(&format!(" AND {condition} {at}"));
+        }
+    }
+    conditions
+}
+
 /// The placeholder of a raw statement's `n`-th (from 1) bound value.
 pub(super) fn placeholder(backend: DatabaseBackend, n: usize) -> String {
     match backend {

@@ -26,6 +26,7 @@ use crate::{
     entity::{arrival_tally, first_move, reception_tally},
     error::AppResult,
     store::customers::reports::{
+        bounded,
         daily::{DayCut, in_days, only},
         placeholder, saturate,
     },
@@ -87,17 +88,14 @@ async fn converted(
     let mut found = Vec::new();
     for active in [true, false] {
         let mut values: Vec<Value> = vec![tenant.into(), closed.into(), active.into()];
-        let mut bounds = String::new();
-        for (bound, condition) in [
-            (period.from, "m.customer_create_time >="),
-            (period.to, "m.customer_create_time <"),
-        ] {
-            if let Some(bound) = bound {
-                values.push(bound.into());
-                let at = placeholder(backend, values.len());
-                bounds.push_str(&format!(" AND {condition} {at}"));
-            }
-        }
+        let bounds = bounded(
+            backend,
+            &mut values,
+            &[
+                (period.from, "m.customer_create_time >="),
+                (period.to, "m.customer_create_time <"),
+            ],
+        );
         let (tenant_at, closed_at, active_at) = (
             placeholder(backend, 1),
             placeholder(backend, 2),
@@ -222,23 +220,15 @@ async fn first_arrivals(
 ) -> AppResult<Vec<(String, i64, i64, i64)>> {
     let backend = db.get_database_backend();
     let mut values: Vec<Value> = vec![tenant.into(), relationship.into()];
-    let at = |value: Option<i64>, values: &mut Vec<Value>| {
-        value.map(|v| {
-            values.push(v.into());
-            placeholder(backend, values.len())
-        })
-    };
-    let mut conditions = String::new();
-    if let Some(from) = at(part.from, &mut values) {
-        conditions.push_str(&format!(" AND c.change_time >= {from}"));
-    }
-    if let Some(to) = at(part.to, &mut values) {
-        conditions.push_str(&format!(" AND c.change_time < {to}"));
-    }
-    let earlier = match at(since, &mut values) {
-        Some(since) => format!(" AND m.change_time >= {since}"),
-        None => String::new(),
-    };
+    let conditions = bounded(
+        backend,
+        &mut values,
+        &[
+            (part.from, "c.change_time >="),
+            (part.to, "c.change_time <"),
+        ],
+    );
+    let earlier = bounded(backend, &mut values, &[(since, "m.change_time >=")]);
     let (tenant_at, relationship_at) = (placeholder(backend, 1), placeholder(backend, 2));
     let sql = format!(
         "SELECT c.owner_id, COUNT(*), {high}, {low}
@@ -267,25 +257,19 @@ async fn followed_into(
 ) -> AppResult<Vec<(String, i64, i64, i64)>> {
     let backend = db.get_database_backend();
     let mut values: Vec<Value> = vec![tenant.into(), relationship.into()];
-    let mut bounds = String::new();
-    for (bound, condition) in [
-        (earlier.from, "c.change_time >="),
-        (earlier.to, "c.change_time <"),
-    ] {
-        if let Some(bound) = bound {
-            values.push(bound.into());
-            let at = placeholder(backend, values.len());
-            bounds.push_str(&format!(" AND {condition} {at}"));
-        }
-    }
-    let mut later_bounds = String::new();
-    for (bound, condition) in [(later.from, "next_time >="), (later.to, "next_time <")] {
-        if let Some(bound) = bound {
-            values.push(bound.into());
-            let at = placeholder(backend, values.len());
-            later_bounds.push_str(&format!(" AND {condition} {at}"));
-        }
-    }
+    let bounds = bounded(
+        backend,
+        &mut values,
+        &[
+            (earlier.from, "c.change_time >="),
+            (earlier.to, "c.change_time <"),
+        ],
+    );
+    let later_bounds = bounded(
+        backend,
+        &mut values,
+        &[(later.from, "next_time >="), (later.to, "next_time <")],
+    );
     let (tenant_at, relationship_at) = (placeholder(backend, 1), placeholder(backend, 2));
     let sql = format!(
         "SELECT f.owner_id, COUNT(*), {high}, {low}
