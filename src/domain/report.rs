@@ -52,9 +52,35 @@ pub fn rank_of(n: usize, p: u32) -> Option<usize> {
     (n > 0).then(|| (n * p as usize).div_ceil(100).max(1))
 }
 
+/// A revenue as the tallies sum it: its high 32 bits (signed) and its low
+/// 32 bits, summed apart so that neither sum can overflow (SQL's
+/// `revenue >> 32` and `revenue & 4294967295`).
+pub fn revenue_halves(revenue: i64) -> (i64, i64) {
+    (revenue >> 32, revenue & 0xFFFF_FFFF)
+}
+
+/// The exact total of the revenues whose halves summed to `high` and `low`.
+pub fn revenue_from_halves(high: i64, low: i64) -> i128 {
+    (i128::from(high) << 32) + i128::from(low)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revenue_halves_sum_back_to_the_exact_total() {
+        let revenues = [0, 1, -1, 7_777_777_777, -(5 << 32) - 3, i64::MAX, i64::MIN];
+        let (mut high, mut low) = (0, 0);
+        for &revenue in &revenues {
+            let (h, l) = revenue_halves(revenue);
+            assert_eq!(revenue_from_halves(h, l), i128::from(revenue));
+            high += h;
+            low += l;
+        }
+        let total: i128 = revenues.iter().map(|&r| i128::from(r)).sum();
+        assert_eq!(revenue_from_halves(high, low), total);
+    }
 
     #[test]
     fn nearest_rank_takes_the_ceiling_rank() {

@@ -19,6 +19,10 @@ use crm_classify::pb::{
     relationship_service_client::RelationshipServiceClient,
     source_service_client::SourceServiceClient,
 };
+use crm_classify::pb::{
+    ImportCustomersRequest, ImportOptions, ImportRow, ImportRowBatch, ImportRowResult,
+    ImportSummary, import_customers_request::Payload,
+};
 use prost_types::FieldMask;
 use tonic::{Response, Status};
 
@@ -724,4 +728,45 @@ pub async fn delete_source(app: &TestApp, id: &str) {
         })
         .await
         .expect("delete source");
+}
+
+// Imports.
+
+/// An import's requests: its options, then each batch of rows.
+pub fn import_requests(
+    options: ImportOptions,
+    batches: Vec<Vec<ImportRow>>,
+) -> Vec<ImportCustomersRequest> {
+    std::iter::once(Payload::Options(options))
+        .chain(
+            batches
+                .into_iter()
+                .map(|rows| Payload::Rows(ImportRowBatch { rows })),
+        )
+        .map(|payload| ImportCustomersRequest {
+            payload: Some(payload),
+        })
+        .collect()
+}
+
+/// Runs an import to its end: every row's result in order, and the summary.
+pub async fn import_with(
+    client: &mut Customers,
+    options: ImportOptions,
+    batches: Vec<Vec<ImportRow>>,
+) -> Result<(Vec<ImportRowResult>, ImportSummary), Status> {
+    let stream = tokio_stream::iter(import_requests(options, batches));
+    let mut responses = client.import_customers(stream).await?.into_inner();
+    let mut results = Vec::new();
+    while let Some(response) = responses.message().await? {
+        results.extend(response.results);
+        if let Some(summary) = response.summary {
+            assert!(
+                responses.message().await?.is_none(),
+                "the summary is the last message"
+            );
+            return Ok((results, summary));
+        }
+    }
+    panic!("the import ended without a summary after {results:?}");
 }

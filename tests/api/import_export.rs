@@ -20,8 +20,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status};
 
 use crate::fixtures::{
-    Customers, change, create_customer, get_customer, list_pages, named, new_group, new_source,
-    read_through, rel, relationships, stored,
+    Customers, change, create_customer, get_customer, import_requests, import_with, list_pages,
+    named, new_group, new_source, read_through, rel, relationships, stored,
 };
 use crate::helpers::{TestApp, new_tenant, violated_fields};
 use crate::on_both_databases;
@@ -46,41 +46,6 @@ fn options(mode: ImportMode, match_on: ImportMatchKey) -> ImportOptions {
 
 fn creating() -> ImportOptions {
     options(ImportMode::Create, ImportMatchKey::Unspecified)
-}
-
-fn requests(options: ImportOptions, batches: Vec<Vec<ImportRow>>) -> Vec<ImportCustomersRequest> {
-    std::iter::once(Payload::Options(options))
-        .chain(
-            batches
-                .into_iter()
-                .map(|rows| Payload::Rows(ImportRowBatch { rows })),
-        )
-        .map(|payload| ImportCustomersRequest {
-            payload: Some(payload),
-        })
-        .collect()
-}
-
-/// Runs an import to its end: every row's result in order, and the summary.
-async fn import_with(
-    client: &mut Customers,
-    options: ImportOptions,
-    batches: Vec<Vec<ImportRow>>,
-) -> Result<(Vec<ImportRowResult>, ImportSummary), Status> {
-    let stream = tokio_stream::iter(requests(options, batches));
-    let mut responses = client.import_customers(stream).await?.into_inner();
-    let mut results = Vec::new();
-    while let Some(response) = responses.message().await? {
-        results.extend(response.results);
-        if let Some(summary) = response.summary {
-            assert!(
-                responses.message().await?.is_none(),
-                "the summary is the last message"
-            );
-            return Ok((results, summary));
-        }
-    }
-    panic!("the import ended without a summary after {results:?}");
 }
 
 async fn import(
@@ -370,7 +335,7 @@ on_both_databases! {
         let batch = |from: i64| (from..from + 5).map(|n| row(n, &format!("Khách {n}"), &format!("09330000{n:02}"))).collect::<Vec<_>>();
         // Send the options and one batch, read its results, then go away.
         let (sender, receiver) = mpsc::channel(4);
-        for request in requests(opts.clone(), vec![batch(1)]) {
+        for request in import_requests(opts.clone(), vec![batch(1)]) {
             sender.send(request).await.expect("queue");
         }
         let mut responses = app

@@ -13,9 +13,8 @@ use std::{
 };
 
 use crm_classify::pb::{
-    GetCustomerRequest, GetCustomerResponse, Group, ImportCustomersRequest, ImportMatchKey,
-    ImportMode, ImportOptions, ImportRow, ImportRowBatch, WatchGroupMembershipChangesRequest,
-    WatchRelationshipChangesRequest, import_customers_request::Payload,
+    GetCustomerRequest, GetCustomerResponse, Group, ImportMatchKey, ImportMode, ImportOptions,
+    ImportRow, WatchGroupMembershipChangesRequest, WatchRelationshipChangesRequest,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -576,8 +575,7 @@ with_metrics! {
             match_on: ImportMatchKey::Unspecified as i32,
             ..Default::default()
         };
-        let requests = [Payload::Options(options), Payload::Rows(ImportRowBatch { rows })]
-            .map(|payload| ImportCustomersRequest { payload: Some(payload) });
+        let requests = crate::fixtures::import_requests(options, vec![rows]);
         let mut responses = app
             .customers()
             .import_customers(tokio_stream::iter(requests))

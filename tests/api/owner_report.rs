@@ -504,36 +504,18 @@ async fn days_of_handling(app: &TestApp) -> Handling {
 
 /// Updates customers by id in one import batch; every row must succeed.
 async fn import_updates(app: &TestApp, rows: Vec<ImportRow>) {
-    use crm_classify::pb::{
-        ImportCustomersRequest, ImportMatchKey, ImportMode, ImportOptions, ImportRowBatch,
-        import_customers_request::Payload,
-    };
+    use crm_classify::pb::{ImportMatchKey, ImportMode, ImportOptions};
     let options = ImportOptions {
         mode: ImportMode::Update as i32,
         match_on: ImportMatchKey::Id as i32,
         ..Default::default()
     };
-    let requests = [
-        Payload::Options(options),
-        Payload::Rows(ImportRowBatch { rows }),
-    ]
-    .map(|payload| ImportCustomersRequest {
-        payload: Some(payload),
-    });
-    let mut responses = app
-        .customers()
-        .import_customers(tokio_stream::iter(requests))
+    let (results, _) = crate::fixtures::import_with(&mut app.customers(), options, vec![rows])
         .await
-        .expect("import")
-        .into_inner();
-    let mut summary = None;
-    while let Some(response) = responses.message().await.expect("import results") {
-        for result in &response.results {
-            assert!(result.error.is_none(), "{result:?}");
-        }
-        summary = summary.or(response.summary);
+        .expect("import");
+    for result in &results {
+        assert!(result.error.is_none(), "{result:?}");
     }
-    assert!(summary.is_some(), "the import ends with a summary");
 }
 
 /// Periods cutting the days of [`days_of_handling`] every way: open sides,

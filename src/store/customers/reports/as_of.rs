@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use sea_orm::{ConnectionTrait, Statement};
 
-use super::{Tallies, daily, in_report_order, placeholder, read_by, tallies};
+use super::{Tallies, daily, in_report_order, placeholder, read_by, rows_of, tallies};
 use crate::{
     domain::{report::Period, tenant::RequestContext},
     entity::relationship,
@@ -92,10 +92,5 @@ async fn deleted_by(
          GROUP BY held"
     );
     let values = [tenant.into(), at.into()];
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
-        .collect()
+    rows_of(db, Statement::from_sql_and_values(backend, sql, values)).await
 }

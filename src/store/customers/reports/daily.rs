@@ -24,7 +24,7 @@ use sea_orm::{
 use super::{
     bounded,
     flow::{ChangeCount, LogSelection, Stays, count_changes, stay_durations},
-    placeholder, read_by,
+    placeholder, read_by, rows_of,
 };
 use crate::{
     domain::report::{Period, rank_of},
@@ -282,14 +282,11 @@ impl<C: ConnectionTrait> Lengths<'_, C> {
              WHERE tenant_id = {tenant_at} AND old_relationship_id = {relationship_at}
                AND held_since IS NOT NULL{conditions}"
         );
-        let rows = self
-            .db
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
-        let mut lengths = rows
-            .iter()
-            .map(|row| row.try_get_by_index::<i64>(0))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut lengths: Vec<i64> = rows_of(
+            self.db,
+            Statement::from_sql_and_values(backend, sql, values),
+        )
+        .await?;
         lengths.sort_unstable();
         Ok(lengths)
     }

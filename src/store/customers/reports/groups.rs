@@ -14,7 +14,10 @@ use sea_orm::{
 use super::{Cell, RelationshipTally, cells, closed_id, saturate, tallies};
 use crate::store::customers::lists::members_of;
 use crate::{
-    domain::{report::Period, tenant::RequestContext},
+    domain::{
+        report::{Period, revenue_from_halves},
+        tenant::RequestContext,
+    },
     entity::{
         customer, customer_group, customer_source, group_member, group_tally, membership_change,
     },
@@ -226,7 +229,7 @@ async fn tally_cells(
             source_id: (!row.source_id.is_empty()).then_some(row.source_id),
             relationship_id: row.relationship_id,
             customers: row.customers,
-            revenue: (i128::from(row.revenue_high) << 32) + i128::from(row.revenue_low),
+            revenue: revenue_from_halves(row.revenue_high, row.revenue_low),
         });
     }
     Ok(cells)

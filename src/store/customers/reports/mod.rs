@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, Statement, TryGetableMany,
     sea_query::{Expr, ExprTrait, Func, Query},
 };
 
@@ -30,7 +30,11 @@ use crate::store::{
     snapshot,
 };
 use crate::{
-    domain::{customer::CustomerFilter, report::Period, tenant::RequestContext},
+    domain::{
+        customer::CustomerFilter,
+        report::{Period, revenue_from_halves},
+        tenant::RequestContext,
+    },
     entity::{
         change_counter, customer, customer_group, customer_source, group_relationship_count,
         relationship, relationship_count,
@@ -268,7 +272,25 @@ const REVENUE_HIGH: &str = "revenue >> 32";
 const REVENUE_LOW: &str = "revenue & 4294967295";
 
 fn revenue_sum(part: &str) -> Expr {
-    Func::coalesce([Expr::cust(format!("SUM({part})")), Expr::val(0i64)]).cast_as("BIGINT")
+    Expr::cust(revenue_sum_sql(part))
+}
+
+/// [`revenue_sum`] for a raw statement.
+fn revenue_sum_sql(part: &str) -> String {
+    format!("CAST(COALESCE(SUM({part}), 0) AS BIGINT)")
+}
+
+/// The rows of a raw statement, each read as `T` (a value or a tuple) by
+/// the order of its columns.
+async fn rows_of<T: TryGetableMany>(
+    db: &impl ConnectionTrait,
+    statement: Statement,
+) -> AppResult<Vec<T>> {
+    db.query_all_raw(statement)
+        .await?
+        .iter()
+        .map(|row| Ok(row.try_get_many_by_index()?))
+        .collect()
 }
 
 /// A total as the API's `int64` shows it: clamped at its bounds.
@@ -306,7 +328,7 @@ async fn cells(db: &impl ConnectionTrait, query: Select<customer::Entity>) -> Ap
             source_id,
             relationship_id,
             customers,
-            revenue: (i128::from(high) << 32) + i128::from(low),
+            revenue: revenue_from_halves(high, low),
         })
         .collect())
 }

@@ -19,6 +19,7 @@ use sea_orm::{
 
 use super::{copies::IDS_PER_STATEMENT, membership::Pair};
 use crate::{
+    domain::report::revenue_halves,
     entity::{customer, group_relationship_count, group_tally, owner_count, relationship_count},
     error::AppResult,
 };
@@ -148,11 +149,8 @@ impl Deltas {
                 .entry((group.clone(), standing.relationship_id.clone()))
                 .or_default() += sign;
         }
-        let figures = [
-            sign,
-            sign * (standing.revenue >> 32),
-            sign * (standing.revenue & 0xFFFF_FFFF),
-        ];
+        let (high, low) = revenue_halves(standing.revenue);
+        let figures = [sign, sign * high, sign * low];
         let none = [String::new()];
         let groups = if standing.groups.is_empty() {
             &none[..]

@@ -14,7 +14,7 @@
 //! after it, and adds the difference; a customer merely created adds its
 //! creation without a read.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use migrations::tallies::{NO_PREVIOUS_DAY, day_of};
 use sea_orm::{
@@ -24,6 +24,7 @@ use sea_orm::{
 
 use super::counters::{Merged, add_to_counters};
 use crate::{
+    domain::report::revenue_halves,
     entity::{arrival_tally, customer, first_move, reception_tally, relationship_change},
     error::AppResult,
 };
@@ -35,7 +36,8 @@ const CUSTOMERS_PER_STATEMENT: usize = 500;
 #[derive(Debug, Clone)]
 struct Logged {
     sequence: i64,
-    from: String,
+    /// Whether it is the customer's creation (no relationship left).
+    creation: bool,
     to: String,
     owner: String,
     time: i64,
@@ -45,7 +47,7 @@ impl From<&relationship_change::Model> for Logged {
     fn from(row: &relationship_change::Model) -> Self {
         Self {
             sequence: row.sequence,
-            from: row.old_relationship_id.clone(),
+            creation: row.old_relationship_id.is_empty(),
             to: row.new_relationship_id.clone(),
             owner: row.owner_id.clone(),
             time: row.change_time,
@@ -81,14 +83,14 @@ impl Deltas {
     /// Counts what a customer with `log` (in sequence order) and `revenue`
     /// contributes, `sign` times.
     fn count(&mut self, log: &[Logged], revenue: i64, sign: i64) {
-        let Some(creation) = log.first().filter(|c| c.from.is_empty()) else {
+        let Some(creation) = log.first().filter(|c| c.creation) else {
             return;
         };
         *self
             .receptions
             .entry((day_of(creation.time), creation.owner.clone()))
             .or_default() += sign;
-        let mut moves: Vec<&Logged> = log.iter().filter(|l| !l.from.is_empty()).collect();
+        let mut moves: Vec<&Logged> = log.iter().filter(|l| !l.creation).collect();
         moves.sort_by_key(|l| (l.time, l.sequence));
         let mut previous: HashMap<(&str, &str), i64> = HashMap::new();
         for arrival in moves {
@@ -104,25 +106,26 @@ impl Deltas {
                     arrival.owner.clone(),
                 ))
                 .or_default();
+            let (high, low) = revenue_halves(revenue);
             cell.0 += sign;
-            cell.1 += sign * (revenue >> 32);
-            cell.2 += sign * (revenue & 0xFFFF_FFFF);
+            cell.1 += sign * high;
+            cell.2 += sign * low;
         }
     }
-}
 
-impl Deltas {
-    /// Counts the change of `customer` from `before` to `after` (its logs
-    /// in sequence order), `revenue` its present revenue and
-    /// `revenue_before` the revenue before the write of those it changed.
+    /// Counts the change of `customer` whose log (in sequence order) is
+    /// `after` now and was its first `before` changes before the write,
+    /// `revenue` its present revenue and `revenue_before` the revenue
+    /// before the write of those it changed.
     fn change(
         &mut self,
         customer: &str,
-        before: &[Logged],
         after: &[Logged],
+        before: usize,
         revenue: i64,
         revenue_before: &HashMap<String, i64>,
     ) {
+        let before = &after[..before];
         let revenue_then = revenue_before.get(customer).copied().unwrap_or(revenue);
         self.count(before, revenue_then, -1);
         self.count(after, revenue, 1);
@@ -139,7 +142,7 @@ fn first_move(log: &[Logged]) -> Option<FirstMove> {
     let [creation, next, ..] = log else {
         return None;
     };
-    creation.from.is_empty().then(|| FirstMove {
+    creation.creation.then(|| FirstMove {
         owner: creation.owner.clone(),
         created_in: creation.to.clone(),
         create_time: creation.time,
@@ -175,27 +178,22 @@ pub(super) async fn read_known(
     let mut known = HashMap::with_capacity(customers.len());
     for chunk in customers.chunks(CUSTOMERS_PER_STATEMENT) {
         use relationship_change::Column as C;
-        let rows: Vec<(String, i64, String, String, String, i64)> =
+        let rows: Vec<(String, i64, bool, String, String, i64)> =
             relationship_change::Entity::find()
                 .filter(C::TenantId.eq(tenant))
                 .filter(C::CustomerId.is_in(chunk.iter().copied()))
                 .select_only()
-                .columns([
-                    C::CustomerId,
-                    C::Sequence,
-                    C::OldRelationshipId,
-                    C::NewRelationshipId,
-                    C::OwnerId,
-                    C::ChangeTime,
-                ])
+                .columns([C::CustomerId, C::Sequence])
+                .column_as(C::OldRelationshipId.eq(""), "creation")
+                .columns([C::NewRelationshipId, C::OwnerId, C::ChangeTime])
                 .into_tuple()
                 .all(tx)
                 .await?;
         let mut logs: HashMap<String, Vec<Logged>> = HashMap::new();
-        for (customer, sequence, from, to, owner, time) in rows {
+        for (customer, sequence, creation, to, owner, time) in rows {
             logs.entry(customer).or_default().push(Logged {
                 sequence,
-                from,
+                creation,
                 to,
                 owner,
                 time,
@@ -252,18 +250,16 @@ pub(super) async fn follow(
     let mut deltas = Deltas::default();
     let mut read: Vec<&str> = Vec::new();
     for (&customer, log) in &appended {
-        if let Some(before) = known.remove(customer) {
-            let mut after = before.log.clone();
-            after.extend(log.iter().cloned());
-            deltas.change(
-                customer,
-                &before.log,
-                &after,
-                before.revenue,
-                revenue_before,
-            );
-        } else if log.len() == 1 && log[0].from.is_empty() && !revenue_before.contains_key(customer)
+        if let Some(Known {
+            log: mut after,
+            revenue,
+            ..
+        }) = known.remove(customer)
         {
+            let before = after.len();
+            after.extend(log.iter().cloned());
+            deltas.change(customer, &after, before, revenue, revenue_before);
+        } else if log.len() == 1 && log[0].creation && !revenue_before.contains_key(customer) {
             // Created by this write, and nothing else: its creation is its
             // whole log.
             deltas.count(log, 0, 1);
@@ -278,16 +274,12 @@ pub(super) async fn follow(
             .filter(|c| !appended.contains_key(c)),
     );
     read.sort_unstable();
-    // Read after the append: the rows just logged are taken out again.
-    let new: HashSet<i64> = logged.iter().map(|l| l.sequence).collect();
+    // Read after the append: the rows just logged, numbered after every
+    // earlier one, end each log.
+    let first_new = logged.first().map_or(i64::MAX, |l| l.sequence);
     for (customer, now) in read_known(tx, tenant, &read).await? {
-        let before: Vec<Logged> = now
-            .log
-            .iter()
-            .filter(|l| !new.contains(&l.sequence))
-            .cloned()
-            .collect();
-        deltas.change(&customer, &before, &now.log, now.revenue, revenue_before);
+        let before = now.log.partition_point(|l| l.sequence < first_new);
+        deltas.change(&customer, &now.log, before, now.revenue, revenue_before);
     }
     write(tx, tenant, deltas).await
 }
@@ -354,8 +346,9 @@ async fn write(tx: &impl ConnectionTrait, tenant: &str, deltas: Deltas) -> AppRe
             time_to_move: Set(first.time_to_move),
         })
         .collect();
-    for chunk in first_moves.chunks(CUSTOMERS_PER_STATEMENT) {
-        first_move::Entity::insert_many(chunk.to_vec())
+    let mut first_moves = first_moves.into_iter().peekable();
+    while first_moves.peek().is_some() {
+        first_move::Entity::insert_many(first_moves.by_ref().take(CUSTOMERS_PER_STATEMENT))
             .exec_without_returning(tx)
             .await?;
     }
@@ -369,7 +362,7 @@ mod tests {
     fn logged(sequence: i64, from: &str, to: &str, owner: &str, time: i64) -> Logged {
         Logged {
             sequence,
-            from: from.into(),
+            creation: from.is_empty(),
             to: to.into(),
             owner: owner.into(),
             time,

@@ -8,10 +8,11 @@ use sea_orm::{
 };
 
 use crate::{
+    domain::report::revenue_from_halves,
     entity::{customer, relationship_change},
     error::AppResult,
     store::customers::reports::{
-        REVENUE_HIGH, REVENUE_LOW, flow::LogSelection, revenue_sum, saturate,
+        REVENUE_HIGH, REVENUE_LOW, flow::LogSelection, revenue_sum, rows_of, saturate,
     },
 };
 
@@ -44,16 +45,7 @@ pub(super) async fn received(
                 .equals((relationship_change::Entity, C::CustomerId)),
         )
         .to_owned();
-    let mut found = Vec::new();
-    let backend = db.get_database_backend();
-    for row in db.query_all_raw(backend.build(&query)).await? {
-        found.push((
-            row.try_get_by_index(0)?,
-            row.try_get_by_index(1)?,
-            row.try_get_by_index(2)?,
-        ));
-    }
-    Ok(found)
+    rows_of(db, db.get_database_backend().build(&query)).await
 }
 
 /// For each customer created in the period in `default` and moved since,
@@ -133,16 +125,10 @@ pub(super) async fn closers(
         )
         .group_by_col((closings, C::OwnerId))
         .to_owned();
-    let mut found = Vec::new();
-    let backend = db.get_database_backend();
-    for row in db.query_all_raw(backend.build(&query)).await? {
-        let high: i64 = row.try_get_by_index(2)?;
-        let low: i64 = row.try_get_by_index(3)?;
-        found.push((
-            row.try_get_by_index(0)?,
-            row.try_get_by_index(1)?,
-            saturate((i128::from(high) << 32) + i128::from(low)),
-        ));
-    }
-    Ok(found)
+    let rows: Vec<(String, i64, i64, i64)> =
+        rows_of(db, db.get_database_backend().build(&query)).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(owner, n, high, low)| (owner, n, saturate(revenue_from_halves(high, low))))
+        .collect())
 }

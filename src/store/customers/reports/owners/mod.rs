@@ -69,7 +69,7 @@ impl Store {
             .find(|r| r.is_default)
             .map(|r| r.id.clone());
         let closed = closed_id(&relationships);
-        let tallied = selection.group_id.is_none() && selection.source_id.is_none();
+        let tallied = selection.is_unfiltered();
         let period = selection.period;
         let received = if tallied {
             tallied::received(&tx, tenant, period, closed.as_deref()).await?
@@ -129,7 +129,7 @@ async fn held(
     tenant: &str,
     selection: &LogSelection,
 ) -> AppResult<Vec<(String, i64)>> {
-    if selection.source_id.is_none() && selection.group_id.is_none() {
+    if selection.is_unfiltered() {
         use owner_count::Column as O;
         return Ok(owner_count::Entity::find()
             .filter(O::TenantId.eq(tenant))

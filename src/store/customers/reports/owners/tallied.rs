@@ -22,13 +22,13 @@ use sea_orm::{
 
 use super::log;
 use crate::{
-    domain::report::Period,
+    domain::report::{Period, revenue_from_halves},
     entity::{arrival_tally, first_move, reception_tally},
     error::AppResult,
     store::customers::reports::{
-        bounded,
+        REVENUE_HIGH, REVENUE_LOW, bounded,
         daily::{DayCut, in_days, only},
-        placeholder, saturate,
+        placeholder, revenue_sum_sql, rows_of, saturate,
     },
 };
 
@@ -111,9 +111,7 @@ async fn converted(
              GROUP BY o.owner_id"
         );
         let statement = Statement::from_sql_and_values(backend, sql, values);
-        for row in db.query_all_raw(statement).await? {
-            found.push((row.try_get_by_index(0)?, row.try_get_by_index(1)?));
-        }
+        found.extend(rows_of::<(String, i64)>(db, statement).await?);
     }
     Ok(found)
 }
@@ -154,7 +152,7 @@ pub(super) async fn closers(
         for (owner, n, high, low) in rows {
             let sums = found.entry(owner).or_default();
             sums.0 += n;
-            sums.1 += (i128::from(high) << 32) + i128::from(low);
+            sums.1 += revenue_from_halves(high, low);
         }
     };
     if let Some(days) = cut.days {
@@ -239,10 +237,10 @@ async fn first_arrivals(
                AND (m.change_time < c.change_time
                     OR (m.change_time = c.change_time AND m.sequence < c.sequence)){earlier})
          GROUP BY c.owner_id",
-        high = REVENUE_SUMS.0,
-        low = REVENUE_SUMS.1,
+        high = revenue_sum_sql(REVENUE_HIGH),
+        low = revenue_sum_sql(REVENUE_LOW),
     );
-    read_sums(db, Statement::from_sql_and_values(backend, sql, values)).await
+    rows_of(db, Statement::from_sql_and_values(backend, sql, values)).await
 }
 
 /// Per owner: the customers' next moves into `relationship` (same owner)
@@ -284,32 +282,8 @@ async fn followed_into(
          JOIN customers k ON k.id = f.customer_id
          WHERE next_time IS NOT NULL{later_bounds}
          GROUP BY f.owner_id",
-        high = REVENUE_SUMS.0,
-        low = REVENUE_SUMS.1,
+        high = revenue_sum_sql(REVENUE_HIGH),
+        low = revenue_sum_sql(REVENUE_LOW),
     );
-    read_sums(db, Statement::from_sql_and_values(backend, sql, values)).await
-}
-
-/// The sums of the high and low halves of the joined customers' (`k`)
-/// revenue.
-const REVENUE_SUMS: (&str, &str) = (
-    "CAST(COALESCE(SUM(k.revenue >> 32), 0) AS BIGINT)",
-    "CAST(COALESCE(SUM(k.revenue & 4294967295), 0) AS BIGINT)",
-);
-
-/// Rows of (owner, count, revenue high, revenue low).
-async fn read_sums(
-    db: &impl ConnectionTrait,
-    statement: Statement,
-) -> AppResult<Vec<(String, i64, i64, i64)>> {
-    let mut found = Vec::new();
-    for row in db.query_all_raw(statement).await? {
-        found.push((
-            row.try_get_by_index(0)?,
-            row.try_get_by_index(1)?,
-            row.try_get_by_index(2)?,
-            row.try_get_by_index(3)?,
-        ));
-    }
-    Ok(found)
+    rows_of(db, Statement::from_sql_and_values(backend, sql, values)).await
 }
